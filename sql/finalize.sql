@@ -1,0 +1,26 @@
+-- Least privilege: nothing in schema tenant is usable by PUBLIC except the three read-only
+-- getters that isolation policies call (every role that queries an isolated table runs them).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tenant FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA tenant FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA tenant FROM PUBLIC;
+REVOKE ALL ON SCHEMA tenant FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA tenant TO tenant_user, tenant_superuser, tenant_admin;
+
+GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active() TO PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    tenant.set_tenant(text, boolean), tenant.set_tenant(bigint, boolean),
+    tenant.set_tenant_signed(text, boolean), tenant.clear_tenant()
+TO tenant_user;
+
+GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text), tenant.exit_cross_tenant() TO tenant_superuser;
+
+GRANT EXECUTE ON FUNCTION
+    tenant.create_tenant(text, text, text, boolean), tenant.suspend_tenant(text), tenant.resume_tenant(text),
+    tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text), tenant.unbind_role(regrole),
+    tenant.sign_context(text, interval), tenant.rotate_signing_key(interval)
+TO tenant_admin;
+
+GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables
+TO tenant_admin;

@@ -1,0 +1,210 @@
+-- Tenant registry functions. SECURITY DEFINER with a pinned search_path: they write tables that
+-- application roles cannot touch. Each checks the caller's role membership itself
+-- (tenant._require_member looks at the role that called, not at the definer).
+
+CREATE FUNCTION tenant._audit(action text, target text, tenant_id bigint, detail jsonb)
+RETURNS void LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO tenant.audit_log (session_role, acting_role, tenant_id, action, target, detail)
+    VALUES (SESSION_USER, tenant._acting_role(), $3, $1, $2, $4);
+$$;
+
+-- Every change to the registry makes all backends drop their cached copy at commit.
+CREATE FUNCTION tenant._registry_changed_trigger() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._registry_changed();
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.tenants
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_bindings
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+
+-- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
+CREATE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenants;
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF tenant ~ '^[0-9]{1,18}$' THEN
+        SELECT * INTO t FROM tenant.tenants WHERE id = tenant::bigint;
+    ELSE
+        SELECT * INTO t FROM tenant.tenants WHERE slug = tenant;
+    END IF;
+    IF t.id IS NULL THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', tenant USING ERRCODE = '22023',
+            HINT = 'Pass a slug or an id from tenant.tenants.';
+    END IF;
+    RETURN t;
+END
+$$;
+
+CREATE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
+                                     with_schema boolean DEFAULT false)
+RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'create a tenant');
+    IF slug IS NULL OR slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'invalid tenant slug %', coalesce(quote_literal(slug), 'NULL') USING ERRCODE = '22023',
+            DETAIL = 'A slug is 1 to 40 characters: a lower-case letter, then lower-case letters, digits or underscores.';
+    END IF;
+    IF tier IS NULL OR tier NOT IN ('free', 'pro', 'enterprise') THEN
+        RAISE EXCEPTION 'invalid tier %', coalesce(quote_literal(tier), 'NULL') USING ERRCODE = '22023',
+            HINT = 'Use free, pro or enterprise.';
+    END IF;
+    IF with_schema IS NULL THEN
+        RAISE EXCEPTION 'with_schema must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF with_schema THEN
+        RAISE EXCEPTION 'schema-per-tenant creation is not available in this version' USING ERRCODE = '0A000',
+            HINT = 'Create the tenant in shared-table mode (with_schema => false).';
+    END IF;
+    BEGIN
+        INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = '42710';
+    END;
+    PERFORM tenant._audit('tenant_created', slug, new_id, jsonb_build_object('tier', tier, 'name', name));
+    RETURN new_id;
+END
+$$;
+
+CREATE FUNCTION tenant._set_status(tenant text, new_status text, action text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenants := tenant._resolve(tenant);
+BEGIN
+    UPDATE tenant.tenants SET status = new_status WHERE id = t.id;
+    PERFORM tenant._audit(action, t.slug, t.id, jsonb_build_object('previous_status', t.status));
+END
+$$;
+
+CREATE FUNCTION tenant.suspend_tenant(tenant text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'suspend a tenant');
+    PERFORM tenant._set_status(tenant, 'suspended', 'tenant_suspended');
+END
+$$;
+
+CREATE FUNCTION tenant.resume_tenant(tenant text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'resume a tenant');
+    PERFORM tenant._set_status(tenant, 'active', 'tenant_resumed');
+END
+$$;
+
+CREATE FUNCTION tenant.bind_role(role regrole, tenant text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenants;
+    r pg_roles;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'bind a role to a tenant');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    t := tenant._resolve(tenant);
+    SELECT * INTO r FROM pg_roles WHERE oid = role;
+    IF r.rolsuper OR r.rolbypassrls THEN
+        RAISE EXCEPTION 'role % bypasses row-level security and cannot be bound to a tenant', role
+            USING ERRCODE = '22023', HINT = 'Bind a NOSUPERUSER NOBYPASSRLS login role.';
+    END IF;
+    INSERT INTO tenant.role_bindings (role, tenant_id) VALUES (role, t.id)
+        ON CONFLICT ON CONSTRAINT role_bindings_pkey DO UPDATE SET tenant_id = excluded.tenant_id, bound_at = now();
+    -- PostgreSQL applies this at every login of the role, before its first statement; only a
+    -- superuser can set it, and RESET / DISCARD ALL return to it.
+    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET qualityfoundry_tenant.tenant_id = %L',
+                   r.rolname, current_database(), t.id::text);
+    PERFORM tenant._audit('role_bound', r.rolname, t.id, jsonb_build_object('tenant', t.slug));
+END
+$$;
+
+CREATE FUNCTION tenant.unbind_role(role regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_tenant bigint;
+    rname name;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'unbind a role');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT rolname INTO rname FROM pg_roles WHERE oid = role;
+    DELETE FROM tenant.role_bindings b WHERE b.role = unbind_role.role RETURNING b.tenant_id INTO old_tenant;
+    IF old_tenant IS NULL THEN
+        RAISE EXCEPTION 'role % is not bound to a tenant', role USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET qualityfoundry_tenant.tenant_id', rname, current_database());
+    PERFORM tenant._audit('role_unbound', rname, old_tenant, NULL);
+END
+$$;
+
+CREATE FUNCTION tenant.drop_tenant(tenant text, drop_schema boolean DEFAULT false, delete_rows boolean DEFAULT false)
+RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenants;
+    holder record;
+    n bigint;
+    b record;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'drop a tenant');
+    t := tenant._resolve(tenant);
+    IF drop_schema IS NULL OR delete_rows IS NULL THEN
+        RAISE EXCEPTION 'drop_schema and delete_rows must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF t.schema_name IS NOT NULL AND EXISTS (SELECT FROM pg_namespace WHERE nspname = t.schema_name)
+       AND NOT drop_schema THEN
+        RAISE EXCEPTION 'tenant "%" still has schema %', t.slug, quote_ident(t.schema_name) USING ERRCODE = '2BP01',
+            HINT = 'Pass drop_schema => true to drop it with the tenant.';
+    END IF;
+    -- Rows in isolated tables: refuse, or delete them with delete_rows.
+    FOR holder IN SELECT i.relid, i.tenant_column FROM tenant.isolated_tables i ORDER BY i.relid::text LOOP
+        EXECUTE format('SELECT count(*) FROM %s WHERE %I = $1', holder.relid, holder.tenant_column)
+            INTO n USING t.id;
+        IF n > 0 AND NOT delete_rows THEN
+            RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, n, holder.relid USING ERRCODE = '2BP01',
+                HINT = 'Delete them first, or pass delete_rows => true.';
+        ELSIF n > 0 THEN
+            EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
+        END IF;
+    END LOOP;
+    IF t.schema_name IS NOT NULL AND drop_schema THEN
+        EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);
+    END IF;
+    FOR b IN SELECT r.rolname FROM tenant.role_bindings rb JOIN pg_roles r ON r.oid = rb.role
+             WHERE rb.tenant_id = t.id LOOP
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET qualityfoundry_tenant.tenant_id', b.rolname, current_database());
+    END LOOP;
+    DELETE FROM tenant.role_bindings WHERE tenant_id = t.id;
+    DELETE FROM tenant.tenants WHERE id = t.id;
+    PERFORM tenant._audit('tenant_dropped', t.slug, t.id,
+                          jsonb_build_object('drop_schema', drop_schema, 'delete_rows', delete_rows));
+END
+$$;

@@ -1,0 +1,44 @@
+//! qualityfoundry_tenant: tenant isolation enforced inside PostgreSQL.
+
+pgrx::pg_module_magic!();
+
+mod context;
+mod error;
+mod privilege;
+mod settings;
+mod signed;
+mod token;
+
+/// Declares schema `tenant` to pgrx so `#[pg_extern(schema = "tenant")]` can name it; the schema
+/// itself is created (and must not pre-exist) in `sql/bootstrap.sql`, which runs first.
+#[pgrx::pg_schema]
+mod tenant {}
+
+pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/registry.sql",
+    name = "registry",
+    requires = [
+        "bootstrap",
+        context::registry_changed,
+        privilege::require_member_sql,
+        privilege::acting_role_sql
+    ]
+);
+pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::init();
+    context::init();
+}
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
