@@ -12,7 +12,11 @@ DECLARE
 BEGIN
     FOREACH r IN ARRAY ARRAY['tenant_user', 'tenant_superuser', 'tenant_admin'] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+            BEGIN
+                EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL; -- another database's CREATE EXTENSION made it concurrently
+            END;
         END IF;
     END LOOP;
 END
@@ -73,6 +77,8 @@ CREATE TABLE tenant.isolated_tables (
     relid regclass PRIMARY KEY,
     tenant_column name NOT NULL,
     allow_shared_rows boolean NOT NULL DEFAULT false,
+    prior_rls boolean NOT NULL DEFAULT false,
+    prior_force boolean NOT NULL DEFAULT false,
     added_default boolean NOT NULL DEFAULT false,
     added_not_null boolean NOT NULL DEFAULT false,
     added_index name,

@@ -19,7 +19,10 @@ GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text), tenant.exit_cross_ten
 GRANT EXECUTE ON FUNCTION
     tenant.create_tenant(text, text, text, boolean), tenant.suspend_tenant(text), tenant.resume_tenant(text),
     tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text), tenant.unbind_role(regrole),
-    tenant.sign_context(text, interval), tenant.rotate_signing_key(interval)
+    tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
+    tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
+    tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
+    tenant.mark_shared(regclass)
 TO tenant_admin;
 
 GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables

@@ -129,6 +129,17 @@ pub fn tenant_by_id(id: i64) -> Option<TenantRow> {
     row
 }
 
+/// The first column of the first row, or None when there is no row.
+pub fn first_value<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    t: pgrx::spi::SpiTupleTable<'_>,
+) -> pgrx::spi::Result<Option<T>> {
+    if t.is_empty() {
+        Ok(None)
+    } else {
+        t.first().get_one::<T>()
+    }
+}
+
 /// Whether an argument names a tenant by id (digits) rather than by slug (which starts with a
 /// letter, so the two never collide).
 pub fn looks_like_id(text: &str) -> bool {
@@ -164,13 +175,22 @@ pub fn binding_of(role: Oid) -> Option<i64> {
     let generation = GENERATION.0.get();
     let bound = privilege::as_owner(|| {
         Spi::connect(|c| {
-            c.select("SELECT tenant_id FROM tenant.role_bindings WHERE role::pg_catalog.oid OPERATOR(pg_catalog.=) $1", Some(1), &[role.into()])?
-                .first()
-                .get_one::<i64>()
+            c.select(
+                "SELECT tenant_id FROM tenant.role_bindings WHERE role::oid = $1",
+                Some(1),
+                &[role.into()],
+            )
+            .and_then(first_value::<i64>)
         })
     })
-    .ok()
-    .flatten();
+    .unwrap_or_else(|e| {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("registry lookup failed: {e}"),
+            None,
+            None,
+        )
+    });
     remember(generation, |c| {
         c.bindings.insert(key, bound);
     });

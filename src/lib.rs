@@ -25,6 +25,15 @@ pgrx::extension_sql_file!(
         privilege::acting_role_sql
     ]
 );
+pgrx::extension_sql_file!(
+    "../sql/isolation.sql",
+    name = "isolation",
+    requires = [
+        "registry",
+        context::current_tenant_id,
+        context::cross_tenant_active
+    ]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pgrx::pg_guard]

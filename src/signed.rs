@@ -71,9 +71,8 @@ fn key_by_id(key_id: i32) -> Option<Vec<u8>> {
                  WHERE id = $1 AND (retired_at IS NULL OR retired_at > pg_catalog.now())",
                 Some(1),
                 &[key_id.into()],
-            )?
-            .first()
-            .get_one::<Vec<u8>>()
+            )
+            .and_then(crate::context::first_value::<Vec<u8>>)
         })
     })
     .unwrap_or_else(|e| spi_failed(e))
@@ -153,7 +152,7 @@ fn rotate_signing_key(grace: default!(Option<Interval>, "'10 minutes'")) -> i32 
     privilege::require_role_of(privilege::caller(), TENANT_ADMIN, "rotate the signing key");
     privilege::as_owner(|| {
         Spi::run_with_args(
-            "UPDATE tenant.signing_keys SET retired_at = pg_catalog.now() + pg_catalog.coalesce($1, interval '0') \
+            "UPDATE tenant.signing_keys SET retired_at = pg_catalog.now() + COALESCE($1, interval '0') \
              WHERE retired_at IS NULL",
             &[grace.into()],
         )

@@ -1,0 +1,715 @@
+//! The tenant context cannot be forged: every way a NOSUPERUSER role could select a tenant other
+//! than through the sanctioned functions is refused, and afterwards it still sees only its own
+//! tenant (or nothing).
+
+use qft_integration_tests::postgres::Client;
+use qft_integration_tests::*;
+
+/// `app` in tenant acme, seeing exactly acme's rows.
+fn app_in_acme(db: &TestDb) -> Client {
+    let mut app = db.connect("app");
+    assert_eq!(one::<i64>(&mut app, "SELECT tenant.set_tenant('acme')"), 1);
+    assert_eq!(visible(&mut app), ACME);
+    app
+}
+
+#[track_caller]
+fn still_acme_only(db: &TestDb, app: &mut Client) {
+    assert_eq!(visible(app), ACME);
+    assert_eq!(
+        one::<Option<i64>>(app, "SELECT tenant.current_tenant_id()"),
+        Some(1)
+    );
+    assert_eq!(db.all_projects().len(), 6);
+}
+
+#[test]
+fn set_set_local_and_set_config_of_the_context_are_refused() {
+    let db = TestDb::new("forge_set").with_projects();
+    let mut app = app_in_acme(&db);
+    for sql in [
+        "SET qualityfoundry_tenant.tenant_id = '2'",
+        "SELECT pg_catalog.set_config('qualityfoundry_tenant.tenant_id', '2', false)",
+        "SELECT pg_catalog.set_config('qualityfoundry_tenant.tenant_id', '2', true)",
+        "RESET qualityfoundry_tenant.tenant_id",
+        "SET qualityfoundry_tenant.cross_tenant = on",
+    ] {
+        let msg = expect_sqlstate(app.batch_execute(sql), "42501");
+        assert!(
+            msg.contains("permission denied to set parameter"),
+            "{sql}: {msg}"
+        );
+        still_acme_only(&db, &mut app);
+    }
+    app.batch_execute("BEGIN").unwrap();
+    expect_sqlstate(
+        app.batch_execute("SET LOCAL qualityfoundry_tenant.tenant_id = '2'"),
+        "42501",
+    );
+    app.batch_execute("ROLLBACK").unwrap();
+    still_acme_only(&db, &mut app);
+}
+
+#[test]
+fn reset_all_and_discard_all_clear_the_context_never_widen_it() {
+    let db = TestDb::new("forge_reset").with_projects();
+    let mut app = app_in_acme(&db);
+    app.batch_execute("RESET ALL").unwrap();
+    assert_eq!(
+        one::<Option<i64>>(&mut app, "SELECT tenant.current_tenant_id()"),
+        None
+    );
+    assert_eq!(visible(&mut app), vec![]);
+    let mut app = app_in_acme(&db);
+    app.batch_execute("DISCARD ALL").unwrap();
+    assert_eq!(visible(&mut app), vec![]);
+    expect_sqlstate(
+        app.batch_execute("INSERT INTO public.projects (id, name) VALUES (1, 'x')"),
+        "42501",
+    );
+    assert_eq!(db.all_projects().len(), 6);
+}
+
+#[test]
+fn alter_role_set_and_function_set_clause_are_refused() {
+    let db = TestDb::new("forge_alter").with_projects();
+    let mut app = app_in_acme(&db);
+    let me = db.role("app");
+    expect_sqlstate(
+        app.batch_execute(&format!(
+            "ALTER ROLE {me} SET qualityfoundry_tenant.tenant_id = '2'"
+        )),
+        "42501",
+    );
+    expect_sqlstate(
+        app.batch_execute(&format!(
+            "ALTER ROLE {me} IN DATABASE {} SET qualityfoundry_tenant.tenant_id = '2'",
+            db.name
+        )),
+        "42501",
+    );
+    expect_sqlstate(
+        app.batch_execute(
+            "CREATE FUNCTION pg_temp.hop() RETURNS bigint LANGUAGE sql \
+             SET qualityfoundry_tenant.tenant_id = '2' AS 'SELECT tenant.current_tenant_id()'",
+        ),
+        "42501",
+    );
+    still_acme_only(&db, &mut app);
+    // Nothing was stored for the role.
+    let mut su = db.superuser();
+    let settings: i64 = one(
+        &mut su,
+        &format!("SELECT count(*) FROM pg_db_role_setting WHERE setrole = '{me}'::regrole"),
+    );
+    assert_eq!(settings, 0);
+    // And a fresh login starts without a tenant.
+    let mut fresh = db.connect("app");
+    assert_eq!(visible(&mut fresh), vec![]);
+}
+
+#[test]
+fn startup_options_cannot_select_a_tenant() {
+    let db = TestDb::new("forge_pgoptions").with_projects();
+    for options in [
+        "-c qualityfoundry_tenant.tenant_id=2",
+        "-c qualityfoundry_tenant.cross_tenant=on",
+    ] {
+        match db.try_connect("app", options) {
+            // Either the server refuses the connection ...
+            Err(e) => assert_eq!(sqlstate(&e), "42501", "{e}"),
+            // ... or the forged placeholder is discarded when the library loads.
+            Ok(mut app) => {
+                assert_eq!(visible(&mut app), vec![], "{options}");
+                assert_eq!(
+                    one::<Option<i64>>(&mut app, "SELECT tenant.current_tenant_id()"),
+                    None
+                );
+                assert!(!one::<bool>(
+                    &mut app,
+                    "SELECT tenant.cross_tenant_active()"
+                ));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_placeholder_set_before_the_library_loads_is_discarded() {
+    let db = TestDb::new("forge_placeholder").with_projects();
+    let mut app = db.connect("app");
+    // First statement of the session: the library is not loaded yet, so this makes a placeholder.
+    app.batch_execute("SET qualityfoundry_tenant.tenant_id = '2'")
+        .unwrap();
+    assert_eq!(visible(&mut app), vec![]);
+    assert_eq!(
+        one::<Option<i64>>(&mut app, "SELECT tenant.current_tenant_id()"),
+        None
+    );
+}
+
+#[test]
+fn only_tenant_user_members_may_set_a_context() {
+    let db = TestDb::new("ctx_member").with_projects();
+    let mut nobody = db.connect("nobody");
+    let msg = expect_sqlstate(
+        nobody.batch_execute("SELECT tenant.set_tenant('acme')"),
+        "42501",
+    );
+    assert!(msg.contains("set_tenant"), "{msg}");
+    assert_eq!(visible(&mut nobody), vec![]);
+    // SET ROLE to a role without tenant_user does not keep the right either.
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "GRANT {} TO {}",
+        db.role("nobody"),
+        db.role("app")
+    ))
+    .unwrap();
+    let mut app = db.connect("app");
+    app.batch_execute(&format!("SET ROLE {}", db.role("nobody")))
+        .unwrap();
+    expect_sqlstate(
+        app.batch_execute("SELECT tenant.set_tenant('acme')"),
+        "42501",
+    );
+}
+
+#[test]
+fn unknown_suspended_null_zero_and_negative_tenants_are_refused() {
+    let db = TestDb::new("ctx_bad").with_projects();
+    let mut su = db.superuser();
+    su.batch_execute(
+        "SELECT tenant.create_tenant('sleepy'); SELECT tenant.suspend_tenant('sleepy')",
+    )
+    .unwrap();
+    let mut app = app_in_acme(&db);
+    for (sql, code) in [
+        ("SELECT tenant.set_tenant('nope')", "22023"),
+        ("SELECT tenant.set_tenant('999')", "22023"),
+        ("SELECT tenant.set_tenant(999::bigint)", "22023"),
+        ("SELECT tenant.set_tenant('sleepy')", "42501"),
+        ("SELECT tenant.set_tenant(NULL::text)", "22004"),
+        ("SELECT tenant.set_tenant(NULL::bigint)", "22004"),
+        ("SELECT tenant.set_tenant(0)", "22023"),
+        ("SELECT tenant.set_tenant(-1)", "22023"),
+        ("SELECT tenant.set_tenant('0')", "22023"),
+        ("SELECT tenant.set_tenant('-1')", "22023"),
+        (
+            "SELECT tenant.set_tenant('acme''; SET ROLE postgres; --')",
+            "22023",
+        ),
+    ] {
+        let msg = expect_sqlstate(app.batch_execute(sql), code);
+        assert!(!msg.is_empty());
+        still_acme_only(&db, &mut app);
+    }
+}
+
+#[test]
+fn a_suspended_tenant_sees_nothing_from_the_next_statement() {
+    let db = TestDb::new("ctx_suspend").with_projects();
+    let mut app = app_in_acme(&db);
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute("SELECT tenant.suspend_tenant('acme')")
+        .unwrap();
+    assert_eq!(visible(&mut app), vec![]);
+    expect_sqlstate(
+        app.batch_execute("INSERT INTO public.projects (id, name) VALUES (7, 'x')"),
+        "42501",
+    );
+    admin
+        .batch_execute("SELECT tenant.resume_tenant('1')")
+        .unwrap();
+    assert_eq!(visible(&mut app), ACME);
+    assert_eq!(db.all_projects().len(), 6);
+}
+
+#[test]
+fn local_context_ends_with_commit_and_rollback() {
+    let db = TestDb::new("ctx_local").with_projects();
+    let mut app = db.connect("app");
+    for end in ["COMMIT", "ROLLBACK"] {
+        app.batch_execute("BEGIN").unwrap();
+        assert_eq!(
+            one::<i64>(
+                &mut app,
+                "SELECT tenant.set_tenant('globex', is_local => true)"
+            ),
+            2
+        );
+        assert_eq!(visible(&mut app), GLOBEX);
+        app.batch_execute(end).unwrap();
+        assert_eq!(visible(&mut app), vec![], "after {end}");
+    }
+}
+
+#[test]
+fn session_context_survives_commit_and_rollback_restores_it() {
+    let db = TestDb::new("ctx_session").with_projects();
+    let mut app = app_in_acme(&db);
+    app.batch_execute("BEGIN; COMMIT;").unwrap();
+    assert_eq!(visible(&mut app), ACME);
+    app.batch_execute("BEGIN").unwrap();
+    app.batch_execute("SELECT tenant.set_tenant('globex')")
+        .unwrap();
+    assert_eq!(visible(&mut app), GLOBEX);
+    app.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(visible(&mut app), ACME);
+    assert_eq!(
+        one::<String>(&mut app, "SELECT tenant.current_tenant()"),
+        "acme"
+    );
+}
+
+#[test]
+fn context_scope_transaction_makes_every_switch_local() {
+    let db = TestDb::new("ctx_scope").with_projects();
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "ALTER ROLE {} IN DATABASE {} SET qualityfoundry_tenant.context_scope = 'transaction'",
+        db.role("app"),
+        db.name
+    ))
+    .unwrap();
+    let mut app = db.connect("app");
+    // Autocommit: the context ends with its own statement.
+    app.batch_execute("SELECT tenant.set_tenant('acme')")
+        .unwrap();
+    assert_eq!(visible(&mut app), vec![]);
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme');")
+        .unwrap();
+    assert_eq!(visible(&mut app), ACME);
+    app.batch_execute("COMMIT").unwrap();
+    assert_eq!(visible(&mut app), vec![]);
+    // The scope itself is superuser-only.
+    expect_sqlstate(
+        app.batch_execute("SET qualityfoundry_tenant.context_scope = 'session'"),
+        "42501",
+    );
+}
+
+#[test]
+fn generic_cached_plans_follow_tenant_switches() {
+    let db = TestDb::new("ctx_plan").with_projects();
+    let mut app = db.connect("app");
+    app.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    let stmt = app
+        .prepare("SELECT tenant_id, id FROM public.projects ORDER BY id")
+        .unwrap();
+    let run = |app: &mut Client| -> Vec<(i64, i32)> {
+        app.query(&stmt, &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    assert_eq!(run(&mut app), vec![]);
+    app.batch_execute("SELECT tenant.set_tenant('acme')")
+        .unwrap();
+    assert_eq!(run(&mut app), ACME);
+    app.batch_execute("SELECT tenant.set_tenant('globex')")
+        .unwrap();
+    assert_eq!(run(&mut app), GLOBEX);
+    app.batch_execute("SELECT tenant.clear_tenant()").unwrap();
+    assert_eq!(run(&mut app), vec![]);
+}
+
+#[test]
+fn parallel_workers_see_the_same_tenant() {
+    let db = TestDb::new("ctx_parallel").with_projects();
+    let mut su = db.superuser();
+    su.batch_execute(
+        "INSERT INTO public.projects SELECT 1 + g % 2, 1000 + g, 'bulk' FROM generate_series(1, 20000) g; ANALYZE public.projects",
+    )
+    .unwrap();
+    let mut app = app_in_acme_with_bulk(&db);
+    let serial: i64 = one(&mut app, "SELECT count(*) FROM public.projects");
+    app.batch_execute(
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; \
+         SET max_parallel_workers_per_gather = 2; SET enable_indexscan = off; SET enable_bitmapscan = off",
+    )
+    .unwrap();
+    let plan: Vec<String> = app
+        .query("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM public.projects", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Workers Launched: 2") || plan.contains("Workers Launched: 1"),
+        "{plan}"
+    );
+    let parallel: i64 = one(&mut app, "SELECT count(*) FROM public.projects");
+    assert_eq!(serial, 3 + 10000);
+    assert_eq!(parallel, serial);
+    let foreign: i64 = one(
+        &mut app,
+        "SELECT count(*) FROM public.projects WHERE tenant_id <> 1",
+    );
+    assert_eq!(foreign, 0);
+}
+
+fn app_in_acme_with_bulk(db: &TestDb) -> Client {
+    let mut app = db.connect("app");
+    app.batch_execute("SELECT tenant.set_tenant('acme')")
+        .unwrap();
+    app
+}
+
+#[test]
+fn bound_roles_are_in_their_tenant_from_the_first_statement_and_cannot_leave() {
+    let db = TestDb::new("ctx_bound").with_projects();
+    let mut su = db.superuser();
+    su.batch_execute(&format!("GRANT tenant_user TO {}", db.role("bi")))
+        .unwrap();
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute(&format!(
+            "SELECT tenant.bind_role('{}', 'globex')",
+            db.role("bi")
+        ))
+        .unwrap();
+    let mut bi = db.connect("bi");
+    assert_eq!(visible(&mut bi), GLOBEX);
+    for sql in [
+        "SELECT tenant.set_tenant('acme')",
+        "SELECT tenant.set_tenant(1)",
+        "SELECT tenant.clear_tenant()",
+        "SET qualityfoundry_tenant.tenant_id = '1'",
+        "RESET qualityfoundry_tenant.tenant_id",
+    ] {
+        expect_sqlstate(bi.batch_execute(sql), "42501");
+        assert_eq!(visible(&mut bi), GLOBEX, "{sql}");
+    }
+    bi.batch_execute("RESET ALL").unwrap();
+    assert_eq!(visible(&mut bi), GLOBEX);
+    bi.batch_execute("DISCARD ALL").unwrap();
+    assert_eq!(visible(&mut bi), GLOBEX);
+    // Re-entering its own tenant is not a switch.
+    assert_eq!(one::<i64>(&mut bi, "SELECT tenant.set_tenant('globex')"), 2);
+    // A valid token for another tenant does not get it out either.
+    let token: String = one(&mut admin, "SELECT tenant.sign_context('acme')");
+    expect_sqlstate(
+        bi.query_one("SELECT tenant.set_tenant_signed($1)", &[&token]),
+        "42501",
+    );
+    assert_eq!(visible(&mut bi), GLOBEX);
+    // Unbinding takes effect at the next login.
+    admin
+        .batch_execute(&format!("SELECT tenant.unbind_role('{}')", db.role("bi")))
+        .unwrap();
+    let mut bi = db.connect("bi");
+    assert_eq!(visible(&mut bi), vec![]);
+    let log: i64 = one(
+        &mut su,
+        "SELECT count(*) FROM tenant.audit_log WHERE action IN ('role_bound', 'role_unbound')",
+    );
+    assert_eq!(log, 2);
+}
+
+#[test]
+fn binding_a_superuser_or_unknown_tenant_is_refused_and_changes_nothing() {
+    let db = TestDb::new("ctx_bind_bad").with_projects();
+    let mut admin = db.connect("admin");
+    expect_sqlstate(
+        admin.batch_execute("SELECT tenant.bind_role('postgres', 'acme')"),
+        "22023",
+    );
+    expect_sqlstate(
+        admin.batch_execute(&format!(
+            "SELECT tenant.bind_role('{}', 'nope')",
+            db.role("bi")
+        )),
+        "22023",
+    );
+    expect_sqlstate(
+        admin.batch_execute(&format!("SELECT tenant.unbind_role('{}')", db.role("bi"))),
+        "22023",
+    );
+    let mut app = db.connect("app");
+    expect_sqlstate(
+        app.batch_execute(&format!(
+            "SELECT tenant.bind_role('{}', 'acme')",
+            db.role("bi")
+        )),
+        "42501",
+    );
+    let mut su = db.superuser();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM tenant.role_bindings"),
+        0
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM pg_db_role_setting WHERE setdatabase <> 0 AND setrole <> 0"
+        ),
+        0
+    );
+}
+
+mod signed {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+
+    fn forge(key: &[u8], key_id: i32, tenant: i64, expires_at: i64) -> String {
+        let payload = format!("v1.{key_id}.{tenant}.{expires_at}");
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(payload.as_bytes());
+        format!(
+            "{payload}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    fn signed_db(label: &str) -> (TestDb, Client, Client) {
+        let db = TestDb::new(label).with_projects();
+        let mut su = db.superuser();
+        su.batch_execute(&format!(
+            "ALTER ROLE {} IN DATABASE {} SET qualityfoundry_tenant.require_signed_context = on",
+            db.role("app"),
+            db.name
+        ))
+        .unwrap();
+        let admin = db.connect("admin");
+        let app = db.connect("app");
+        (db, admin, app)
+    }
+
+    #[test]
+    fn a_valid_token_enters_its_tenant_and_plain_set_tenant_is_refused() {
+        let (db, mut admin, mut app) = signed_db("sig_ok");
+        expect_sqlstate(
+            app.batch_execute("SELECT tenant.set_tenant('acme')"),
+            "42501",
+        );
+        assert_eq!(visible(&mut app), vec![]);
+        expect_sqlstate(
+            app.batch_execute("SET qualityfoundry_tenant.require_signed_context = off"),
+            "42501",
+        );
+        let token: String = one(&mut admin, "SELECT tenant.sign_context('acme')");
+        assert_eq!(
+            one::<i64>(
+                &mut app,
+                &format!("SELECT tenant.set_tenant_signed('{token}')")
+            ),
+            1
+        );
+        assert_eq!(visible(&mut app), ACME);
+        let token: String = one(&mut admin, "SELECT tenant.sign_context('2', '1 minute')");
+        app.batch_execute("BEGIN").unwrap();
+        app.query_one("SELECT tenant.set_tenant_signed($1, true)", &[&token])
+            .unwrap();
+        assert_eq!(visible(&mut app), GLOBEX);
+        app.batch_execute("COMMIT").unwrap();
+        assert_eq!(visible(&mut app), ACME);
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    #[test]
+    fn tampered_expired_and_foreign_tokens_are_refused() {
+        let (db, mut admin, mut app) = signed_db("sig_bad");
+        let good: String = one(&mut admin, "SELECT tenant.sign_context('acme')");
+        let mut su = db.superuser();
+        let (key_id, key): (i32, Vec<u8>) = {
+            let r = su
+                .query_one(
+                    "SELECT id, secret FROM tenant.signing_keys ORDER BY id DESC LIMIT 1",
+                    &[],
+                )
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        let now: i64 = one(&mut su, "SELECT extract(epoch FROM now())::bigint");
+        let other_key = [7u8; 32];
+        let tampered_tenant = good.replacen("v1.1.1.", "v1.1.2.", 1);
+        assert_ne!(tampered_tenant, good);
+        let mut tampered_mac = good.clone();
+        let last = tampered_mac.pop().unwrap();
+        tampered_mac.push(if last == 'A' { 'B' } else { 'A' });
+        for (label, token) in [
+            ("tenant changed", tampered_tenant),
+            ("mac changed", tampered_mac),
+            ("expired", forge(&key, key_id, 1, now - 10)),
+            ("other key", forge(&other_key, key_id, 2, now + 300)),
+            ("unknown key id", forge(&key, key_id + 50, 2, now + 300)),
+            ("garbage", "not-a-token".to_string()),
+            ("empty", String::new()),
+        ] {
+            let msg = expect_sqlstate(
+                app.query_one("SELECT tenant.set_tenant_signed($1)", &[&token]),
+                "42501",
+            );
+            assert!(
+                msg.contains("invalid tenant context token"),
+                "{label}: {msg}"
+            );
+            assert_eq!(visible(&mut app), vec![], "{label}");
+        }
+        // A token made with this database's key by someone else's clock is still honoured: the
+        // forge helper itself is correct.
+        assert_eq!(
+            one::<i64>(
+                &mut app,
+                &format!(
+                    "SELECT tenant.set_tenant_signed('{}')",
+                    forge(&key, key_id, 2, now + 300)
+                )
+            ),
+            2
+        );
+        // After rotation without grace, old tokens stop working.
+        admin
+            .batch_execute("SELECT tenant.rotate_signing_key('0 seconds')")
+            .unwrap();
+        expect_sqlstate(
+            app.query_one("SELECT tenant.set_tenant_signed($1)", &[&good]),
+            "42501",
+        );
+        let fresh: String = one(&mut admin, "SELECT tenant.sign_context('acme')");
+        app.query_one("SELECT tenant.set_tenant_signed($1)", &[&fresh])
+            .unwrap();
+        assert_eq!(visible(&mut app), ACME);
+    }
+
+    #[test]
+    fn the_key_is_unreadable_and_only_admins_sign() {
+        let (db, _admin, mut app) = signed_db("sig_key");
+        for role in ["app", "admin", "support", "nobody"] {
+            let mut c = db.connect(role);
+            expect_sqlstate(
+                c.batch_execute("SELECT secret FROM tenant.signing_keys"),
+                "42501",
+            );
+        }
+        expect_sqlstate(
+            app.batch_execute("SELECT tenant.sign_context('acme')"),
+            "42501",
+        );
+        let mut admin = db.connect("admin");
+        expect_sqlstate(
+            admin.batch_execute("SELECT tenant.sign_context('acme', '-5 minutes')"),
+            "22023",
+        );
+        expect_sqlstate(
+            admin.batch_execute("SELECT tenant.sign_context('nope')"),
+            "22023",
+        );
+    }
+}
+
+mod cross_tenant {
+    use super::*;
+
+    #[test]
+    fn members_see_and_write_all_tenants_and_every_entry_and_exit_is_audited() {
+        let db = TestDb::new("cross_ok").with_projects();
+        let mut support = db.connect("support");
+        assert_eq!(visible(&mut support), vec![]);
+        support
+            .batch_execute("SELECT tenant.enter_cross_tenant('ticket 1234')")
+            .unwrap();
+        let mut all = ACME.to_vec();
+        all.extend(GLOBEX);
+        assert_eq!(visible(&mut support), all);
+        support
+            .batch_execute("UPDATE public.projects SET name = name || '!' WHERE id = 200")
+            .unwrap();
+        support
+            .batch_execute("SELECT tenant.exit_cross_tenant()")
+            .unwrap();
+        assert_eq!(visible(&mut support), vec![]);
+        let mut su = db.superuser();
+        let rows = su
+            .query(
+                "SELECT action, session_role::text, detail->>'reason' FROM tenant.audit_log \
+                 WHERE action LIKE 'cross_tenant%' ORDER BY id",
+                &[],
+            )
+            .unwrap();
+        let got: Vec<(String, String, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "cross_tenant_entered".into(),
+                    db.role("support"),
+                    Some("ticket 1234".into())
+                ),
+                ("cross_tenant_left".into(), db.role("support"), None),
+            ]
+        );
+        let log = cluster().server_log();
+        assert!(
+            log.contains(&format!(
+                "cross-tenant mode entered by role \"{}\"",
+                db.role("support")
+            )),
+            "server log"
+        );
+        // The application role can neither change nor delete the audit trail.
+        let mut app = db.connect("app");
+        for sql in [
+            "UPDATE tenant.audit_log SET detail = NULL",
+            "DELETE FROM tenant.audit_log",
+            "TRUNCATE tenant.audit_log",
+            "INSERT INTO tenant.audit_log (action) VALUES ('fake')",
+        ] {
+            expect_sqlstate(app.batch_execute(sql), "42501");
+        }
+        let mut support = db.connect("support");
+        expect_sqlstate(
+            support.batch_execute("DELETE FROM tenant.audit_log"),
+            "42501",
+        );
+        assert_eq!(
+            one::<i64>(
+                &mut su,
+                "SELECT count(*) FROM tenant.audit_log WHERE action LIKE 'cross_tenant%'"
+            ),
+            2
+        );
+    }
+
+    #[test]
+    fn non_members_and_empty_reasons_are_refused() {
+        let db = TestDb::new("cross_bad").with_projects();
+        let mut app = app_in_acme(&db);
+        expect_sqlstate(
+            app.batch_execute("SELECT tenant.enter_cross_tenant('because')"),
+            "42501",
+        );
+        still_acme_only(&db, &mut app);
+        let mut support = db.connect("support");
+        for sql in [
+            "SELECT tenant.enter_cross_tenant('')",
+            "SELECT tenant.enter_cross_tenant('   ')",
+            "SELECT tenant.enter_cross_tenant(NULL)",
+        ] {
+            expect_sqlstate(support.batch_execute(sql), "22023");
+            assert!(!one::<bool>(
+                &mut support,
+                "SELECT tenant.cross_tenant_active()"
+            ));
+            assert_eq!(visible(&mut support), vec![]);
+        }
+        let mut su = db.superuser();
+        assert_eq!(
+            one::<i64>(
+                &mut su,
+                "SELECT count(*) FROM tenant.audit_log WHERE action LIKE 'cross_tenant%'"
+            ),
+            0
+        );
+    }
+}

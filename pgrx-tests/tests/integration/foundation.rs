@@ -1,0 +1,248 @@
+//! The extension's life cycle and its privileges.
+
+use qft_integration_tests::*;
+
+const EXT_OID: &str = "(SELECT oid FROM pg_extension WHERE extname = 'qualityfoundry_tenant')";
+
+#[test]
+fn drop_extension_removes_every_object_and_create_works_again() {
+    let db = TestDb::new("lifecycle").with_projects();
+    let mut su = db.superuser();
+    let members: i64 = one(&mut su, &format!(
+        "SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND refobjid = {EXT_OID}"
+    ));
+    assert!(members > 20, "only {members} extension members");
+    // Policies depend on the extension's functions: the clean way out is disable_isolation first.
+    expect_sqlstate(
+        su.batch_execute("DROP EXTENSION qualityfoundry_tenant"),
+        "2BP01",
+    );
+    su.batch_execute(
+        "SELECT tenant.disable_isolation('public.projects'); DROP EXTENSION qualityfoundry_tenant",
+    )
+    .unwrap();
+    for (what, sql) in [
+        ("extension", "SELECT count(*) FROM pg_extension WHERE extname = 'qualityfoundry_tenant'"),
+        ("schema", "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant'"),
+        ("functions", "SELECT count(*) FROM pg_proc WHERE probin LIKE '%qualityfoundry_tenant%' OR pronamespace::regnamespace::text = 'tenant'"),
+        ("event triggers", "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'qft%'"),
+        ("types", "SELECT count(*) FROM pg_type WHERE typnamespace::regnamespace::text = 'tenant'"),
+        ("policies", "SELECT count(*) FROM pg_policy WHERE polname LIKE 'qft%'"),
+        ("dependencies", &format!("SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND refobjid NOT IN (SELECT oid FROM pg_extension)")),
+    ] {
+        assert_eq!(one::<i64>(&mut su, sql), 0, "{what} left behind");
+    }
+    // Roles are cluster-wide and stay.
+    assert_eq!(one::<i64>(&mut su, "SELECT count(*) FROM pg_roles WHERE rolname IN ('tenant_user', 'tenant_superuser', 'tenant_admin')"), 3);
+    su.batch_execute("CREATE EXTENSION qualityfoundry_tenant")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT tenant.create_tenant('again')"),
+        1
+    );
+}
+
+#[test]
+fn an_existing_schema_named_tenant_is_not_adopted() {
+    let db = TestDb::new("adopt");
+    let mut su = db.superuser();
+    su.batch_execute("DROP EXTENSION qualityfoundry_tenant; CREATE SCHEMA tenant; CREATE TABLE tenant.mine (x int)").unwrap();
+    let msg = expect_sqlstate(
+        su.batch_execute("CREATE EXTENSION qualityfoundry_tenant"),
+        "42P06",
+    );
+    assert!(msg.contains("tenant"), "{msg}");
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM pg_extension WHERE extname = 'qualityfoundry_tenant'"
+        ),
+        0
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant'::regnamespace"
+        ),
+        1
+    );
+}
+
+#[test]
+fn non_superusers_execute_only_what_they_were_granted() {
+    let db = TestDb::new("privs");
+    let mut su = db.superuser();
+    let executable = |su: &mut qft_integration_tests::postgres::Client,
+                      role: &str|
+     -> Vec<String> {
+        su.query(
+            &format!(
+                "SELECT p.oid::regprocedure::text FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
+                 WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = {EXT_OID} AND d.classid = 'pg_proc'::regclass \
+                   AND has_function_privilege('{role}', p.oid, 'EXECUTE') ORDER BY 1"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let public = [
+        "tenant.cross_tenant_active()",
+        "tenant.current_tenant()",
+        "tenant.current_tenant_id()",
+    ];
+    assert_eq!(executable(&mut su, &db.role("nobody")), public);
+    let mut app_expected: Vec<&str> = public.to_vec();
+    app_expected.extend([
+        "tenant.clear_tenant()",
+        "tenant.set_tenant(bigint,boolean)",
+        "tenant.set_tenant(text,boolean)",
+        "tenant.set_tenant_signed(text,boolean)",
+    ]);
+    app_expected.sort();
+    assert_eq!(executable(&mut su, &db.role("app")), app_expected);
+    let mut support_expected: Vec<&str> = public.to_vec();
+    support_expected.extend([
+        "tenant.enter_cross_tenant(text)",
+        "tenant.exit_cross_tenant()",
+    ]);
+    support_expected.sort();
+    assert_eq!(executable(&mut su, &db.role("support")), support_expected);
+    // Internal helpers are for the extension owner only, whoever asks.
+    for role in ["nobody", "app", "support", "admin"] {
+        let privs = executable(&mut su, &db.role(role));
+        assert!(
+            privs.iter().all(|f| !f.starts_with("tenant._")),
+            "{role} may run {privs:?}"
+        );
+        let mut c = db.connect(role);
+        expect_sqlstate(
+            c.batch_execute("SELECT tenant._audit('forged', NULL, NULL, NULL)"),
+            "42501",
+        );
+        expect_sqlstate(
+            c.batch_execute("SELECT tenant._registry_changed()"),
+            "42501",
+        );
+    }
+    // A plain role calling an admin function: refused, and nothing was created.
+    let mut app = db.connect("app");
+    expect_sqlstate(
+        app.batch_execute("SELECT tenant.create_tenant('sneaky')"),
+        "42501",
+    );
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM tenant.tenants"),
+        0
+    );
+}
+
+#[test]
+fn registry_tables_are_dumped_with_the_extension() {
+    let db = TestDb::new("configdump");
+    let mut su = db.superuser();
+    let dumped: Vec<String> = su
+        .query(&format!("SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE oid = {EXT_OID} ORDER BY 1"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for t in [
+        "tenant.tenants",
+        "tenant.role_bindings",
+        "tenant.audit_log",
+        "tenant.isolated_tables",
+        "tenant.shared_tables",
+    ] {
+        assert!(dumped.iter().any(|d| d == t), "{t} not in {dumped:?}");
+    }
+    assert!(
+        !dumped.iter().any(|d| d == "tenant.signing_keys"),
+        "the signing key must not be dumped"
+    );
+}
+
+#[test]
+fn registry_rules_reject_bad_tenants_and_leave_no_row() {
+    let db = TestDb::new("registry_bad");
+    let mut admin = db.connect("admin");
+    for (sql, code) in [
+        ("SELECT tenant.create_tenant(NULL)", "22023"),
+        ("SELECT tenant.create_tenant('')", "22023"),
+        ("SELECT tenant.create_tenant('Upper')", "22023"),
+        ("SELECT tenant.create_tenant('1abc')", "22023"),
+        ("SELECT tenant.create_tenant('a-b')", "22023"),
+        (
+            "SELECT tenant.create_tenant('x''; DROP TABLE tenant.tenants; --')",
+            "22023",
+        ),
+        ("SELECT tenant.create_tenant(repeat('a', 41))", "22023"),
+        (
+            "SELECT tenant.create_tenant('ok', tier => 'platinum')",
+            "22023",
+        ),
+        ("SELECT tenant.create_tenant('ok', tier => NULL)", "22023"),
+        ("SELECT tenant.suspend_tenant('nope')", "22023"),
+        ("SELECT tenant.drop_tenant('nope')", "22023"),
+    ] {
+        expect_sqlstate(admin.batch_execute(sql), code);
+    }
+    assert_eq!(
+        one::<i64>(&mut admin, "SELECT count(*) FROM tenant.tenants"),
+        0
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut admin,
+            &format!("SELECT tenant.create_tenant(repeat('a', 40), 'Forty', 'pro')")
+        ),
+        1
+    );
+    expect_sqlstate(
+        admin.batch_execute("SELECT tenant.create_tenant(repeat('a', 40))"),
+        "42710",
+    );
+    assert_eq!(
+        one::<i64>(&mut admin, "SELECT count(*) FROM tenant.tenants"),
+        1
+    );
+    let audit: i64 = one(
+        &mut admin,
+        "SELECT count(*) FROM tenant.audit_log WHERE action = 'tenant_created'",
+    );
+    assert_eq!(audit, 1);
+}
+
+#[test]
+fn drop_tenant_refuses_while_rows_remain_unless_asked() {
+    let db = TestDb::new("drop_tenant").with_projects();
+    let mut admin = db.connect("admin");
+    let msg = expect_sqlstate(
+        admin.batch_execute("SELECT tenant.drop_tenant('acme')"),
+        "2BP01",
+    );
+    assert!(msg.contains("3 rows"), "{msg}");
+    assert_eq!(db.all_projects().len(), 6);
+    admin
+        .batch_execute("SELECT tenant.drop_tenant('acme', delete_rows => true)")
+        .unwrap();
+    assert_eq!(db.all_projects().iter().filter(|r| r.0 == 1).count(), 0);
+    assert_eq!(db.all_projects().len(), 3);
+    let mut su = db.superuser();
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM tenant.tenants WHERE slug = 'acme'"
+        ),
+        0
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM tenant.audit_log WHERE action = 'tenant_dropped'"
+        ),
+        1
+    );
+}

@@ -1,0 +1,4 @@
+//! One test binary, so one throwaway cluster serves every test; each test makes its own database.
+mod context;
+mod foundation;
+mod isolation;
