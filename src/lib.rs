@@ -9,6 +9,9 @@ mod settings;
 mod signed;
 mod token;
 
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
 /// Declares schema `tenant` to pgrx so `#[pg_extern(schema = "tenant")]` can name it; the schema
 /// itself is created (and must not pre-exist) in `sql/bootstrap.sql`, which runs first.
 #[pgrx::pg_schema]
