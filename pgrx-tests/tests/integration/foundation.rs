@@ -28,7 +28,7 @@ fn drop_extension_removes_every_object_and_create_works_again() {
         ("event triggers", "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'qft%'"),
         ("types", "SELECT count(*) FROM pg_type WHERE typnamespace::regnamespace::text = 'tenant'"),
         ("policies", "SELECT count(*) FROM pg_policy WHERE polname LIKE 'qft%'"),
-        ("dependencies", &format!("SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND refobjid NOT IN (SELECT oid FROM pg_extension)")),
+        ("dependencies", "SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND refobjid NOT IN (SELECT oid FROM pg_extension)"),
     ] {
         assert_eq!(one::<i64>(&mut su, sql), 0, "{what} left behind");
     }
@@ -196,7 +196,7 @@ fn registry_rules_reject_bad_tenants_and_leave_no_row() {
     assert_eq!(
         one::<i64>(
             &mut admin,
-            &format!("SELECT tenant.create_tenant(repeat('a', 40), 'Forty', 'pro')")
+            "SELECT tenant.create_tenant(repeat('a', 40), 'Forty', 'pro')"
         ),
         1
     );
