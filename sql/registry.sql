@@ -23,6 +23,8 @@ CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_bindings
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
 CREATE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants

@@ -30,6 +30,14 @@ struct Cache {
     by_id: HashMap<i64, Option<TenantRow>>,
     by_slug: HashMap<String, Option<i64>>,
     bindings: HashMap<u32, Option<i64>>,
+    keys: HashMap<i32, Option<SigningKey>>,
+}
+
+/// A signing key's secret and when it stops being accepted (unix seconds), if ever.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub secret: Vec<u8>,
+    pub retired_at: Option<i64>,
 }
 
 struct Backend<T>(T);
@@ -127,6 +135,24 @@ pub fn tenant_by_id(id: i64) -> Option<TenantRow> {
         c.by_id.insert(id, stored);
     });
     row
+}
+
+/// A signing key by id through the registry cache; `fetch` reads it on a miss. The cache is
+/// dropped whenever `tenant.signing_keys` changes (its trigger invalidates like the registry's).
+pub fn cached_signing_key(
+    key_id: i32,
+    fetch: impl FnOnce() -> Option<SigningKey>,
+) -> Option<SigningKey> {
+    if let Some(hit) = with_cache(|c| c.keys.get(&key_id).cloned()) {
+        return hit;
+    }
+    let generation = GENERATION.0.get();
+    let key = fetch();
+    let stored = key.clone();
+    remember(generation, |c| {
+        c.keys.insert(key_id, stored);
+    });
+    key
 }
 
 /// The first column of the first row, or None when there is no row.

@@ -37,6 +37,16 @@ pgrx::extension_sql_file!(
         context::cross_tenant_active
     ]
 );
+pgrx::extension_sql_file!(
+    "../sql/checker.sql",
+    name = "checker",
+    requires = ["isolation"]
+);
+pgrx::extension_sql_file!(
+    "../sql/superuser.sql",
+    name = "superuser",
+    requires = ["registry"]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pgrx::pg_guard]

@@ -63,19 +63,31 @@ fn insert_key() -> (i32, Vec<u8>) {
     (id, secret)
 }
 
+/// The secret of a key that is still accepted. Cached per backend: verifying a token costs no
+/// query once its key has been seen.
 fn key_by_id(key_id: i32) -> Option<Vec<u8>> {
-    privilege::as_owner(|| {
-        Spi::connect(|c| {
-            c.select(
-                "SELECT secret FROM tenant.signing_keys \
-                 WHERE id = $1 AND (retired_at IS NULL OR retired_at > pg_catalog.now())",
-                Some(1),
-                &[key_id.into()],
-            )
-            .and_then(crate::context::first_value::<Vec<u8>>)
+    let key = context::cached_signing_key(key_id, || {
+        privilege::as_owner(|| {
+            Spi::connect(|c| {
+                let t = c.select(
+                    "SELECT secret, pg_catalog.floor(pg_catalog.date_part('epoch', retired_at))::bigint \
+                     FROM tenant.signing_keys WHERE id = $1",
+                    Some(1),
+                    &[key_id.into()],
+                )?;
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                let t = t.first();
+                Ok(t.get::<Vec<u8>>(1)?.map(|secret| context::SigningKey { secret, retired_at: t.get::<i64>(2).ok().flatten() }))
+            })
         })
-    })
-    .unwrap_or_else(|e| spi_failed(e))
+        .unwrap_or_else(|e| spi_failed(e))
+    })?;
+    match key.retired_at {
+        Some(retired) if retired <= now_unix() => None,
+        _ => Some(key.secret),
+    }
 }
 
 /// A token that lets an application role enter `tenant` until it expires. For the auth service.

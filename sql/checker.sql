@@ -1,0 +1,573 @@
+-- tenant.check_isolation(): the database-wide isolation lint.
+--
+-- Every row names one problem and carries, in `fix`, SQL that a DBA (a superuser, or the object's
+-- owner) can run to remove exactly that problem. A database with nothing to report returns no rows.
+-- Severity 'error': rows of one tenant can be read, written or probed by another (or isolation can
+-- be switched off by an application role). 'warning': not a leak by itself, but a gap the DBA
+-- should close (an unmarked global table, a missing tenant index, a definer that keeps RLS).
+--
+-- The helpers below run inside the SECURITY DEFINER checker only (finalize.sql revokes them from
+-- PUBLIC); they read catalogs, never write.
+
+-- Relations the lint looks at: not in a system schema, not temporary, not belonging to an
+-- extension, and (unless with_tenant_schema, used for views) not in schema tenant, whose tables are
+-- the extension's own business.
+CREATE FUNCTION tenant._chk_user_relation(rel oid, with_tenant_schema boolean DEFAULT false) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = $1
+           AND c.relpersistence <> 't'
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+           AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
+           AND ($2 OR n.nspname <> 'tenant')
+           AND NOT EXISTS (SELECT FROM pg_depend d
+                            WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))
+$$;
+
+-- reloptions boolean, as PostgreSQL's parse_bool reads it (security_invoker=on/true/yes/1/...).
+CREATE FUNCTION tenant._chk_reloption_on(opts text[], opt text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(bool_or(lower(split_part(o, '=', 2)) IN ('t', 'tr', 'tru', 'true', 'y', 'ye', 'yes', 'on', '1')), false)
+      FROM unnest($1) AS o
+     WHERE split_part(o, '=', 1) = $2
+$$;
+
+-- Views and materialized views that read an isolated table, directly or through other views
+-- (pg_depend of their rewrite rules, followed recursively). base = the isolated table reached.
+CREATE FUNCTION tenant._chk_readers() RETURNS TABLE(relid oid, base oid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE r(relid, base) AS (
+        SELECT c.oid, c.oid FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
+        UNION
+        SELECT w.ev_class, r.base
+          FROM r
+          JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = r.relid
+                          AND d.classid = 'pg_rewrite'::regclass
+          JOIN pg_rewrite w ON w.oid = d.objid
+         WHERE w.ev_class <> r.relid
+    )
+    SELECT DISTINCT r.relid, r.base FROM r WHERE r.relid <> r.base
+$$;
+
+-- The tenant column of a table: the one recorded for an isolated table, else tenant_id.
+CREATE FUNCTION tenant._chk_tenant_attnum(rel oid) RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attnum FROM pg_attribute a
+     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname = COALESCE((SELECT i.tenant_column FROM tenant.isolated_tables i WHERE i.relid = $1::regclass),
+                                'tenant_id')
+$$;
+
+CREATE FUNCTION tenant._chk_grantee(r oid) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN $1 = 0 THEN 'PUBLIC'
+                ELSE COALESCE((SELECT quote_ident(rolname) FROM pg_roles WHERE oid = $1), quote_ident($1::text)) END
+$$;
+
+-- Column names of attnums (in the given order), quoted and joined as pg_get_constraintdef does.
+CREATE FUNCTION tenant._chk_cols(rel oid, attnums smallint[]) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
+      FROM unnest($2) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum
+$$;
+
+CREATE FUNCTION tenant.check_isolation()
+RETURNS TABLE(severity text, object text, problem text, fix text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    n bigint;
+    tenant_owner name := (SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'tenant');
+    superuser_role oid := (SELECT oid FROM pg_roles WHERE rolname = 'tenant_superuser');
+    ptc smallint;
+    ctc smallint;
+    pos integer;
+    new_cols smallint[];
+    new_refcols smallint[];
+    prefix text;
+    rest text;
+    def text;
+    idx_fix text;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'check isolation');
+
+    -- 1. Tables with a tenant column that are not isolated (neither shared on purpose).
+    --    A partition is reported only when its parent is isolated (enable_isolation on a parent
+    --    isolates its partitions; one attached later is not).
+    FOR r IN
+        SELECT c.oid::regclass AS rel, c.relrowsecurity, c.relforcerowsecurity, a.attnotnull,
+               a.atttypid::regtype AS typ, a.attname
+          FROM pg_class c
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE c.relkind IN ('r', 'p') AND tenant._chk_user_relation(c.oid)
+           AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = c.oid)
+           AND NOT EXISTS (SELECT FROM tenant.shared_tables s WHERE s.relid = c.oid)
+           AND NOT (c.relispartition AND EXISTS (
+                   SELECT FROM pg_inherits h JOIN pg_class pc ON pc.oid = h.inhparent
+                    WHERE h.inhrelid = c.oid AND tenant._chk_user_relation(pc.oid)
+                      AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = pc.oid)
+                      AND NOT EXISTS (SELECT FROM tenant.shared_tables s WHERE s.relid = pc.oid)))
+         ORDER BY c.oid::regclass::text
+    LOOP
+        severity := CASE WHEN r.relrowsecurity AND r.relforcerowsecurity THEN 'warning' ELSE 'error' END;
+        object := format('table %s', r.rel);
+        problem := CASE
+            WHEN NOT r.relrowsecurity THEN
+                'has a tenant column tenant_id but row level security is not enabled: every role with SELECT sees every tenant''s rows'
+            WHEN NOT r.relforcerowsecurity THEN
+                'has a tenant column tenant_id and row level security without FORCE: its owner sees every tenant''s rows; it is not isolated by tenant.enable_isolation()'
+            ELSE
+                'has a tenant column tenant_id and its own row level security, but is not isolated by tenant.enable_isolation(), so its policies are not checked'
+        END;
+        fix := format('SELECT tenant.enable_isolation(%L);', r.rel::text);
+        IF r.typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+            problem := problem || format(' (the column is of type %s; isolation needs smallint, integer or bigint)', r.typ);
+            fix := format('ALTER TABLE %s ALTER COLUMN tenant_id TYPE bigint USING tenant_id::bigint; ', r.rel) || fix;
+        ELSIF NOT r.attnotnull THEN
+            EXECUTE format('SELECT count(*) FROM %s WHERE tenant_id IS NULL', r.rel) INTO n;
+            IF n > 0 THEN
+                problem := problem || format(' (%s row(s) have a NULL tenant_id: they become system rows, readable by every tenant and writable by none; give them a tenant first if they are not)', n);
+                fix := format('SELECT tenant.enable_isolation(%L, ''tenant_id'', allow_shared_rows => true);', r.rel::text);
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+
+    -- 2. Isolated tables: registry entry, row security flags, tenant column.
+    RETURN QUERY
+        SELECT 'warning', format('table %s', i.relid::oid),
+               'is listed in tenant.isolated_tables but no longer exists',
+               format('DELETE FROM tenant.isolated_tables WHERE relid = %s;', i.relid::oid)
+          FROM tenant.isolated_tables i
+         WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = i.relid)
+        UNION ALL
+        SELECT 'warning', format('table %s', s.relid::oid),
+               'is listed in tenant.shared_tables but no longer exists',
+               format('DELETE FROM tenant.shared_tables WHERE relid = %s;', s.relid::oid)
+          FROM tenant.shared_tables s
+         WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = s.relid)
+        ORDER BY 2;
+
+    RETURN QUERY
+        SELECT 'error', format('table %s', c.oid::regclass),
+               'is isolated but row level security is disabled: its tenant policies are not applied',
+               format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY;', c.oid::regclass)
+          FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
+         WHERE NOT c.relrowsecurity
+        UNION ALL
+        SELECT 'error', format('table %s', c.oid::regclass),
+               'is isolated but row level security is not forced: the table owner bypasses the tenant policies',
+               format('ALTER TABLE %s FORCE ROW LEVEL SECURITY;', c.oid::regclass)
+          FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
+         WHERE NOT c.relforcerowsecurity
+        ORDER BY 2, 3;
+
+    FOR r IN
+        SELECT c.oid::regclass AS rel, i.tenant_column,
+               (SELECT a.attname FROM pg_policy p
+                  JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+                                  AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid > 0
+                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+                 WHERE p.polrelid = c.oid AND p.polname = 'qft_tenant_isolation' LIMIT 1) AS renamed_to
+          FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
+         WHERE NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
+                             AND a.attnum > 0 AND NOT a.attisdropped)
+         ORDER BY 1
+    LOOP
+        severity := 'error';
+        object := format('table %s', r.rel);
+        IF r.renamed_to IS NOT NULL THEN
+            problem := format('is isolated on column %I, which has been renamed to %I', r.tenant_column, r.renamed_to);
+            fix := format('ALTER TABLE %s RENAME COLUMN %I TO %I;', r.rel, r.renamed_to, r.tenant_column);
+        ELSE
+            problem := format('is isolated on column %I, which no longer exists (its policies are gone with it)', r.tenant_column);
+            fix := format('DELETE FROM tenant.isolated_tables WHERE relid = %L::regclass;', r.rel::text);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+
+    -- 3. The qft_ policies of every isolated table, compared with what enable_isolation creates.
+    --    The expected texts are pg_get_expr's rendering (search_path pg_catalog, pg_temp) of the
+    --    expressions tenant._isolation_policies() writes: change the two together.
+    --    Other (non-qft_) policies are not reported: the RESTRICTIVE guard bounds whatever they allow.
+    RETURN QUERY
+        WITH it AS (
+            SELECT c.oid AS relid, i.tenant_column, i.allow_shared_rows, quote_ident(i.tenant_column) AS q
+              FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
+             WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
+                             AND a.attnum > 0 AND NOT a.attisdropped)
+        ), expected AS (
+            SELECT it.relid, it.tenant_column, it.allow_shared_rows, e.*
+              FROM it, LATERAL (VALUES
+                ('qft_tenant_isolation', true, '*', 0::oid,
+                 format('(%s = tenant.current_tenant_id())', it.q), format('(%s = tenant.current_tenant_id())', it.q), NULL::boolean),
+                ('qft_cross_tenant', true, '*', superuser_role,
+                 'tenant.cross_tenant_active()', 'tenant.cross_tenant_active()', NULL),
+                ('qft_tenant_guard', false, '*', 0::oid,
+                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q),
+                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), false),
+                ('qft_shared_read', true, 'r', 0::oid, format('(%s IS NULL)', it.q), NULL, true),
+                ('qft_tenant_guard_select', false, 'r', 0::oid,
+                 format('((%1$s = tenant.current_tenant_id()) OR tenant.cross_tenant_active() OR (%1$s IS NULL))', it.q), NULL, true),
+                ('qft_tenant_guard_insert', false, 'a', 0::oid,
+                 NULL, format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), true),
+                ('qft_tenant_guard_update', false, 'w', 0::oid,
+                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q),
+                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), true),
+                ('qft_tenant_guard_delete', false, 'd', 0::oid,
+                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), NULL, true)
+              ) AS e(polname, permissive, cmd, role, qual, wcheck, shared_only)
+             WHERE e.shared_only IS NULL OR e.shared_only = it.allow_shared_rows
+        ), actual AS (
+            SELECT p.polrelid AS relid, p.polname::text AS polname, p.polpermissive AS permissive, p.polcmd::text AS cmd,
+                   p.polroles AS roles, pg_get_expr(p.polqual, p.polrelid) AS qual,
+                   pg_get_expr(p.polwithcheck, p.polrelid) AS wcheck
+              FROM pg_policy p JOIN it ON it.relid = p.polrelid
+             WHERE p.polname LIKE 'qft\_%'
+        ), cmp AS (
+            SELECT COALESCE(e.relid, a.relid) AS relid, COALESCE(e.polname, a.polname) AS polname,
+                   CASE
+                     WHEN a.polname IS NULL THEN 'is missing'
+                     WHEN e.polname IS NULL THEN 'is not one that tenant.enable_isolation() creates for this table'
+                     ELSE concat_ws('; ',
+                       CASE WHEN a.permissive IS DISTINCT FROM e.permissive THEN
+                         format('is %s instead of %s', CASE WHEN a.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                                CASE WHEN e.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END) END,
+                       CASE WHEN a.cmd IS DISTINCT FROM e.cmd THEN
+                         format('applies to %s instead of %s',
+                                CASE a.cmd WHEN '*' THEN 'ALL' WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END,
+                                CASE e.cmd WHEN '*' THEN 'ALL' WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END) END,
+                       CASE WHEN a.roles IS DISTINCT FROM ARRAY[e.role] THEN
+                         format('is TO %s instead of TO %s',
+                                (SELECT string_agg(tenant._chk_grantee(x), ', ') FROM unnest(a.roles) x),
+                                tenant._chk_grantee(e.role)) END,
+                       CASE WHEN a.qual IS DISTINCT FROM e.qual THEN
+                         format('has USING %s instead of %s', COALESCE(a.qual, '(none)'), COALESCE(e.qual, '(none)')) END,
+                       CASE WHEN a.wcheck IS DISTINCT FROM e.wcheck THEN
+                         format('has WITH CHECK %s instead of %s', COALESCE(a.wcheck, '(none)'), COALESCE(e.wcheck, '(none)')) END)
+                   END AS diff,
+                   COALESCE(e.tenant_column, (SELECT i.tenant_column FROM tenant.isolated_tables i WHERE i.relid = a.relid)) AS tenant_column,
+                   COALESCE(e.allow_shared_rows, (SELECT i.allow_shared_rows FROM tenant.isolated_tables i WHERE i.relid = a.relid)) AS shared
+              FROM expected e FULL JOIN actual a ON a.relid = e.relid AND a.polname = e.polname
+        )
+        SELECT 'error', format('policy %I on table %s', cmp.polname, cmp.relid::regclass),
+               format('tenant policy %s', cmp.diff),
+               format('SELECT tenant.enable_isolation(%L, %L%s);', cmp.relid::regclass::text, cmp.tenant_column,
+                      CASE WHEN cmp.shared THEN ', allow_shared_rows => true' ELSE '' END)
+          FROM cmp
+         WHERE cmp.diff <> ''
+         ORDER BY cmp.relid::regclass::text, cmp.polname;
+
+    -- 4. Views over isolated tables (directly or through other views) without security_invoker:
+    --    they read the tables with their owner's rights (a superuser owner bypasses RLS).
+    RETURN QUERY
+        SELECT CASE WHEN o.rolsuper OR o.rolbypassrls THEN 'error' ELSE 'warning' END,
+               format('view %s', v.oid::regclass),
+               format('reads isolated table%s %s with the rights of its owner %I%s, because security_invoker is not set',
+                      CASE WHEN count(*) > 1 THEN 's' ELSE '' END,
+                      string_agg(x.base::regclass::text, ', ' ORDER BY x.base::regclass::text), o.rolname,
+                      CASE WHEN o.rolsuper THEN ' (a superuser: row level security does not apply to it)'
+                           WHEN o.rolbypassrls THEN ' (BYPASSRLS: row level security does not apply to it)' ELSE '' END),
+               format('ALTER VIEW %s SET (security_invoker = true);', v.oid::regclass)
+          FROM tenant._chk_readers() x
+          JOIN pg_class v ON v.oid = x.relid AND v.relkind = 'v'
+          JOIN pg_roles o ON o.oid = v.relowner
+         WHERE tenant._chk_user_relation(v.oid, true)
+           AND NOT tenant._chk_reloption_on(v.reloptions, 'security_invoker')
+         GROUP BY v.oid, o.rolname, o.rolsuper, o.rolbypassrls
+         ORDER BY 2;
+
+    -- 5. Materialized views over isolated tables: a snapshot of every tenant's rows, without RLS.
+    RETURN QUERY
+        SELECT 'error', format('materialized view %s', m.oid::regclass),
+               format('stores the rows of isolated table%s %s for every tenant; materialized views cannot have row level security',
+                      CASE WHEN count(*) > 1 THEN 's' ELSE '' END,
+                      string_agg(x.base::regclass::text, ', ' ORDER BY x.base::regclass::text)),
+               format('DROP MATERIALIZED VIEW %1$s; CREATE VIEW %1$s WITH (security_invoker = true) AS %2$s',
+                      m.oid::regclass, btrim(pg_get_viewdef(m.oid)))
+          FROM tenant._chk_readers() x
+          JOIN pg_class m ON m.oid = x.relid AND m.relkind = 'm'
+         WHERE tenant._chk_user_relation(m.oid, true)
+         GROUP BY m.oid
+         ORDER BY 2;
+
+    -- 6. SECURITY DEFINER functions reading isolated tables (or views over them). SQL-standard
+    --    bodies by pg_depend; other languages by a conservative, case-insensitive search of the
+    --    source for the relation's name as a word.
+    RETURN QUERY
+        WITH targets AS (
+            SELECT c.oid AS relid, c.relname,
+                   '(^|[^[:alnum:]_$])' || regexp_replace(c.relname, '([^[:alnum:]_])', '\\\1', 'g') || '($|[^[:alnum:]_$])' AS pattern
+              FROM pg_class c
+             WHERE c.oid IN (SELECT i.relid FROM tenant.isolated_tables i UNION SELECT x.relid FROM tenant._chk_readers() x)
+        ), defs AS (
+            SELECT p.oid, p.prokind, p.prosqlbody, p.prosrc, o.rolname, o.rolsuper, o.rolbypassrls
+              FROM pg_proc p
+              JOIN pg_namespace n ON n.oid = p.pronamespace
+              JOIN pg_language l ON l.oid = p.prolang
+              JOIN pg_roles o ON o.oid = p.proowner
+             WHERE p.prosecdef
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND l.lanname NOT IN ('c', 'internal')
+               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                 AND d.deptype = 'e')
+        )
+        SELECT CASE WHEN f.rolsuper OR f.rolbypassrls THEN 'error' ELSE 'warning' END,
+               format('%s %s', CASE WHEN f.prokind = 'p' THEN 'procedure' ELSE 'function' END, f.oid::regprocedure),
+               format('is SECURITY DEFINER and %s %s, which it reads with the rights of its owner %I%s',
+                      CASE WHEN f.prosqlbody IS NOT NULL THEN 'depends on' ELSE 'names in its source' END,
+                      string_agg(DISTINCT t.relid::regclass::text, ', '), f.rolname,
+                      CASE WHEN f.rolsuper THEN ' (a superuser: row level security does not apply to it)'
+                           WHEN f.rolbypassrls THEN ' (BYPASSRLS: row level security does not apply to it)' ELSE '' END),
+               format('ALTER %s %s SECURITY INVOKER;', CASE WHEN f.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                      f.oid::regprocedure)
+          FROM defs f
+          JOIN targets t ON CASE WHEN f.prosqlbody IS NOT NULL THEN
+                                 EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = f.oid
+                                           AND d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid)
+                             ELSE f.prosrc ~* t.pattern END
+         GROUP BY f.oid, f.prokind, f.prosqlbody IS NOT NULL, f.rolname, f.rolsuper, f.rolbypassrls
+         ORDER BY 2;
+
+    -- 7. Roles holding tenant_user (directly or through other roles, and tenant_user itself) that
+    --    escape row level security: superusers, BYPASSRLS, owners of isolated tables (an owner can
+    --    switch RLS off), and members of a superuser or BYPASSRLS role (SET ROLE).
+    RETURN QUERY
+        WITH RECURSIVE holders(roleid) AS (
+            SELECT oid FROM pg_roles WHERE rolname = 'tenant_user'
+            UNION
+            SELECT m.member FROM pg_auth_members m JOIN holders h ON m.roleid = h.roleid
+        ), up(holder, member, roleid) AS (
+            SELECT h.roleid, m.member, m.roleid FROM holders h JOIN pg_auth_members m ON m.member = h.roleid
+            UNION
+            SELECT up.holder, m.member, m.roleid FROM up JOIN pg_auth_members m ON m.member = up.roleid
+        )
+        SELECT 'error', format('role %I', r.rolname),
+               'holds tenant_user and is a superuser: row level security does not apply to it',
+               CASE WHEN r.oid = 10 THEN format('REVOKE tenant_user FROM %I;', r.rolname)
+                    ELSE format('ALTER ROLE %I NOSUPERUSER;', r.rolname) END
+          FROM holders h JOIN pg_roles r ON r.oid = h.roleid
+         WHERE r.rolsuper
+        UNION ALL
+        SELECT 'error', format('role %I', r.rolname),
+               'holds tenant_user and has BYPASSRLS: row level security does not apply to it',
+               format('ALTER ROLE %I NOBYPASSRLS;', r.rolname)
+          FROM holders h JOIN pg_roles r ON r.oid = h.roleid
+         WHERE r.rolbypassrls AND NOT r.rolsuper
+        UNION ALL
+        SELECT 'error', format('role %I', r.rolname),
+               format('holds tenant_user and %s isolated table %s, so it can switch its row level security off',
+                      CASE WHEN c.relowner = r.oid THEN 'owns' ELSE format('is a member of %I, the owner of', o.rolname) END,
+                      c.oid::regclass),
+               format('ALTER TABLE %s OWNER TO %I;', c.oid::regclass, tenant_owner)
+          FROM holders h
+          JOIN pg_roles r ON r.oid = h.roleid
+          JOIN tenant.isolated_tables i ON true
+          JOIN pg_class c ON c.oid = i.relid
+          JOIN pg_roles o ON o.oid = c.relowner
+         WHERE NOT r.rolsuper AND pg_has_role(r.oid, c.relowner, 'MEMBER')
+        UNION ALL
+        SELECT 'error', format('role %I', r.rolname),
+               format('holds tenant_user and is a member of %I, which is %s: SET ROLE %I escapes row level security',
+                      b.rolname, CASE WHEN b.rolsuper THEN 'a superuser' ELSE 'BYPASSRLS' END, b.rolname),
+               string_agg(DISTINCT format('REVOKE %I FROM %I;', b.rolname, mr.rolname), ' ')
+          FROM up
+          JOIN pg_roles r ON r.oid = up.holder
+          JOIN pg_roles b ON b.oid = up.roleid
+          JOIN pg_roles mr ON mr.oid = up.member
+         WHERE (b.rolsuper OR b.rolbypassrls) AND NOT r.rolsuper AND NOT r.rolbypassrls
+           AND NOT EXISTS (SELECT FROM holders h WHERE h.roleid = b.oid)
+         GROUP BY r.rolname, b.rolname, b.rolsuper
+        ORDER BY 2, 3;
+
+    -- 8. TRUNCATE (ignores RLS), REFERENCES (foreign keys probe every tenant's keys) and TRIGGER
+    --    (a trigger sees other tenants' writes) on isolated tables, granted to anyone but the owner.
+    RETURN QUERY
+        SELECT 'error', format('table %s', c.oid::regclass),
+               format('grants %s to %s%s', g.privilege_type, tenant._chk_grantee(g.grantee),
+                      CASE g.privilege_type WHEN 'TRUNCATE' THEN ': TRUNCATE ignores row level security and empties every tenant'
+                           WHEN 'REFERENCES' THEN ': a foreign key into it tells which keys exist in other tenants'
+                           ELSE ': a trigger on it sees every tenant''s writes' END),
+               format('%sREVOKE %s ON %s FROM %s%s;%s',
+                      CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
+                      g.privilege_type, c.oid::regclass, tenant._chk_grantee(g.grantee),
+                      CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
+                      CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+          FROM tenant.isolated_tables i
+          JOIN pg_class c ON c.oid = i.relid
+          CROSS JOIN LATERAL aclexplode(c.relacl) g
+         WHERE g.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER') AND g.grantee <> c.relowner
+        UNION ALL
+        SELECT 'error', format('table %s', c.oid::regclass),
+               format('grants REFERENCES (%I) to %s: a foreign key into it tells which keys exist in other tenants',
+                      a.attname, tenant._chk_grantee(g.grantee)),
+               format('%sREVOKE REFERENCES (%I) ON %s FROM %s%s;%s',
+                      CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
+                      a.attname, c.oid::regclass, tenant._chk_grantee(g.grantee),
+                      CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
+                      CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+          FROM tenant.isolated_tables i
+          JOIN pg_class c ON c.oid = i.relid
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+          CROSS JOIN LATERAL aclexplode(a.attacl) g
+         WHERE g.privilege_type = 'REFERENCES' AND g.grantee <> c.relowner
+        ORDER BY 2, 3;
+
+    -- 9. Foreign keys into isolated tables that do not pair the referenced table's tenant column
+    --    with the referencing table's own tenant column: the key check ignores RLS, so inserting a
+    --    referencing row tells whether a key exists in another tenant.
+    FOR r IN
+        SELECT k.oid, k.conname, k.conrelid, k.confrelid, k.conkey, k.confkey, k.confdeltype, k.confdelsetcols,
+               pg_get_constraintdef(k.oid) AS def
+          FROM pg_constraint k
+          JOIN tenant.isolated_tables i ON i.relid = k.confrelid
+         WHERE k.contype = 'f' AND k.conparentid = 0
+         ORDER BY k.conrelid::regclass::text, k.conname
+    LOOP
+        ptc := tenant._chk_tenant_attnum(r.confrelid);
+        CONTINUE WHEN ptc IS NULL;  -- reported above (tenant column gone)
+        ctc := tenant._chk_tenant_attnum(r.conrelid);
+        pos := array_position(r.confkey, ptc);
+        CONTINUE WHEN pos IS NOT NULL AND ctc IS NOT NULL AND r.conkey[pos] = ctc;
+        severity := 'error';
+        object := format('constraint %I on table %s', r.conname, r.conrelid::regclass);
+        IF ctc IS NULL THEN
+            problem := format('references isolated table %s without its tenant column, and %s has no tenant column to pair it with: '
+                              'inserting a row tells whether a key exists in another tenant',
+                              r.confrelid::regclass, r.conrelid::regclass);
+            fix := format('ALTER TABLE %s DROP CONSTRAINT %I;', r.conrelid::regclass, r.conname);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF pos IS NOT NULL THEN
+            problem := format('pairs the tenant column of isolated table %s with %s.%I instead of its own tenant column %I: '
+                              'inserting a row tells whether a key exists in another tenant',
+                              r.confrelid::regclass, r.conrelid::regclass,
+                              (SELECT attname FROM pg_attribute WHERE attrelid = r.conrelid AND attnum = r.conkey[pos]),
+                              (SELECT attname FROM pg_attribute WHERE attrelid = r.conrelid AND attnum = ctc));
+            new_cols := r.conkey;
+            new_cols[pos] := ctc;
+            new_refcols := r.confkey;
+        ELSE
+            problem := format('references isolated table %s without its tenant column: inserting a row tells whether a key '
+                              'exists in another tenant', r.confrelid::regclass);
+            new_cols := ARRAY[ctc] || r.conkey;
+            new_refcols := ARRAY[ptc] || r.confkey;
+        END IF;
+        -- Keep MATCH/ON UPDATE/ON DELETE/DEFERRABLE as written; a SET NULL/SET DEFAULT on delete keeps
+        -- touching only the original columns, never the tenant column.
+        prefix := format('FOREIGN KEY (%s) REFERENCES %s(%s)', tenant._chk_cols(r.conrelid, r.conkey),
+                         r.confrelid::regclass, tenant._chk_cols(r.confrelid, r.confkey));
+        rest := CASE WHEN left(r.def, length(prefix)) = prefix THEN substr(r.def, length(prefix) + 1) ELSE '' END;
+        IF r.confdeltype IN ('n', 'd') AND r.confdelsetcols IS NULL THEN
+            rest := regexp_replace(rest, '(ON DELETE SET (NULL|DEFAULT))',
+                                   '\1 (' || replace(tenant._chk_cols(r.conrelid, r.conkey), '\', '\\') || ')');
+        END IF;
+        def := format('FOREIGN KEY (%s) REFERENCES %s(%s)%s', tenant._chk_cols(r.conrelid, new_cols), r.confrelid::regclass,
+                      tenant._chk_cols(r.confrelid, new_refcols), rest);
+        idx_fix := '';
+        IF NOT EXISTS (SELECT FROM pg_index x
+                        WHERE x.indrelid = r.confrelid AND x.indisunique AND x.indimmediate AND x.indisvalid
+                          AND x.indpred IS NULL AND x.indexprs IS NULL AND x.indnkeyatts = cardinality(new_refcols)
+                          AND (x.indkey::smallint[])[0:x.indnkeyatts - 1] @> new_refcols
+                          AND (x.indkey::smallint[])[0:x.indnkeyatts - 1] <@ new_refcols) THEN
+            idx_fix := format('CREATE UNIQUE INDEX ON %s (%s); ', r.confrelid::regclass, tenant._chk_cols(r.confrelid, new_refcols));
+        END IF;
+        fix := idx_fix || format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I %s;', r.conrelid::regclass,
+                                 r.conname, r.conname, def);
+        RETURN NEXT;
+    END LOOP;
+
+    -- 10. Unique and primary-key constraints, and unique indexes, on isolated tables whose key does
+    --     not include the tenant column: a duplicate-key error tells whether a key exists in another
+    --     tenant. (Indexes of partitions attached to a partitioned index are fixed at the parent.)
+    RETURN QUERY
+        SELECT 'error',
+               CASE WHEN k.oid IS NOT NULL THEN format('constraint %I on table %s', k.conname, c.oid::regclass)
+                    ELSE format('index %s', x.indexrelid::regclass) END,
+               format('is a %s on isolated table %s without its tenant column %I: a duplicate-key error tells whether a key '
+                      'exists in another tenant',
+                      CASE WHEN x.indisprimary THEN 'primary key' WHEN k.oid IS NOT NULL THEN 'unique constraint' ELSE 'unique index' END,
+                      c.oid::regclass, i.tenant_column),
+               CASE WHEN k.oid IS NOT NULL THEN
+                        format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I %s;', c.oid::regclass, k.conname, k.conname,
+                               regexp_replace(pg_get_constraintdef(k.oid), '\(', '(' || replace(quote_ident(i.tenant_column), '\', '\\') || ', '))
+                    ELSE format('DROP INDEX %s; %s;', x.indexrelid::regclass,
+                                regexp_replace(pg_get_indexdef(x.indexrelid), ' USING (\w+) \(',
+                                               ' USING \1 (' || replace(quote_ident(i.tenant_column), '\', '\\') || ', '))
+               END
+          FROM tenant.isolated_tables i
+          JOIN pg_class c ON c.oid = i.relid
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = i.tenant_column AND a.attnum > 0 AND NOT a.attisdropped
+          JOIN pg_index x ON x.indrelid = c.oid AND x.indisunique
+          LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.conrelid = c.oid AND k.contype IN ('p', 'u')
+         WHERE NOT (a.attnum = ANY ((x.indkey::smallint[])[0:x.indnkeyatts - 1]))
+           AND NOT EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = x.indexrelid)
+           AND (k.oid IS NULL OR k.conparentid = 0)
+         ORDER BY 2;
+
+    -- 11. Isolated tables without an index leading with the tenant column: every query filters on it.
+    RETURN QUERY
+        SELECT 'warning', format('table %s', c.oid::regclass),
+               format('is isolated but has no index leading with its tenant column %I: every query filters on it', i.tenant_column),
+               format('CREATE INDEX ON %s (%I);', c.oid::regclass, i.tenant_column)
+          FROM tenant.isolated_tables i
+          JOIN pg_class c ON c.oid = i.relid
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = i.tenant_column AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE NOT EXISTS (SELECT FROM pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = a.attnum)
+         ORDER BY 2;
+
+    -- 12. Tables without a tenant column that are neither isolated nor marked shared. Partitions are
+    --     judged by their parent.
+    RETURN QUERY
+        SELECT 'warning', format('table %s', c.oid::regclass),
+               'has no tenant column and is not marked shared: every tenant sees all its rows',
+               format('SELECT tenant.mark_shared(%L);', c.oid::regclass::text)
+          FROM pg_class c
+         WHERE c.relkind IN ('r', 'p') AND tenant._chk_user_relation(c.oid)
+           AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'
+                             AND a.attnum > 0 AND NOT a.attisdropped)
+           AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = c.oid)
+           AND NOT EXISTS (SELECT FROM tenant.shared_tables s WHERE s.relid = c.oid)
+           AND NOT (c.relispartition AND EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = c.oid
+                                                    AND (tenant._chk_user_relation(h.inhparent)
+                                                         OR EXISTS (SELECT FROM tenant.shared_tables s WHERE s.relid = h.inhparent))))
+         ORDER BY 2;
+
+    -- 13. GRANT SET / ALTER SYSTEM ON PARAMETER for the extension's settings: the tenant context is
+    --     a superuser-only setting precisely so that nobody else can select a tenant with SET.
+    RETURN QUERY
+        SELECT 'error', format('parameter %s', p.parname),
+               format('grants %s on it to %s: that role can set it directly, bypassing the sanctioned functions',
+                      g.privilege_type, tenant._chk_grantee(g.grantee)),
+               format('REVOKE %s ON PARAMETER %s FROM %s%s;', g.privilege_type, p.parname, tenant._chk_grantee(g.grantee),
+                      CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END)
+          FROM pg_parameter_acl p
+          CROSS JOIN LATERAL aclexplode(p.paracl) g
+         WHERE lower(p.parname) LIKE 'qualityfoundry\_tenant.%'
+           AND NOT (g.grantee = 10 AND g.grantor = 10)
+         ORDER BY 2, 3;
+END
+$$;
+
+REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
+    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
