@@ -507,8 +507,16 @@ BEGIN
                       CASE WHEN x.indisprimary THEN 'primary key' WHEN k.oid IS NOT NULL THEN 'unique constraint' ELSE 'unique index' END,
                       c.oid::regclass, i.tenant_column),
                CASE WHEN k.oid IS NOT NULL THEN
+                        -- Where the tenant column may be NULL (shared rows) a primary key cannot hold
+                        -- it: the key becomes UNIQUE NULLS NOT DISTINCT, which keeps shared rows unique too.
                         format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I %s;', c.oid::regclass, k.conname, k.conname,
-                               regexp_replace(pg_get_constraintdef(k.oid), '\(', '(' || replace(quote_ident(i.tenant_column), '\', '\\') || ', '))
+                               regexp_replace(
+                                   CASE WHEN i.allow_shared_rows OR NOT a.attnotnull
+                                        THEN regexp_replace(pg_get_constraintdef(k.oid),
+                                                            '^(PRIMARY KEY|UNIQUE)( NULLS NOT DISTINCT)? \(',
+                                                            'UNIQUE NULLS NOT DISTINCT (')
+                                        ELSE pg_get_constraintdef(k.oid) END,
+                                   '\(', '(' || replace(quote_ident(i.tenant_column), '\', '\\') || ', '))
                     ELSE format('DROP INDEX %s; %s;', x.indexrelid::regclass,
                                 regexp_replace(pg_get_indexdef(x.indexrelid), ' USING (\w+) \(',
                                                ' USING \1 (' || replace(quote_ident(i.tenant_column), '\', '\\') || ', '))

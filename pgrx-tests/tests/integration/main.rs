@@ -3,3 +3,4 @@ mod checker;
 mod context;
 mod foundation;
 mod isolation;
+mod review;
