@@ -25,3 +25,44 @@ GRANT SELECT ON public.iso, public.plain, public.hand TO bench_bound, bench_hand
 SELECT tenant.bind_role('bench_bound', :'pin');
 ALTER ROLE bench_hand SET app.tenant_id = :'pin';
 ALTER ROLE bench_app SET app.tenant_id = '0';
+
+-- In-server loops (SECURITY INVOKER: they run as the calling role, so its policies apply).
+CREATE FUNCTION public.loop_iso(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text;
+BEGIN
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_plain(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text; pin bigint := current_setting('bench.pin')::bigint;
+BEGIN
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.plain WHERE tenant_id = pin AND id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_hand(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text;
+BEGIN
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.hand WHERE id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_set_tenant(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text; tenants int := current_setting('bench.tenants')::int;
+BEGIN
+    FOR i IN 1..n LOOP
+        PERFORM tenant.set_tenant((1 + i % tenants)::bigint, true);
+        SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int;
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_set_config(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text; tenants int := current_setting('bench.tenants')::int;
+BEGIN
+    FOR i IN 1..n LOOP
+        PERFORM pg_catalog.set_config('app.tenant_id', (1 + i % tenants)::text, true);
+        SELECT payload INTO r FROM public.hand WHERE id = 1 + i % current_setting('bench.rows')::int;
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+SELECT format('ALTER DATABASE postgres SET bench.rows = %L', :'rows') \gexec
+SELECT format('ALTER DATABASE postgres SET bench.tenants = %L', :'tenants') \gexec
+SELECT format('ALTER DATABASE postgres SET bench.pin = %L', :'pin') \gexec

@@ -23,6 +23,9 @@ AS $$
            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
            AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
            AND ($2 OR n.nspname <> 'tenant')
+           -- Tenant schemas and the template are pinned per schema, checked by kind 14 below.
+           AND NOT EXISTS (SELECT FROM tenant.tenants t WHERE t.schema_name = n.nspname)
+           AND n.nspname <> COALESCE(NULLIF(current_setting('qualityfoundry_tenant.template_schema', true), ''), 'tenant_template')
            AND NOT EXISTS (SELECT FROM pg_depend d
                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))
 $$;
@@ -572,6 +575,20 @@ BEGIN
          WHERE lower(p.parname) LIKE 'qualityfoundry\_tenant.%'
            AND NOT (g.grantee = 10 AND g.grantor = 10)
          ORDER BY 2, 3;
+
+    -- 14. Tables in a tenant schema that are not pinned to the schema's tenant (FORCE row security
+    --     and the qft_schema_* policies), e.g. created while the event trigger was disabled.
+    RETURN QUERY
+        SELECT 'error', format('table %s', c.oid::regclass),
+               format('is in the schema of tenant %s but not pinned to it: other tenants could read it', t.slug),
+               format('SELECT tenant.pin_tenant_schema(%L);', t.slug)
+          FROM tenant.tenants t
+          JOIN pg_namespace n ON n.nspname = t.schema_name
+          JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+         WHERE NOT (c.relrowsecurity AND c.relforcerowsecurity)
+            OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
+                   AND p.polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard')) < 3
+         ORDER BY 2;
 END
 $$;
 

@@ -70,16 +70,18 @@ BEGIN
     IF with_schema IS NULL THEN
         RAISE EXCEPTION 'with_schema must not be NULL' USING ERRCODE = '22004';
     END IF;
-    IF with_schema THEN
-        RAISE EXCEPTION 'schema-per-tenant creation is not available in this version' USING ERRCODE = '0A000',
-            HINT = 'Create the tenant in shared-table mode (with_schema => false).';
-    END IF;
+    -- The row goes in first: a concurrent create_tenant of the same slug waits on it here and then
+    -- fails with 42710 before it has built anything.
     BEGIN
         INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = '42710';
     END;
-    PERFORM tenant._audit('tenant_created', slug, new_id, jsonb_build_object('tier', tier, 'name', name));
+    IF with_schema THEN
+        PERFORM tenant._create_tenant_schema(new_id);
+    END IF;
+    PERFORM tenant._audit('tenant_created', slug, new_id,
+                          jsonb_build_object('tier', tier, 'name', name, 'with_schema', with_schema));
     RETURN new_id;
 END
 $$;

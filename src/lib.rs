@@ -38,9 +38,14 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/schemas.sql",
+    name = "schemas",
+    requires = ["registry", "isolation"]
+);
+pgrx::extension_sql_file!(
     "../sql/checker.sql",
     name = "checker",
-    requires = ["isolation"]
+    requires = ["isolation", "schemas"]
 );
 pgrx::extension_sql_file!(
     "../sql/superuser.sql",
