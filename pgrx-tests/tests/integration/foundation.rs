@@ -246,3 +246,107 @@ fn drop_tenant_refuses_while_rows_remain_unless_asked() {
         1
     );
 }
+
+#[test]
+fn the_registry_survives_pg_dump_and_restore() {
+    let db = TestDb::new("dump").with_projects();
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute(&format!(
+            "SELECT tenant.bind_role('{}', 'globex')",
+            db.role("bi")
+        ))
+        .unwrap();
+    let target = format!("{}_restored", db.name);
+    let c = cluster();
+    let sock = c.sock.to_string_lossy().to_string();
+    let port = c.port.to_string();
+    let dump = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
+        .args(["-h", &sock, "-p", &port, "-U", "postgres", "-d", &db.name])
+        .output()
+        .expect("pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let mut su = db.superuser();
+    su.batch_execute(&format!("CREATE DATABASE {target}"))
+        .unwrap();
+    let mut restore = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &sock,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            &target,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    {
+        use std::io::Write;
+        restore
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&dump.stdout)
+            .unwrap();
+    }
+    let out = restore.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut restored = qft_integration_tests::postgres::Client::connect(
+        &c.conninfo("postgres", &target),
+        qft_integration_tests::postgres::NoTls,
+    )
+    .unwrap();
+    let rows: Vec<String> = restored
+        .query(
+            "SELECT id || ':' || slug FROM tenant.tenants ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["1:acme", "2:globex"]);
+    assert_eq!(
+        one::<i64>(
+            &mut restored,
+            "SELECT count(*) FROM tenant.isolated_tables WHERE relid = 'public.projects'::regclass"
+        ),
+        1
+    );
+    assert_eq!(
+        one::<i64>(&mut restored, "SELECT count(*) FROM tenant.role_bindings"),
+        1
+    );
+    assert!(one::<i64>(&mut restored, "SELECT count(*) FROM tenant.audit_log") >= 3);
+    // New tenants continue after the restored ids, and isolation works in the copy.
+    assert_eq!(
+        one::<i64>(&mut restored, "SELECT tenant.create_tenant('third')"),
+        3
+    );
+    assert_eq!(
+        one::<i64>(&mut restored, "SELECT count(*) FROM tenant.signing_keys"),
+        0
+    );
+    let policies: i64 = one(
+        &mut restored,
+        "SELECT count(*) FROM pg_policy WHERE polrelid = 'public.projects'::regclass",
+    );
+    assert_eq!(policies, 3);
+}
