@@ -22,7 +22,8 @@ GRANT EXECUTE ON FUNCTION
     tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
-    tenant.mark_shared(regclass), tenant.pin_tenant_schema(text)
+    tenant.mark_shared(regclass), tenant.pin_tenant_schema(text),
+    tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
 GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables

@@ -38,9 +38,14 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/clone.sql",
+    name = "clone",
+    requires = ["registry", "isolation"]
+);
+pgrx::extension_sql_file!(
     "../sql/schemas.sql",
     name = "schemas",
-    requires = ["registry", "isolation"]
+    requires = ["registry", "isolation", "clone"]
 );
 pgrx::extension_sql_file!(
     "../sql/checker.sql",

@@ -1,6 +1,8 @@
 //! One test binary, so one throwaway cluster serves every test; each test makes its own database.
 mod checker;
+mod clone;
 mod context;
 mod foundation;
 mod isolation;
 mod review;
+mod schemas;
