@@ -4,6 +4,7 @@ pgrx::pg_module_magic!();
 
 mod context;
 mod error;
+mod migrate;
 mod privilege;
 mod settings;
 mod signed;
@@ -35,6 +36,17 @@ pgrx::extension_sql_file!(
         "registry",
         context::current_tenant_id,
         context::cross_tenant_active
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/migrate.sql",
+    name = "migrate",
+    requires = [
+        "registry",
+        migrate::migration_lock,
+        migrate::migration_unlock,
+        migrate::require_top_level,
+        migrate::run_workers
     ]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

@@ -2,3 +2,4 @@
 mod context;
 mod foundation;
 mod isolation;
+mod migrate;
