@@ -547,7 +547,17 @@ DECLARE
     target name;
     done integer := 0;
 BEGIN
-    PERFORM tenant._migration_run_workers(run);
+    -- Parallel: wait a second at a time and COMMIT in between, so this session holds no snapshot
+    -- (no xmin horizon) for the length of the run.
+    IF tenant._migration_start_workers(run) THEN
+        COMMIT;
+        LOOP
+            done := tenant._migration_wait_workers(run, done);
+            COMMIT;
+            EXIT WHEN done IS NULL;
+        END LOOP;
+        done := 0;
+    END IF;
     COMMIT;
     LOOP
         target := tenant._migration_claim(run, NULL);

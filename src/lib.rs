@@ -46,7 +46,8 @@ pgrx::extension_sql_file!(
         migrate::migration_lock,
         migrate::migration_unlock,
         migrate::require_top_level,
-        migrate::run_workers
+        migrate::start_workers,
+        migrate::wait_workers
     ]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

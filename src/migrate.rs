@@ -5,8 +5,9 @@
 //!   released by an abort callback when the procedure fails (a plpgsql procedure cannot catch its
 //!   own errors around COMMIT, so it could not release a session lock itself);
 //! - the parallel mode: dynamic background workers (no `shared_preload_libraries` needed) that
-//!   claim schemas from the ledger and apply them exactly as the serial loop does, and the leader's
-//!   wait loop that reports progress and stops its workers if it is cancelled.
+//!   claim schemas from the ledger and apply them exactly as the serial loop does, and the
+//!   leader's wait (a second at a time, committing in between) that reports progress and stops
+//!   its workers if it is cancelled.
 //!
 //! Advisory lock keys (two-int4 form, per database), visible in `pg_locks` as
 //! `classid = 1363563520` ('QFT\0'), `objsubid = 2`:
@@ -22,6 +23,7 @@ use pgrx::bgworkers::{
 };
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
@@ -60,7 +62,9 @@ fn release_run_lock() {
 }
 
 /// A top-level abort while the run lock is held means the procedure failed (a tenant's failure
-/// is caught in a subtransaction and never aborts the top level): release the lock with it.
+/// is caught in a subtransaction and never aborts the top level): release the lock with it, and
+/// stop this session's workers (each rolls back the schema it is on). TerminateBackgroundWorker
+/// only flags the slot and signals the postmaster, which is safe this late in an abort.
 #[pg_guard]
 unsafe extern "C-unwind" fn release_on_abort(
     event: pg_sys::XactEvent::Type,
@@ -69,6 +73,11 @@ unsafe extern "C-unwind" fn release_on_abort(
     if event == pg_sys::XactEvent::XACT_EVENT_ABORT
         || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
     {
+        if let Ok(mut workers) = WORKERS.0.try_borrow_mut() {
+            for w in workers.drain(..) {
+                let _ = w.terminate();
+            }
+        }
         release_run_lock();
     }
 }
@@ -176,33 +185,38 @@ impl WorkerJob {
     }
 }
 
+/// This session's workers of the current run. The handles live in TopMemoryContext, so the
+/// procedure can COMMIT between waits (the leader then holds no snapshot for the length of the run).
+static WORKERS: Backend<RefCell<Vec<DynamicBackgroundWorker>>> = Backend(RefCell::new(Vec::new()));
+
 /// Whether a worker is still running or about to (anything else means it is gone).
 fn alive(w: &DynamicBackgroundWorker) -> bool {
     matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted))
 }
 
-fn report_progress(run: i64, previous: i32) -> i32 {
-    Spi::get_one_with_args::<i32>(
-        "SELECT tenant._migration_progress($1, $2)",
-        &[run.into(), previous.into()],
+fn spi_failed(what: &str, e: pgrx::spi::Error) -> ! {
+    error::raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("{what} failed: {e}"),
+        None,
+        None,
     )
-    .ok()
-    .flatten()
-    .unwrap_or(previous)
 }
 
-/// Starts the run's workers (`migration_runs.parallel` of them, at most one per queued schema),
-/// waits for all of them to exit while reporting progress, and puts back rows a dead worker left
-/// `running` so the serial loop that follows finishes them. Returns the number of workers started
-/// (0: parallel = 1, nothing queued, or no worker slot free — the serial loop then does the work).
+/// Starts the run's workers: `migration_runs.parallel` of them, at most one per queued schema.
+/// Returns whether any started (not when parallel = 1, at most one schema is queued, or no worker
+/// slot is free: the serial loop that follows then does the work).
 #[pg_extern(
     schema = "tenant",
-    name = "_migration_run_workers",
+    name = "_migration_start_workers",
     volatile,
     parallel_unsafe
 )]
-fn run_workers(run: i64) -> i32 {
+fn start_workers(run: i64) -> bool {
     privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    // Handles left by a run that failed in this session: those workers stop on their own once
+    // the run lock is gone; forget them.
+    WORKERS.0.borrow_mut().clear();
     let (parallel, queued) = Spi::get_two_with_args::<i32, i64>(
         "SELECT r.parallel, (SELECT pg_catalog.count(*) FROM tenant.schema_migrations s \
                              WHERE s.run_id OPERATOR(pg_catalog.=) r.id \
@@ -210,17 +224,10 @@ fn run_workers(run: i64) -> i32 {
          FROM tenant.migration_runs r WHERE r.id OPERATOR(pg_catalog.=) $1",
         &[run.into()],
     )
-    .unwrap_or_else(|e| {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("reading migration run {run} failed: {e}"),
-            None,
-            None,
-        )
-    });
+    .unwrap_or_else(|e| spi_failed("reading the migration run", e));
     let wanted = i64::from(parallel.unwrap_or(1)).min(queued.unwrap_or(0));
     if wanted <= 1 {
-        return 0;
+        return false;
     }
     let job = WorkerJob {
         run,
@@ -229,82 +236,86 @@ fn run_workers(run: i64) -> i32 {
         session_user: unsafe { pg_sys::GetSessionUserId() }.to_u32(),
         current_user: privilege::caller().to_u32(),
     };
-    let workers: RefCell<Vec<DynamicBackgroundWorker>> = RefCell::new(Vec::new());
     for i in 0..wanted {
-        let started = BackgroundWorkerBuilder::new(&format!("{WORKER_TYPE} run {run} worker {i}"))
+        let builder = BackgroundWorkerBuilder::new(&format!("{WORKER_TYPE} run {run} worker {i}"))
             .set_type(WORKER_TYPE)
             .set_library("qualityfoundry_tenant")
             .set_function(WORKER_FUNCTION)
             .set_extra(&job.encode())
             .enable_spi_access()
-            .set_notify_pid(job.leader_pid)
-            .load_dynamic();
+            .set_notify_pid(job.leader_pid);
+        // SAFETY: only the handle (a slot number and generation) is allocated while switched.
+        let started =
+            unsafe { PgMemoryContexts::TopMemoryContext.switch_to(|_| builder.load_dynamic()) };
         match started {
-            Ok(w) => workers.borrow_mut().push(w),
+            Ok(w) => WORKERS.0.borrow_mut().push(w),
             Err(_) => break,
         }
     }
-    let started = workers.borrow().len() as i32;
-    if (started as i64) < wanted {
+    let started = WORKERS.0.borrow().len() as i32;
+    if i64::from(started) < wanted {
         pgrx::warning!(
             "started {started} of {wanted} migration workers (max_worker_processes is exhausted); \
              this session applies what they leave"
         );
     }
-    if started == 0 {
-        return 0;
+    if started > 0 {
+        pgrx::notice!("{started} workers are applying the migration");
     }
-    pgrx::notice!("{started} workers are applying the migration");
+    started > 0
+}
 
-    let on_error = std::panic::AssertUnwindSafe(&workers);
-    PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        let mut done = 0;
-        let mut last_report = Instant::now();
-        loop {
-            let running = workers.borrow().iter().filter(|w| alive(w)).count();
-            if running == 0 || last_report.elapsed() >= Duration::from_millis(500) {
-                done = report_progress(run, done);
-                last_report = Instant::now();
-            }
-            if running == 0 {
-                break;
-            }
-            // The postmaster signals this backend (bgw_notify_pid) when a worker exits.
-            unsafe {
-                pg_sys::WaitLatch(
-                    pg_sys::MyLatch,
-                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
-                        as i32,
-                    200,
-                    pg_sys::PG_WAIT_EXTENSION,
-                );
-                pg_sys::ResetLatch(pg_sys::MyLatch);
-            }
-            pg_sys::check_for_interrupts!();
+/// Waits up to a second for this session's workers, reporting progress. Returns the number of
+/// schemas done (pass it back as `previous`), or NULL once every worker has exited — after putting
+/// back rows a dead worker left `running`, for the serial loop that follows to finish.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_wait_workers",
+    volatile,
+    parallel_unsafe
+)]
+fn wait_workers(run: i64, previous: i32) -> Option<i32> {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let waited = PgTryBuilder::new(|| loop {
+        let running = WORKERS.0.borrow().iter().filter(|w| alive(w)).count();
+        if running == 0 || Instant::now() >= deadline {
+            return running;
         }
-    }))
+        // The postmaster sets our latch (bgw_notify_pid) when a worker exits.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                200,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pg_sys::check_for_interrupts!();
+    })
     .catch_others(|e| {
-        // Cancelled while waiting: stop the workers (each rolls back its current schema), then
+        // Cancelled while waiting: stop the workers (each rolls back the schema it is on), then
         // fail. The next run waits for them to be gone before taking over their rows.
-        for w in on_error.borrow_mut().drain(..) {
+        for w in WORKERS.0.borrow_mut().drain(..) {
             let _ = w.terminate();
         }
         e.rethrow()
     })
     .execute();
-
-    for w in workers.borrow_mut().drain(..) {
-        let _ = w.wait_for_shutdown();
+    let done = Spi::get_one_with_args::<i32>(
+        "SELECT tenant._migration_progress($1, $2)",
+        &[run.into(), previous.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("reporting progress", e))
+    .unwrap_or(previous);
+    if waited > 0 {
+        return Some(done);
     }
-    Spi::run_with_args("SELECT tenant._migration_requeue($1)", &[run.into()]).unwrap_or_else(|e| {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("requeueing after the workers failed: {e}"),
-            None,
-            None,
-        )
-    });
-    started
+    WORKERS.0.borrow_mut().clear();
+    Spi::run_with_args("SELECT tenant._migration_requeue($1)", &[run.into()])
+        .unwrap_or_else(|e| spi_failed("requeueing after the workers", e));
+    None
 }
 
 unsafe extern "C-unwind" {

@@ -126,11 +126,12 @@ fn non_superusers_execute_only_what_they_were_granted() {
         "tenant._migration_raise_if_stopped(bigint)",
         "tenant._migration_register(text,text,name,timestamp with time zone)",
         "tenant._migration_requeue(bigint)",
-        "tenant._migration_run_workers(bigint)",
         "tenant._migration_start_run(text,boolean,integer,boolean)",
+        "tenant._migration_start_workers(bigint)",
         "tenant._migration_template_step(text,text)",
         "tenant._migration_template_target(text,text)",
         "tenant._migration_unlock()",
+        "tenant._migration_wait_workers(bigint,integer)",
     ];
     for role in ["nobody", "app", "support", "admin"] {
         let privs = executable(&mut su, &db.role(role));

@@ -759,6 +759,37 @@ fn a_killed_worker_is_taken_over_by_the_leader() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
+    // While it waits for its workers the leader commits every second: its snapshot horizon
+    // (backend_xmin) keeps moving instead of holding back vacuum for the whole run.
+    let leader_xmin = "SELECT backend_xmin::text::bigint FROM pg_stat_activity WHERE pid = $1";
+    let first: i64 = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let x: Option<i64> = su.query_one(leader_xmin, &[&leader_pid]).unwrap().get(0);
+            if let Some(x) = x {
+                break x;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the leader never showed a snapshot"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        su.batch_execute("SELECT txid_current()").unwrap(); // consume xids
+        let x: Option<i64> = su.query_one(leader_xmin, &[&leader_pid]).unwrap().get(0);
+        if x.is_some_and(|x| x > first) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader's xmin stayed at {first}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     assert!(one::<bool>(
         &mut su,
         &format!("SELECT pg_terminate_backend({worker})")
@@ -1073,4 +1104,135 @@ fn bad_input_gets_a_sqlstate_and_changes_nothing() {
     assert_eq!(everything(&mut su, &schemas), state);
     // After all that the session and the run lock are fine.
     migrate(&mut admin, "v2", "CREATE TABLE x ()").unwrap();
+}
+
+#[test]
+fn hostile_schema_names_and_versions_are_quoted_and_bound() {
+    let db = fixture("mig_hostile", &[("a", 1)]);
+    let mut su = db.superuser();
+    let admin = db.role("admin");
+    let odd = r#"Tenant "Odd"; DROP SCHEMA tenant_a CASCADE; --"#;
+    let quoted = format!("\"{}\"", odd.replace('"', "\"\""));
+    su.batch_execute(&format!(
+        "SELECT tenant.create_tenant('odd');
+         CREATE SCHEMA {quoted} AUTHORIZATION {admin};
+         SET ROLE {admin};
+         CREATE TABLE {quoted}.items (LIKE tenant_template.items INCLUDING ALL);
+         RESET ROLE;
+         SELECT tenant.create_tenant('ghost');
+         UPDATE tenant.tenants SET schema_name = 'tenant_ghost' WHERE slug = 'ghost';"
+    ))
+    .unwrap();
+    su.execute(
+        "UPDATE tenant.tenants SET schema_name = $1 WHERE slug = 'odd'",
+        &[&odd],
+    )
+    .unwrap();
+
+    let mut c = db.connect("admin");
+    let v1 = r#"v'1"; DROP SCHEMA tenant_a CASCADE; --"#;
+    migrate(&mut c, v1, ADD_COLUMN).unwrap();
+    c.execute(
+        "CALL tenant.migrate_all('v2', $1, parallel => 2)",
+        &[&ADD_EVENTS],
+    )
+    .unwrap();
+
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_a'"
+        ),
+        1
+    );
+    for v in [v1, "v2"] {
+        assert_eq!(row_of(&mut su, odd, v).0, "applied");
+        assert_eq!(row_of(&mut su, "tenant_a", v).0, "applied");
+    }
+    // A registered schema that does not exist fails with 3F000 (and is then blocked for v2).
+    assert_eq!(
+        row_of(&mut su, "tenant_ghost", v1),
+        (
+            "failed".into(),
+            Some("3F000".into()),
+            Some("schema tenant_ghost does not exist".into())
+        )
+    );
+    assert_eq!(row_of(&mut su, "tenant_ghost", "v2").0, "pending");
+    assert!(shape(&mut su, &quoted)
+        .iter()
+        .any(|l| l.starts_with("col items.extra")));
+    assert_eq!(
+        drift(&mut c, None),
+        ["tenant_ghost | schema tenant_ghost | missing (registered in tenant.tenants)"]
+    );
+    assert_eq!(drift(&mut c, Some(odd)), NO_DRIFT);
+}
+
+#[test]
+fn cancelling_a_parallel_run_stops_its_workers_and_the_next_run_finishes() {
+    let db = fixture("mig_cancel", &[("a", 1), ("b", 2), ("c", 3), ("d", 4)]);
+    let mut su = db.superuser();
+    let before_b = shape(&mut su, "tenant_b");
+    let mut holder = db.superuser();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE tenant_b.items IN ACCESS SHARE MODE")
+        .unwrap();
+    let mut leader = db.connect("admin");
+    let leader_pid: i32 = one(&mut leader, "SELECT pg_backend_pid()");
+    let run = std::thread::spawn(move || {
+        leader
+            .execute(
+                "CALL tenant.migrate_all('v1', $1, parallel => 2)",
+                &[&ADD_COLUMN],
+            )
+            .map(|_| ())
+    });
+    let worker_waits =
+        "SELECT EXISTS (SELECT FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+                        WHERE a.backend_type = 'qualityfoundry_tenant migrate' AND NOT l.granted
+                          AND l.relation = 'tenant_b.items'::regclass AND $1::int IS NOT NULL)";
+    wait_until(&mut su, worker_waits, 0);
+    assert!(one::<bool>(
+        &mut su,
+        &format!("SELECT pg_cancel_backend({leader_pid})")
+    ));
+    expect_sqlstate(run.join().unwrap(), "57014");
+    // The workers are stopped while tenant_b is still locked: none applies anything afterwards.
+    wait_until(
+        &mut su,
+        "SELECT NOT EXISTS (SELECT FROM pg_stat_activity
+                            WHERE backend_type = 'qualityfoundry_tenant migrate' AND $1::int IS NOT NULL)",
+        0,
+    );
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "running");
+    assert_eq!(shape(&mut su, "tenant_b"), before_b);
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1363563520"
+        ),
+        0,
+        "a lock outlived the cancelled run"
+    );
+    holder.batch_execute("COMMIT").unwrap();
+
+    let (mut admin, notices) = connect_noticed(&db, "admin");
+    admin
+        .execute(
+            "CALL tenant.migrate_all('v1', $1, parallel => 2)",
+            &[&ADD_COLUMN],
+        )
+        .unwrap();
+    assert!(
+        notices_contain(&notices, "taking over"),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    assert!(
+        ledger(&mut su).iter().all(|r| r.2 == "applied"),
+        "{:?}",
+        ledger(&mut su)
+    );
+    assert_eq!(drift(&mut admin, None), NO_DRIFT);
 }
