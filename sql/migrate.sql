@@ -171,6 +171,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
+    PERFORM tenant._migration_require_lock();
     INSERT INTO tenant.migrations (version, checksum, sql, registered_by)
     VALUES (version, tenant._migration_checksum(migration), migration, tenant._acting_role());
     INSERT INTO tenant.schema_migrations (schema_name, version, status, started_at, finished_at, attempts, pid)
@@ -191,6 +192,7 @@ DECLARE
     template name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
+    PERFORM tenant._migration_require_lock();
     IF tenant._migration_registered(version, migration) THEN
         RETURN NULL;
     END IF;
@@ -257,6 +259,7 @@ DECLARE
     taken text;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
+    PERFORM tenant._migration_require_lock();
     SELECT * INTO STRICT m FROM tenant.migrations WHERE migrations.version = _migration_start_run.version;
     -- Workers of an earlier run hold this shared until they exit: once we have it, a `running` row
     -- belongs to nobody.
@@ -326,15 +329,17 @@ DECLARE
     target name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
-    SELECT * INTO r FROM tenant.migration_runs WHERE id = run;
-    IF NOT FOUND OR r.finished_at IS NOT NULL THEN
-        RETURN NULL;
-    END IF;
-    IF leader IS NOT NULL AND NOT EXISTS (
+    IF leader IS NULL THEN
+        PERFORM tenant._migration_require_lock();
+    ELSIF NOT EXISTS (
         SELECT FROM pg_catalog.pg_locks l
         WHERE l.locktype = 'advisory' AND l.pid = leader AND l.granted
           AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
           AND l.classid = 1363563520 AND l.objid = 1 AND l.objsubid = 2) THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO r FROM tenant.migration_runs WHERE id = run;
+    IF NOT FOUND OR r.finished_at IS NOT NULL THEN
         RETURN NULL;
     END IF;
     IF NOT r.continue_on_error
@@ -371,9 +376,11 @@ BEGIN
     UPDATE tenant.schema_migrations s
        SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
            error = err, sqlstate = state, finished_at = clock_timestamp()
-     WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'running';
+     WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'running'
+       AND s.pid = pg_backend_pid();
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'schema % is not being migrated to % by run %', quote_ident(target), quote_literal(v), run
+        RAISE EXCEPTION 'schema % is not being migrated to % by run % in this session', quote_ident(target),
+                        quote_literal(v), run
             USING ERRCODE = '55000';
     END IF;
     IF err IS NULL THEN
@@ -430,6 +437,7 @@ DECLARE
     n integer;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
+    PERFORM tenant._migration_require_lock();
     UPDATE tenant.schema_migrations s SET status = 'pending', pid = NULL
     WHERE s.run_id = run AND s.status = 'running';
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -479,6 +487,7 @@ DECLARE
     failures text;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
+    PERFORM tenant._migration_require_lock();
     SELECT * INTO STRICT r FROM tenant.migration_runs WHERE id = run;
     SELECT count(*) FILTER (WHERE s.status = 'applied'), count(*) FILTER (WHERE s.status = 'failed'),
            count(*) FILTER (WHERE s.status IN ('pending', 'running')),

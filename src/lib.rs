@@ -46,6 +46,7 @@ pgrx::extension_sql_file!(
         migrate::migration_lock,
         migrate::migration_unlock,
         migrate::require_top_level,
+        migrate::require_lock,
         migrate::start_workers,
         migrate::wait_workers
     ]

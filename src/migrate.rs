@@ -133,6 +133,25 @@ fn migration_unlock() {
     release_run_lock();
 }
 
+/// The ledger-writing steps are callable by tenant_admin members (the procedures are SECURITY
+/// INVOKER); this keeps them from being used outside a run, i.e. without the run lock.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_require_lock",
+    volatile,
+    parallel_unsafe
+)]
+fn require_lock() {
+    if !RUN_LOCK_HELD.0.get() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "this step runs only inside tenant.migrate_all or tenant.retry_failed".to_string(),
+            None,
+            Some("CALL tenant.migrate_all(...) or tenant.retry_failed(...).".to_string()),
+        );
+    }
+}
+
 /// COMMIT inside the procedure fails in a transaction block; say so before anything is done.
 #[pg_extern(
     schema = "tenant",

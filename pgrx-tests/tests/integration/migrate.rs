@@ -1014,6 +1014,25 @@ fn application_roles_get_42501_and_change_nothing() {
         }
     }
     assert_eq!(everything(&mut su, &["tenant_template", "tenant_a"]), state);
+
+    // tenant_admin members may call the steps (the procedures run as them), but not outside a
+    // run: the ledger cannot be written around the run lock.
+    let mut admin = db.connect("admin");
+    for sql in [
+        "SELECT tenant._migration_register('v9', 'CREATE TABLE x ()', 'tenant_template', now())",
+        "SELECT tenant._migration_template_step('v9', 'CREATE TABLE x ()')",
+        "SELECT tenant._migration_start_run('v1', true, 1, true)",
+        "SELECT tenant._migration_claim(1, NULL)",
+        "SELECT tenant._migration_requeue(1)",
+        "SELECT tenant._migration_end_run(1)",
+    ] {
+        expect_sqlstate(admin.batch_execute(sql), "55000");
+    }
+    expect_sqlstate(
+        admin.batch_execute("SELECT tenant._migration_finish(1, 'tenant_a', NULL, NULL)"),
+        "55000",
+    );
+    assert_eq!(everything(&mut su, &["tenant_template", "tenant_a"]), state);
 }
 
 #[test]
