@@ -6,7 +6,8 @@
 --     tenant_admin gets no privilege from migrate_all that it did not have. The caller needs the
 --     privileges the migration needs in the template and tenant schemas (usually: owns them).
 --   * The ledger (tenant.migrations, tenant.schema_migrations, tenant.migration_runs) is written
---     only by the SECURITY DEFINER helpers below, each of which checks tenant_admin membership.
+--     only by the SECURITY DEFINER helpers below, each of which checks tenant_admin membership
+--     and that it runs inside a run (this session holds the run lock, or for a worker, its leader).
 --   * The procedures are SECURITY INVOKER and have no SET clause: both would forbid COMMIT. Their
 --     bodies only call schema-qualified helpers, so the caller's search_path resolves nothing.
 --
@@ -556,8 +557,8 @@ DECLARE
     target name;
     done integer := 0;
 BEGIN
-    -- Parallel: wait a second at a time and COMMIT in between, so this session holds no snapshot
-    -- (no xmin horizon) for the length of the run.
+    -- Parallel: wait a second at a time and COMMIT in between, so this session's snapshot (its
+    -- xmin horizon) never lives longer than a second while the workers run.
     IF tenant._migration_start_workers(run) THEN
         COMMIT;
         LOOP
