@@ -22,9 +22,29 @@ GRANT EXECUTE ON FUNCTION
     tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
-    tenant.mark_shared(regclass), tenant.pin_tenant_schema(text),
+    tenant.mark_shared(regclass), tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
 GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables
 TO tenant_admin;
+
+-- migrate_all (sql/migrate.sql). The procedures are SECURITY INVOKER and call the helpers as the
+-- caller, so tenant_admin needs EXECUTE on them; the SECURITY DEFINER ones check membership too.
+GRANT EXECUTE ON PROCEDURE
+    tenant.migrate_all(text, text, boolean, integer), tenant.retry_failed(text, integer),
+    tenant._migration_execute(bigint)
+TO tenant_admin;
+GRANT EXECUTE ON FUNCTION
+    tenant.migration_status(), tenant.outdated_schemas(), tenant.schema_drift(name),
+    tenant._migration_check_args(text, text, text, boolean, boolean, integer),
+    tenant._migration_lock(), tenant._migration_unlock(), tenant._migration_template_target(text, text),
+    tenant._migration_register(text, text, name, timestamptz), tenant._migration_template_step(text, text),
+    tenant._migration_start_run(text, boolean, integer, boolean), tenant._migration_start_workers(bigint),
+    tenant._migration_wait_workers(bigint, integer),
+    tenant._migration_claim(bigint, integer), tenant._migration_apply(bigint, name),
+    tenant._migration_finish(bigint, name, text, text), tenant._migration_requeue(bigint),
+    tenant._migration_progress(bigint, integer), tenant._migration_end_run(bigint),
+    tenant._migration_raise_if_stopped(bigint), tenant._migration_next_version(text)
+TO tenant_admin;
+GRANT SELECT ON tenant.migrations, tenant.schema_migrations, tenant.migration_runs TO tenant_admin;

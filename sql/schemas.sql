@@ -50,14 +50,16 @@ BEGIN
 END
 $$;
 
--- For migrate_all: pins whatever a migration created in a tenant schema.
+-- For migrate_all, which runs as the calling tenant_admin member: re-pins a registered tenant
+-- schema after a migration (SECURITY DEFINER: pinning is the extension's job, not the caller's).
 CREATE FUNCTION tenant._pin_schema_tables(schema name) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     owner_id bigint;
 BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'pin a tenant schema');
     SELECT id INTO owner_id FROM tenant.tenants WHERE schema_name = schema;
     IF owner_id IS NOT NULL THEN
         PERFORM tenant._pin_schema(schema, owner_id);
@@ -82,6 +84,49 @@ BEGIN
 END
 $$;
 
+-- Tenant schemas and everything in them belong to tenant_admin (a trusted NOLOGIN role): its
+-- members run migrate_all as themselves and must be able to alter every object; application
+-- roles are never owners.
+CREATE FUNCTION tenant._own_schema(schema name, owner name) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o record;
+BEGIN
+    EXECUTE format('ALTER SCHEMA %I OWNER TO %I', schema, owner);
+    FOR o IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = schema AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                AND NOT c.relispartition
+                -- sequences owned by a column follow their table
+                AND NOT (c.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                                       AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+              ORDER BY c.oid LOOP
+        EXECUTE format('ALTER %s %s OWNER TO %I',
+                       CASE o.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, o.rel, owner);
+    END LOOP;
+    -- Partitions are owned separately from their parent.
+    FOR o IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = schema AND c.relkind IN ('r', 'p') AND c.relispartition ORDER BY c.oid LOOP
+        EXECUTE format('ALTER TABLE %s OWNER TO %I', o.rel, owner);
+    END LOOP;
+    FOR o IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = schema ORDER BY p.oid LOOP
+        EXECUTE format('ALTER %s %s OWNER TO %I', CASE o.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, o.fn, owner);
+    END LOOP;
+    FOR o IN SELECT t.oid::regtype AS typ FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+              WHERE n.nspname = schema AND t.typtype IN ('e', 'd', 'r', 'c', 'm')
+                AND (t.typtype <> 'c' OR EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+                AND t.typtype <> 'm'
+              ORDER BY t.oid LOOP
+        EXECUTE format('ALTER %s %s OWNER TO %I',
+                       CASE WHEN EXISTS (SELECT FROM pg_type d WHERE d.oid = o.typ AND d.typtype = 'd') THEN 'DOMAIN' ELSE 'TYPE' END,
+                       o.typ, owner);
+    END LOOP;
+END
+$$;
+
 -- Clones the template into tenant_<slug>, pins it, and records it. Runs inside create_tenant's
 -- transaction: any failure leaves neither the schema nor the registry row.
 CREATE FUNCTION tenant._create_tenant_schema(tenant_id bigint) RETURNS name
@@ -103,15 +148,16 @@ BEGIN
         RAISE EXCEPTION 'schema % already exists', quote_ident(target) USING ERRCODE = '42P06',
             HINT = 'A tenant schema is created by create_tenant; drop or rename the existing schema first.';
     END IF;
-    PERFORM tenant.clone_schema(template, target, false);
-    -- Tenant schemas belong to the registry owner (a trusted role), not to whoever created them.
-    EXECUTE format('ALTER SCHEMA %I OWNER TO %I', target,
-                   (SELECT nspowner::regrole::name FROM pg_namespace WHERE nspname = 'tenant'));
-    PERFORM tenant._pin_schema(target, t.id);
+    -- The template lock migrate_all takes exclusively (sql/migrate.sql), held shared until commit:
+    -- no migration changes the template between the copy and the version recorded for it.
+    PERFORM pg_advisory_xact_lock_shared(1363563520, 3);
+    PERFORM tenant.clone_schema(template::text, target::text, false);
+    -- Registered only now, so the pinning event trigger does not touch the copy while it is being
+    -- built (clone_schema compares the copy with the template before returning).
     UPDATE tenant.tenants SET schema_name = target WHERE id = t.id;
-    IF to_regprocedure('tenant._mark_schema_at_template_version(name)') IS NOT NULL THEN
-        EXECUTE 'SELECT tenant._mark_schema_at_template_version($1)' USING target;
-    END IF;
+    PERFORM tenant._mark_schema_at_template_version(target);
+    PERFORM tenant._own_schema(target, 'tenant_admin');
+    PERFORM tenant._pin_schema(target, t.id);
     RETURN target;
 END
 $$;

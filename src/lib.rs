@@ -4,6 +4,7 @@ pgrx::pg_module_magic!();
 
 mod context;
 mod error;
+mod migrate;
 mod privilege;
 mod settings;
 mod signed;
@@ -38,6 +39,19 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/migrate.sql",
+    name = "migrate",
+    requires = [
+        "registry",
+        migrate::migration_lock,
+        migrate::migration_unlock,
+        migrate::require_top_level,
+        migrate::require_lock,
+        migrate::start_workers,
+        migrate::wait_workers
+    ]
+);
+pgrx::extension_sql_file!(
     "../sql/clone.sql",
     name = "clone",
     requires = ["registry", "isolation"]
@@ -45,7 +59,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/schemas.sql",
     name = "schemas",
-    requires = ["registry", "isolation", "clone"]
+    requires = ["registry", "isolation", "clone", "migrate"]
 );
 pgrx::extension_sql_file!(
     "../sql/checker.sql",

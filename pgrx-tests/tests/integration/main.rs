@@ -4,5 +4,6 @@ mod clone;
 mod context;
 mod foundation;
 mod isolation;
+mod migrate;
 mod review;
 mod schemas;

@@ -309,3 +309,62 @@ fn drop_tenant_refuses_to_leave_its_schema_behind() {
         0
     );
 }
+
+#[test]
+fn migrate_all_runs_on_cloned_tenant_schemas_and_new_tenants_start_at_the_template_version() {
+    let db = TestDb::new("schema_migrate");
+    let mut su = db.superuser();
+    // A template owned by tenant_admin, so its members can migrate it (tenant schemas made by
+    // create_tenant are handed to tenant_admin the same way).
+    su.batch_execute(
+        "CREATE SCHEMA tenant_template AUTHORIZATION tenant_admin;
+         SET ROLE tenant_admin;
+         CREATE TABLE tenant_template.projects (id serial PRIMARY KEY, name text NOT NULL);
+         RESET ROLE;",
+    )
+    .unwrap();
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute("SELECT tenant.create_tenant('acme', with_schema => true)")
+        .unwrap();
+    assert_eq!(
+        one::<String>(
+            &mut su,
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'tenant_acme'"
+        ),
+        "tenant_admin"
+    );
+    assert_eq!(one::<String>(&mut su, "SELECT relowner::regrole::text FROM pg_class WHERE oid = 'tenant_acme.projects'::regclass"), "tenant_admin");
+    admin
+        .execute(
+            "CALL tenant.migrate_all($1, $2)",
+            &[&"v1", &"ALTER TABLE projects ADD COLUMN budget integer; CREATE TABLE notes (id int, body text)"],
+        )
+        .unwrap();
+    assert_eq!(one::<i64>(&mut su, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenant_acme.projects'::regclass AND attname = 'budget'"), 1);
+    assert_eq!(one::<i64>(&mut su, "SELECT count(*) FROM pg_policy WHERE polrelid = 'tenant_acme.notes'::regclass AND polname LIKE 'qft_schema%'"), 2);
+    // A tenant created after v1 is cloned from the migrated template and recorded at v1: the
+    // migration is never re-applied to it.
+    admin
+        .batch_execute("SELECT tenant.create_tenant('globex', with_schema => true)")
+        .unwrap();
+    assert_eq!(
+        one::<Option<String>>(
+            &mut su,
+            "SELECT schema_version FROM tenant.tenants WHERE slug = 'globex'"
+        ),
+        Some("v1".to_string())
+    );
+    assert_eq!(one::<String>(&mut su, "SELECT status FROM tenant.schema_migrations WHERE schema_name = 'tenant_globex' AND version = 'v1'"), "applied");
+    assert_eq!(
+        one::<i64>(&mut admin, "SELECT count(*) FROM tenant.outdated_schemas()"),
+        0
+    );
+    admin
+        .execute("CALL tenant.migrate_all($1, $2)", &[&"v1", &"ALTER TABLE projects ADD COLUMN budget integer; CREATE TABLE notes (id int, body text)"])
+        .unwrap();
+    assert_eq!(
+        one::<i64>(&mut admin, "SELECT count(*) FROM tenant.schema_drift()"),
+        0
+    );
+}

@@ -1,0 +1,424 @@
+//! `migrate_all`: the parts that need C-level access. The procedure, the ledger and the per-schema
+//! step are plpgsql in `sql/migrate.sql`; this module provides
+//!
+//! - the run lock: a session-level advisory lock that outlives the procedure's COMMITs and is
+//!   released by an abort callback when the procedure fails (a plpgsql procedure cannot catch its
+//!   own errors around COMMIT, so it could not release a session lock itself);
+//! - the parallel mode: dynamic background workers (no `shared_preload_libraries` needed) that
+//!   claim schemas from the ledger and apply them exactly as the serial loop does, and the
+//!   leader's wait (a second at a time, committing in between) that reports progress and stops
+//!   its workers if it is cancelled.
+//!
+//! Advisory lock keys (two-int4 form, per database), visible in `pg_locks` as
+//! `classid = 1363563520` ('QFT\0'), `objsubid = 2`:
+//! - `objid = 1`: the run lock, exclusive, held by the leader for the whole run;
+//! - `objid = 2`: held shared by every worker for its lifetime; a new run takes it exclusively
+//!   before taking over `running` rows, so it never takes over a row a live worker still owns;
+//! - `objid = 3`: the template lock (transaction-level, see `_mark_schema_at_template_version`).
+
+use crate::error;
+use crate::privilege::{self, TENANT_ADMIN};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
+};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+/// 'QFT\0': the advisory lock class of this extension.
+pub const LOCK_CLASS: u32 = 0x5146_5400;
+pub const RUN_LOCK: u32 = 1;
+
+const WORKER_FUNCTION: &str = "qft_migrate_worker";
+const WORKER_TYPE: &str = "qualityfoundry_tenant migrate";
+
+struct Backend<T>(T);
+// SAFETY: a PostgreSQL backend runs our code on one thread only.
+unsafe impl<T> Sync for Backend<T> {}
+
+static RUN_LOCK_HELD: Backend<Cell<bool>> = Backend(Cell::new(false));
+static CALLBACK_REGISTERED: Backend<Cell<bool>> = Backend(Cell::new(false));
+
+fn run_lock_tag() -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: LOCK_CLASS,
+        locktag_field3: RUN_LOCK,
+        // 2: the two-int4 key form, as pg_advisory_lock(int4, int4) sets it.
+        locktag_field4: 2,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
+
+fn release_run_lock() {
+    if RUN_LOCK_HELD.0.get() {
+        RUN_LOCK_HELD.0.set(false);
+        let tag = run_lock_tag();
+        unsafe { pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, true) };
+    }
+}
+
+/// A top-level abort while the run lock is held means the procedure failed (a tenant's failure
+/// is caught in a subtransaction and never aborts the top level): release the lock with it, and
+/// stop this session's workers (each rolls back the schema it is on). TerminateBackgroundWorker
+/// only flags the slot and signals the postmaster, which is safe this late in an abort.
+#[pg_guard]
+unsafe extern "C-unwind" fn release_on_abort(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT
+        || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+    {
+        if let Ok(mut workers) = WORKERS.0.try_borrow_mut() {
+            for w in workers.drain(..) {
+                let _ = w.terminate();
+            }
+        }
+        release_run_lock();
+    }
+}
+
+/// Takes the run lock for this session, waiting for a run in another session to finish
+/// (`lock_timeout` and cancel apply to the wait).
+#[pg_extern(schema = "tenant", name = "_migration_lock", volatile, parallel_unsafe)]
+fn migration_lock() {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    if RUN_LOCK_HELD.0.get() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            "a migration run is already in progress in this session".to_string(),
+            None,
+            Some("migrate_all and retry_failed cannot be nested.".to_string()),
+        );
+    }
+    if !CALLBACK_REGISTERED.0.get() {
+        unsafe { pg_sys::RegisterXactCallback(Some(release_on_abort), std::ptr::null_mut()) };
+        CALLBACK_REGISTERED.0.set(true);
+    }
+    let tag = run_lock_tag();
+    let mode = pg_sys::ExclusiveLock as i32;
+    let got = unsafe { pg_sys::LockAcquire(&tag, mode, true, true) };
+    if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+        let holder = Spi::get_one_with_args::<i32>(
+            "SELECT l.pid FROM pg_catalog.pg_locks l \
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted \
+               AND l.database OPERATOR(pg_catalog.=) $1 AND l.classid OPERATOR(pg_catalog.=) $2 \
+               AND l.objid OPERATOR(pg_catalog.=) $3 AND l.objsubid OPERATOR(pg_catalog.=) 2 LIMIT 1",
+            &[
+                unsafe { pg_sys::MyDatabaseId }.into(),
+                pg_sys::Oid::from(LOCK_CLASS).into(),
+                pg_sys::Oid::from(RUN_LOCK).into(),
+            ],
+        )
+        .ok()
+        .flatten();
+        let who = holder.map_or_else(|| "another session".to_string(), |p| format!("backend {p}"));
+        pgrx::notice!("waiting for the migration run in {who} to finish");
+        unsafe { pg_sys::LockAcquire(&tag, mode, true, false) };
+    }
+    RUN_LOCK_HELD.0.set(true);
+}
+
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_unlock",
+    volatile,
+    parallel_unsafe
+)]
+fn migration_unlock() {
+    release_run_lock();
+}
+
+/// The ledger-writing steps are callable by tenant_admin members (the procedures are SECURITY
+/// INVOKER); this keeps them from being used outside a run, i.e. without the run lock.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_require_lock",
+    volatile,
+    parallel_unsafe
+)]
+fn require_lock() {
+    if !RUN_LOCK_HELD.0.get() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "this step runs only inside tenant.migrate_all or tenant.retry_failed".to_string(),
+            None,
+            Some("CALL tenant.migrate_all(...) or tenant.retry_failed(...).".to_string()),
+        );
+    }
+}
+
+/// COMMIT inside the procedure fails in a transaction block; say so before anything is done.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_require_top_level",
+    volatile,
+    parallel_unsafe
+)]
+fn require_top_level(what: &str) {
+    if unsafe { pg_sys::IsTransactionBlock() } {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            format!("{what} cannot run inside a transaction block"),
+            Some("It commits once per schema.".to_string()),
+            Some(format!("CALL {what} on its own, outside BEGIN ... COMMIT.")),
+        );
+    }
+}
+
+/// What a worker needs, carried in `bgw_extra` (128 bytes; five integers fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerJob {
+    pub run: i64,
+    pub leader_pid: i32,
+    pub database: u32,
+    pub session_user: u32,
+    pub current_user: u32,
+}
+
+impl WorkerJob {
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.run, self.leader_pid, self.database, self.session_user, self.current_user
+        )
+    }
+
+    pub fn decode(text: &str) -> Option<WorkerJob> {
+        let mut it = text.split(' ');
+        let job = WorkerJob {
+            run: it.next()?.parse().ok()?,
+            leader_pid: it.next()?.parse().ok()?,
+            database: it.next()?.parse().ok()?,
+            session_user: it.next()?.parse().ok()?,
+            current_user: it.next()?.parse().ok()?,
+        };
+        if it.next().is_some() {
+            return None;
+        }
+        Some(job)
+    }
+}
+
+/// This session's workers of the current run. The handles live in TopMemoryContext, so the
+/// procedure can COMMIT between waits (the leader then holds no snapshot for the length of the run).
+static WORKERS: Backend<RefCell<Vec<DynamicBackgroundWorker>>> = Backend(RefCell::new(Vec::new()));
+
+/// Whether a worker is still running or about to (anything else means it is gone).
+fn alive(w: &DynamicBackgroundWorker) -> bool {
+    matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted))
+}
+
+fn spi_failed(what: &str, e: pgrx::spi::Error) -> ! {
+    error::raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("{what} failed: {e}"),
+        None,
+        None,
+    )
+}
+
+/// Starts the run's workers: `migration_runs.parallel` of them, at most one per queued schema.
+/// Returns whether any started (not when parallel = 1, at most one schema is queued, or no worker
+/// slot is free: the serial loop that follows then does the work).
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_start_workers",
+    volatile,
+    parallel_unsafe
+)]
+fn start_workers(run: i64) -> bool {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    // Handles left by a run that failed in this session: those workers stop on their own once
+    // the run lock is gone; forget them.
+    WORKERS.0.borrow_mut().clear();
+    let (parallel, queued) = Spi::get_two_with_args::<i32, i64>(
+        "SELECT r.parallel, (SELECT pg_catalog.count(*) FROM tenant.schema_migrations s \
+                             WHERE s.run_id OPERATOR(pg_catalog.=) r.id \
+                               AND s.status OPERATOR(pg_catalog.=) 'pending') \
+         FROM tenant.migration_runs r WHERE r.id OPERATOR(pg_catalog.=) $1",
+        &[run.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("reading the migration run", e));
+    let wanted = i64::from(parallel.unwrap_or(1)).min(queued.unwrap_or(0));
+    if wanted <= 1 {
+        return false;
+    }
+    let job = WorkerJob {
+        run,
+        leader_pid: unsafe { pg_sys::MyProcPid },
+        database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        session_user: unsafe { pg_sys::GetSessionUserId() }.to_u32(),
+        current_user: privilege::caller().to_u32(),
+    };
+    for i in 0..wanted {
+        let builder = BackgroundWorkerBuilder::new(&format!("{WORKER_TYPE} run {run} worker {i}"))
+            .set_type(WORKER_TYPE)
+            .set_library("qualityfoundry_tenant")
+            .set_function(WORKER_FUNCTION)
+            .set_extra(&job.encode())
+            .enable_spi_access()
+            .set_notify_pid(job.leader_pid);
+        // SAFETY: only the handle (a slot number and generation) is allocated while switched.
+        let started =
+            unsafe { PgMemoryContexts::TopMemoryContext.switch_to(|_| builder.load_dynamic()) };
+        match started {
+            Ok(w) => WORKERS.0.borrow_mut().push(w),
+            Err(_) => break,
+        }
+    }
+    let started = WORKERS.0.borrow().len() as i32;
+    if i64::from(started) < wanted {
+        pgrx::warning!(
+            "started {started} of {wanted} migration workers (max_worker_processes is exhausted); \
+             this session applies what they leave"
+        );
+    }
+    if started > 0 {
+        pgrx::notice!("{started} workers are applying the migration");
+    }
+    started > 0
+}
+
+/// Waits up to a second for this session's workers, reporting progress. Returns the number of
+/// schemas done (pass it back as `previous`), or NULL once every worker has exited — after putting
+/// back rows a dead worker left `running`, for the serial loop that follows to finish.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_wait_workers",
+    volatile,
+    parallel_unsafe
+)]
+fn wait_workers(run: i64, previous: i32) -> Option<i32> {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let waited = PgTryBuilder::new(|| loop {
+        let running = WORKERS.0.borrow().iter().filter(|w| alive(w)).count();
+        if running == 0 || Instant::now() >= deadline {
+            return running;
+        }
+        // The postmaster sets our latch (bgw_notify_pid) when a worker exits.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                200,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pg_sys::check_for_interrupts!();
+    })
+    .catch_others(|e| {
+        // Cancelled while waiting: stop the workers (each rolls back the schema it is on), then
+        // fail. The next run waits for them to be gone before taking over their rows.
+        for w in WORKERS.0.borrow_mut().drain(..) {
+            let _ = w.terminate();
+        }
+        e.rethrow()
+    })
+    .execute();
+    let done = Spi::get_one_with_args::<i32>(
+        "SELECT tenant._migration_progress($1, $2)",
+        &[run.into(), previous.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("reporting progress", e))
+    .unwrap_or(previous);
+    if waited > 0 {
+        return Some(done);
+    }
+    WORKERS.0.borrow_mut().clear();
+    Spi::run_with_args("SELECT tenant._migration_requeue($1)", &[run.into()])
+        .unwrap_or_else(|e| spi_failed("requeueing after the workers", e));
+    None
+}
+
+unsafe extern "C-unwind" {
+    /// PostgreSQL's own SIGTERM handler for backends (`die` in tcop/postgres.c); pgrx's binding
+    /// is a Rust wrapper, and a signal handler must be the C function itself.
+    #[link_name = "die"]
+    fn backend_die(signal: std::ffi::c_int);
+}
+
+/// A migration worker: connects as the leader's session user (who can log in), takes the
+/// leader's current role, and claims and applies schemas one transaction each until the queue is
+/// empty, the run stops on a failure, or the leader is gone.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn qft_migrate_worker(_arg: pg_sys::Datum) {
+    unsafe {
+        // The backend's own SIGTERM handling: pg_terminate_backend ends the worker at the next
+        // interrupt check, rolling back the schema it is on.
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(backend_die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let Some(job) = WorkerJob::decode(BackgroundWorker::get_extra()) else {
+        pgrx::error!("qualityfoundry_tenant migration worker started without a job");
+    };
+    BackgroundWorker::connect_worker_to_spi_by_oid(
+        Some(pg_sys::Oid::from(job.database)),
+        Some(pg_sys::Oid::from(job.session_user)),
+    );
+    BackgroundWorker::transaction(|| {
+        if job.current_user != job.session_user {
+            Spi::run_with_args(
+                "SELECT pg_catalog.set_config('role', r.rolname, false) \
+                 FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1",
+                &[pg_sys::Oid::from(job.current_user).into()],
+            )
+            .expect("set role");
+        }
+        Spi::run(
+            "SELECT pg_catalog.set_config('application_name', 'qualityfoundry_tenant migrate worker', false), \
+                    pg_catalog.pg_advisory_lock_shared(1363563520, 2)",
+        )
+        .expect("worker setup");
+    });
+    loop {
+        let claimed = BackgroundWorker::transaction(|| {
+            Spi::get_one_with_args::<String>(
+                "SELECT tenant._migration_claim($1, $2)::text",
+                &[job.run.into(), job.leader_pid.into()],
+            )
+            .expect("claim")
+        });
+        let Some(schema) = claimed else { break };
+        BackgroundWorker::transaction(|| {
+            Spi::run_with_args(
+                "SELECT tenant._migration_apply($1, $2::name)",
+                &[job.run.into(), schema.as_str().into()],
+            )
+            .expect("apply")
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerJob;
+
+    #[test]
+    fn job_round_trips_and_fits_bgw_extra() {
+        let job = WorkerJob {
+            run: i64::MAX,
+            leader_pid: i32::MAX,
+            database: u32::MAX,
+            session_user: u32::MAX,
+            current_user: u32::MAX,
+        };
+        let text = job.encode();
+        assert!(text.len() < 128, "{text}");
+        assert_eq!(WorkerJob::decode(&text), Some(job));
+    }
+
+    #[test]
+    fn malformed_jobs_are_refused() {
+        for bad in ["", "1 2 3 4", "1 2 3 4 5 6", "a 2 3 4 5", "1  2 3 4 5"] {
+            assert_eq!(WorkerJob::decode(bad), None, "{bad:?}");
+        }
+    }
+}
