@@ -50,8 +50,35 @@ BEGIN
 END
 $$;
 
--- For migrate_all, which runs as the calling tenant_admin member: re-pins a registered tenant
--- schema after a migration (SECURITY DEFINER: pinning is the extension's job, not the caller's).
+-- For migrate_all, which runs as the calling tenant_admin member: pins what a migration added to a
+-- registered tenant schema (SECURITY DEFINER: pinning is the extension's job, not the caller's).
+-- Only tables and sequences not already pinned and granted are touched, so the cost per tenant
+-- follows what the migration created, not the size of the schema.
+CREATE FUNCTION tenant._pin_unpinned(schema name, owner_id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = schema AND c.relkind IN ('r', 'p', 'S')
+                AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege('tenant_user', c.oid, 'USAGE')
+                         ELSE NOT (c.relrowsecurity AND c.relforcerowsecurity)
+                              OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
+                                     AND p.polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard')) < 3
+                              OR NOT has_table_privilege('tenant_user', c.oid, 'SELECT') END
+              ORDER BY c.oid LOOP
+        IF r.relkind = 'S' THEN
+            EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO tenant_user', r.rel);
+        ELSE
+            PERFORM tenant._pin_table(r.rel, owner_id);
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenant_user', r.rel);
+        END IF;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION tenant._pin_schema_tables(schema name) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -62,7 +89,7 @@ BEGIN
     PERFORM tenant._require_member('tenant_admin', 'pin a tenant schema');
     SELECT id INTO owner_id FROM tenant.tenants WHERE schema_name = schema;
     IF owner_id IS NOT NULL THEN
-        PERFORM tenant._pin_schema(schema, owner_id);
+        PERFORM tenant._pin_unpinned(schema, owner_id);
     END IF;
 END
 $$;
@@ -170,14 +197,13 @@ AS $$
 DECLARE
     cmd record;
 BEGIN
-    FOR cmd IN SELECT d.objid::regclass AS rel, t.id AS tenant_id, t.schema_name
+    FOR cmd IN SELECT DISTINCT t.id AS tenant_id, t.schema_name
                  FROM pg_event_trigger_ddl_commands() d
                  JOIN pg_class c ON c.oid = d.objid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN tenant.tenants t ON t.schema_name = n.nspname
                 WHERE d.object_type = 'table' AND c.relkind IN ('r', 'p') LOOP
-        PERFORM tenant._pin_table(cmd.rel, cmd.tenant_id);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenant_user', cmd.rel);
+        PERFORM tenant._pin_unpinned(cmd.schema_name, cmd.tenant_id);
     END LOOP;
 END
 $$;

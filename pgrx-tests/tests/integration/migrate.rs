@@ -1234,7 +1234,8 @@ fn cancelling_a_parallel_run_stops_its_workers_and_the_next_run_finishes() {
     assert_eq!(
         one::<i64>(
             &mut su,
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1363563520"
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1363563520 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ),
         0,
         "a lock outlived the cancelled run"

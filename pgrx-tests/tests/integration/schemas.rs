@@ -139,7 +139,7 @@ fn a_local_context_routes_search_path_for_the_transaction_only() {
 fn tables_created_later_in_a_tenant_schema_are_pinned() {
     let db = schema_db("schema_later");
     let mut su = db.superuser();
-    su.batch_execute("CREATE TABLE tenant_acme.invoices (id int, total numeric); INSERT INTO tenant_acme.invoices VALUES (1, 10)")
+    su.batch_execute("CREATE TABLE tenant_acme.invoices (id serial, total numeric); INSERT INTO tenant_acme.invoices (total) VALUES (10)")
         .unwrap();
     let pinned: i64 = one(
         &mut su,
@@ -153,9 +153,17 @@ fn tables_created_later_in_a_tenant_schema_are_pinned() {
         one::<i64>(&mut app, "SELECT count(*) FROM tenant_acme.invoices"),
         0
     );
+    expect_sqlstate(
+        app.batch_execute("INSERT INTO tenant_acme.invoices (total) VALUES (99)"),
+        "42501",
+    );
     app.batch_execute("SELECT tenant.set_tenant('acme')")
         .unwrap();
     assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM invoices"), 1);
+    // Its serial sequence was granted with it.
+    app.batch_execute("INSERT INTO invoices (total) VALUES (20)")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM invoices"), 2);
     let mut admin = db.connect("admin");
     assert_eq!(
         one::<i64>(&mut admin, "SELECT count(*) FROM tenant.check_isolation()"),
