@@ -50,10 +50,9 @@ BEGIN
 END
 $$;
 
--- For migrate_all, which runs as the calling tenant_admin member: pins what a migration added to a
--- registered tenant schema (SECURITY DEFINER: pinning is the extension's job, not the caller's).
--- Only tables and sequences not already pinned and granted are touched, so the cost per tenant
--- follows what the migration created, not the size of the schema.
+-- Pins and grants what is not pinned and granted yet in a tenant schema. Only those tables and
+-- sequences are touched, so the cost follows what a migration or a DDL statement added, not the
+-- size of the schema.
 CREATE FUNCTION tenant._pin_unpinned(schema name, owner_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -79,6 +78,8 @@ BEGIN
 END
 $$;
 
+-- For migrate_all, which runs as the calling tenant_admin member, after each tenant schema
+-- (SECURITY DEFINER: pinning is the extension's job, not the caller's).
 CREATE FUNCTION tenant._pin_schema_tables(schema name) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
