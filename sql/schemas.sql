@@ -60,8 +60,14 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = schema AND c.relkind IN ('r', 'p', 'S')
+    -- The schema's relations through pg_depend (indexed by referenced object): pg_class has no
+    -- index on relnamespace, and this runs once per tenant in every migration.
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind
+               FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+              WHERE d.refclassid = 'pg_namespace'::regclass
+                AND d.refobjid = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema)
+                AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
+                AND c.relkind IN ('r', 'p', 'S')
                 AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege('tenant_user', c.oid, 'USAGE')
                          ELSE NOT (c.relrowsecurity AND c.relforcerowsecurity)
                               OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
