@@ -249,8 +249,9 @@ AS $$
     UNION ALL SELECT 'pg_rewrite'::regclass, r.oid FROM pg_rewrite r WHERE r.ev_class IN (SELECT oid FROM rels)
 $$;
 
--- The oids of one catalog's objects in a schema, for index lookups (oid = ANY (...)) in place of
--- namespace-column scans.
+-- The oids of one catalog's objects in a schema, for index lookups in place of namespace-column
+-- scans. Callers write "oid = ANY ((SELECT tenant._clone_oids(...))::oid[])": the scalar subquery is an
+-- InitPlan, evaluated once per query whatever the plan (a bare call in a filter would run per row).
 CREATE OR REPLACE FUNCTION tenant._clone_oids(nsp oid, cls regclass) RETURNS oid[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -276,23 +277,23 @@ AS $$
                          'pg_ts_dict'::regclass, 'pg_ts_parser'::regclass, 'pg_ts_template'::regclass)
     UNION ALL
     SELECT pg_describe_object('pg_class'::regclass, c.oid, 0)
-      FROM pg_class c WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind NOT IN ('r', 'p', 'v', 'm', 'S', 'c', 'i', 'I', 't')
+      FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind NOT IN ('r', 'p', 'v', 'm', 'S', 'c', 'i', 'I', 't')
     UNION ALL
     SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0)
-      FROM pg_proc p WHERE p.oid = ANY (tenant._clone_oids(nsp, 'pg_proc'::regclass)) AND p.pronamespace = nsp AND p.prokind NOT IN ('f', 'p', 'w')
+      FROM pg_proc p WHERE p.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_proc'::regclass))::oid[]) AND p.pronamespace = nsp AND p.prokind NOT IN ('f', 'p', 'w')
     UNION ALL
     SELECT pg_describe_object('pg_type'::regclass, t.oid, 0)
-      FROM pg_type t WHERE t.oid = ANY (tenant._clone_oids(nsp, 'pg_type'::regclass)) AND t.typnamespace = nsp AND (t.typtype IN ('b', 'p') AND t.typelem = 0 OR NOT t.typisdefined)
+      FROM pg_type t WHERE t.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_type'::regclass))::oid[]) AND t.typnamespace = nsp AND (t.typtype IN ('b', 'p') AND t.typelem = 0 OR NOT t.typisdefined)
     UNION ALL
     SELECT pg_describe_object('pg_type'::regclass, r.rngtypid, 0)
       FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid
-     WHERE t.oid = ANY (tenant._clone_oids(nsp, 'pg_type'::regclass)) AND t.typnamespace = nsp AND r.rngcanonical <> 0
+     WHERE t.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_type'::regclass))::oid[]) AND t.typnamespace = nsp AND r.rngcanonical <> 0
     UNION ALL
     SELECT pg_describe_object('pg_class'::regclass, c.oid, 0) || ' (typed table)'
-      FROM pg_class c WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.reloftype <> 0
+      FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.reloftype <> 0
     UNION ALL
     SELECT pg_describe_object('pg_class'::regclass, c.oid, 0) || ' (rules)'
-      FROM pg_class c WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'm', 'v')
+      FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'm', 'v')
        AND EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')
 $$;
 
@@ -316,9 +317,9 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH
-    rel AS (SELECT c.* FROM pg_class c WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp),
+    rel AS (SELECT c.* FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp),
     typ AS (SELECT t.* FROM pg_type t
-             WHERE t.oid = ANY (tenant._clone_oids(nsp, 'pg_type'::regclass)) AND t.typnamespace = nsp AND t.typtype IN ('e', 'd', 'c', 'r')
+             WHERE t.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_type'::regclass))::oid[]) AND t.typnamespace = nsp AND t.typtype IN ('e', 'd', 'c', 'r')
                AND (t.typtype <> 'c' OR EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))),
     items(object, detail, norm) AS (
         SELECT 'schema', concat_ws('; ', 'owner=' || quote_ident(pg_get_userbyid(n.nspowner)),
@@ -444,13 +445,13 @@ BEGIN
                        'body=' || coalesce(tenant._clone_sql('sqlbody', p.oid, sp), tenant._clone_normalise(p.prosrc, s)), 'bin=' || p.probin) END,
                    'owner=' || quote_ident(pg_get_userbyid(p.proowner)),
                    'acl=' || tenant._clone_acl_text(p.proacl, 'f', p.proowner)), false
-          FROM pg_proc p WHERE p.oid = ANY (tenant._clone_oids(nsp, 'pg_proc'::regclass)) AND p.pronamespace = nsp
+          FROM pg_proc p WHERE p.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_proc'::regclass))::oid[]) AND p.pronamespace = nsp
         UNION ALL
         SELECT 'statistics ' || quote_ident(x.stxname),
                concat_ws('; ', tenant._clone_replace_first(tenant._clone_sql('statistics', x.oid, sp), format('CREATE STATISTICS %I.', s),
                                                            'CREATE STATISTICS @schema@.'), 'target=' || x.stxstattarget,
                    'owner=' || quote_ident(pg_get_userbyid(x.stxowner))), false
-          FROM pg_statistic_ext x WHERE x.oid = ANY (tenant._clone_oids(nsp, 'pg_statistic_ext'::regclass)) AND x.stxnamespace = nsp
+          FROM pg_statistic_ext x WHERE x.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_statistic_ext'::regclass))::oid[]) AND x.stxnamespace = nsp
         UNION ALL
         SELECT 'comment on ' || CASE WHEN o.classid = 'pg_namespace'::regclass THEN 'schema'
                                     ELSE i.type || ' ' || i.identity END,
@@ -1051,7 +1052,7 @@ BEGIN
 
     IF copy_data THEN
         -- Rows (before indexes, foreign keys and triggers: triggers do not fire on the copy).
-        FOR r IN SELECT c.oid, c.relname FROM pg_class c WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind = 'r' ORDER BY c.relname LOOP
+        FOR r IN SELECT c.oid, c.relname FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind = 'r' ORDER BY c.relname LOOP
             -- Values of the source's own types (enums, domains, composites, ranges, their arrays) are
             -- converted to the target's types through their text form.
             SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
@@ -1076,7 +1077,7 @@ BEGIN
             RETURN NEXT;
         END LOOP;
         -- Sequence positions.
-        FOR r IN SELECT c.relname FROM pg_class c WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind = 'S' ORDER BY c.relname LOOP
+        FOR r IN SELECT c.relname FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind = 'S' ORDER BY c.relname LOOP
             EXECUTE format('SELECT last_value, is_called FROM %I.%I', source, r.relname) INTO last_value, is_called;
             step := step + 1; phase := 'sequence position'; object := format('sequence %I', r.relname);
             ddl := 'SELECT pg_catalog.setval($1[1]::pg_catalog.regclass, $1[2]::pg_catalog.int8, $1[3]::pg_catalog.bool)';
@@ -1089,7 +1090,7 @@ BEGIN
     -- Indexes that do not belong to a constraint (partitioned parents first), then their attachments.
     FOR r IN SELECT i.relname, x.indexrelid, c.relname AS tablename FROM pg_index x
                JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'm')
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'm')
                 AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid
                                    AND k.contype IN ('p', 'u', 'x'))
               ORDER BY i.relkind DESC, i.relname LOOP
@@ -1100,7 +1101,7 @@ BEGIN
     END LOOP;
     FOR r IN SELECT ci.relname AS child, pi.relname AS parent FROM pg_inherits h
                JOIN pg_class ci ON ci.oid = h.inhrelid JOIN pg_class pi ON pi.oid = h.inhparent
-              WHERE ci.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND ci.relnamespace = nsp AND ci.relkind IN ('i', 'I') AND pi.relkind = 'I' AND pi.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND pi.relnamespace = nsp
+              WHERE ci.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND ci.relnamespace = nsp AND ci.relkind IN ('i', 'I') AND pi.relkind = 'I' AND pi.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND pi.relnamespace = nsp
                 AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = ci.oid AND k.contype IN ('p', 'u', 'x'))
               ORDER BY (SELECT count(*) FROM pg_partition_ancestors(ci.oid)) DESC, 2, 1 LOOP
         step := step + 1; phase := 'index'; object := format('index %I', r.child);
@@ -1110,7 +1111,7 @@ BEGIN
     FOR r IN SELECT c.relname, c.relreplident, i.relname AS idx, x.indisclustered, x.indisreplident
                FROM pg_class c LEFT JOIN pg_index x ON x.indrelid = c.oid AND (x.indisclustered OR x.indisreplident)
                LEFT JOIN pg_class i ON i.oid = x.indexrelid
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'm') AND (c.relreplident <> 'd' OR x.indexrelid IS NOT NULL)
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'm') AND (c.relreplident <> 'd' OR x.indexrelid IS NOT NULL)
               ORDER BY 1 LOOP
         step := step + 1; phase := 'index'; object := format('table %I', r.relname);
         IF r.indisclustered THEN
@@ -1125,7 +1126,7 @@ BEGIN
     END LOOP;
 
     -- Extended statistics.
-    FOR r IN SELECT x.oid, x.stxname, x.stxstattarget, x.stxowner FROM pg_statistic_ext x WHERE x.oid = ANY (tenant._clone_oids(nsp, 'pg_statistic_ext'::regclass)) AND x.stxnamespace = nsp ORDER BY 2 LOOP
+    FOR r IN SELECT x.oid, x.stxname, x.stxstattarget, x.stxowner FROM pg_statistic_ext x WHERE x.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_statistic_ext'::regclass))::oid[]) AND x.stxnamespace = nsp ORDER BY 2 LOOP
         step := step + 1; phase := 'statistics'; object := format('statistics %I', r.stxname);
         ddl := tenant._clone_replace_first(tenant._clone_sql('statistics', r.oid, sp), format('CREATE STATISTICS %I.', source),
                                            format('CREATE STATISTICS %I.', target));
@@ -1141,7 +1142,7 @@ BEGIN
     -- NOT VALID check constraints of tables and domains, after the data they do not cover.
     FOR r IN SELECT k.oid, k.conname, c.relname, t.typname FROM pg_constraint k
                LEFT JOIN pg_class c ON c.oid = k.conrelid LEFT JOIN pg_type t ON t.oid = k.contypid
-              WHERE k.oid = ANY (tenant._clone_oids(nsp, 'pg_constraint'::regclass)) AND k.connamespace = nsp AND k.contype = 'c' AND NOT k.convalidated AND k.conparentid = 0
+              WHERE k.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_constraint'::regclass))::oid[]) AND k.connamespace = nsp AND k.contype = 'c' AND NOT k.convalidated AND k.conparentid = 0
                 AND (k.contypid <> 0 OR k.conislocal)
               ORDER BY 3, 4, 2 LOOP
         step := step + 1; phase := 'constraint'; object := format('constraint %I', r.conname);
@@ -1153,7 +1154,7 @@ BEGIN
 
     -- Foreign keys, once every table exists (self-referencing and cyclic ones included).
     FOR r IN SELECT k.oid, k.conname, c.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND k.contype = 'f' AND k.conparentid = 0 AND k.conislocal
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND k.contype = 'f' AND k.conparentid = 0 AND k.conislocal
               ORDER BY c.relname, k.conname LOOP
         step := step + 1; phase := 'foreign key'; object := format('constraint %I.%I', r.relname, r.conname);
         ddl := format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', target, r.relname, r.conname,
@@ -1163,7 +1164,7 @@ BEGIN
 
     -- Triggers (those cloned to partitions by their parent's trigger come with it).
     FOR r IN SELECT g.oid, g.tgname, g.tgenabled, c.relname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND NOT g.tgisinternal AND g.tgparentid = 0
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND NOT g.tgisinternal AND g.tgparentid = 0
               ORDER BY c.relname, g.tgname LOOP
         step := step + 1; phase := 'trigger'; object := format('trigger %I.%I', r.relname, r.tgname);
         ddl := tenant._clone_replace_first(tenant._clone_sql('trigger', r.oid, sp), format(' %I.%I ', source, r.relname),
@@ -1179,7 +1180,7 @@ BEGIN
 
     -- Row security flags and policies.
     FOR r IN SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p') AND (c.relrowsecurity OR c.relforcerowsecurity)
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p') AND (c.relrowsecurity OR c.relforcerowsecurity)
               ORDER BY 1 LOOP
         phase := 'row security'; object := format('table %I', r.relname);
         IF r.relrowsecurity THEN
@@ -1192,7 +1193,7 @@ BEGIN
         END IF;
     END LOOP;
     FOR r IN SELECT p.*, c.relname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp ORDER BY c.relname, p.polname LOOP
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp ORDER BY c.relname, p.polname LOOP
         step := step + 1; phase := 'policy'; object := format('policy %I.%I', r.relname, r.polname);
         ddl := format('CREATE POLICY %I ON %I.%I AS %s FOR %s TO %s%s%s', r.polname, target, r.relname,
                       CASE WHEN r.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
@@ -1254,19 +1255,19 @@ BEGIN
     phase := 'grant';
     ddl := 'SELECT tenant._clone_sync_acl($1[1], $1[2], $1[3]::pg_catalog.aclitem[], $1[4], $1[5])';
     FOR r IN SELECT c.relname, c.relkind, c.relacl FROM pg_class c
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY 1 LOOP
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY 1 LOOP
         step := step + 1; object := format('relation %I', r.relname);
         args := ARRAY[CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, format('%I.%I', target, r.relname), r.relacl::text, NULL, tp];
         RETURN NEXT;
     END LOOP;
     FOR r IN SELECT c.relname, a.attname, a.attacl FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
-              WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
                 AND a.attacl IS NOT NULL ORDER BY 1, a.attnum LOOP
         step := step + 1; object := format('column %I.%I', r.relname, r.attname);
         args := ARRAY['TABLE', format('%I.%I', target, r.relname), r.attacl::text, r.attname, tp];
         RETURN NEXT;
     END LOOP;
-    FOR r IN SELECT p.oid, p.proname, p.prokind, p.proacl, p.proargtypes FROM pg_proc p WHERE p.oid = ANY (tenant._clone_oids(nsp, 'pg_proc'::regclass)) AND p.pronamespace = nsp ORDER BY 2, 1 LOOP
+    FOR r IN SELECT p.oid, p.proname, p.prokind, p.proacl, p.proargtypes FROM pg_proc p WHERE p.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_proc'::regclass))::oid[]) AND p.pronamespace = nsp ORDER BY 2, 1 LOOP
         step := step + 1; object := format('function %I', r.proname);
         args := ARRAY[CASE WHEN r.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
                       format('%I.%I(%s)', target, r.proname, tenant._clone_sql('argument types', r.oid, sp)), r.proacl::text, NULL, tp];
@@ -1402,7 +1403,7 @@ BEGIN
 
     -- No DDL on the source while it is read; with copy_data no writes either, for a consistent copy.
     SELECT string_agg(c.oid::regclass::text, ', ') INTO locks FROM pg_class c
-     WHERE c.oid = ANY (tenant._clone_oids(nsp, 'pg_class'::regclass)) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p');
+     WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p');
     IF locks IS NOT NULL THEN
         EXECUTE format('LOCK TABLE %s IN %s MODE', locks, CASE WHEN copy_data THEN 'SHARE' ELSE 'ACCESS SHARE' END);
     END IF;

@@ -38,8 +38,9 @@ AS $$
 DECLARE
     t regclass;
 BEGIN
-    FOR t IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = schema AND c.relkind IN ('r', 'p') ORDER BY c.oid LOOP
+    FOR t IN SELECT c.oid::regclass FROM pg_class c
+              WHERE c.oid = ANY ((SELECT tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_class'::regclass))::oid[])
+                AND c.relkind IN ('r', 'p') ORDER BY c.oid LOOP
         PERFORM tenant._pin_table(t, tenant_id);
     END LOOP;
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', schema);
@@ -127,10 +128,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     o record;
+    -- Objects are found through indexes (tenant._clone_objects), not namespace-column scans.
+    rels oid[] := tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_class'::regclass);
 BEGIN
     EXECUTE format('ALTER SCHEMA %I OWNER TO %I', schema, owner);
-    FOR o IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = schema AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    FOR o IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c
+              WHERE c.oid = ANY (rels) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
                 AND NOT c.relispartition
                 -- sequences owned by a column follow their table
                 AND NOT (c.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
@@ -141,16 +144,17 @@ BEGIN
                                       WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, o.rel, owner);
     END LOOP;
     -- Partitions are owned separately from their parent.
-    FOR o IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = schema AND c.relkind IN ('r', 'p') AND c.relispartition ORDER BY c.oid LOOP
+    FOR o IN SELECT c.oid::regclass AS rel FROM pg_class c
+              WHERE c.oid = ANY (rels) AND c.relkind IN ('r', 'p') AND c.relispartition ORDER BY c.oid LOOP
         EXECUTE format('ALTER TABLE %s OWNER TO %I', o.rel, owner);
     END LOOP;
-    FOR o IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-              WHERE n.nspname = schema ORDER BY p.oid LOOP
+    FOR o IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_proc p
+              WHERE p.oid = ANY ((SELECT tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_proc'::regclass))::oid[]) ORDER BY p.oid LOOP
         EXECUTE format('ALTER %s %s OWNER TO %I', CASE o.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, o.fn, owner);
     END LOOP;
-    FOR o IN SELECT t.oid::regtype AS typ FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-              WHERE n.nspname = schema AND t.typtype IN ('e', 'd', 'r', 'c', 'm')
+    FOR o IN SELECT t.oid::regtype AS typ FROM pg_type t
+              WHERE t.oid = ANY ((SELECT tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_type'::regclass))::oid[])
+                AND t.typtype IN ('e', 'd', 'r', 'c', 'm')
                 AND (t.typtype <> 'c' OR EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
                 AND t.typtype <> 'm'
               ORDER BY t.oid LOOP
