@@ -9,6 +9,34 @@
 -- The restrictive guard is what no permissive policy added later can widen; the plain equality in
 -- the permissive policy is what the planner turns into an index condition.
 
+-- Drops the extension's own policies on a table (all named qft_*; `names` narrows it to a list)
+-- and never anyone else's.
+CREATE FUNCTION tenant._drop_qft_policies(tbl regclass, names name[] DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p name;
+BEGIN
+    FOR p IN SELECT polname FROM pg_policy
+              WHERE polrelid = tbl AND polname LIKE 'qft\_%' AND (names IS NULL OR polname = ANY (names)) LOOP
+        EXECUTE format('DROP POLICY %I ON %s', p, tbl);
+    END LOOP;
+END
+$$;
+
+-- The way through for tenant_superuser members in audited cross-tenant mode; the same on isolated
+-- tables and on tables pinned in tenant schemas.
+CREATE FUNCTION tenant._cross_tenant_policy(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE POLICY qft_cross_tenant ON %s AS PERMISSIVE FOR ALL TO tenant_superuser '
+                   'USING (tenant.cross_tenant_active()) WITH CHECK (tenant.cross_tenant_active())', tbl);
+END
+$$;
+
 CREATE FUNCTION tenant._isolation_policies(tbl regclass, col name, shared boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -16,15 +44,11 @@ AS $$
 DECLARE
     mine text := format('%I OPERATOR(pg_catalog.=) tenant.current_tenant_id()', col);
     guard text := format('(%I OPERATOR(pg_catalog.=) tenant.current_tenant_id() OR tenant.cross_tenant_active())', col);
-    p name;
 BEGIN
-    FOR p IN SELECT polname FROM pg_policy WHERE polrelid = tbl AND polname LIKE 'qft\_%' LOOP
-        EXECUTE format('DROP POLICY %I ON %s', p, tbl);
-    END LOOP;
+    PERFORM tenant._drop_qft_policies(tbl);
     EXECUTE format('CREATE POLICY qft_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
                    tbl, mine, mine);
-    EXECUTE format('CREATE POLICY qft_cross_tenant ON %s AS PERMISSIVE FOR ALL TO tenant_superuser '
-                   'USING (tenant.cross_tenant_active()) WITH CHECK (tenant.cross_tenant_active())', tbl);
+    PERFORM tenant._cross_tenant_policy(tbl);
     IF NOT shared THEN
         EXECUTE format('CREATE POLICY qft_tenant_guard ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
                        tbl, guard, guard);
@@ -146,9 +170,7 @@ BEGIN
                  WHERE i.inhparent = tbl LOOP
         PERFORM tenant._disable_isolation(part);
     END LOOP;
-    FOR p IN SELECT polname FROM pg_policy WHERE polrelid = tbl AND polname LIKE 'qft\_%' LOOP
-        EXECUTE format('DROP POLICY %I ON %s', p, tbl);
-    END LOOP;
+    PERFORM tenant._drop_qft_policies(tbl);
     IF NOT rec.prior_force THEN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
     END IF;

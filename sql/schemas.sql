@@ -13,16 +13,12 @@ AS $$
 DECLARE
     mine text := format('tenant.current_tenant_id() OPERATOR(pg_catalog.=) %L::bigint', tenant_id);
     guard text := format('(tenant.current_tenant_id() OPERATOR(pg_catalog.=) %L::bigint OR tenant.cross_tenant_active())', tenant_id);
-    p name;
 BEGIN
-    FOR p IN SELECT polname FROM pg_policy WHERE polrelid = tbl AND polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard') LOOP
-        EXECUTE format('DROP POLICY %I ON %s', p, tbl);
-    END LOOP;
+    PERFORM tenant._drop_qft_policies(tbl, ARRAY['qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard']::name[]);
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     EXECUTE format('CREATE POLICY qft_schema_tenant ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
                    tbl, mine, mine);
-    EXECUTE format('CREATE POLICY qft_cross_tenant ON %s AS PERMISSIVE FOR ALL TO tenant_superuser '
-                   'USING (tenant.cross_tenant_active()) WITH CHECK (tenant.cross_tenant_active())', tbl);
+    PERFORM tenant._cross_tenant_policy(tbl);
     EXECUTE format('CREATE POLICY qft_schema_guard ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
                    tbl, guard, guard);
 END

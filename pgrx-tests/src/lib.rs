@@ -245,6 +245,14 @@ impl TestDb {
         self.try_connect(short, "").expect("connect")
     }
 
+    /// Connects as role `short` and enters tenant `tenant` (slug or id) for the session.
+    pub fn connect_in(&self, short: &str, tenant: &str) -> Client {
+        let mut c = self.connect(short);
+        c.query_one("SELECT tenant.set_tenant($1::text)", &[&tenant])
+            .expect("set_tenant");
+        c
+    }
+
     /// Connects as role `short` with startup `options` (what PGOPTIONS would send).
     pub fn try_connect(&self, short: &str, options: &str) -> Result<Client, postgres::Error> {
         let mut cfg: postgres::Config = cluster()

@@ -325,7 +325,7 @@ fn parallel_workers_see_the_same_tenant() {
         "INSERT INTO public.projects SELECT 1 + g % 2, 1000 + g, 'bulk' FROM generate_series(1, 20000) g; ANALYZE public.projects",
     )
     .unwrap();
-    let mut app = app_in_acme_with_bulk(&db);
+    let mut app = db.connect_in("app", "acme");
     let serial: i64 = one(&mut app, "SELECT count(*) FROM public.projects");
     app.batch_execute(
         "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; \
@@ -351,13 +351,6 @@ fn parallel_workers_see_the_same_tenant() {
         "SELECT count(*) FROM public.projects WHERE tenant_id <> 1",
     );
     assert_eq!(foreign, 0);
-}
-
-fn app_in_acme_with_bulk(db: &TestDb) -> Client {
-    let mut app = db.connect("app");
-    app.batch_execute("SELECT tenant.set_tenant('acme')")
-        .unwrap();
-    app
 }
 
 #[test]

@@ -17,13 +17,6 @@ fn globex_bytes(db: &TestDb) -> Vec<String> {
         .collect()
 }
 
-fn app_in_acme(db: &TestDb) -> Client {
-    let mut app = db.connect("app");
-    app.batch_execute("SELECT tenant.set_tenant('acme')")
-        .unwrap();
-    app
-}
-
 fn ids(client: &mut Client, sql: &str) -> Vec<i32> {
     client
         .query(sql, &[])
@@ -45,7 +38,7 @@ fn in_rollback<T>(app: &mut Client, f: impl FnOnce(&mut Client) -> T) -> T {
 fn the_command_matrix_never_reaches_another_tenant() {
     let db = TestDb::new("matrix").with_projects();
     let before = globex_bytes(&db);
-    let mut app = app_in_acme(&db);
+    let mut app = db.connect_in("app", "acme");
 
     // SELECT and SELECT ... FOR UPDATE: own rows only.
     assert_eq!(visible(&mut app), ACME);
@@ -167,7 +160,7 @@ fn the_command_matrix_never_reaches_another_tenant() {
     assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.lines().all(|l| l.starts_with("1\t")), "{out}");
     // (On its own connection: the client library cannot reuse one whose COPY IN failed.)
-    let mut copier = app_in_acme(&db);
+    let mut copier = db.connect_in("app", "acme");
     let copy_in = (|| -> Result<u64, qft_integration_tests::postgres::Error> {
         use std::io::Write;
         let mut w = copier.copy_in("COPY public.projects FROM STDIN")?;
@@ -239,7 +232,7 @@ fn the_owner_is_isolated_too_and_a_later_permissive_policy_does_not_widen_access
     );
     own.batch_execute("CREATE POLICY open_all ON public.projects AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)").unwrap();
     assert_eq!(visible(&mut own), vec![]);
-    let mut app = app_in_acme(&db);
+    let mut app = db.connect_in("app", "acme");
     assert_eq!(visible(&mut app), ACME);
     expect_sqlstate(
         app.batch_execute("INSERT INTO public.projects VALUES (2, 299, 'x')"),
@@ -259,7 +252,7 @@ fn the_owner_is_isolated_too_and_a_later_permissive_policy_does_not_widen_access
 #[test]
 fn a_point_query_uses_the_tenant_comparison_as_an_index_condition() {
     let db = TestDb::new("explain").with_projects();
-    let mut app = app_in_acme(&db);
+    let mut app = db.connect_in("app", "acme");
     app.batch_execute("SET enable_seqscan = off").unwrap();
     let plan: Vec<String> = app
         .query(
@@ -294,7 +287,7 @@ fn shared_rows_are_readable_by_every_tenant_and_writable_by_none() {
         db.role("app")
     ))
     .unwrap();
-    let mut app = app_in_acme(&db);
+    let mut app = db.connect_in("app", "acme");
     assert_eq!(
         ids(
             &mut app,
@@ -489,7 +482,7 @@ fn partitions_are_isolated_with_their_parent() {
         db.role("app")
     ))
     .unwrap();
-    let mut app = app_in_acme(&db);
+    let mut app = db.connect_in("app", "acme");
     for t in ["public.events", "public.events_2026"] {
         let rows: Vec<String> = app
             .query(&format!("SELECT what FROM {t}"), &[])
