@@ -651,3 +651,52 @@ fn auto_isolate_on_isolates_new_tables_and_strict_rejects_unmarked_ones() {
         0
     );
 }
+
+#[test]
+fn remaining_admin_functions_reject_bad_input_and_change_nothing() {
+    let db = TestDb::new("admin_bad").with_projects();
+    let mut su = db.superuser();
+    su.batch_execute("CREATE VIEW public.pv AS SELECT * FROM public.projects")
+        .unwrap();
+    let state = |su: &mut Client| -> String {
+        one(
+            su,
+            "SELECT concat_ws('|',
+                 (SELECT string_agg(slug || ':' || coalesce(schema_name, '-'), ',' ORDER BY id) FROM tenant.tenants),
+                 (SELECT count(*) FROM tenant.shared_tables),
+                 (SELECT string_agg(relid::text, ',' ORDER BY relid::text) FROM tenant.isolated_tables),
+                 (SELECT count(*) FROM tenant.role_bindings),
+                 (SELECT count(*) FROM pg_policy),
+                 (SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.pv'::regclass AND NOT attisdropped),
+                 (SELECT count(*) FROM pg_namespace))",
+        )
+    };
+    let before = state(&mut su);
+    let mut admin = db.connect("admin");
+    for (sql, code) in [
+        ("SELECT tenant.mark_shared(NULL)", "22004"),
+        ("SELECT tenant.mark_shared('public.projects')", "22023"),
+        ("SELECT tenant.pin_tenant_schema('acme')", "22023"),
+        ("SELECT tenant.pin_tenant_schema('nope')", "22023"),
+        ("SELECT tenant.drop_tenant('acme', NULL)", "22004"),
+        (
+            "SELECT tenant.drop_tenant('acme', delete_rows => NULL)",
+            "22004",
+        ),
+        (
+            "SELECT tenant.create_tenant('fresh', with_schema => NULL)",
+            "22004",
+        ),
+        ("SELECT tenant.unbind_role(NULL)", "22004"),
+        (
+            "SELECT tenant.add_tenant_column('public.pv', 'acme')",
+            "42809",
+        ),
+        ("SELECT tenant.add_tenant_column(NULL, 'acme')", "22004"),
+        ("SELECT tenant.enable_isolation_for_schema(NULL)", "22004"),
+    ] {
+        let msg = expect_sqlstate(admin.batch_execute(sql), code);
+        assert!(!msg.is_empty(), "{sql}");
+        assert_eq!(state(&mut su), before, "{sql} changed something");
+    }
+}
