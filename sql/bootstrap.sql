@@ -1,4 +1,6 @@
--- qualityfoundry_tenant: schema, roles and registry tables.
+-- @qft-install-only
+-- qualityfoundry_tenant: schema, roles and registry tables. Install-only: the upgrade script
+-- replays every other SQL file, but tables change only through the prelude in sql/upgrade/.
 -- CREATE SCHEMA without IF NOT EXISTS: an existing schema "tenant" makes CREATE EXTENSION fail
 -- (42P06) instead of being adopted, so DROP EXTENSION never removes something it did not create.
 CREATE SCHEMA tenant;

@@ -12,7 +12,7 @@
 -- Relations the lint looks at: not in a system schema, not temporary, not belonging to an
 -- extension, and (unless with_tenant_schema, used for views) not in schema tenant, whose tables are
 -- the extension's own business.
-CREATE FUNCTION tenant._chk_user_relation(rel oid, with_tenant_schema boolean DEFAULT false) RETURNS boolean
+CREATE OR REPLACE FUNCTION tenant._chk_user_relation(rel oid, with_tenant_schema boolean DEFAULT false) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -31,7 +31,7 @@ AS $$
 $$;
 
 -- reloptions boolean, as PostgreSQL's parse_bool reads it (security_invoker=on/true/yes/1/...).
-CREATE FUNCTION tenant._chk_reloption_on(opts text[], opt text) RETURNS boolean
+CREATE OR REPLACE FUNCTION tenant._chk_reloption_on(opts text[], opt text) RETURNS boolean
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -42,7 +42,7 @@ $$;
 
 -- Views and materialized views that read an isolated table, directly or through other views
 -- (pg_depend of their rewrite rules, followed recursively). base = the isolated table reached.
-CREATE FUNCTION tenant._chk_readers() RETURNS TABLE(relid oid, base oid)
+CREATE OR REPLACE FUNCTION tenant._chk_readers() RETURNS TABLE(relid oid, base oid)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -60,7 +60,7 @@ AS $$
 $$;
 
 -- The tenant column of a table: the one recorded for an isolated table, else tenant_id.
-CREATE FUNCTION tenant._chk_tenant_attnum(rel oid) RETURNS smallint
+CREATE OR REPLACE FUNCTION tenant._chk_tenant_attnum(rel oid) RETURNS smallint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -70,7 +70,7 @@ AS $$
                                 'tenant_id')
 $$;
 
-CREATE FUNCTION tenant._chk_grantee(r oid) RETURNS text
+CREATE OR REPLACE FUNCTION tenant._chk_grantee(r oid) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -79,7 +79,7 @@ AS $$
 $$;
 
 -- Column names of attnums (in the given order), quoted and joined as pg_get_constraintdef does.
-CREATE FUNCTION tenant._chk_cols(rel oid, attnums smallint[]) RETURNS text
+CREATE OR REPLACE FUNCTION tenant._chk_cols(rel oid, attnums smallint[]) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -88,7 +88,7 @@ AS $$
       JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum
 $$;
 
-CREATE FUNCTION tenant.check_isolation()
+CREATE OR REPLACE FUNCTION tenant.check_isolation()
 RETURNS TABLE(severity text, object text, problem text, fix text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

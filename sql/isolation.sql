@@ -11,7 +11,7 @@
 
 -- Drops the extension's own policies on a table (all named qft_*; `names` narrows it to a list)
 -- and never anyone else's.
-CREATE FUNCTION tenant._drop_qft_policies(tbl regclass, names name[] DEFAULT NULL) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._drop_qft_policies(tbl regclass, names name[] DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -27,7 +27,7 @@ $$;
 
 -- The way through for tenant_superuser members in audited cross-tenant mode; the same on isolated
 -- tables and on tables pinned in tenant schemas.
-CREATE FUNCTION tenant._cross_tenant_policy(tbl regclass) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._cross_tenant_policy(tbl regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -37,7 +37,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant._isolation_policies(tbl regclass, col name, shared boolean) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._isolation_policies(tbl regclass, col name, shared boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -67,7 +67,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant._enable_isolation(tbl regclass, tenant_column name, allow_shared_rows boolean) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._enable_isolation(tbl regclass, tenant_column name, allow_shared_rows boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -152,7 +152,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant._disable_isolation(tbl regclass) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._disable_isolation(tbl regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -193,7 +193,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.enable_isolation(tbl regclass, tenant_column name DEFAULT 'tenant_id',
+CREATE OR REPLACE FUNCTION tenant.enable_isolation(tbl regclass, tenant_column name DEFAULT 'tenant_id',
                                         allow_shared_rows boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -204,7 +204,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.disable_isolation(tbl regclass) RETURNS void
+CREATE OR REPLACE FUNCTION tenant.disable_isolation(tbl regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -214,7 +214,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.enable_isolation_for_schema(schema name, tenant_column name DEFAULT 'tenant_id') RETURNS integer
+CREATE OR REPLACE FUNCTION tenant.enable_isolation_for_schema(schema name, tenant_column name DEFAULT 'tenant_id') RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -241,7 +241,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.add_tenant_column(tbl regclass, backfill_tenant text, tenant_column name DEFAULT 'tenant_id')
+CREATE OR REPLACE FUNCTION tenant.add_tenant_column(tbl regclass, backfill_tenant text, tenant_column name DEFAULT 'tenant_id')
 RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -270,7 +270,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.mark_shared(tbl regclass) RETURNS void
+CREATE OR REPLACE FUNCTION tenant.mark_shared(tbl regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -291,7 +291,7 @@ $$;
 -- auto_isolate: isolate every new table that has a tenant_id column; in strict mode, also reject
 -- new tables without one in schemas that already hold isolated tables.
 -- SECURITY DEFINER: it fires for whoever creates the table, who cannot (and must not) alter policies.
-CREATE FUNCTION tenant._auto_isolate() RETURNS event_trigger
+CREATE OR REPLACE FUNCTION tenant._auto_isolate() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -329,6 +329,14 @@ BEGIN
     END LOOP;
 END
 $$;
-CREATE EVENT TRIGGER qft_auto_isolate ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
-    EXECUTE FUNCTION tenant._auto_isolate();
+-- Replayable (the upgrade script runs this file again): drop and re-create.
+DO $evt$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_auto_isolate') THEN
+        DROP EVENT TRIGGER qft_auto_isolate;
+    END IF;
+    CREATE EVENT TRIGGER qft_auto_isolate ON ddl_command_end
+        WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+        EXECUTE FUNCTION tenant._auto_isolate();
+END
+$evt$;

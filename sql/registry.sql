@@ -2,7 +2,7 @@
 -- application roles cannot touch. Each checks the caller's role membership itself
 -- (tenant._require_member looks at the role that called, not at the definer).
 
-CREATE FUNCTION tenant._audit(action text, target text, tenant_id bigint, detail jsonb)
+CREATE OR REPLACE FUNCTION tenant._audit(action text, target text, tenant_id bigint, detail jsonb)
 RETURNS void LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -11,7 +11,7 @@ AS $$
 $$;
 
 -- Every change to the registry makes all backends drop their cached copy at commit.
-CREATE FUNCTION tenant._registry_changed_trigger() RETURNS trigger LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION tenant._registry_changed_trigger() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -19,15 +19,15 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.tenants
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.tenants
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
-CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_bindings
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_bindings
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
-CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
-CREATE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
+CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -50,7 +50,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
+CREATE OR REPLACE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
                                      with_schema boolean DEFAULT false)
 RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -86,7 +86,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant._set_status(tenant text, new_status text, action text) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._set_status(tenant text, new_status text, action text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -98,7 +98,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.suspend_tenant(tenant text) RETURNS void
+CREATE OR REPLACE FUNCTION tenant.suspend_tenant(tenant text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -108,7 +108,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.resume_tenant(tenant text) RETURNS void
+CREATE OR REPLACE FUNCTION tenant.resume_tenant(tenant text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -118,7 +118,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.bind_role(role regrole, tenant text) RETURNS void
+CREATE OR REPLACE FUNCTION tenant.bind_role(role regrole, tenant text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -146,7 +146,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.unbind_role(role regrole) RETURNS void
+CREATE OR REPLACE FUNCTION tenant.unbind_role(role regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -168,7 +168,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.drop_tenant(tenant text, drop_schema boolean DEFAULT false, delete_rows boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION tenant.drop_tenant(tenant text, drop_schema boolean DEFAULT false, delete_rows boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$

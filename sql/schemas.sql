@@ -6,7 +6,7 @@
 --   qft_cross_tenant   PERMISSIVE  ALL TO tenant_superuser  tenant.cross_tenant_active()
 --   qft_schema_guard   RESTRICTIVE ALL TO PUBLIC            tenant.current_tenant_id() = <id> OR cross_tenant_active()
 
-CREATE FUNCTION tenant._pin_table(tbl regclass, tenant_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._pin_table(tbl regclass, tenant_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -27,7 +27,7 @@ $$;
 -- Pins every table of a tenant schema and gives tenant_user exactly USAGE and table DML there
 -- (never CREATE, TRUNCATE, REFERENCES or TRIGGER). Called at creation, by the event trigger for
 -- tables created later, and by migrate_all after each tenant.
-CREATE FUNCTION tenant._pin_schema(schema name, tenant_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._pin_schema(schema name, tenant_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -50,7 +50,7 @@ $$;
 -- Pins and grants what is not pinned and granted yet in a tenant schema. Only those tables and
 -- sequences are touched, so the cost follows what a migration or a DDL statement added, not the
 -- size of the schema.
-CREATE FUNCTION tenant._pin_unpinned(schema name, owner_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._pin_unpinned(schema name, owner_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -83,7 +83,7 @@ $$;
 
 -- For migrate_all, which runs as the calling tenant_admin member, after each tenant schema
 -- (SECURITY DEFINER: pinning is the extension's job, not the caller's).
-CREATE FUNCTION tenant._pin_schema_tables(schema name) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._pin_schema_tables(schema name) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -99,7 +99,7 @@ END
 $$;
 
 -- Re-pins a tenant's schema (the checker's fix for an unpinned table).
-CREATE FUNCTION tenant.pin_tenant_schema(tenant text) RETURNS void
+CREATE OR REPLACE FUNCTION tenant.pin_tenant_schema(tenant text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -118,7 +118,7 @@ $$;
 -- Tenant schemas and everything in them belong to tenant_admin (a trusted NOLOGIN role): its
 -- members run migrate_all as themselves and must be able to alter every object; application
 -- roles are never owners.
-CREATE FUNCTION tenant._own_schema(schema name, owner name) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._own_schema(schema name, owner name) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -163,7 +163,7 @@ $$;
 
 -- Clones the template into tenant_<slug>, pins it, and records it. Runs inside create_tenant's
 -- transaction: any failure leaves neither the schema nor the registry row.
-CREATE FUNCTION tenant._create_tenant_schema(tenant_id bigint) RETURNS name
+CREATE OR REPLACE FUNCTION tenant._create_tenant_schema(tenant_id bigint) RETURNS name
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -197,7 +197,7 @@ END
 $$;
 
 -- Tables created later in a tenant schema (by migrate_all or by hand) are pinned at once.
-CREATE FUNCTION tenant._pin_new_tenant_tables() RETURNS event_trigger
+CREATE OR REPLACE FUNCTION tenant._pin_new_tenant_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -214,6 +214,14 @@ BEGIN
     END LOOP;
 END
 $$;
-CREATE EVENT TRIGGER qft_pin_tenant_tables ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
-    EXECUTE FUNCTION tenant._pin_new_tenant_tables();
+-- Replayable (the upgrade script runs this file again): drop and re-create.
+DO $evt$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_pin_tenant_tables') THEN
+        DROP EVENT TRIGGER qft_pin_tenant_tables;
+    END IF;
+    CREATE EVENT TRIGGER qft_pin_tenant_tables ON ddl_command_end
+        WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+        EXECUTE FUNCTION tenant._pin_new_tenant_tables();
+END
+$evt$;

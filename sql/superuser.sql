@@ -9,7 +9,7 @@
 
 -- Validates the arguments (22004, 42809, 42703, 42804) and describes the table: the constraint's
 -- name and expression, and how to name a row (primary key values, else ctid).
-CREATE FUNCTION tenant._superuser_target(users regclass, tenant_column name, superuser_column name,
+CREATE OR REPLACE FUNCTION tenant._superuser_target(users regclass, tenant_column name, superuser_column name,
                                          OUT constraint_name name, OUT check_expr text,
                                          OUT key_expr text, OUT key_label text, OUT key_order text)
 LANGUAGE plpgsql STABLE
@@ -81,7 +81,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.superuser_violations(users regclass, tenant_column name DEFAULT 'tenant_id',
+CREATE OR REPLACE FUNCTION tenant.superuser_violations(users regclass, tenant_column name DEFAULT 'tenant_id',
                                             superuser_column name DEFAULT 'is_superuser')
 RETURNS TABLE(row_key text, is_superuser boolean, tenant_id bigint, problem text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -103,7 +103,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION tenant.enforce_superuser_consistency(users regclass, tenant_column name DEFAULT 'tenant_id',
+CREATE OR REPLACE FUNCTION tenant.enforce_superuser_consistency(users regclass, tenant_column name DEFAULT 'tenant_id',
                                                      superuser_column name DEFAULT 'is_superuser')
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

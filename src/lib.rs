@@ -39,10 +39,16 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/migrate_tables.sql",
+    name = "migrate_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
     "../sql/migrate.sql",
     name = "migrate",
     requires = [
         "registry",
+        "migrate_tables",
         migrate::migration_lock,
         migrate::migration_unlock,
         migrate::require_top_level,

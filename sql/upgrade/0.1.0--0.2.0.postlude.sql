@@ -1,0 +1,2 @@
+-- 0.1.0 -> 0.2.0, hand-written part that runs after every function exists: data carried over
+-- from 0.1.0 (e.g. settings that moved into registry tables).
