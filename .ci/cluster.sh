@@ -1,8 +1,9 @@
-# Throwaway PostgreSQL 15 clusters under target/, owned by the postgres OS user (initdb refuses
+# Throwaway PostgreSQL clusters (of $QFT_PG_CONFIG, default Debian's PostgreSQL 15) under target/, owned by the postgres OS user (initdb refuses
 # root), listening only on a unix socket in the cluster directory and a free loopback port.
 # Source this file; call qft_cluster_start NAME, then use $QFT_PORT / $QFT_SOCK; qft_cluster_stop.
 
-QFT_PGBIN=${QFT_PGBIN:-/usr/lib/postgresql/15/bin}
+QFT_PG_CONFIG=${QFT_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+QFT_PGBIN=${QFT_PGBIN:-$("$QFT_PG_CONFIG" --bindir)}
 QFT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 qft_free_port() {

@@ -1,27 +1,126 @@
-//! Harness for out-of-process tests: one throwaway PostgreSQL 15 cluster per test binary (initdb as
-//! the `postgres` OS user under `target/clusters/`, unix socket, free port), the freshly built
-//! extension installed into it, a fresh database per test, and login roles to connect as.
+//! Harness for out-of-process tests: throwaway PostgreSQL clusters (initdb as the `postgres` OS
+//! user under `target/clusters/`, unix socket, free loopback port), the freshly built extension
+//! installed, a fresh database per test, and login roles to connect as.
 //!
-//! The cluster is stopped and removed at process exit, also when tests fail (`atexit`).
+//! Which PostgreSQL: `QFT_PG_CONFIG` (default: Debian's PostgreSQL 15). `cluster()` is the one
+//! shared cluster of a test binary; `Cluster::start` makes more (upgrade, pooler and Citus tiers).
+//! Every cluster is stopped and removed at process exit, also when tests fail (`atexit`).
 
 use postgres::{Client, NoTls};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 pub use postgres;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const DEFAULT_PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
+
+/// A PostgreSQL installation, found through its `pg_config`.
+#[derive(Clone, Debug)]
+pub struct PgInstall {
+    pub pg_config: PathBuf,
+    pub bindir: PathBuf,
+    pub sharedir: PathBuf,
+    pub pkglibdir: PathBuf,
+    /// The server's major version, e.g. 15.
+    pub major: u32,
+}
+
+impl PgInstall {
+    pub fn at(pg_config: &Path) -> PgInstall {
+        let ask = |flag: &str| -> String {
+            let out = Command::new(pg_config)
+                .arg(flag)
+                .output()
+                .unwrap_or_else(|e| panic!("{} {flag}: {e}", pg_config.display()));
+            assert!(
+                out.status.success(),
+                "{} {flag} failed",
+                pg_config.display()
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let version = ask("--version"); // "PostgreSQL 15.20 (Debian ...)"
+        let major = version
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.split('.').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read a major version from {version:?}"));
+        PgInstall {
+            pg_config: pg_config.to_path_buf(),
+            bindir: ask("--bindir").into(),
+            sharedir: ask("--sharedir").into(),
+            pkglibdir: ask("--pkglibdir").into(),
+            major,
+        }
+    }
+
+    /// The installation the tests run against: `QFT_PG_CONFIG`, else Debian's PostgreSQL 15.
+    pub fn from_env() -> &'static PgInstall {
+        static INSTALL: OnceLock<PgInstall> = OnceLock::new();
+        INSTALL.get_or_init(|| {
+            let path = std::env::var_os("QFT_PG_CONFIG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PG_CONFIG));
+            PgInstall::at(&path)
+        })
+    }
+
+    /// A copy of this installation under `dir` (bindir, sharedir and pkglibdir, keeping their
+    /// layout relative to one another, which is how PostgreSQL finds them from its binaries).
+    /// For tests that must change installed files (the upgrade test swaps the library).
+    pub fn copy_to(&self, dir: &Path) -> PgInstall {
+        let parts = [&self.bindir, &self.sharedir, &self.pkglibdir];
+        let mut prefix = self.bindir.clone();
+        while !parts.iter().all(|p| p.starts_with(&prefix)) {
+            prefix = prefix.parent().expect("a common prefix").to_path_buf();
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        for part in parts {
+            let to = dir.join(part.strip_prefix(&prefix).expect("under the prefix"));
+            std::fs::create_dir_all(to.parent().expect("a parent")).expect("copy dir");
+            run(
+                {
+                    let mut c = Command::new("cp");
+                    c.args(["-a", &part.to_string_lossy(), &to.to_string_lossy()]);
+                    c
+                },
+                "copy the PostgreSQL installation",
+            );
+        }
+        let pg_config = dir.join(
+            self.pg_config
+                .strip_prefix(&prefix)
+                .expect("pg_config under the prefix"),
+        );
+        let copy = PgInstall::at(&pg_config);
+        assert!(
+            copy.sharedir.starts_with(dir),
+            "{} is not relocatable",
+            self.pg_config.display()
+        );
+        copy
+    }
+
+    /// The path of one of its programs (`psql`, `pg_dump`, ...).
+    pub fn bin(&self, program: &str) -> String {
+        self.bindir.join(program).to_string_lossy().into_owned()
+    }
+}
 
 pub struct Cluster {
     pub dir: PathBuf,
     pub sock: PathBuf,
     pub port: u16,
+    pub install: PgInstall,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// Data directories of every cluster this process started, for the exit handler.
+static STARTED: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,7 +135,8 @@ fn running_as_postgres() -> bool {
         .unwrap_or(false)
 }
 
-fn as_postgres(program: &str) -> Command {
+/// A command run as the `postgres` OS user (initdb and the server refuse root).
+pub fn as_postgres(program: &str) -> Command {
     if running_as_postgres() {
         Command::new(program)
     } else {
@@ -46,7 +146,8 @@ fn as_postgres(program: &str) -> Command {
     }
 }
 
-fn run(mut cmd: Command, what: &str) {
+/// Runs `cmd` and panics with its output unless it succeeds.
+pub fn run(mut cmd: Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
@@ -54,21 +155,23 @@ fn run(mut cmd: Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-extern "C" fn stop_cluster_at_exit() {
-    if let Some(c) = CLUSTER.get() {
-        let _ = as_postgres(&format!("{PG_BIN}/pg_ctl"))
+extern "C" fn stop_clusters_at_exit() {
+    let started = STARTED.lock().map(|s| s.clone()).unwrap_or_default();
+    for (bindir, dir) in started {
+        let _ = as_postgres(&bindir.join("pg_ctl").to_string_lossy())
             .args([
                 "-D",
-                &c.dir.join("data").to_string_lossy(),
+                &dir.join("data").to_string_lossy(),
                 "-m",
                 "immediate",
                 "-w",
@@ -76,31 +179,65 @@ extern "C" fn stop_cluster_at_exit() {
             ])
             .output();
         if std::env::var_os("QFT_KEEP_CLUSTER").is_none() {
-            let _ = std::fs::remove_dir_all(&c.dir);
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }
 
-/// Installs the extension as built from this checkout into the system PostgreSQL 15, unless the
-/// caller (the test command) already did so and says `QFT_SKIP_INSTALL=1`.
-fn install_extension() {
-    if std::env::var_os("QFT_SKIP_INSTALL").is_some() {
-        return;
+/// Copies the frozen install scripts of released versions (`sql/qualityfoundry_tenant--X.sql`,
+/// which `cargo pgrx install` does not copy) into an installation, so `CREATE EXTENSION ...
+/// VERSION 'X'` works there.
+pub fn install_released_scripts(install: &PgInstall) {
+    let ext = install.sharedir.join("extension");
+    for entry in std::fs::read_dir(workspace_root().join("sql")).expect("sql/") {
+        let path = entry.expect("sql/ entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("qualityfoundry_tenant--") && name.matches("--").count() == 1 {
+            std::fs::copy(&path, ext.join(&name))
+                .unwrap_or_else(|e| panic!("copy {name} into {}: {e}", ext.display()));
+        }
     }
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(workspace_root()).args([
-        "pgrx",
-        "install",
-        "--pg-config",
-        &format!("{PG_BIN}/pg_config"),
-    ]);
-    run(cmd, "cargo pgrx install");
 }
 
+/// Installs the extension as built from this checkout into the tests' PostgreSQL (once per
+/// process), unless the caller (the test command) already did so and says `QFT_SKIP_INSTALL=1`.
+pub fn install_extension() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(install_extension_now);
+}
+
+fn install_extension_now() {
+    let install = PgInstall::from_env();
+    if std::env::var_os("QFT_SKIP_INSTALL").is_none() {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(workspace_root()).args([
+            "pgrx",
+            "install",
+            "--pg-config",
+            &install.pg_config.to_string_lossy(),
+        ]);
+        run(cmd, "cargo pgrx install");
+    }
+    install_released_scripts(install);
+}
+
+/// The shared cluster of this test binary, with the extension installed.
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
         install_extension();
-        let dir = workspace_root().join("target/clusters").join(format!("itest-{}", std::process::id()));
+        Cluster::start(
+            &format!("itest-{}", std::process::id()),
+            PgInstall::from_env(),
+            "max_connections = 200\nmax_worker_processes = 16\n",
+        )
+    })
+}
+
+impl Cluster {
+    /// initdb and start a cluster named `name` (under target/clusters/) of `install`, with
+    /// `extra_conf` appended to postgresql.conf.
+    pub fn start(name: &str, install: &PgInstall, extra_conf: &str) -> Cluster {
+        let dir = workspace_root().join("target/clusters").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cluster dir");
         run(
@@ -115,8 +252,16 @@ pub fn cluster() -> &'static Cluster {
         let sock = dir.join("sock");
         run(
             {
-                let mut c = as_postgres(&format!("{PG_BIN}/initdb"));
-                c.args(["-D", &data.to_string_lossy(), "-A", "trust", "-U", "postgres", "--no-sync"]);
+                let mut c = as_postgres(&install.bin("initdb"));
+                c.args([
+                    "-D",
+                    &data.to_string_lossy(),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                ]);
                 c
             },
             "initdb",
@@ -132,43 +277,86 @@ pub fn cluster() -> &'static Cluster {
         let port = free_port();
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nfsync = off\n\
-             max_connections = 200\nmax_worker_processes = 16\nlog_min_messages = log\n",
+             log_min_messages = log\n{extra_conf}\n",
             sock.display()
         );
-        let conf_path = data.join("postgresql.conf");
+        let cluster = Cluster {
+            dir: dir.clone(),
+            sock,
+            port,
+            install: install.clone(),
+        };
+        cluster.append_conf(&conf);
+        // Registered before start so a failed start is cleaned up too.
+        {
+            let mut started = STARTED.lock().expect("cluster registry");
+            if started.is_empty() {
+                unsafe { libc::atexit(stop_clusters_at_exit) };
+            }
+            started.push((install.bindir.clone(), dir.clone()));
+        }
+        cluster.pg_ctl("start");
+        cluster
+    }
+
+    /// Appends lines to postgresql.conf (they apply at the next start).
+    pub fn append_conf(&self, lines: &str) {
+        let conf_path = self.dir.join("data").join("postgresql.conf");
         let mut c = as_postgres("tee");
-        c.args(["-a", &conf_path.to_string_lossy()]).stdout(std::process::Stdio::null()).stdin(std::process::Stdio::piped());
+        c.args(["-a", &conf_path.to_string_lossy()])
+            .stdout(std::process::Stdio::null())
+            .stdin(std::process::Stdio::piped());
         let mut child = c.spawn().expect("tee");
         {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(conf.as_bytes()).expect("write conf");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(lines.as_bytes())
+                .expect("write conf");
         }
         assert!(child.wait().expect("tee").success());
-        let cluster = Cluster { dir: dir.clone(), sock, port };
-        // Registered before start so a failed start is cleaned up too.
-        unsafe { libc::atexit(stop_cluster_at_exit) };
-        run(
-            {
-                let mut c = as_postgres(&format!("{PG_BIN}/pg_ctl"));
-                c.args([
-                    "-D",
-                    &data.to_string_lossy(),
-                    "-l",
-                    &dir.join("server.log").to_string_lossy(),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ]);
-                c
-            },
-            "pg_ctl start",
-        );
-        cluster
-    })
-}
+    }
 
-impl Cluster {
+    /// `pg_ctl start|stop|restart` for this cluster, waiting for it.
+    pub fn pg_ctl(&self, action: &str) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        let mut c = as_postgres(&self.install.bin("pg_ctl"));
+        c.args([
+            "-D",
+            &data.to_string_lossy(),
+            "-l",
+            &log.to_string_lossy(),
+            "-w",
+            "-t",
+            "60",
+        ]);
+        if action != "start" {
+            c.args(["-m", "fast"]);
+        }
+        c.arg(action);
+        run(c, &format!("pg_ctl {action}"));
+    }
+
+    /// A client program of this cluster's installation with the connection arguments for
+    /// `user`@`db` (e.g. `pg_dump`, `psql`).
+    pub fn command(&self, program: &str, user: &str, db: &str) -> Command {
+        let mut c = Command::new(self.install.bin(program));
+        c.args([
+            "-h",
+            &self.sock.to_string_lossy(),
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            user,
+            "-d",
+            db,
+        ]);
+        c
+    }
+
     pub fn conninfo(&self, user: &str, db: &str) -> String {
         format!(
             "host={} port={} user={user} dbname={db}",

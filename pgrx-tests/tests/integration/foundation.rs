@@ -282,10 +282,8 @@ fn the_registry_survives_pg_dump_and_restore() {
         .unwrap();
     let target = format!("{}_restored", db.name);
     let c = cluster();
-    let sock = c.sock.to_string_lossy().to_string();
-    let port = c.port.to_string();
-    let dump = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
-        .args(["-h", &sock, "-p", &port, "-U", "postgres", "-d", &db.name])
+    let dump = c
+        .command("pg_dump", "postgres", &db.name)
         .output()
         .expect("pg_dump");
     assert!(
@@ -296,21 +294,9 @@ fn the_registry_survives_pg_dump_and_restore() {
     let mut su = db.superuser();
     su.batch_execute(&format!("CREATE DATABASE {target}"))
         .unwrap();
-    let mut restore = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            &sock,
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-d",
-            &target,
-        ])
+    let mut restore = c
+        .command("psql", "postgres", &target)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
