@@ -436,10 +436,12 @@ fn binding_a_superuser_or_unknown_tenant_is_refused_and_changes_nothing() {
         one::<i64>(&mut su, "SELECT count(*) FROM tenant.role_bindings"),
         0
     );
+    // Scoped to this test's database and roles: other tests bind roles in theirs concurrently.
     assert_eq!(
         one::<i64>(
             &mut su,
-            "SELECT count(*) FROM pg_db_role_setting WHERE setdatabase <> 0 AND setrole <> 0"
+            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+             WHERE d.datname = current_database() AND s.setrole <> 0"
         ),
         0
     );
