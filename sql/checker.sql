@@ -88,6 +88,38 @@ AS $$
       JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum
 $$;
 
+-- TRUNCATE (ignores RLS), REFERENCES (a foreign key into the table probes every tenant's keys) and
+-- TRIGGER (a trigger sees every tenant's writes) on a table, granted to anyone but its owner, at
+-- table or column level: (problem, fix) per grant. Used for isolated (kind 8) and pinned tables.
+CREATE OR REPLACE FUNCTION tenant._chk_table_grants(rel oid) RETURNS TABLE(problem text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('grants %s to %s%s', g.privilege_type, tenant._chk_grantee(g.grantee),
+                  CASE g.privilege_type WHEN 'TRUNCATE' THEN ': TRUNCATE ignores row level security and empties every tenant'
+                       WHEN 'REFERENCES' THEN ': a foreign key into it tells which keys exist in other tenants'
+                       ELSE ': a trigger on it sees every tenant''s writes' END),
+           format('%sREVOKE %s ON %s FROM %s%s;%s',
+                  CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
+                  g.privilege_type, c.oid::regclass, tenant._chk_grantee(g.grantee),
+                  CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
+                  CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+      FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) g
+     WHERE c.oid = rel AND g.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER') AND g.grantee <> c.relowner
+    UNION ALL
+    SELECT format('grants REFERENCES (%I) to %s: a foreign key into it tells which keys exist in other tenants',
+                  a.attname, tenant._chk_grantee(g.grantee)),
+           format('%sREVOKE REFERENCES (%I) ON %s FROM %s%s;%s',
+                  CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
+                  a.attname, c.oid::regclass, tenant._chk_grantee(g.grantee),
+                  CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
+                  CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+      FROM pg_class c
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+      CROSS JOIN LATERAL aclexplode(a.attacl) g
+     WHERE c.oid = rel AND g.privilege_type = 'REFERENCES' AND g.grantee <> c.relowner
+$$;
+
 CREATE OR REPLACE FUNCTION tenant.check_isolation()
 RETURNS TABLE(severity text, object text, problem text, fix text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -98,7 +130,6 @@ DECLARE
     r record;
     n bigint;
     tenant_owner name := (SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'tenant');
-    superuser_role oid := (SELECT oid FROM pg_roles WHERE rolname = 'tenant_superuser');
     ptc smallint;
     ctc smallint;
     pos integer;
@@ -206,77 +237,20 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- 3. The qft_ policies of every isolated table, compared with what enable_isolation creates.
-    --    The expected texts are pg_get_expr's rendering (search_path pg_catalog, pg_temp) of the
-    --    expressions tenant._isolation_policies() writes: change the two together.
+    -- 3. The qft_ policies of every isolated table, compared by content (kind, command, roles,
+    --    USING and WITH CHECK as pg_get_expr renders them) with the policy template
+    --    (tenant._policy_template, sql/isolation.sql) that enable_isolation creates them from.
     --    Other (non-qft_) policies are not reported: the RESTRICTIVE guard bounds whatever they allow.
     RETURN QUERY
-        WITH it AS (
-            SELECT c.oid AS relid, i.tenant_column, i.allow_shared_rows, quote_ident(i.tenant_column) AS q
-              FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
-             WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
-                             AND a.attnum > 0 AND NOT a.attisdropped)
-        ), expected AS (
-            SELECT it.relid, it.tenant_column, it.allow_shared_rows, e.*
-              FROM it, LATERAL (VALUES
-                ('qft_tenant_isolation', true, '*', 0::oid,
-                 format('(%s = tenant.current_tenant_id())', it.q), format('(%s = tenant.current_tenant_id())', it.q), NULL::boolean),
-                ('qft_cross_tenant', true, '*', superuser_role,
-                 'tenant.cross_tenant_active()', 'tenant.cross_tenant_active()', NULL),
-                ('qft_tenant_guard', false, '*', 0::oid,
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q),
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), false),
-                ('qft_shared_read', true, 'r', 0::oid, format('(%s IS NULL)', it.q), NULL, true),
-                ('qft_tenant_guard_select', false, 'r', 0::oid,
-                 format('((%1$s = tenant.current_tenant_id()) OR tenant.cross_tenant_active() OR (%1$s IS NULL))', it.q), NULL, true),
-                ('qft_tenant_guard_insert', false, 'a', 0::oid,
-                 NULL, format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), true),
-                ('qft_tenant_guard_update', false, 'w', 0::oid,
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q),
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), true),
-                ('qft_tenant_guard_delete', false, 'd', 0::oid,
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), NULL, true)
-              ) AS e(polname, permissive, cmd, role, qual, wcheck, shared_only)
-             WHERE e.shared_only IS NULL OR e.shared_only = it.allow_shared_rows
-        ), actual AS (
-            SELECT p.polrelid AS relid, p.polname::text AS polname, p.polpermissive AS permissive, p.polcmd::text AS cmd,
-                   p.polroles AS roles, pg_get_expr(p.polqual, p.polrelid) AS qual,
-                   pg_get_expr(p.polwithcheck, p.polrelid) AS wcheck
-              FROM pg_policy p JOIN it ON it.relid = p.polrelid
-             WHERE p.polname LIKE 'qft\_%'
-        ), cmp AS (
-            SELECT COALESCE(e.relid, a.relid) AS relid, COALESCE(e.polname, a.polname) AS polname,
-                   CASE
-                     WHEN a.polname IS NULL THEN 'is missing'
-                     WHEN e.polname IS NULL THEN 'is not one that tenant.enable_isolation() creates for this table'
-                     ELSE concat_ws('; ',
-                       CASE WHEN a.permissive IS DISTINCT FROM e.permissive THEN
-                         format('is %s instead of %s', CASE WHEN a.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
-                                CASE WHEN e.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END) END,
-                       CASE WHEN a.cmd IS DISTINCT FROM e.cmd THEN
-                         format('applies to %s instead of %s',
-                                CASE a.cmd WHEN '*' THEN 'ALL' WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END,
-                                CASE e.cmd WHEN '*' THEN 'ALL' WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END) END,
-                       CASE WHEN a.roles IS DISTINCT FROM ARRAY[e.role] THEN
-                         format('is TO %s instead of TO %s',
-                                (SELECT string_agg(tenant._chk_grantee(x), ', ') FROM unnest(a.roles) x),
-                                tenant._chk_grantee(e.role)) END,
-                       CASE WHEN a.qual IS DISTINCT FROM e.qual THEN
-                         format('has USING %s instead of %s', COALESCE(a.qual, '(none)'), COALESCE(e.qual, '(none)')) END,
-                       CASE WHEN a.wcheck IS DISTINCT FROM e.wcheck THEN
-                         format('has WITH CHECK %s instead of %s', COALESCE(a.wcheck, '(none)'), COALESCE(e.wcheck, '(none)')) END)
-                   END AS diff,
-                   COALESCE(e.tenant_column, (SELECT i.tenant_column FROM tenant.isolated_tables i WHERE i.relid = a.relid)) AS tenant_column,
-                   COALESCE(e.allow_shared_rows, (SELECT i.allow_shared_rows FROM tenant.isolated_tables i WHERE i.relid = a.relid)) AS shared
-              FROM expected e FULL JOIN actual a ON a.relid = e.relid AND a.polname = e.polname
-        )
-        SELECT 'error', format('policy %I on table %s', cmp.polname, cmp.relid::regclass),
-               format('tenant policy %s', cmp.diff),
-               format('SELECT tenant.enable_isolation(%L, %L%s);', cmp.relid::regclass::text, cmp.tenant_column,
-                      CASE WHEN cmp.shared THEN ', allow_shared_rows => true' ELSE '' END)
-          FROM cmp
-         WHERE cmp.diff <> ''
-         ORDER BY cmp.relid::regclass::text, cmp.polname;
+        SELECT 'error', format('policy %I on table %s', d.polname, c.oid::regclass),
+               format('tenant policy %s', d.difference),
+               format('SELECT tenant.enable_isolation(%L, %L%s);', c.oid::regclass::text, i.tenant_column,
+                      CASE WHEN i.allow_shared_rows THEN ', allow_shared_rows => true' ELSE '' END)
+          FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
+          CROSS JOIN LATERAL tenant._policy_differences(c.oid) d
+         WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
+                         AND a.attnum > 0 AND NOT a.attisdropped)
+         ORDER BY c.oid::regclass::text, d.polname;
 
     -- 4. Views over isolated tables (directly or through other views) without security_invoker:
     --    they read the tables with their owner's rights (a superuser owner bypasses RLS).
@@ -402,36 +376,13 @@ BEGIN
 
     -- 8. TRUNCATE (ignores RLS), REFERENCES (foreign keys probe every tenant's keys) and TRIGGER
     --    (a trigger sees other tenants' writes) on isolated tables, granted to anyone but the owner.
+    --    (Pinned tables: kind 15.)
     RETURN QUERY
-        SELECT 'error', format('table %s', c.oid::regclass),
-               format('grants %s to %s%s', g.privilege_type, tenant._chk_grantee(g.grantee),
-                      CASE g.privilege_type WHEN 'TRUNCATE' THEN ': TRUNCATE ignores row level security and empties every tenant'
-                           WHEN 'REFERENCES' THEN ': a foreign key into it tells which keys exist in other tenants'
-                           ELSE ': a trigger on it sees every tenant''s writes' END),
-               format('%sREVOKE %s ON %s FROM %s%s;%s',
-                      CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
-                      g.privilege_type, c.oid::regclass, tenant._chk_grantee(g.grantee),
-                      CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
-                      CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+        SELECT 'error', format('table %s', c.oid::regclass), g.problem, g.fix
           FROM tenant.isolated_tables i
           JOIN pg_class c ON c.oid = i.relid
-          CROSS JOIN LATERAL aclexplode(c.relacl) g
-         WHERE g.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER') AND g.grantee <> c.relowner
-        UNION ALL
-        SELECT 'error', format('table %s', c.oid::regclass),
-               format('grants REFERENCES (%I) to %s: a foreign key into it tells which keys exist in other tenants',
-                      a.attname, tenant._chk_grantee(g.grantee)),
-               format('%sREVOKE REFERENCES (%I) ON %s FROM %s%s;%s',
-                      CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
-                      a.attname, c.oid::regclass, tenant._chk_grantee(g.grantee),
-                      CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
-                      CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
-          FROM tenant.isolated_tables i
-          JOIN pg_class c ON c.oid = i.relid
-          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
-          CROSS JOIN LATERAL aclexplode(a.attacl) g
-         WHERE g.privilege_type = 'REFERENCES' AND g.grantee <> c.relowner
-        ORDER BY 2, 3;
+          CROSS JOIN LATERAL tenant._chk_table_grants(c.oid) g
+         ORDER BY 2, 3;
 
     -- 9. Foreign keys into isolated tables that do not pair the referenced table's tenant column
     --    with the referencing table's own tenant column: the key check ignores RLS, so inserting a
@@ -576,23 +527,67 @@ BEGIN
            AND NOT (g.grantee = 10 AND g.grantor = 10)
          ORDER BY 2, 3;
 
-    -- 14. Tables in a tenant schema that are not pinned to the schema's tenant (FORCE row security
-    --     and the qft_schema_* policies), e.g. created while the event trigger was disabled.
+    -- 14. Tables in a tenant schema that are not pinned to the schema's tenant: row security off
+    --     or not forced, or pins that differ from the policy template by content (altered — e.g.
+    --     to USING (true) —, dropped, widened to other roles, made PERMISSIVE). migrate_all re-pins
+    --     such tables after each step; pin_tenant_schema() does it at once.
     RETURN QUERY
-        SELECT 'error', format('table %s', c.oid::regclass),
-               format('is in the schema of tenant %s but not pinned to it: other tenants could read it', t.slug),
+        SELECT 'error', format('table %s', s.rel),
+               CASE WHEN NOT c.relrowsecurity
+                    THEN format('is in the schema of tenant %s but row level security is disabled: every tenant reads it', t.slug)
+                    ELSE format('is in the schema of tenant %s but row level security is not forced: its owner bypasses the pins', t.slug) END,
                format('SELECT tenant.pin_tenant_schema(%L);', t.slug)
           FROM tenant.tenants t
-          JOIN pg_namespace n ON n.nspname = t.schema_name
-          JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
-         WHERE NOT (c.relrowsecurity AND c.relforcerowsecurity)
-            OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
-                   AND p.polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard')) < 3
+          CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
+          JOIN pg_class c ON c.oid = s.rel
+         WHERE t.schema_name IS NOT NULL AND s.relkind IN ('r', 'p') AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+        UNION ALL
+        SELECT 'error', format('policy %I on table %s', d.polname, s.rel),
+               format('pins the table to tenant %s, but %s', t.slug, d.difference),
+               format('SELECT tenant.pin_tenant_schema(%L);', t.slug)
+          FROM tenant.tenants t
+          CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
+          CROSS JOIN LATERAL tenant._policy_differences(s.rel) d
+         WHERE t.schema_name IS NOT NULL AND s.relkind IN ('r', 'p')
+           AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = s.rel)  -- kind 3 reports those
+        ORDER BY 2, 3;
+
+    -- 15. Objects of tenant schemas that escape the pins (tenant._tenant_schema_problems): a
+    --     materialized view, sequence or SECURITY DEFINER function application roles can use, a view
+    --     that is not security_invoker, a nextval() default, TRUNCATE/REFERENCES/TRIGGER grants, an
+    --     owner that holds tenant_user. In the template the same problems are warnings:
+    --     create_tenant(with_schema => true) refuses such a template.
+    RETURN QUERY
+        SELECT 'error', p.object, format('is in the schema of tenant %s and %s', t.slug, p.problem), p.fix
+          FROM tenant.tenants t CROSS JOIN LATERAL tenant._tenant_schema_problems(t.schema_name, false) p
+         WHERE t.schema_name IS NOT NULL
+        UNION ALL
+        SELECT 'warning', p.object,
+               format('is in the template schema %I and %s; create_tenant(with_schema => true) refuses this template',
+                      tenant._template_schema(), p.problem), p.fix
+          FROM tenant._tenant_schema_problems(tenant._template_schema(), true) p
+        ORDER BY 2, 3;
+
+    -- 16. Rules on isolated or pinned tables: a rule's actions run with the rights of the table's
+    --     owner, so one can copy every tenant's rows elsewhere (into another table, or a NOTIFY
+    --     payload) whenever a tenant touches the table.
+    RETURN QUERY
+        SELECT 'error', format('rule %I on table %s', w.rulename, c.oid::regclass),
+               format('is a rule on %s table %s: its actions run with the rights of the table''s owner and can copy '
+                      'other tenants'' rows out (into another table or a NOTIFY payload)',
+                      CASE WHEN EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = c.oid) THEN 'isolated' ELSE 'pinned' END,
+                      c.oid::regclass),
+               format('DROP RULE %I ON %s;', w.rulename, c.oid::regclass)
+          FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class
+         WHERE w.rulename <> '_RETURN'
+           AND (c.oid IN (SELECT i.relid FROM tenant.isolated_tables i)
+                OR c.oid IN (SELECT s.rel FROM tenant.tenants t CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
+                              WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
 END
 $$;
 
 REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
-    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]) FROM PUBLIC;
+    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]), tenant._chk_table_grants(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;

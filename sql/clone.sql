@@ -982,7 +982,6 @@ DECLARE
     n record;
     r record;
     stmt text;
-    cols text;
     last_value bigint;
     is_called boolean;
     tq text;
@@ -1051,29 +1050,12 @@ BEGIN
     END IF;
 
     IF copy_data THEN
-        -- Rows (before indexes, foreign keys and triggers: triggers do not fire on the copy).
+        -- Rows (before indexes, foreign keys and triggers: triggers do not fire on the copy), each
+        -- table copied by tenant._copy_rows as the copy's owner in a security-restricted operation.
         FOR r IN SELECT c.oid, c.relname FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind = 'r' ORDER BY c.relname LOOP
-            -- Values of the source's own types (enums, domains, composites, ranges, their arrays) are
-            -- converted to the target's types through their text form.
-            SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
-                   string_agg(CASE WHEN t.typnamespace = nsp THEN format('%I::pg_catalog.text::%s', a.attname, tenant._clone_sql('type', a.atttypid, sp, a.atttypmod))
-                                   ELSE quote_ident(a.attname) END, ', ' ORDER BY a.attnum)
-              INTO cols, stmt
-              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-             WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-            CONTINUE WHEN cols IS NULL;
-            step := step + 1; phase := 'data'; object := format('table %I', r.relname); args := NULL;
-            ddl := format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %I.%I',
-                          target, r.relname, cols, stmt, source, r.relname);
-            RETURN NEXT;
-        END LOOP;
-        -- Materialized views that are populated in the source, in dependency order.
-        FOR r IN SELECT c.relname FROM pg_temp.qft_clone_nodes q JOIN pg_class c ON c.oid = q.obj
-                  WHERE q.cls = 'pg_class'::regclass AND c.relkind = 'm' AND c.relispopulated
-                  ORDER BY (SELECT count(*) FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
-                             WHERE w.ev_class = c.oid), c.relname LOOP
-            step := step + 1; phase := 'refresh'; object := format('materialized view %I', r.relname); args := NULL;
-            ddl := format('REFRESH MATERIALIZED VIEW %I.%I', target, r.relname);
+            step := step + 1; phase := 'data'; object := format('table %I', r.relname);
+            ddl := 'SELECT tenant._copy_rows($1[1]::pg_catalog.regclass, $1[2]::pg_catalog.regclass)';
+            args := ARRAY[format('%I.%I', source, r.relname), format('%I.%I', target, r.relname)];
             RETURN NEXT;
         END LOOP;
         -- Sequence positions.
@@ -1205,6 +1187,19 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- Materialized views that are populated in the source, in dependency order: refreshed once the
+    -- copy's row security and policies exist (REFRESH reads the tables as the view's owner).
+    IF copy_data THEN
+        FOR r IN SELECT c.relname FROM pg_temp.qft_clone_nodes q JOIN pg_class c ON c.oid = q.obj
+                  WHERE q.cls = 'pg_class'::regclass AND c.relkind = 'm' AND c.relispopulated
+                  ORDER BY (SELECT count(*) FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+                             WHERE w.ev_class = c.oid), c.relname LOOP
+            step := step + 1; phase := 'refresh'; object := format('materialized view %I', r.relname); args := NULL;
+            ddl := format('REFRESH MATERIALIZED VIEW %I.%I', target, r.relname);
+            RETURN NEXT;
+        END LOOP;
+    END IF;
+
     -- Comments on every object that has one.
     FOR r IN SELECT d.classoid, d.objoid, d.objsubid, d.description FROM tenant._clone_objects(nsp) o
                JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid
@@ -1303,9 +1298,53 @@ BEGIN
 END
 $$;
 
--- Runs the plan of tenant._clone_plan step by step (tenant._clone_run), with automatic isolation of
--- new tables off (the clone copies the source's policies, no more; restored on return). A failing
--- step is reported with its SQLSTATE and statement.
+-- Copies the rows of table src into table dst (a clone of it) as dst's owner, in a
+-- security-restricted operation (tenant._exec_as): every expression the copy evaluates — CHECK
+-- and domain constraints, generated columns, index expressions, type input functions — runs with
+-- that owner's rights, never with the extension owner's, and the owner reads all its own rows
+-- (row security does not hide any; a policy that would filter rows it does not own is an error,
+-- not a silent partial copy). Columns match by name; values of types that differ between the two
+-- tables (the source schema's own enums, domains, composites, ranges and their arrays) are
+-- converted through their text form. Generated columns are computed again.
+CREATE OR REPLACE FUNCTION tenant._copy_rows(src regclass, dst regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cols text;
+    vals text;
+BEGIN
+    SELECT string_agg(quote_ident(d.attname), ', ' ORDER BY d.attnum),
+           string_agg(CASE WHEN s.atttypid = d.atttypid THEN quote_ident(d.attname)
+                           ELSE format('%I::pg_catalog.text::%s', d.attname, format_type(d.atttypid, d.atttypmod)) END,
+                      ', ' ORDER BY d.attnum)
+      INTO cols, vals
+      FROM pg_attribute d
+      JOIN pg_attribute s ON s.attrelid = src AND s.attname = d.attname AND s.attnum > 0 AND NOT s.attisdropped
+     WHERE d.attrelid = dst AND d.attnum > 0 AND NOT d.attisdropped AND d.attgenerated = '';
+    IF cols IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = dst),
+                            format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %s', dst, cols, vals, src),
+                            NULL, 'pg_catalog, pg_temp', false, true);
+END
+$$;
+
+-- Runs the plan of tenant._clone_plan step by step, with automatic isolation of new tables off
+-- (the clone copies the source's policies, no more; restored on return). A failing step is
+-- reported with its SQLSTATE and statement.
+--
+-- The copy is built with the caller's rights, never with the extension owner's: the target schema
+-- belongs to the caller while it is built (clone_schema creates it so), and every statement that
+-- can evaluate a user-shaped expression — CREATE TABLE (generated columns), ADD CONSTRAINT (CHECK
+-- validation, index builds), ALTER DOMAIN, CREATE INDEX, REFRESH, setval — runs as the caller in a
+-- security-restricted operation (tenant._exec_as), so a function planted in the template gains
+-- nothing. Rows are copied as each table's owner (tenant._copy_rows: the caller, until the end).
+-- The extension owner runs only what evaluates nothing: the ownership transfers (deferred to the
+-- end, since the caller must own what it still alters), foreign keys (the caller may lack
+-- REFERENCES on tables outside the schema; the key check runs as the referenced table's owner),
+-- grants and the schema's owner.
 CREATE OR REPLACE FUNCTION tenant._clone_execute(source name, target name, copy_data boolean) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -1314,24 +1353,60 @@ DECLARE
     s record;
     n integer := 0;
     tp text := format('%I, pg_catalog, pg_temp', target);
-    err_state text;
-    err_msg text;
+    builder oid := tenant._caller();
+    owner_steps text[] := '{}';
+    owner_objects text[] := '{}';
+    i integer;
 BEGIN
     -- Load the library first so that the setting below is its own, not a placeholder it would discard.
     PERFORM tenant.cross_tenant_active();
     PERFORM set_config('qualityfoundry_tenant.auto_isolate', 'off', true);
     -- The plan is computed in full before the first step runs.
     FOR s IN SELECT * FROM tenant._clone_plan(source, target, copy_data) p ORDER BY p.step LOOP
-        BEGIN
-            PERFORM tenant._clone_run(s.ddl, s.args, tp);
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_msg = MESSAGE_TEXT;
-            RAISE EXCEPTION 'clone of % failed at % (%): %', quote_ident(source), s.object, s.phase, err_msg
-                USING ERRCODE = err_state, DETAIL = 'Statement: ' || s.ddl;
-        END;
         n := n + 1;
+        IF s.ddl ~ '^ALTER (TABLE|VIEW|MATERIALIZED VIEW|SEQUENCE|TYPE|DOMAIN|FUNCTION|PROCEDURE|STATISTICS) .* OWNER TO ("([^"]|"")+"|[^" ]+)$' THEN
+            owner_steps := owner_steps || s.ddl;
+            owner_objects := owner_objects || s.object;
+            CONTINUE;
+        END IF;
+        IF s.phase IN ('grant', 'schema') THEN
+            FOR i IN 1 .. cardinality(owner_steps) LOOP
+                PERFORM tenant._clone_step(source, owner_objects[i], 'owner', owner_steps[i], NULL, tp, NULL);
+            END LOOP;
+            owner_steps := '{}';
+            owner_objects := '{}';
+        END IF;
+        PERFORM tenant._clone_step(source, s.object, s.phase, s.ddl, s.args, tp,
+                                   CASE WHEN s.phase NOT IN ('grant', 'schema', 'foreign key', 'data') THEN builder END);
+    END LOOP;
+    FOR i IN 1 .. cardinality(owner_steps) LOOP
+        PERFORM tenant._clone_step(source, owner_objects[i], 'owner', owner_steps[i], NULL, tp, NULL);
     END LOOP;
     RETURN n;
+END
+$$;
+
+-- One step of a clone: as role run_as in a security-restricted operation, or (run_as NULL) as the
+-- extension owner; a failure names the step, its SQLSTATE and its statement.
+CREATE OR REPLACE FUNCTION tenant._clone_step(source name, object text, phase text, ddl text, args text[], path text,
+                                              run_as oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    err_state text;
+    err_msg text;
+BEGIN
+    IF run_as IS NULL THEN
+        PERFORM tenant._clone_run(ddl, args, path);
+    ELSE
+        PERFORM tenant._exec_as(run_as, ddl, args, path, true, false);
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_msg = MESSAGE_TEXT;
+    RAISE EXCEPTION 'clone of % failed at % (%): %', quote_ident(source), object, phase, err_msg
+        USING ERRCODE = err_state, DETAIL = 'Statement: ' || ddl;
 END
 $$;
 
@@ -1409,7 +1484,8 @@ BEGIN
     END IF;
 
     BEGIN
-        EXECUTE format('CREATE SCHEMA %I', target);
+        -- The caller builds the copy (tenant._clone_execute), so it owns the schema until the end.
+        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', target, pg_get_userbyid(tenant._caller()));
     EXCEPTION WHEN duplicate_schema OR unique_violation THEN
         RAISE EXCEPTION 'schema % already exists', quote_ident(target) USING ERRCODE = '42P06';
     END;

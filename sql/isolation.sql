@@ -1,13 +1,165 @@
--- Row isolation for shared tables.
+-- Row isolation for shared tables, and the policy template every tenant policy comes from.
 --
--- Policy shape (every name below is created by enable_isolation and removed by disable_isolation):
---   qft_tenant_isolation  PERMISSIVE  ALL  TO PUBLIC            col = tenant.current_tenant_id()
---   qft_cross_tenant      PERMISSIVE  ALL  TO tenant_superuser  tenant.cross_tenant_active()
---   qft_tenant_guard      RESTRICTIVE ALL  TO PUBLIC            col = current_tenant_id() OR cross_tenant_active()
--- With allow_shared_rows the guard is split per command so NULL-tenant rows are readable by every
--- tenant (qft_shared_read, qft_tenant_guard_select) but never written (insert/update/delete guards).
--- The restrictive guard is what no permissive policy added later can widen; the plain equality in
--- the permissive policy is what the planner turns into an index condition.
+-- ---------------------------------------------------------------------------------------------
+-- The policy template. Every policy the extension puts on a table is defined once, as data, by
+-- tenant._policy_shape (the structure) and tenant._policy_template (which shape a table gets):
+-- name, command, permissive or restrictive, roles, and USING / WITH CHECK exactly as pg_get_expr
+-- renders them under search_path = pg_catalog, pg_temp (the path of every extension function).
+-- The same text creates the policy (tenant._apply_policies) and is what the existing policy is
+-- compared with (tenant._policy_differences: enable_isolation, pinning, migrate_all's re-pinning,
+-- tenant.check_isolation()), so a policy altered to USING (true) is recognised by its content,
+-- not accepted by its name. To change a policy, change it here; existing tables then differ from
+-- the template, and the upgrade postlude must re-apply it (tenant._apply_policies) to them.
+--
+-- A "match" expression says which rows belong to the context's tenant:
+--   isolated table:  <tenant column> = tenant.current_tenant_id()
+--   tenant schema:   tenant.current_tenant_id() = '<the schema's tenant id>'::bigint
+-- and every table gets
+--   <isolation>       PERMISSIVE  ALL  TO PUBLIC            match
+--   qft_cross_tenant  PERMISSIVE  ALL  TO tenant_superuser  tenant.cross_tenant_active()
+--   <guard>           RESTRICTIVE ALL  TO PUBLIC            match OR tenant.cross_tenant_active()
+-- (<isolation>/<guard>: qft_tenant_isolation/qft_tenant_guard on isolated tables,
+-- qft_schema_tenant/qft_schema_guard in tenant schemas). The restrictive guard is what no
+-- permissive policy added later can widen; the plain equality is what the planner turns into an
+-- index condition. With allow_shared_rows the guard is split per command (<guard>_select, _insert,
+-- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
+-- can write them.
+-- ---------------------------------------------------------------------------------------------
+
+-- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
+-- tenant column when rows with a NULL tenant are shared, else NULL.
+CREATE OR REPLACE FUNCTION tenant._policy_shape(isolation name, guard name, match text, shared_col text)
+RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH g(expr) AS (SELECT '(' || match || ' OR tenant.cross_tenant_active())')
+    SELECT p.* FROM g, LATERAL (VALUES
+        (isolation, true, '*'::"char", ARRAY['PUBLIC'], match, match),
+        ('qft_cross_tenant'::name, true, '*'::"char", ARRAY['tenant_superuser'],
+         'tenant.cross_tenant_active()', 'tenant.cross_tenant_active()'),
+        (guard, false, '*'::"char", ARRAY['PUBLIC'], g.expr, g.expr)
+    ) AS p(polname, permissive, cmd, roles, qual, with_check)
+    WHERE shared_col IS NULL OR p.polname <> guard
+    UNION ALL
+    SELECT p.* FROM g, LATERAL (VALUES
+        ('qft_shared_read'::name, true, 'r'::"char", ARRAY['PUBLIC'], '(' || shared_col || ' IS NULL)', NULL::text),
+        ((guard || '_select')::name, false, 'r'::"char", ARRAY['PUBLIC'],
+         '(' || match || ' OR tenant.cross_tenant_active() OR (' || shared_col || ' IS NULL))', NULL),
+        ((guard || '_insert')::name, false, 'a'::"char", ARRAY['PUBLIC'], NULL, g.expr),
+        ((guard || '_update')::name, false, 'w'::"char", ARRAY['PUBLIC'], g.expr, g.expr),
+        ((guard || '_delete')::name, false, 'd'::"char", ARRAY['PUBLIC'], g.expr, NULL)
+    ) AS p(polname, permissive, cmd, roles, qual, with_check)
+    WHERE shared_col IS NOT NULL
+$$;
+
+-- The policies table tbl must have: its isolation (iso_column/iso_shared, or what
+-- tenant.isolated_tables records when iso_column is NULL) and, in a tenant schema, its pin
+-- (pin_tenant, or the schema's tenant in tenant.tenants when NULL). Empty for any other table.
+CREATE OR REPLACE FUNCTION tenant._policy_template(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
+                                                   pin_tenant bigint DEFAULT NULL)
+RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH iso AS (
+        SELECT iso_column AS col, coalesce(iso_shared, false) AS shared WHERE iso_column IS NOT NULL
+        UNION ALL
+        SELECT i.tenant_column, i.allow_shared_rows FROM tenant.isolated_tables i
+         WHERE iso_column IS NULL AND i.relid = tbl
+    ), pin AS (
+        SELECT pin_tenant AS id WHERE pin_tenant IS NOT NULL
+        UNION ALL
+        SELECT t.id FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN tenant.tenants t ON t.schema_name = n.nspname
+         WHERE pin_tenant IS NULL AND c.oid = tbl
+    ), rows AS (
+        SELECT s.* FROM iso, tenant._policy_shape('qft_tenant_isolation', 'qft_tenant_guard',
+                                                  '(' || quote_ident(iso.col) || ' = tenant.current_tenant_id())',
+                                                  CASE WHEN iso.shared THEN quote_ident(iso.col) END) s
+        UNION ALL
+        SELECT s.* FROM pin, tenant._policy_shape('qft_schema_tenant', 'qft_schema_guard',
+                                                  '(tenant.current_tenant_id() = ' || quote_literal(pin.id::text) || '::bigint)',
+                                                  NULL) s
+    )
+    -- qft_cross_tenant is the same in both shapes: one of it.
+    SELECT DISTINCT ON (r.polname) r.* FROM rows r ORDER BY r.polname
+$$;
+
+-- How the extension's policies on tbl (those named qft_*) differ from the template: one row per
+-- policy that is missing, is not in the template, or differs in kind, command, roles, USING or
+-- WITH CHECK. No rows: the table has exactly the template's policies.
+CREATE OR REPLACE FUNCTION tenant._policy_differences(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
+                                                      pin_tenant bigint DEFAULT NULL)
+RETURNS TABLE(polname name, difference text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH expected AS (
+        SELECT * FROM tenant._policy_template(tbl, iso_column, iso_shared, pin_tenant)
+    ), actual AS (
+        SELECT p.polname, p.polpermissive AS permissive, p.polcmd AS cmd,
+               ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE coalesce(pg_get_userbyid(r)::text, r::text) END
+                       FROM unnest(p.polroles) r ORDER BY 1) AS roles,
+               pg_get_expr(p.polqual, p.polrelid) AS qual, pg_get_expr(p.polwithcheck, p.polrelid) AS with_check
+          FROM pg_policy p WHERE p.polrelid = tbl AND p.polname LIKE 'qft\_%'
+    ), cmd(c, word) AS (
+        VALUES ('*'::"char", 'ALL'), ('r', 'SELECT'), ('a', 'INSERT'), ('w', 'UPDATE'), ('d', 'DELETE')
+    )
+    SELECT coalesce(e.polname, a.polname),
+           CASE WHEN a.polname IS NULL THEN 'is missing'
+                WHEN e.polname IS NULL THEN 'is not one that the extension creates for this table'
+                ELSE concat_ws('; ',
+                    CASE WHEN a.permissive <> e.permissive THEN
+                        format('is %s instead of %s', CASE WHEN a.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                               CASE WHEN e.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END) END,
+                    CASE WHEN a.cmd <> e.cmd THEN
+                        format('applies to %s instead of %s', (SELECT word FROM cmd WHERE c = a.cmd),
+                               (SELECT word FROM cmd WHERE c = e.cmd)) END,
+                    CASE WHEN a.roles <> ARRAY(SELECT x FROM unnest(e.roles) x ORDER BY 1) THEN
+                        format('is TO %s instead of TO %s', array_to_string(a.roles, ', '), array_to_string(e.roles, ', ')) END,
+                    CASE WHEN a.qual IS DISTINCT FROM e.qual THEN
+                        format('has USING %s instead of %s', coalesce(a.qual, '(none)'), coalesce(e.qual, '(none)')) END,
+                    CASE WHEN a.with_check IS DISTINCT FROM e.with_check THEN
+                        format('has WITH CHECK %s instead of %s', coalesce(a.with_check, '(none)'), coalesce(e.with_check, '(none)')) END)
+           END
+      FROM expected e FULL JOIN actual a ON a.polname = e.polname
+     WHERE a.polname IS NULL OR e.polname IS NULL
+        OR a.permissive <> e.permissive OR a.cmd <> e.cmd OR a.roles <> ARRAY(SELECT x FROM unnest(e.roles) x ORDER BY 1)
+        OR a.qual IS DISTINCT FROM e.qual OR a.with_check IS DISTINCT FROM e.with_check
+     ORDER BY 1
+$$;
+
+-- Makes tbl's qft_ policies exactly the template's: drops those that differ or do not belong,
+-- creates what is missing, leaves matching ones alone. Returns the number of policies created.
+-- Never touches a policy whose name does not start with qft_.
+CREATE OR REPLACE FUNCTION tenant._apply_policies(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
+                                                  pin_tenant bigint DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    p record;
+    n integer := 0;
+BEGIN
+    FOR d IN SELECT * FROM tenant._policy_differences(tbl, iso_column, iso_shared, pin_tenant) LOOP
+        IF d.difference <> 'is missing' THEN
+            EXECUTE format('DROP POLICY %I ON %s', d.polname, tbl);
+        END IF;
+        SELECT * INTO p FROM tenant._policy_template(tbl, iso_column, iso_shared, pin_tenant) t WHERE t.polname = d.polname;
+        CONTINUE WHEN NOT FOUND;
+        EXECUTE format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', p.polname, tbl,
+                       CASE WHEN p.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                       CASE p.cmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                       (SELECT string_agg(CASE WHEN r = 'PUBLIC' THEN r ELSE quote_ident(r) END, ', ') FROM unnest(p.roles) r),
+                       ' USING (' || p.qual || ')', ' WITH CHECK (' || p.with_check || ')');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
 
 -- Drops the extension's own policies on a table (all named qft_*; `names` narrows it to a list)
 -- and never anyone else's.
@@ -25,47 +177,11 @@ BEGIN
 END
 $$;
 
--- The way through for tenant_superuser members in audited cross-tenant mode; the same on isolated
--- tables and on tables pinned in tenant schemas.
-CREATE OR REPLACE FUNCTION tenant._cross_tenant_policy(tbl regclass) RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    EXECUTE format('CREATE POLICY qft_cross_tenant ON %s AS PERMISSIVE FOR ALL TO tenant_superuser '
-                   'USING (tenant.cross_tenant_active()) WITH CHECK (tenant.cross_tenant_active())', tbl);
-END
-$$;
-
+-- The isolation policies of an isolated table (and its pin, if it is in a tenant schema).
 CREATE OR REPLACE FUNCTION tenant._isolation_policies(tbl regclass, col name, shared boolean) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mine text := format('%I OPERATOR(pg_catalog.=) tenant.current_tenant_id()', col);
-    guard text := format('(%I OPERATOR(pg_catalog.=) tenant.current_tenant_id() OR tenant.cross_tenant_active())', col);
-BEGIN
-    PERFORM tenant._drop_qft_policies(tbl);
-    EXECUTE format('CREATE POLICY qft_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
-                   tbl, mine, mine);
-    PERFORM tenant._cross_tenant_policy(tbl);
-    IF NOT shared THEN
-        EXECUTE format('CREATE POLICY qft_tenant_guard ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
-                       tbl, guard, guard);
-    ELSE
-        EXECUTE format('CREATE POLICY qft_shared_read ON %s AS PERMISSIVE FOR SELECT TO PUBLIC USING (%I IS NULL)',
-                       tbl, col);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_select ON %s AS RESTRICTIVE FOR SELECT TO PUBLIC '
-                       'USING (%s OR %I IS NULL)', tbl, guard, col);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_insert ON %s AS RESTRICTIVE FOR INSERT TO PUBLIC WITH CHECK %s',
-                       tbl, guard);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_update ON %s AS RESTRICTIVE FOR UPDATE TO PUBLIC '
-                       'USING %s WITH CHECK %s', tbl, guard, guard);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_delete ON %s AS RESTRICTIVE FOR DELETE TO PUBLIC USING %s',
-                       tbl, guard);
-    END IF;
-END
-$$;
+AS $$ SELECT tenant._apply_policies(tbl, col, shared) $$;
 
 CREATE OR REPLACE FUNCTION tenant._enable_isolation(tbl regclass, tenant_column name, allow_shared_rows boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -263,7 +379,11 @@ BEGIN
             HINT = 'Use tenant.enable_isolation() for a table that already has its tenant column.';
     END IF;
     EXECUTE format('ALTER TABLE %s ADD COLUMN %I bigint', tbl, tenant_column);
-    EXECUTE format('UPDATE %s SET %I = $1', tbl, tenant_column) USING t.id;
+    -- The backfill runs as the table's owner in a security-restricted operation: its triggers,
+    -- CHECK constraints and generated columns never run with the extension owner's rights.
+    PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl),
+                            format('UPDATE %s SET %I = $1[1]::pg_catalog.int8', tbl, tenant_column),
+                            ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
     EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (id)',
                    tbl, tenant_column, tenant_column);
     PERFORM tenant._enable_isolation(tbl, tenant_column, false);

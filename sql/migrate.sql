@@ -11,13 +11,26 @@
 --   * The procedures are SECURITY INVOKER and have no SET clause: both would forbid COMMIT. Their
 --     bodies only call schema-qualified helpers, so the caller's search_path resolves nothing.
 --
--- Locks (advisory, two-int4 keys, class 1363563520 = 'QFT\0'; see src/migrate.rs):
---   (1363563520, 1) the run lock, session level, exclusive: one run per database at a time; a
---                   second run waits for it (lock_timeout makes it fail with 55P03 instead);
---   (1363563520, 2) held shared by parallel workers while they live; taken exclusively before
---                   `running` rows of an interrupted run are taken over;
---   (1363563520, 3) the template lock, transaction level: exclusive while the template is migrated,
---                   shared by _mark_schema_at_template_version.
+-- Data migrations: each schema's step runs with that schema's tenant as a transaction-local
+-- context the migration cannot change (tenant._migration_run_step, src/migrate.rs), so a
+-- NOSUPERUSER migrator sees and updates the schema's rows through its pins; the template's step
+-- runs without a tenant. Every setting a migration changes (SET ROLE, search_path, ...) is rolled
+-- back when its step ends, so none outlives the CALL.
+--
+-- What a migration may add: nothing that escapes tenant isolation (tenant._tenant_schema_problems
+-- in sql/schemas.sql). A step that adds such an object fails with 0A000 — on the template, the
+-- whole version is refused before any tenant is touched.
+--
+-- Locks (src/migrate.rs): object locks on the extension itself, which no SQL function can take —
+-- an application role cannot block a run with advisory locks, and a migration that calls
+-- pg_advisory_unlock_all() releases nothing. In pg_locks: locktype 'object', classid
+-- 'pg_extension'::regclass, objid the extension's oid, and objsubid
+--   1 the run lock, session level, exclusive: one run per database at a time; a second run waits
+--     for it (lock_timeout makes it fail with 55P03 instead);
+--   2 held shared by parallel workers while they live; taken exclusively before `running` rows of
+--     an interrupted run are taken over;
+--   3 the template lock, transaction level: exclusive while the template is migrated, shared by
+--     create_tenant(with_schema => true) and _mark_schema_at_template_version.
 
 
 -- The template schema: the setting qualityfoundry_tenant.template_schema (default tenant_template).
@@ -162,6 +175,7 @@ AS $$
 DECLARE
     template name := tenant._migration_template_target(version, migration);
     started timestamptz := clock_timestamp();
+    before text[];
     msg text;
     state text;
     det text;
@@ -170,10 +184,11 @@ BEGIN
     IF template IS NULL THEN
         RETURN;
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(1363563520, 3);
+    PERFORM tenant._migration_template_lock(true);
     BEGIN
-        PERFORM pg_catalog.set_config('search_path', format('%I, pg_catalog, pg_temp', template), true);
-        EXECUTE migration;
+        before := tenant._tenant_schema_problem_keys(template, true);
+        PERFORM tenant._migration_run_template(template, migration);
+        PERFORM tenant._tenant_schema_refuse(template, true, before, format('migration %L', version));
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE, det = PG_EXCEPTION_DETAIL,
                                 hnt = PG_EXCEPTION_HINT;
@@ -184,7 +199,6 @@ BEGIN
                                      'Nothing was applied to any schema and the version was not registered.'),
                   HINT = coalesce(nullif(hnt, ''), 'Correct the migration and run it again with the same version.');
     END;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM tenant._migration_register(version, migration, template, started);
 END
 $$;
@@ -210,7 +224,7 @@ BEGIN
     SELECT * INTO STRICT m FROM tenant.migrations WHERE migrations.version = _migration_start_run.version;
     -- Workers of an earlier run hold this shared until they exit: once we have it, a `running` row
     -- belongs to nobody.
-    PERFORM pg_advisory_xact_lock(1363563520, 2);
+    PERFORM tenant._migration_workers_gone();
     WITH t AS (
         UPDATE tenant.schema_migrations s SET status = 'pending', pid = NULL
         WHERE s.status = 'running' RETURNING s.schema_name, s.version
@@ -280,9 +294,11 @@ BEGIN
         PERFORM tenant._migration_require_lock();
     ELSIF NOT EXISTS (
         SELECT FROM pg_catalog.pg_locks l
-        WHERE l.locktype = 'advisory' AND l.pid = leader AND l.granted
+        WHERE l.locktype = 'object' AND l.pid = leader AND l.granted
           AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-          AND l.classid = 1363563520 AND l.objid = 1 AND l.objsubid = 2) THEN
+          AND l.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+          AND l.objid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'qualityfoundry_tenant')
+          AND l.objsubid = 1) THEN
         RETURN NULL;
     END IF;
     SELECT * INTO r FROM tenant.migration_runs WHERE id = run;
@@ -336,33 +352,30 @@ BEGIN
 END
 $$;
 
--- One schema, one transaction (the caller commits): search_path set to the schema, the migration
--- run as the caller, the new tables pinned to the tenant when tenant._pin_schema_tables exists,
--- and the ledger row set to applied. Any error rolls the subtransaction back — the schema is
--- exactly as before — and is recorded with its SQLSTATE instead.
+-- One schema, one transaction (the caller commits): the migration runs as the caller in the
+-- schema with its tenant as the context (tenant._migration_run_step), the tables it created or
+-- whose pins it changed are pinned again, anything it added that escapes the pins fails the step
+-- (0A000), and the ledger row is set to applied. Any error rolls the subtransaction back — the
+-- schema is exactly as before — and is recorded with its SQLSTATE instead.
 CREATE OR REPLACE FUNCTION tenant._migration_apply(run bigint, target name) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    migration text;
+    before text[];
     msg text;
     state text;
 BEGIN
-    SELECT m.version, m.sql INTO STRICT v, migration
-    FROM tenant.migration_runs r JOIN tenant.migrations m ON m.version = r.version
-    WHERE r.id = run;
+    SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
     BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = target) THEN
             RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
         END IF;
-        PERFORM pg_catalog.set_config('search_path', format('%I, pg_catalog, pg_temp', target), true);
-        EXECUTE migration;
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        IF pg_catalog.to_regprocedure('tenant._pin_schema_tables(name)') IS NOT NULL THEN
-            EXECUTE 'SELECT tenant._pin_schema_tables($1)' USING target;
-        END IF;
+        before := tenant._tenant_schema_problem_keys(target, false);
+        PERFORM tenant._migration_run_step(run, target);
+        PERFORM tenant._pin_schema_tables(target);
+        PERFORM tenant._tenant_schema_refuse(target, false, before, format('migration %L', v));
         PERFORM tenant._migration_finish(run, target, NULL, NULL);
         RETURN true;
     EXCEPTION WHEN OTHERS THEN
@@ -600,7 +613,7 @@ BEGIN
         RAISE EXCEPTION 'schema % is not a tenant schema', quote_ident(schema) USING ERRCODE = '22023',
             HINT = 'Set tenant.tenants.schema_name first.';
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(1363563520, 3);
+    PERFORM tenant._migration_template_lock(false);
     INSERT INTO tenant.schema_migrations AS s (schema_name, version, status, started_at, finished_at, tenant_id)
     SELECT _mark_schema_at_template_version.schema, x.version, 'applied', clock_timestamp(), clock_timestamp(), tid
     FROM tenant.schema_migrations x
@@ -813,3 +826,6 @@ AS $$ SELECT d.schema_name, d.object, d.difference FROM tenant._schema_drift($1)
 
 REVOKE ALL ON PROCEDURE tenant.migrate_all(text, text, boolean, integer), tenant.retry_failed(text, integer),
     tenant._migration_execute(bigint) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant._migration_template_lock(boolean),
+    tenant._migration_run_step(bigint, text), tenant._migration_run_template(text, text) TO tenant_admin;

@@ -10,6 +10,9 @@
 -- those). Keep the policy getters (current_tenant_id, cross_tenant_active): user policies depend
 -- on them, so their signatures never change.
 
+-- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
+DROP FUNCTION tenant._cross_tenant_policy(regclass);
+
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
@@ -93,6 +96,24 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_top_level_wrapper';
 
+-- qualityfoundry_tenant::migrate::_migration_run_step
+CREATE OR REPLACE FUNCTION tenant."_migration_run_step"(
+	"run" bigint, /* i64 */
+	"schema" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'migration_run_step_wrapper';
+
+-- qualityfoundry_tenant::migrate::_migration_run_template
+CREATE OR REPLACE FUNCTION tenant."_migration_run_template"(
+	"template" TEXT, /* & str */
+	"migration" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'migration_run_template_wrapper';
+
 -- qualityfoundry_tenant::migrate::_migration_start_workers
 CREATE OR REPLACE FUNCTION tenant."_migration_start_workers"(
 	"run" bigint /* i64 */
@@ -100,6 +121,14 @@ CREATE OR REPLACE FUNCTION tenant."_migration_start_workers"(
 STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'start_workers_wrapper';
+
+-- qualityfoundry_tenant::migrate::_migration_template_lock
+CREATE OR REPLACE FUNCTION tenant."_migration_template_lock"(
+	"exclusive" bool /* bool */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'template_lock_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_unlock
 CREATE OR REPLACE FUNCTION tenant."_migration_unlock"() RETURNS void
@@ -116,11 +145,36 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'wait_workers_wrapper';
 
+-- qualityfoundry_tenant::migrate::_migration_workers_gone
+CREATE OR REPLACE FUNCTION tenant."_migration_workers_gone"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'workers_gone_wrapper';
+
 -- qualityfoundry_tenant::privilege::_acting_role
 CREATE OR REPLACE FUNCTION tenant."_acting_role"() RETURNS TEXT /* String */
 STRICT STABLE PARALLEL SAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'acting_role_sql_wrapper';
+
+-- qualityfoundry_tenant::privilege::_caller
+CREATE OR REPLACE FUNCTION tenant."_caller"() RETURNS oid /* Oid */
+STRICT STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'caller_sql_wrapper';
+
+-- qualityfoundry_tenant::privilege::_exec_as
+CREATE OR REPLACE FUNCTION tenant."_exec_as"(
+	"role" oid, /* Oid */
+	"sql" TEXT, /* & str */
+	"args" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"search_path" TEXT, /* & str */
+	"row_security" bool, /* bool */
+	"own_rows" bool /* bool */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'exec_as_sql_wrapper';
 
 -- qualityfoundry_tenant::privilege::_require_member
 CREATE OR REPLACE FUNCTION tenant."_require_member"(
@@ -356,7 +410,11 @@ BEGIN
             RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, n, holder.relid USING ERRCODE = '2BP01',
                 HINT = 'Delete them first, or pass delete_rows => true.';
         ELSIF n > 0 THEN
-            EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
+            -- As the table's owner in a security-restricted operation: its triggers, rules and
+            -- cascades never run with the extension owner's rights.
+            PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = holder.relid),
+                                    format('DELETE FROM %s WHERE %I = $1[1]::pg_catalog.int8', holder.relid, holder.tenant_column),
+                                    ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
         END IF;
     END LOOP;
     IF t.schema_name IS NOT NULL AND drop_schema THEN
@@ -374,16 +432,168 @@ END
 $$;
 
 -- sql/isolation.sql
--- Row isolation for shared tables.
+-- Row isolation for shared tables, and the policy template every tenant policy comes from.
 --
--- Policy shape (every name below is created by enable_isolation and removed by disable_isolation):
---   qft_tenant_isolation  PERMISSIVE  ALL  TO PUBLIC            col = tenant.current_tenant_id()
---   qft_cross_tenant      PERMISSIVE  ALL  TO tenant_superuser  tenant.cross_tenant_active()
---   qft_tenant_guard      RESTRICTIVE ALL  TO PUBLIC            col = current_tenant_id() OR cross_tenant_active()
--- With allow_shared_rows the guard is split per command so NULL-tenant rows are readable by every
--- tenant (qft_shared_read, qft_tenant_guard_select) but never written (insert/update/delete guards).
--- The restrictive guard is what no permissive policy added later can widen; the plain equality in
--- the permissive policy is what the planner turns into an index condition.
+-- ---------------------------------------------------------------------------------------------
+-- The policy template. Every policy the extension puts on a table is defined once, as data, by
+-- tenant._policy_shape (the structure) and tenant._policy_template (which shape a table gets):
+-- name, command, permissive or restrictive, roles, and USING / WITH CHECK exactly as pg_get_expr
+-- renders them under search_path = pg_catalog, pg_temp (the path of every extension function).
+-- The same text creates the policy (tenant._apply_policies) and is what the existing policy is
+-- compared with (tenant._policy_differences: enable_isolation, pinning, migrate_all's re-pinning,
+-- tenant.check_isolation()), so a policy altered to USING (true) is recognised by its content,
+-- not accepted by its name. To change a policy, change it here; existing tables then differ from
+-- the template, and the upgrade postlude must re-apply it (tenant._apply_policies) to them.
+--
+-- A "match" expression says which rows belong to the context's tenant:
+--   isolated table:  <tenant column> = tenant.current_tenant_id()
+--   tenant schema:   tenant.current_tenant_id() = '<the schema's tenant id>'::bigint
+-- and every table gets
+--   <isolation>       PERMISSIVE  ALL  TO PUBLIC            match
+--   qft_cross_tenant  PERMISSIVE  ALL  TO tenant_superuser  tenant.cross_tenant_active()
+--   <guard>           RESTRICTIVE ALL  TO PUBLIC            match OR tenant.cross_tenant_active()
+-- (<isolation>/<guard>: qft_tenant_isolation/qft_tenant_guard on isolated tables,
+-- qft_schema_tenant/qft_schema_guard in tenant schemas). The restrictive guard is what no
+-- permissive policy added later can widen; the plain equality is what the planner turns into an
+-- index condition. With allow_shared_rows the guard is split per command (<guard>_select, _insert,
+-- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
+-- can write them.
+-- ---------------------------------------------------------------------------------------------
+
+-- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
+-- tenant column when rows with a NULL tenant are shared, else NULL.
+CREATE OR REPLACE FUNCTION tenant._policy_shape(isolation name, guard name, match text, shared_col text)
+RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH g(expr) AS (SELECT '(' || match || ' OR tenant.cross_tenant_active())')
+    SELECT p.* FROM g, LATERAL (VALUES
+        (isolation, true, '*'::"char", ARRAY['PUBLIC'], match, match),
+        ('qft_cross_tenant'::name, true, '*'::"char", ARRAY['tenant_superuser'],
+         'tenant.cross_tenant_active()', 'tenant.cross_tenant_active()'),
+        (guard, false, '*'::"char", ARRAY['PUBLIC'], g.expr, g.expr)
+    ) AS p(polname, permissive, cmd, roles, qual, with_check)
+    WHERE shared_col IS NULL OR p.polname <> guard
+    UNION ALL
+    SELECT p.* FROM g, LATERAL (VALUES
+        ('qft_shared_read'::name, true, 'r'::"char", ARRAY['PUBLIC'], '(' || shared_col || ' IS NULL)', NULL::text),
+        ((guard || '_select')::name, false, 'r'::"char", ARRAY['PUBLIC'],
+         '(' || match || ' OR tenant.cross_tenant_active() OR (' || shared_col || ' IS NULL))', NULL),
+        ((guard || '_insert')::name, false, 'a'::"char", ARRAY['PUBLIC'], NULL, g.expr),
+        ((guard || '_update')::name, false, 'w'::"char", ARRAY['PUBLIC'], g.expr, g.expr),
+        ((guard || '_delete')::name, false, 'd'::"char", ARRAY['PUBLIC'], g.expr, NULL)
+    ) AS p(polname, permissive, cmd, roles, qual, with_check)
+    WHERE shared_col IS NOT NULL
+$$;
+
+-- The policies table tbl must have: its isolation (iso_column/iso_shared, or what
+-- tenant.isolated_tables records when iso_column is NULL) and, in a tenant schema, its pin
+-- (pin_tenant, or the schema's tenant in tenant.tenants when NULL). Empty for any other table.
+CREATE OR REPLACE FUNCTION tenant._policy_template(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
+                                                   pin_tenant bigint DEFAULT NULL)
+RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH iso AS (
+        SELECT iso_column AS col, coalesce(iso_shared, false) AS shared WHERE iso_column IS NOT NULL
+        UNION ALL
+        SELECT i.tenant_column, i.allow_shared_rows FROM tenant.isolated_tables i
+         WHERE iso_column IS NULL AND i.relid = tbl
+    ), pin AS (
+        SELECT pin_tenant AS id WHERE pin_tenant IS NOT NULL
+        UNION ALL
+        SELECT t.id FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN tenant.tenants t ON t.schema_name = n.nspname
+         WHERE pin_tenant IS NULL AND c.oid = tbl
+    ), rows AS (
+        SELECT s.* FROM iso, tenant._policy_shape('qft_tenant_isolation', 'qft_tenant_guard',
+                                                  '(' || quote_ident(iso.col) || ' = tenant.current_tenant_id())',
+                                                  CASE WHEN iso.shared THEN quote_ident(iso.col) END) s
+        UNION ALL
+        SELECT s.* FROM pin, tenant._policy_shape('qft_schema_tenant', 'qft_schema_guard',
+                                                  '(tenant.current_tenant_id() = ' || quote_literal(pin.id::text) || '::bigint)',
+                                                  NULL) s
+    )
+    -- qft_cross_tenant is the same in both shapes: one of it.
+    SELECT DISTINCT ON (r.polname) r.* FROM rows r ORDER BY r.polname
+$$;
+
+-- How the extension's policies on tbl (those named qft_*) differ from the template: one row per
+-- policy that is missing, is not in the template, or differs in kind, command, roles, USING or
+-- WITH CHECK. No rows: the table has exactly the template's policies.
+CREATE OR REPLACE FUNCTION tenant._policy_differences(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
+                                                      pin_tenant bigint DEFAULT NULL)
+RETURNS TABLE(polname name, difference text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH expected AS (
+        SELECT * FROM tenant._policy_template(tbl, iso_column, iso_shared, pin_tenant)
+    ), actual AS (
+        SELECT p.polname, p.polpermissive AS permissive, p.polcmd AS cmd,
+               ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE coalesce(pg_get_userbyid(r)::text, r::text) END
+                       FROM unnest(p.polroles) r ORDER BY 1) AS roles,
+               pg_get_expr(p.polqual, p.polrelid) AS qual, pg_get_expr(p.polwithcheck, p.polrelid) AS with_check
+          FROM pg_policy p WHERE p.polrelid = tbl AND p.polname LIKE 'qft\_%'
+    ), cmd(c, word) AS (
+        VALUES ('*'::"char", 'ALL'), ('r', 'SELECT'), ('a', 'INSERT'), ('w', 'UPDATE'), ('d', 'DELETE')
+    )
+    SELECT coalesce(e.polname, a.polname),
+           CASE WHEN a.polname IS NULL THEN 'is missing'
+                WHEN e.polname IS NULL THEN 'is not one that the extension creates for this table'
+                ELSE concat_ws('; ',
+                    CASE WHEN a.permissive <> e.permissive THEN
+                        format('is %s instead of %s', CASE WHEN a.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                               CASE WHEN e.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END) END,
+                    CASE WHEN a.cmd <> e.cmd THEN
+                        format('applies to %s instead of %s', (SELECT word FROM cmd WHERE c = a.cmd),
+                               (SELECT word FROM cmd WHERE c = e.cmd)) END,
+                    CASE WHEN a.roles <> ARRAY(SELECT x FROM unnest(e.roles) x ORDER BY 1) THEN
+                        format('is TO %s instead of TO %s', array_to_string(a.roles, ', '), array_to_string(e.roles, ', ')) END,
+                    CASE WHEN a.qual IS DISTINCT FROM e.qual THEN
+                        format('has USING %s instead of %s', coalesce(a.qual, '(none)'), coalesce(e.qual, '(none)')) END,
+                    CASE WHEN a.with_check IS DISTINCT FROM e.with_check THEN
+                        format('has WITH CHECK %s instead of %s', coalesce(a.with_check, '(none)'), coalesce(e.with_check, '(none)')) END)
+           END
+      FROM expected e FULL JOIN actual a ON a.polname = e.polname
+     WHERE a.polname IS NULL OR e.polname IS NULL
+        OR a.permissive <> e.permissive OR a.cmd <> e.cmd OR a.roles <> ARRAY(SELECT x FROM unnest(e.roles) x ORDER BY 1)
+        OR a.qual IS DISTINCT FROM e.qual OR a.with_check IS DISTINCT FROM e.with_check
+     ORDER BY 1
+$$;
+
+-- Makes tbl's qft_ policies exactly the template's: drops those that differ or do not belong,
+-- creates what is missing, leaves matching ones alone. Returns the number of policies created.
+-- Never touches a policy whose name does not start with qft_.
+CREATE OR REPLACE FUNCTION tenant._apply_policies(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
+                                                  pin_tenant bigint DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    p record;
+    n integer := 0;
+BEGIN
+    FOR d IN SELECT * FROM tenant._policy_differences(tbl, iso_column, iso_shared, pin_tenant) LOOP
+        IF d.difference <> 'is missing' THEN
+            EXECUTE format('DROP POLICY %I ON %s', d.polname, tbl);
+        END IF;
+        SELECT * INTO p FROM tenant._policy_template(tbl, iso_column, iso_shared, pin_tenant) t WHERE t.polname = d.polname;
+        CONTINUE WHEN NOT FOUND;
+        EXECUTE format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', p.polname, tbl,
+                       CASE WHEN p.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                       CASE p.cmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                       (SELECT string_agg(CASE WHEN r = 'PUBLIC' THEN r ELSE quote_ident(r) END, ', ') FROM unnest(p.roles) r),
+                       ' USING (' || p.qual || ')', ' WITH CHECK (' || p.with_check || ')');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
 
 -- Drops the extension's own policies on a table (all named qft_*; `names` narrows it to a list)
 -- and never anyone else's.
@@ -401,47 +611,11 @@ BEGIN
 END
 $$;
 
--- The way through for tenant_superuser members in audited cross-tenant mode; the same on isolated
--- tables and on tables pinned in tenant schemas.
-CREATE OR REPLACE FUNCTION tenant._cross_tenant_policy(tbl regclass) RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    EXECUTE format('CREATE POLICY qft_cross_tenant ON %s AS PERMISSIVE FOR ALL TO tenant_superuser '
-                   'USING (tenant.cross_tenant_active()) WITH CHECK (tenant.cross_tenant_active())', tbl);
-END
-$$;
-
+-- The isolation policies of an isolated table (and its pin, if it is in a tenant schema).
 CREATE OR REPLACE FUNCTION tenant._isolation_policies(tbl regclass, col name, shared boolean) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mine text := format('%I OPERATOR(pg_catalog.=) tenant.current_tenant_id()', col);
-    guard text := format('(%I OPERATOR(pg_catalog.=) tenant.current_tenant_id() OR tenant.cross_tenant_active())', col);
-BEGIN
-    PERFORM tenant._drop_qft_policies(tbl);
-    EXECUTE format('CREATE POLICY qft_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
-                   tbl, mine, mine);
-    PERFORM tenant._cross_tenant_policy(tbl);
-    IF NOT shared THEN
-        EXECUTE format('CREATE POLICY qft_tenant_guard ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
-                       tbl, guard, guard);
-    ELSE
-        EXECUTE format('CREATE POLICY qft_shared_read ON %s AS PERMISSIVE FOR SELECT TO PUBLIC USING (%I IS NULL)',
-                       tbl, col);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_select ON %s AS RESTRICTIVE FOR SELECT TO PUBLIC '
-                       'USING (%s OR %I IS NULL)', tbl, guard, col);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_insert ON %s AS RESTRICTIVE FOR INSERT TO PUBLIC WITH CHECK %s',
-                       tbl, guard);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_update ON %s AS RESTRICTIVE FOR UPDATE TO PUBLIC '
-                       'USING %s WITH CHECK %s', tbl, guard, guard);
-        EXECUTE format('CREATE POLICY qft_tenant_guard_delete ON %s AS RESTRICTIVE FOR DELETE TO PUBLIC USING %s',
-                       tbl, guard);
-    END IF;
-END
-$$;
+AS $$ SELECT tenant._apply_policies(tbl, col, shared) $$;
 
 CREATE OR REPLACE FUNCTION tenant._enable_isolation(tbl regclass, tenant_column name, allow_shared_rows boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -639,7 +813,11 @@ BEGIN
             HINT = 'Use tenant.enable_isolation() for a table that already has its tenant column.';
     END IF;
     EXECUTE format('ALTER TABLE %s ADD COLUMN %I bigint', tbl, tenant_column);
-    EXECUTE format('UPDATE %s SET %I = $1', tbl, tenant_column) USING t.id;
+    -- The backfill runs as the table's owner in a security-restricted operation: its triggers,
+    -- CHECK constraints and generated columns never run with the extension owner's rights.
+    PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl),
+                            format('UPDATE %s SET %I = $1[1]::pg_catalog.int8', tbl, tenant_column),
+                            ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
     EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (id)',
                    tbl, tenant_column, tenant_column);
     PERFORM tenant._enable_isolation(tbl, tenant_column, false);
@@ -731,13 +909,26 @@ $evt$;
 --   * The procedures are SECURITY INVOKER and have no SET clause: both would forbid COMMIT. Their
 --     bodies only call schema-qualified helpers, so the caller's search_path resolves nothing.
 --
--- Locks (advisory, two-int4 keys, class 1363563520 = 'QFT\0'; see src/migrate.rs):
---   (1363563520, 1) the run lock, session level, exclusive: one run per database at a time; a
---                   second run waits for it (lock_timeout makes it fail with 55P03 instead);
---   (1363563520, 2) held shared by parallel workers while they live; taken exclusively before
---                   `running` rows of an interrupted run are taken over;
---   (1363563520, 3) the template lock, transaction level: exclusive while the template is migrated,
---                   shared by _mark_schema_at_template_version.
+-- Data migrations: each schema's step runs with that schema's tenant as a transaction-local
+-- context the migration cannot change (tenant._migration_run_step, src/migrate.rs), so a
+-- NOSUPERUSER migrator sees and updates the schema's rows through its pins; the template's step
+-- runs without a tenant. Every setting a migration changes (SET ROLE, search_path, ...) is rolled
+-- back when its step ends, so none outlives the CALL.
+--
+-- What a migration may add: nothing that escapes tenant isolation (tenant._tenant_schema_problems
+-- in sql/schemas.sql). A step that adds such an object fails with 0A000 — on the template, the
+-- whole version is refused before any tenant is touched.
+--
+-- Locks (src/migrate.rs): object locks on the extension itself, which no SQL function can take —
+-- an application role cannot block a run with advisory locks, and a migration that calls
+-- pg_advisory_unlock_all() releases nothing. In pg_locks: locktype 'object', classid
+-- 'pg_extension'::regclass, objid the extension's oid, and objsubid
+--   1 the run lock, session level, exclusive: one run per database at a time; a second run waits
+--     for it (lock_timeout makes it fail with 55P03 instead);
+--   2 held shared by parallel workers while they live; taken exclusively before `running` rows of
+--     an interrupted run are taken over;
+--   3 the template lock, transaction level: exclusive while the template is migrated, shared by
+--     create_tenant(with_schema => true) and _mark_schema_at_template_version.
 
 
 -- The template schema: the setting qualityfoundry_tenant.template_schema (default tenant_template).
@@ -882,6 +1073,7 @@ AS $$
 DECLARE
     template name := tenant._migration_template_target(version, migration);
     started timestamptz := clock_timestamp();
+    before text[];
     msg text;
     state text;
     det text;
@@ -890,10 +1082,11 @@ BEGIN
     IF template IS NULL THEN
         RETURN;
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(1363563520, 3);
+    PERFORM tenant._migration_template_lock(true);
     BEGIN
-        PERFORM pg_catalog.set_config('search_path', format('%I, pg_catalog, pg_temp', template), true);
-        EXECUTE migration;
+        before := tenant._tenant_schema_problem_keys(template, true);
+        PERFORM tenant._migration_run_template(template, migration);
+        PERFORM tenant._tenant_schema_refuse(template, true, before, format('migration %L', version));
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE, det = PG_EXCEPTION_DETAIL,
                                 hnt = PG_EXCEPTION_HINT;
@@ -904,7 +1097,6 @@ BEGIN
                                      'Nothing was applied to any schema and the version was not registered.'),
                   HINT = coalesce(nullif(hnt, ''), 'Correct the migration and run it again with the same version.');
     END;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM tenant._migration_register(version, migration, template, started);
 END
 $$;
@@ -930,7 +1122,7 @@ BEGIN
     SELECT * INTO STRICT m FROM tenant.migrations WHERE migrations.version = _migration_start_run.version;
     -- Workers of an earlier run hold this shared until they exit: once we have it, a `running` row
     -- belongs to nobody.
-    PERFORM pg_advisory_xact_lock(1363563520, 2);
+    PERFORM tenant._migration_workers_gone();
     WITH t AS (
         UPDATE tenant.schema_migrations s SET status = 'pending', pid = NULL
         WHERE s.status = 'running' RETURNING s.schema_name, s.version
@@ -1000,9 +1192,11 @@ BEGIN
         PERFORM tenant._migration_require_lock();
     ELSIF NOT EXISTS (
         SELECT FROM pg_catalog.pg_locks l
-        WHERE l.locktype = 'advisory' AND l.pid = leader AND l.granted
+        WHERE l.locktype = 'object' AND l.pid = leader AND l.granted
           AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-          AND l.classid = 1363563520 AND l.objid = 1 AND l.objsubid = 2) THEN
+          AND l.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+          AND l.objid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'qualityfoundry_tenant')
+          AND l.objsubid = 1) THEN
         RETURN NULL;
     END IF;
     SELECT * INTO r FROM tenant.migration_runs WHERE id = run;
@@ -1056,33 +1250,30 @@ BEGIN
 END
 $$;
 
--- One schema, one transaction (the caller commits): search_path set to the schema, the migration
--- run as the caller, the new tables pinned to the tenant when tenant._pin_schema_tables exists,
--- and the ledger row set to applied. Any error rolls the subtransaction back — the schema is
--- exactly as before — and is recorded with its SQLSTATE instead.
+-- One schema, one transaction (the caller commits): the migration runs as the caller in the
+-- schema with its tenant as the context (tenant._migration_run_step), the tables it created or
+-- whose pins it changed are pinned again, anything it added that escapes the pins fails the step
+-- (0A000), and the ledger row is set to applied. Any error rolls the subtransaction back — the
+-- schema is exactly as before — and is recorded with its SQLSTATE instead.
 CREATE OR REPLACE FUNCTION tenant._migration_apply(run bigint, target name) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    migration text;
+    before text[];
     msg text;
     state text;
 BEGIN
-    SELECT m.version, m.sql INTO STRICT v, migration
-    FROM tenant.migration_runs r JOIN tenant.migrations m ON m.version = r.version
-    WHERE r.id = run;
+    SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
     BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = target) THEN
             RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
         END IF;
-        PERFORM pg_catalog.set_config('search_path', format('%I, pg_catalog, pg_temp', target), true);
-        EXECUTE migration;
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        IF pg_catalog.to_regprocedure('tenant._pin_schema_tables(name)') IS NOT NULL THEN
-            EXECUTE 'SELECT tenant._pin_schema_tables($1)' USING target;
-        END IF;
+        before := tenant._tenant_schema_problem_keys(target, false);
+        PERFORM tenant._migration_run_step(run, target);
+        PERFORM tenant._pin_schema_tables(target);
+        PERFORM tenant._tenant_schema_refuse(target, false, before, format('migration %L', v));
         PERFORM tenant._migration_finish(run, target, NULL, NULL);
         RETURN true;
     EXCEPTION WHEN OTHERS THEN
@@ -1320,7 +1511,7 @@ BEGIN
         RAISE EXCEPTION 'schema % is not a tenant schema', quote_ident(schema) USING ERRCODE = '22023',
             HINT = 'Set tenant.tenants.schema_name first.';
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(1363563520, 3);
+    PERFORM tenant._migration_template_lock(false);
     INSERT INTO tenant.schema_migrations AS s (schema_name, version, status, started_at, finished_at, tenant_id)
     SELECT _mark_schema_at_template_version.schema, x.version, 'applied', clock_timestamp(), clock_timestamp(), tid
     FROM tenant.schema_migrations x
@@ -1533,6 +1724,9 @@ AS $$ SELECT d.schema_name, d.object, d.difference FROM tenant._schema_drift($1)
 
 REVOKE ALL ON PROCEDURE tenant.migrate_all(text, text, boolean, integer), tenant.retry_failed(text, integer),
     tenant._migration_execute(bigint) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant._migration_template_lock(boolean),
+    tenant._migration_run_step(bigint, text), tenant._migration_run_template(text, text) TO tenant_admin;
 
 -- sql/clone.sql
 -- Schema cloning: tenant.clone_schema(source, target, copy_data) and tenant.schema_diff(a, b).
@@ -2519,7 +2713,6 @@ DECLARE
     n record;
     r record;
     stmt text;
-    cols text;
     last_value bigint;
     is_called boolean;
     tq text;
@@ -2588,29 +2781,12 @@ BEGIN
     END IF;
 
     IF copy_data THEN
-        -- Rows (before indexes, foreign keys and triggers: triggers do not fire on the copy).
+        -- Rows (before indexes, foreign keys and triggers: triggers do not fire on the copy), each
+        -- table copied by tenant._copy_rows as the copy's owner in a security-restricted operation.
         FOR r IN SELECT c.oid, c.relname FROM pg_class c WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind = 'r' ORDER BY c.relname LOOP
-            -- Values of the source's own types (enums, domains, composites, ranges, their arrays) are
-            -- converted to the target's types through their text form.
-            SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
-                   string_agg(CASE WHEN t.typnamespace = nsp THEN format('%I::pg_catalog.text::%s', a.attname, tenant._clone_sql('type', a.atttypid, sp, a.atttypmod))
-                                   ELSE quote_ident(a.attname) END, ', ' ORDER BY a.attnum)
-              INTO cols, stmt
-              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-             WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-            CONTINUE WHEN cols IS NULL;
-            step := step + 1; phase := 'data'; object := format('table %I', r.relname); args := NULL;
-            ddl := format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %I.%I',
-                          target, r.relname, cols, stmt, source, r.relname);
-            RETURN NEXT;
-        END LOOP;
-        -- Materialized views that are populated in the source, in dependency order.
-        FOR r IN SELECT c.relname FROM pg_temp.qft_clone_nodes q JOIN pg_class c ON c.oid = q.obj
-                  WHERE q.cls = 'pg_class'::regclass AND c.relkind = 'm' AND c.relispopulated
-                  ORDER BY (SELECT count(*) FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
-                             WHERE w.ev_class = c.oid), c.relname LOOP
-            step := step + 1; phase := 'refresh'; object := format('materialized view %I', r.relname); args := NULL;
-            ddl := format('REFRESH MATERIALIZED VIEW %I.%I', target, r.relname);
+            step := step + 1; phase := 'data'; object := format('table %I', r.relname);
+            ddl := 'SELECT tenant._copy_rows($1[1]::pg_catalog.regclass, $1[2]::pg_catalog.regclass)';
+            args := ARRAY[format('%I.%I', source, r.relname), format('%I.%I', target, r.relname)];
             RETURN NEXT;
         END LOOP;
         -- Sequence positions.
@@ -2742,6 +2918,19 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- Materialized views that are populated in the source, in dependency order: refreshed once the
+    -- copy's row security and policies exist (REFRESH reads the tables as the view's owner).
+    IF copy_data THEN
+        FOR r IN SELECT c.relname FROM pg_temp.qft_clone_nodes q JOIN pg_class c ON c.oid = q.obj
+                  WHERE q.cls = 'pg_class'::regclass AND c.relkind = 'm' AND c.relispopulated
+                  ORDER BY (SELECT count(*) FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+                             WHERE w.ev_class = c.oid), c.relname LOOP
+            step := step + 1; phase := 'refresh'; object := format('materialized view %I', r.relname); args := NULL;
+            ddl := format('REFRESH MATERIALIZED VIEW %I.%I', target, r.relname);
+            RETURN NEXT;
+        END LOOP;
+    END IF;
+
     -- Comments on every object that has one.
     FOR r IN SELECT d.classoid, d.objoid, d.objsubid, d.description FROM tenant._clone_objects(nsp) o
                JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid
@@ -2840,9 +3029,53 @@ BEGIN
 END
 $$;
 
--- Runs the plan of tenant._clone_plan step by step (tenant._clone_run), with automatic isolation of
--- new tables off (the clone copies the source's policies, no more; restored on return). A failing
--- step is reported with its SQLSTATE and statement.
+-- Copies the rows of table src into table dst (a clone of it) as dst's owner, in a
+-- security-restricted operation (tenant._exec_as): every expression the copy evaluates — CHECK
+-- and domain constraints, generated columns, index expressions, type input functions — runs with
+-- that owner's rights, never with the extension owner's, and the owner reads all its own rows
+-- (row security does not hide any; a policy that would filter rows it does not own is an error,
+-- not a silent partial copy). Columns match by name; values of types that differ between the two
+-- tables (the source schema's own enums, domains, composites, ranges and their arrays) are
+-- converted through their text form. Generated columns are computed again.
+CREATE OR REPLACE FUNCTION tenant._copy_rows(src regclass, dst regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cols text;
+    vals text;
+BEGIN
+    SELECT string_agg(quote_ident(d.attname), ', ' ORDER BY d.attnum),
+           string_agg(CASE WHEN s.atttypid = d.atttypid THEN quote_ident(d.attname)
+                           ELSE format('%I::pg_catalog.text::%s', d.attname, format_type(d.atttypid, d.atttypmod)) END,
+                      ', ' ORDER BY d.attnum)
+      INTO cols, vals
+      FROM pg_attribute d
+      JOIN pg_attribute s ON s.attrelid = src AND s.attname = d.attname AND s.attnum > 0 AND NOT s.attisdropped
+     WHERE d.attrelid = dst AND d.attnum > 0 AND NOT d.attisdropped AND d.attgenerated = '';
+    IF cols IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = dst),
+                            format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %s', dst, cols, vals, src),
+                            NULL, 'pg_catalog, pg_temp', false, true);
+END
+$$;
+
+-- Runs the plan of tenant._clone_plan step by step, with automatic isolation of new tables off
+-- (the clone copies the source's policies, no more; restored on return). A failing step is
+-- reported with its SQLSTATE and statement.
+--
+-- The copy is built with the caller's rights, never with the extension owner's: the target schema
+-- belongs to the caller while it is built (clone_schema creates it so), and every statement that
+-- can evaluate a user-shaped expression — CREATE TABLE (generated columns), ADD CONSTRAINT (CHECK
+-- validation, index builds), ALTER DOMAIN, CREATE INDEX, REFRESH, setval — runs as the caller in a
+-- security-restricted operation (tenant._exec_as), so a function planted in the template gains
+-- nothing. Rows are copied as each table's owner (tenant._copy_rows: the caller, until the end).
+-- The extension owner runs only what evaluates nothing: the ownership transfers (deferred to the
+-- end, since the caller must own what it still alters), foreign keys (the caller may lack
+-- REFERENCES on tables outside the schema; the key check runs as the referenced table's owner),
+-- grants and the schema's owner.
 CREATE OR REPLACE FUNCTION tenant._clone_execute(source name, target name, copy_data boolean) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -2851,24 +3084,60 @@ DECLARE
     s record;
     n integer := 0;
     tp text := format('%I, pg_catalog, pg_temp', target);
-    err_state text;
-    err_msg text;
+    builder oid := tenant._caller();
+    owner_steps text[] := '{}';
+    owner_objects text[] := '{}';
+    i integer;
 BEGIN
     -- Load the library first so that the setting below is its own, not a placeholder it would discard.
     PERFORM tenant.cross_tenant_active();
     PERFORM set_config('qualityfoundry_tenant.auto_isolate', 'off', true);
     -- The plan is computed in full before the first step runs.
     FOR s IN SELECT * FROM tenant._clone_plan(source, target, copy_data) p ORDER BY p.step LOOP
-        BEGIN
-            PERFORM tenant._clone_run(s.ddl, s.args, tp);
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_msg = MESSAGE_TEXT;
-            RAISE EXCEPTION 'clone of % failed at % (%): %', quote_ident(source), s.object, s.phase, err_msg
-                USING ERRCODE = err_state, DETAIL = 'Statement: ' || s.ddl;
-        END;
         n := n + 1;
+        IF s.ddl ~ '^ALTER (TABLE|VIEW|MATERIALIZED VIEW|SEQUENCE|TYPE|DOMAIN|FUNCTION|PROCEDURE|STATISTICS) .* OWNER TO ("([^"]|"")+"|[^" ]+)$' THEN
+            owner_steps := owner_steps || s.ddl;
+            owner_objects := owner_objects || s.object;
+            CONTINUE;
+        END IF;
+        IF s.phase IN ('grant', 'schema') THEN
+            FOR i IN 1 .. cardinality(owner_steps) LOOP
+                PERFORM tenant._clone_step(source, owner_objects[i], 'owner', owner_steps[i], NULL, tp, NULL);
+            END LOOP;
+            owner_steps := '{}';
+            owner_objects := '{}';
+        END IF;
+        PERFORM tenant._clone_step(source, s.object, s.phase, s.ddl, s.args, tp,
+                                   CASE WHEN s.phase NOT IN ('grant', 'schema', 'foreign key', 'data') THEN builder END);
+    END LOOP;
+    FOR i IN 1 .. cardinality(owner_steps) LOOP
+        PERFORM tenant._clone_step(source, owner_objects[i], 'owner', owner_steps[i], NULL, tp, NULL);
     END LOOP;
     RETURN n;
+END
+$$;
+
+-- One step of a clone: as role run_as in a security-restricted operation, or (run_as NULL) as the
+-- extension owner; a failure names the step, its SQLSTATE and its statement.
+CREATE OR REPLACE FUNCTION tenant._clone_step(source name, object text, phase text, ddl text, args text[], path text,
+                                              run_as oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    err_state text;
+    err_msg text;
+BEGIN
+    IF run_as IS NULL THEN
+        PERFORM tenant._clone_run(ddl, args, path);
+    ELSE
+        PERFORM tenant._exec_as(run_as, ddl, args, path, true, false);
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_msg = MESSAGE_TEXT;
+    RAISE EXCEPTION 'clone of % failed at % (%): %', quote_ident(source), object, phase, err_msg
+        USING ERRCODE = err_state, DETAIL = 'Statement: ' || ddl;
 END
 $$;
 
@@ -2946,7 +3215,8 @@ BEGIN
     END IF;
 
     BEGIN
-        EXECUTE format('CREATE SCHEMA %I', target);
+        -- The caller builds the copy (tenant._clone_execute), so it owns the schema until the end.
+        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', target, pg_get_userbyid(tenant._caller()));
     EXCEPTION WHEN duplicate_schema OR unique_violation THEN
         RAISE EXCEPTION 'schema % already exists', quote_ident(target) USING ERRCODE = '42P06';
     END;
@@ -2977,57 +3247,58 @@ AS $$ SELECT tenant.clone_schema(source::text, target::text, copy_data) $$;
 
 -- sql/schemas.sql
 -- Schema per tenant: tenant_<slug> schemas cloned from the template, every table in them pinned to
--- the schema's tenant. Pinning does not need a tenant column: the policy compares the *context*
--- with the schema's tenant id, so another tenant reading this schema (even schema-qualified) sees
--- nothing and cannot write.
---   qft_schema_tenant  PERMISSIVE  ALL TO PUBLIC            tenant.current_tenant_id() = <id>
---   qft_cross_tenant   PERMISSIVE  ALL TO tenant_superuser  tenant.cross_tenant_active()
---   qft_schema_guard   RESTRICTIVE ALL TO PUBLIC            tenant.current_tenant_id() = <id> OR cross_tenant_active()
+-- the schema's tenant. Pinning does not need a tenant column: the policies (the schema shape of the
+-- policy template in sql/isolation.sql) compare the *context* with the schema's tenant id, so
+-- another tenant reading this schema (even schema-qualified) sees nothing and cannot write.
+--
+-- What tenant_user gets in a tenant schema: USAGE on the schema, SELECT/INSERT/UPDATE/DELETE on its
+-- tables and its (security_invoker) views — never CREATE, TRUNCATE, REFERENCES or TRIGGER, and
+-- nothing in bulk: sequences, functions, types and materialized views keep exactly the ACLs the
+-- template gave them (clone_schema copies them). What may not be in a tenant schema at all, because
+-- it would escape the pins, is listed by tenant._tenant_schema_problems below.
 
+-- The relations of a schema, found through pg_depend (indexed by referenced object): pg_class has
+-- no index on relnamespace, and this runs once per tenant in every migration.
+CREATE OR REPLACE FUNCTION tenant._schema_relations(schema name) RETURNS TABLE(rel regclass, relkind "char")
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid::regclass, c.relkind
+      FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+     WHERE d.refclassid = 'pg_namespace'::regclass
+       AND d.refobjid = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema)
+       AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
+     ORDER BY c.oid
+$$;
+
+-- ENABLE + FORCE row security and the template's policies (tenant._apply_policies) on one table
+-- of the schema of tenant tenant_id.
 CREATE OR REPLACE FUNCTION tenant._pin_table(tbl regclass, tenant_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    mine text := format('tenant.current_tenant_id() OPERATOR(pg_catalog.=) %L::bigint', tenant_id);
-    guard text := format('(tenant.current_tenant_id() OPERATOR(pg_catalog.=) %L::bigint OR tenant.cross_tenant_active())', tenant_id);
 BEGIN
-    PERFORM tenant._drop_qft_policies(tbl, ARRAY['qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard']::name[]);
-    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
-    EXECUTE format('CREATE POLICY qft_schema_tenant ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)',
-                   tbl, mine, mine);
-    PERFORM tenant._cross_tenant_policy(tbl);
-    EXECUTE format('CREATE POLICY qft_schema_guard ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
-                   tbl, guard, guard);
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = tbl AND c.relrowsecurity AND c.relforcerowsecurity) THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
+    END IF;
+    PERFORM tenant._apply_policies(tbl, NULL, NULL, tenant_id);
 END
 $$;
 
--- Pins every table of a tenant schema and gives tenant_user exactly USAGE and table DML there
--- (never CREATE, TRUNCATE, REFERENCES or TRIGGER). Called at creation, by the event trigger for
--- tables created later, and by migrate_all after each tenant.
-CREATE OR REPLACE FUNCTION tenant._pin_schema(schema name, tenant_id bigint) RETURNS void
-LANGUAGE plpgsql VOLATILE
+-- Whether a view is security_invoker (reloptions as PostgreSQL's parse_bool reads them).
+CREATE OR REPLACE FUNCTION tenant._security_invoker(rel regclass) RETURNS boolean
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    t regclass;
-BEGIN
-    FOR t IN SELECT c.oid::regclass FROM pg_class c
-              WHERE c.oid = ANY ((SELECT tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_class'::regclass))::oid[])
-                AND c.relkind IN ('r', 'p') ORDER BY c.oid LOOP
-        PERFORM tenant._pin_table(t, tenant_id);
-    END LOOP;
-    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', schema);
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO tenant_user', schema);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO tenant_user', schema);
-    EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO tenant_user', schema);
-    EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %I TO tenant_user', schema);
-END
+    SELECT coalesce(bool_or(lower(split_part(o, '=', 2)) IN ('t', 'tr', 'tru', 'true', 'y', 'ye', 'yes', 'on', '1')), false)
+      FROM pg_class c, unnest(c.reloptions) o
+     WHERE c.oid = rel AND split_part(o, '=', 1) = 'security_invoker'
 $$;
 
--- Pins and grants what is not pinned and granted yet in a tenant schema. Only those tables and
--- sequences are touched, so the cost follows what a migration or a DDL statement added, not the
--- size of the schema.
+-- Pins what is not pinned yet in a tenant schema, compared by content with the policy template
+-- (so a pin altered to USING (true), dropped, or left without FORCE is pinned again), and grants
+-- tenant_user DML on tables and security_invoker views that lack it. Only what differs is touched,
+-- so the cost follows what a migration or a DDL statement changed, not the size of the schema.
 CREATE OR REPLACE FUNCTION tenant._pin_unpinned(schema name, owner_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -3035,27 +3306,32 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    -- The schema's relations through pg_depend (indexed by referenced object): pg_class has no
-    -- index on relnamespace, and this runs once per tenant in every migration.
-    FOR r IN SELECT c.oid::regclass AS rel, c.relkind
-               FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
-              WHERE d.refclassid = 'pg_namespace'::regclass
-                AND d.refobjid = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema)
-                AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
-                AND c.relkind IN ('r', 'p', 'S')
-                AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege('tenant_user', c.oid, 'USAGE')
-                         ELSE NOT (c.relrowsecurity AND c.relforcerowsecurity)
-                              OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
-                                     AND p.polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard')) < 3
-                              OR NOT has_table_privilege('tenant_user', c.oid, 'SELECT') END
-              ORDER BY c.oid LOOP
-        IF r.relkind = 'S' THEN
-            EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO tenant_user', r.rel);
-        ELSE
+    FOR r IN SELECT s.rel, s.relkind FROM tenant._schema_relations(schema) s WHERE s.relkind IN ('r', 'p', 'v') LOOP
+        IF r.relkind IN ('r', 'p')
+           AND (NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.rel AND c.relrowsecurity AND c.relforcerowsecurity)
+                OR EXISTS (SELECT FROM tenant._policy_differences(r.rel, NULL, NULL, owner_id))) THEN
             PERFORM tenant._pin_table(r.rel, owner_id);
+        END IF;
+        IF (r.relkind IN ('r', 'p') OR tenant._security_invoker(r.rel))
+           AND NOT (has_table_privilege('tenant_user', r.rel, 'SELECT') AND has_table_privilege('tenant_user', r.rel, 'INSERT')
+                    AND has_table_privilege('tenant_user', r.rel, 'UPDATE') AND has_table_privilege('tenant_user', r.rel, 'DELETE')) THEN
             EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenant_user', r.rel);
         END IF;
     END LOOP;
+END
+$$;
+
+-- Pins every table of a tenant schema and gives tenant_user exactly USAGE on the schema (never
+-- CREATE) and DML on its tables and views. Called at creation and by pin_tenant_schema.
+CREATE OR REPLACE FUNCTION tenant._pin_schema(schema name, tenant_id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', schema);
+    EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM tenant_user', schema);
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO tenant_user', schema);
+    PERFORM tenant._pin_unpinned(schema, tenant_id);
 END
 $$;
 
@@ -3076,7 +3352,7 @@ BEGIN
 END
 $$;
 
--- Re-pins a tenant's schema (the checker's fix for an unpinned table).
+-- Re-pins a tenant's schema (the checker's fix for an unpinned or altered table).
 CREATE OR REPLACE FUNCTION tenant.pin_tenant_schema(tenant text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3093,17 +3369,187 @@ BEGIN
 END
 $$;
 
+-- Grantees in acl (NULL: the default ACL of kind for owner) that are PUBLIC, tenant_user, or hold
+-- tenant_user, with any of privs: the application roles that can use the object. As SQL a REVOKE
+-- names them.
+CREATE OR REPLACE FUNCTION tenant._app_grantees(acl aclitem[], kind "char", owner oid, privs text[]) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(DISTINCT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, ', ')
+      FROM aclexplode(coalesce(acl, acldefault(kind, owner))) g
+      LEFT JOIN pg_roles r ON r.oid = g.grantee
+     WHERE g.privilege_type = ANY (privs)
+       AND (g.grantee = 0 OR (NOT r.rolsuper AND pg_has_role(g.grantee, 'tenant_user', 'MEMBER')))
+$$;
+
+-- What breaks tenant isolation in a tenant schema (for_template false), or in the template that
+-- create_tenant would copy into one (for_template true): one row per problem, with the SQL that
+-- fixes it. create_tenant(with_schema => true) refuses a template with any (0A000), migrate_all
+-- fails a step that adds one (0A000), tenant.check_isolation() reports them. A template may hold
+-- tables (pinned in every copy), security_invoker views, identity columns, SECURITY INVOKER
+-- functions, types and domains; what it must not give application roles:
+--   * a materialized view they can read: it has no row security;
+--   * a view that is not security_invoker: tenant_user gets DML on the schema's views, and such a
+--     view reads with its owner's rights (tenant_admin reads the registry and the audit log);
+--   * a SECURITY DEFINER function they can execute: it runs as its owner (tenant_admin);
+--   * a sequence they can use, or a column default calling nextval() (which needs one): a sequence
+--     has no row security, so every tenant would read and advance it; identity columns need no grant;
+--   * TRUNCATE, REFERENCES or TRIGGER on a table (TRUNCATE ignores row security; the others probe
+--     or watch every tenant's rows);
+--   * in a tenant schema, an object owned by a role that holds tenant_user (it could drop the pins).
+-- Objects are found through pg_depend and oid indexes, not namespace-column scans.
+CREATE OR REPLACE FUNCTION tenant._tenant_schema_problems(schema name, for_template boolean)
+RETURNS TABLE(object text, problem text, fix text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema);
+BEGIN
+    IF nsp IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH rel AS MATERIALIZED (
+        SELECT c.oid, c.oid::regclass AS name, c.relkind, c.relacl, c.relowner FROM pg_class c
+         WHERE c.oid IN (SELECT s.rel FROM tenant._schema_relations(schema) s)
+    ), fn AS MATERIALIZED (
+        SELECT p.oid, p.prokind, p.prosecdef, p.prorettype, p.proacl, p.proowner FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = nsp AND d.classid = 'pg_proc'::regclass AND d.deptype = 'n'
+    ), seqdefault AS (
+        SELECT a.attrelid, a.attname, a.attnotnull, s.oid AS seq, q.seqstart, q.seqincrement,
+               EXISTS (SELECT FROM pg_depend o WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid
+                          AND o.refobjid = a.attrelid AND o.refobjsubid = a.attnum AND o.deptype = 'a') AS owned
+          FROM rel t
+          JOIN pg_attrdef ad ON ad.adrelid = t.oid
+          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+          JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+          JOIN pg_sequence q ON q.seqrelid = s.oid
+         WHERE t.relkind IN ('r', 'p') AND a.attgenerated = ''
+    )
+    SELECT format('materialized view %s', r.name),
+           format('can be read by %s: a materialized view has no row security, so every tenant reads every tenant''s rows',
+                  tenant._app_grantees(r.relacl, 'r', r.relowner, ARRAY['SELECT'])),
+           format('REVOKE ALL ON %s FROM %s;', r.name, tenant._app_grantees(r.relacl, 'r', r.relowner, ARRAY['SELECT']))
+      FROM rel r WHERE r.relkind = 'm' AND tenant._app_grantees(r.relacl, 'r', r.relowner, ARRAY['SELECT']) IS NOT NULL
+    UNION ALL
+    SELECT format('view %s', r.name),
+           'is not security_invoker: it reads its tables with the rights of its owner (tenant_admin, which reads the '
+           'registry and the audit log), not through the reading tenant''s pins',
+           format('ALTER VIEW %s SET (security_invoker = true);', r.name)
+      FROM rel r WHERE r.relkind = 'v' AND NOT tenant._security_invoker(r.name)
+    UNION ALL
+    SELECT format('%s %s', CASE WHEN f.prokind = 'p' THEN 'procedure' ELSE 'function' END, f.oid::regprocedure),
+           format('is SECURITY DEFINER and %s can execute it: it runs with the rights of its owner %I',
+                  tenant._app_grantees(f.proacl, 'f', f.proowner, ARRAY['EXECUTE']), pg_get_userbyid(f.proowner)),
+           format('REVOKE EXECUTE ON %s %s FROM %s;', CASE WHEN f.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                  f.oid::regprocedure, tenant._app_grantees(f.proacl, 'f', f.proowner, ARRAY['EXECUTE']))
+      FROM fn f
+     WHERE f.prosecdef AND f.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
+       AND tenant._app_grantees(f.proacl, 'f', f.proowner, ARRAY['EXECUTE']) IS NOT NULL
+    UNION ALL
+    SELECT format('sequence %s', r.name),
+           format('can be used by %s: a sequence has no row security, so every tenant can read it (last_value) and '
+                  'advance it (nextval); identity columns need no grant',
+                  tenant._app_grantees(r.relacl, 's', r.relowner, ARRAY['USAGE', 'SELECT', 'UPDATE'])),
+           format('REVOKE ALL ON SEQUENCE %s FROM %s;', r.name,
+                  tenant._app_grantees(r.relacl, 's', r.relowner, ARRAY['USAGE', 'SELECT', 'UPDATE']))
+      FROM rel r WHERE r.relkind = 'S' AND tenant._app_grantees(r.relacl, 's', r.relowner, ARRAY['USAGE', 'SELECT', 'UPDATE']) IS NOT NULL
+    UNION ALL
+    SELECT format('column %s.%I', x.attrelid::regclass, x.attname),
+           format('has a default that calls nextval(%L): inserting would need USAGE on that sequence, which every tenant '
+                  'would share (a sequence has no row security); use an identity column', x.seq::regclass::text),
+           format('ALTER TABLE %1$s ALTER COLUMN %2$I DROP DEFAULT;%3$s ALTER TABLE %1$s ALTER COLUMN %2$I %4$sADD GENERATED BY DEFAULT AS IDENTITY (START WITH %5$s);',
+                  x.attrelid::regclass, x.attname,
+                  CASE WHEN x.owned THEN format(' DROP SEQUENCE %s;', x.seq::regclass) ELSE '' END,
+                  CASE WHEN x.attnotnull THEN '' ELSE format('SET NOT NULL, ALTER COLUMN %I ', x.attname) END,
+                  coalesce(pg_sequence_last_value(x.seq) + x.seqincrement, x.seqstart))
+      FROM seqdefault x
+    UNION ALL
+    SELECT format('table %s', r.name), g.problem, g.fix
+      FROM rel r CROSS JOIN LATERAL tenant._chk_table_grants(r.oid) g
+     WHERE r.relkind IN ('r', 'p')
+    UNION ALL
+    SELECT o.object, format('is owned by %I, which holds tenant_user: it can change or drop what isolates it', w.owner),
+           format('ALTER %s %s OWNER TO tenant_admin;', o.kind, o.ident)
+      FROM (SELECT CASE r.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+                                  ELSE 'table' END || ' ' || r.name AS object,
+                   CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                                  ELSE 'TABLE' END AS kind, r.name::text AS ident, r.relowner AS ownerid
+              FROM rel r WHERE r.relkind IN ('r', 'p', 'v', 'm', 'S')
+            UNION ALL
+            SELECT format('%s %s', CASE WHEN f.prokind = 'p' THEN 'procedure' ELSE 'function' END, f.oid::regprocedure),
+                   CASE WHEN f.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, f.oid::regprocedure::text, f.proowner
+              FROM fn f
+            UNION ALL
+            SELECT format('type %s', t.oid::regtype), CASE WHEN t.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+                   t.oid::regtype::text, t.typowner
+              FROM pg_depend d JOIN pg_type t ON t.oid = d.objid
+             WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = nsp AND d.classid = 'pg_type'::regclass
+               AND d.deptype = 'n' AND t.typtype IN ('e', 'd', 'r', 'c')
+               AND (t.typtype <> 'c' OR EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+            UNION ALL
+            SELECT format('statistics %I.%I', schema, x.stxname), 'STATISTICS', format('%I.%I', schema, x.stxname), x.stxowner
+              FROM pg_depend d JOIN pg_statistic_ext x ON x.oid = d.objid
+             WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = nsp AND d.classid = 'pg_statistic_ext'::regclass
+               AND d.deptype = 'n') o(object, kind, ident, ownerid)
+      CROSS JOIN LATERAL (SELECT r.rolname AS owner FROM pg_roles r
+                           WHERE r.oid = o.ownerid AND NOT r.rolsuper AND pg_has_role(r.oid, 'tenant_user', 'MEMBER')) w
+     WHERE NOT for_template
+    ORDER BY 1, 2;
+END
+$$;
+
+-- The problems of a schema as comparable keys (object and problem, not the fix), for migrate_all's
+-- before/after comparison of each step.
+CREATE OR REPLACE FUNCTION tenant._tenant_schema_problem_keys(schema name, for_template boolean) RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(p.object || ': ' || p.problem ORDER BY 1), '{}')
+      FROM tenant._tenant_schema_problems(schema, for_template) p
+$$;
+
+-- Raises 0A000 when schema has problems (tenant._tenant_schema_problems) that are not in `before`
+-- (NULL: any problem), naming each with its fix. `what` says what would have caused them.
+CREATE OR REPLACE FUNCTION tenant._tenant_schema_refuse(schema name, for_template boolean, before text[], what text)
+RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found text;
+    n integer;
+BEGIN
+    SELECT string_agg(p.object || ': ' || p.problem || E'\n  fix: ' || p.fix, E'\n' ORDER BY p.object, p.problem), count(*)
+      INTO found, n
+      FROM tenant._tenant_schema_problems(schema, for_template) p
+     WHERE before IS NULL OR NOT (p.object || ': ' || p.problem = ANY (before));
+    IF n > 0 THEN
+        RAISE EXCEPTION '% would give application roles % object(s) that escape tenant isolation in %', what, n,
+                        CASE WHEN for_template THEN 'template schema ' ELSE 'tenant schema ' END || quote_ident(schema)
+            USING ERRCODE = '0A000', DETAIL = found,
+                  HINT = 'A tenant schema may hold tables, security_invoker views, identity columns, SECURITY INVOKER '
+                         'functions and types; see "What a template may contain" in the README.';
+    END IF;
+END
+$$;
+
 -- Tenant schemas and everything in them belong to tenant_admin (a trusted NOLOGIN role): its
 -- members run migrate_all as themselves and must be able to alter every object; application
--- roles are never owners.
+-- roles are never owners (an object the template gave an application role, statistics included,
+-- is handed over too).
 CREATE OR REPLACE FUNCTION tenant._own_schema(schema name, owner name) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     o record;
+    nsp oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema);
     -- Objects are found through indexes (tenant._clone_objects), not namespace-column scans.
-    rels oid[] := tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_class'::regclass);
+    rels oid[] := tenant._clone_oids(nsp, 'pg_class'::regclass);
 BEGIN
     EXECUTE format('ALTER SCHEMA %I OWNER TO %I', schema, owner);
     FOR o IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c
@@ -3123,11 +3569,11 @@ BEGIN
         EXECUTE format('ALTER TABLE %s OWNER TO %I', o.rel, owner);
     END LOOP;
     FOR o IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_proc p
-              WHERE p.oid = ANY ((SELECT tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_proc'::regclass))::oid[]) ORDER BY p.oid LOOP
+              WHERE p.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_proc'::regclass))::oid[]) ORDER BY p.oid LOOP
         EXECUTE format('ALTER %s %s OWNER TO %I', CASE o.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, o.fn, owner);
     END LOOP;
     FOR o IN SELECT t.oid::regtype AS typ FROM pg_type t
-              WHERE t.oid = ANY ((SELECT tenant._clone_oids((SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema), 'pg_type'::regclass))::oid[])
+              WHERE t.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_type'::regclass))::oid[])
                 AND t.typtype IN ('e', 'd', 'r', 'c', 'm')
                 AND (t.typtype <> 'c' OR EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
                 AND t.typtype <> 'm'
@@ -3135,6 +3581,10 @@ BEGIN
         EXECUTE format('ALTER %s %s OWNER TO %I',
                        CASE WHEN EXISTS (SELECT FROM pg_type d WHERE d.oid = o.typ AND d.typtype = 'd') THEN 'DOMAIN' ELSE 'TYPE' END,
                        o.typ, owner);
+    END LOOP;
+    FOR o IN SELECT x.stxname FROM pg_statistic_ext x
+              WHERE x.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_statistic_ext'::regclass))::oid[]) ORDER BY x.oid LOOP
+        EXECUTE format('ALTER STATISTICS %I.%I OWNER TO %I', schema, o.stxname, owner);
     END LOOP;
 END
 $$;
@@ -3160,9 +3610,10 @@ BEGIN
         RAISE EXCEPTION 'schema % already exists', quote_ident(target) USING ERRCODE = '42P06',
             HINT = 'A tenant schema is created by create_tenant; drop or rename the existing schema first.';
     END IF;
-    -- The template lock migrate_all takes exclusively (sql/migrate.sql), held shared until commit:
-    -- no migration changes the template between the copy and the version recorded for it.
-    PERFORM pg_advisory_xact_lock_shared(1363563520, 3);
+    -- The template lock migrate_all takes exclusively (src/migrate.rs), held shared until commit:
+    -- no migration changes the template between this check, the copy and the version recorded.
+    PERFORM tenant._migration_template_lock(false);
+    PERFORM tenant._tenant_schema_refuse(template, true, NULL, format('cloning template %I', template));
     PERFORM tenant.clone_schema(template::text, target::text, false);
     -- Registered only now, so the pinning event trigger does not touch the copy while it is being
     -- built (clone_schema compares the copy with the template before returning).
@@ -3174,7 +3625,8 @@ BEGIN
 END
 $$;
 
--- Tables created later in a tenant schema (by migrate_all or by hand) are pinned at once.
+-- Tables and views created later in a tenant schema (by migrate_all or by hand) are pinned and
+-- granted at once.
 CREATE OR REPLACE FUNCTION tenant._pin_new_tenant_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3187,7 +3639,7 @@ BEGIN
                  JOIN pg_class c ON c.oid = d.objid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN tenant.tenants t ON t.schema_name = n.nspname
-                WHERE d.object_type = 'table' AND c.relkind IN ('r', 'p') LOOP
+                WHERE d.object_type IN ('table', 'view') AND c.relkind IN ('r', 'p', 'v') LOOP
         PERFORM tenant._pin_unpinned(cmd.schema_name, cmd.tenant_id);
     END LOOP;
 END
@@ -3199,10 +3651,13 @@ BEGIN
         DROP EVENT TRIGGER qft_pin_tenant_tables;
     END IF;
     CREATE EVENT TRIGGER qft_pin_tenant_tables ON ddl_command_end
-        WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+        WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'ALTER VIEW')
         EXECUTE FUNCTION tenant._pin_new_tenant_tables();
 END
 $evt$;
+
+GRANT EXECUTE ON FUNCTION tenant._tenant_schema_problem_keys(name, boolean),
+    tenant._tenant_schema_refuse(name, boolean, text[], text) TO tenant_admin;
 
 -- sql/checker.sql
 -- tenant.check_isolation(): the database-wide isolation lint.
@@ -3295,6 +3750,38 @@ AS $$
       JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum
 $$;
 
+-- TRUNCATE (ignores RLS), REFERENCES (a foreign key into the table probes every tenant's keys) and
+-- TRIGGER (a trigger sees every tenant's writes) on a table, granted to anyone but its owner, at
+-- table or column level: (problem, fix) per grant. Used for isolated (kind 8) and pinned tables.
+CREATE OR REPLACE FUNCTION tenant._chk_table_grants(rel oid) RETURNS TABLE(problem text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('grants %s to %s%s', g.privilege_type, tenant._chk_grantee(g.grantee),
+                  CASE g.privilege_type WHEN 'TRUNCATE' THEN ': TRUNCATE ignores row level security and empties every tenant'
+                       WHEN 'REFERENCES' THEN ': a foreign key into it tells which keys exist in other tenants'
+                       ELSE ': a trigger on it sees every tenant''s writes' END),
+           format('%sREVOKE %s ON %s FROM %s%s;%s',
+                  CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
+                  g.privilege_type, c.oid::regclass, tenant._chk_grantee(g.grantee),
+                  CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
+                  CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+      FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) g
+     WHERE c.oid = rel AND g.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER') AND g.grantee <> c.relowner
+    UNION ALL
+    SELECT format('grants REFERENCES (%I) to %s: a foreign key into it tells which keys exist in other tenants',
+                  a.attname, tenant._chk_grantee(g.grantee)),
+           format('%sREVOKE REFERENCES (%I) ON %s FROM %s%s;%s',
+                  CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
+                  a.attname, c.oid::regclass, tenant._chk_grantee(g.grantee),
+                  CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
+                  CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+      FROM pg_class c
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+      CROSS JOIN LATERAL aclexplode(a.attacl) g
+     WHERE c.oid = rel AND g.privilege_type = 'REFERENCES' AND g.grantee <> c.relowner
+$$;
+
 CREATE OR REPLACE FUNCTION tenant.check_isolation()
 RETURNS TABLE(severity text, object text, problem text, fix text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -3305,7 +3792,6 @@ DECLARE
     r record;
     n bigint;
     tenant_owner name := (SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'tenant');
-    superuser_role oid := (SELECT oid FROM pg_roles WHERE rolname = 'tenant_superuser');
     ptc smallint;
     ctc smallint;
     pos integer;
@@ -3413,77 +3899,20 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- 3. The qft_ policies of every isolated table, compared with what enable_isolation creates.
-    --    The expected texts are pg_get_expr's rendering (search_path pg_catalog, pg_temp) of the
-    --    expressions tenant._isolation_policies() writes: change the two together.
+    -- 3. The qft_ policies of every isolated table, compared by content (kind, command, roles,
+    --    USING and WITH CHECK as pg_get_expr renders them) with the policy template
+    --    (tenant._policy_template, sql/isolation.sql) that enable_isolation creates them from.
     --    Other (non-qft_) policies are not reported: the RESTRICTIVE guard bounds whatever they allow.
     RETURN QUERY
-        WITH it AS (
-            SELECT c.oid AS relid, i.tenant_column, i.allow_shared_rows, quote_ident(i.tenant_column) AS q
-              FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
-             WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
-                             AND a.attnum > 0 AND NOT a.attisdropped)
-        ), expected AS (
-            SELECT it.relid, it.tenant_column, it.allow_shared_rows, e.*
-              FROM it, LATERAL (VALUES
-                ('qft_tenant_isolation', true, '*', 0::oid,
-                 format('(%s = tenant.current_tenant_id())', it.q), format('(%s = tenant.current_tenant_id())', it.q), NULL::boolean),
-                ('qft_cross_tenant', true, '*', superuser_role,
-                 'tenant.cross_tenant_active()', 'tenant.cross_tenant_active()', NULL),
-                ('qft_tenant_guard', false, '*', 0::oid,
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q),
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), false),
-                ('qft_shared_read', true, 'r', 0::oid, format('(%s IS NULL)', it.q), NULL, true),
-                ('qft_tenant_guard_select', false, 'r', 0::oid,
-                 format('((%1$s = tenant.current_tenant_id()) OR tenant.cross_tenant_active() OR (%1$s IS NULL))', it.q), NULL, true),
-                ('qft_tenant_guard_insert', false, 'a', 0::oid,
-                 NULL, format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), true),
-                ('qft_tenant_guard_update', false, 'w', 0::oid,
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q),
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), true),
-                ('qft_tenant_guard_delete', false, 'd', 0::oid,
-                 format('((%s = tenant.current_tenant_id()) OR tenant.cross_tenant_active())', it.q), NULL, true)
-              ) AS e(polname, permissive, cmd, role, qual, wcheck, shared_only)
-             WHERE e.shared_only IS NULL OR e.shared_only = it.allow_shared_rows
-        ), actual AS (
-            SELECT p.polrelid AS relid, p.polname::text AS polname, p.polpermissive AS permissive, p.polcmd::text AS cmd,
-                   p.polroles AS roles, pg_get_expr(p.polqual, p.polrelid) AS qual,
-                   pg_get_expr(p.polwithcheck, p.polrelid) AS wcheck
-              FROM pg_policy p JOIN it ON it.relid = p.polrelid
-             WHERE p.polname LIKE 'qft\_%'
-        ), cmp AS (
-            SELECT COALESCE(e.relid, a.relid) AS relid, COALESCE(e.polname, a.polname) AS polname,
-                   CASE
-                     WHEN a.polname IS NULL THEN 'is missing'
-                     WHEN e.polname IS NULL THEN 'is not one that tenant.enable_isolation() creates for this table'
-                     ELSE concat_ws('; ',
-                       CASE WHEN a.permissive IS DISTINCT FROM e.permissive THEN
-                         format('is %s instead of %s', CASE WHEN a.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
-                                CASE WHEN e.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END) END,
-                       CASE WHEN a.cmd IS DISTINCT FROM e.cmd THEN
-                         format('applies to %s instead of %s',
-                                CASE a.cmd WHEN '*' THEN 'ALL' WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END,
-                                CASE e.cmd WHEN '*' THEN 'ALL' WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' ELSE 'DELETE' END) END,
-                       CASE WHEN a.roles IS DISTINCT FROM ARRAY[e.role] THEN
-                         format('is TO %s instead of TO %s',
-                                (SELECT string_agg(tenant._chk_grantee(x), ', ') FROM unnest(a.roles) x),
-                                tenant._chk_grantee(e.role)) END,
-                       CASE WHEN a.qual IS DISTINCT FROM e.qual THEN
-                         format('has USING %s instead of %s', COALESCE(a.qual, '(none)'), COALESCE(e.qual, '(none)')) END,
-                       CASE WHEN a.wcheck IS DISTINCT FROM e.wcheck THEN
-                         format('has WITH CHECK %s instead of %s', COALESCE(a.wcheck, '(none)'), COALESCE(e.wcheck, '(none)')) END)
-                   END AS diff,
-                   COALESCE(e.tenant_column, (SELECT i.tenant_column FROM tenant.isolated_tables i WHERE i.relid = a.relid)) AS tenant_column,
-                   COALESCE(e.allow_shared_rows, (SELECT i.allow_shared_rows FROM tenant.isolated_tables i WHERE i.relid = a.relid)) AS shared
-              FROM expected e FULL JOIN actual a ON a.relid = e.relid AND a.polname = e.polname
-        )
-        SELECT 'error', format('policy %I on table %s', cmp.polname, cmp.relid::regclass),
-               format('tenant policy %s', cmp.diff),
-               format('SELECT tenant.enable_isolation(%L, %L%s);', cmp.relid::regclass::text, cmp.tenant_column,
-                      CASE WHEN cmp.shared THEN ', allow_shared_rows => true' ELSE '' END)
-          FROM cmp
-         WHERE cmp.diff <> ''
-         ORDER BY cmp.relid::regclass::text, cmp.polname;
+        SELECT 'error', format('policy %I on table %s', d.polname, c.oid::regclass),
+               format('tenant policy %s', d.difference),
+               format('SELECT tenant.enable_isolation(%L, %L%s);', c.oid::regclass::text, i.tenant_column,
+                      CASE WHEN i.allow_shared_rows THEN ', allow_shared_rows => true' ELSE '' END)
+          FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
+          CROSS JOIN LATERAL tenant._policy_differences(c.oid) d
+         WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
+                         AND a.attnum > 0 AND NOT a.attisdropped)
+         ORDER BY c.oid::regclass::text, d.polname;
 
     -- 4. Views over isolated tables (directly or through other views) without security_invoker:
     --    they read the tables with their owner's rights (a superuser owner bypasses RLS).
@@ -3609,36 +4038,13 @@ BEGIN
 
     -- 8. TRUNCATE (ignores RLS), REFERENCES (foreign keys probe every tenant's keys) and TRIGGER
     --    (a trigger sees other tenants' writes) on isolated tables, granted to anyone but the owner.
+    --    (Pinned tables: kind 15.)
     RETURN QUERY
-        SELECT 'error', format('table %s', c.oid::regclass),
-               format('grants %s to %s%s', g.privilege_type, tenant._chk_grantee(g.grantee),
-                      CASE g.privilege_type WHEN 'TRUNCATE' THEN ': TRUNCATE ignores row level security and empties every tenant'
-                           WHEN 'REFERENCES' THEN ': a foreign key into it tells which keys exist in other tenants'
-                           ELSE ': a trigger on it sees every tenant''s writes' END),
-               format('%sREVOKE %s ON %s FROM %s%s;%s',
-                      CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
-                      g.privilege_type, c.oid::regclass, tenant._chk_grantee(g.grantee),
-                      CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
-                      CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
+        SELECT 'error', format('table %s', c.oid::regclass), g.problem, g.fix
           FROM tenant.isolated_tables i
           JOIN pg_class c ON c.oid = i.relid
-          CROSS JOIN LATERAL aclexplode(c.relacl) g
-         WHERE g.privilege_type IN ('TRUNCATE', 'REFERENCES', 'TRIGGER') AND g.grantee <> c.relowner
-        UNION ALL
-        SELECT 'error', format('table %s', c.oid::regclass),
-               format('grants REFERENCES (%I) to %s: a foreign key into it tells which keys exist in other tenants',
-                      a.attname, tenant._chk_grantee(g.grantee)),
-               format('%sREVOKE REFERENCES (%I) ON %s FROM %s%s;%s',
-                      CASE WHEN g.grantor <> c.relowner THEN format('SET ROLE %s; ', tenant._chk_grantee(g.grantor)) ELSE '' END,
-                      a.attname, c.oid::regclass, tenant._chk_grantee(g.grantee),
-                      CASE WHEN g.is_grantable THEN ' CASCADE' ELSE '' END,
-                      CASE WHEN g.grantor <> c.relowner THEN ' RESET ROLE;' ELSE '' END)
-          FROM tenant.isolated_tables i
-          JOIN pg_class c ON c.oid = i.relid
-          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
-          CROSS JOIN LATERAL aclexplode(a.attacl) g
-         WHERE g.privilege_type = 'REFERENCES' AND g.grantee <> c.relowner
-        ORDER BY 2, 3;
+          CROSS JOIN LATERAL tenant._chk_table_grants(c.oid) g
+         ORDER BY 2, 3;
 
     -- 9. Foreign keys into isolated tables that do not pair the referenced table's tenant column
     --    with the referencing table's own tenant column: the key check ignores RLS, so inserting a
@@ -3783,25 +4189,69 @@ BEGIN
            AND NOT (g.grantee = 10 AND g.grantor = 10)
          ORDER BY 2, 3;
 
-    -- 14. Tables in a tenant schema that are not pinned to the schema's tenant (FORCE row security
-    --     and the qft_schema_* policies), e.g. created while the event trigger was disabled.
+    -- 14. Tables in a tenant schema that are not pinned to the schema's tenant: row security off
+    --     or not forced, or pins that differ from the policy template by content (altered — e.g.
+    --     to USING (true) —, dropped, widened to other roles, made PERMISSIVE). migrate_all re-pins
+    --     such tables after each step; pin_tenant_schema() does it at once.
     RETURN QUERY
-        SELECT 'error', format('table %s', c.oid::regclass),
-               format('is in the schema of tenant %s but not pinned to it: other tenants could read it', t.slug),
+        SELECT 'error', format('table %s', s.rel),
+               CASE WHEN NOT c.relrowsecurity
+                    THEN format('is in the schema of tenant %s but row level security is disabled: every tenant reads it', t.slug)
+                    ELSE format('is in the schema of tenant %s but row level security is not forced: its owner bypasses the pins', t.slug) END,
                format('SELECT tenant.pin_tenant_schema(%L);', t.slug)
           FROM tenant.tenants t
-          JOIN pg_namespace n ON n.nspname = t.schema_name
-          JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
-         WHERE NOT (c.relrowsecurity AND c.relforcerowsecurity)
-            OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
-                   AND p.polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard')) < 3
+          CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
+          JOIN pg_class c ON c.oid = s.rel
+         WHERE t.schema_name IS NOT NULL AND s.relkind IN ('r', 'p') AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+        UNION ALL
+        SELECT 'error', format('policy %I on table %s', d.polname, s.rel),
+               format('pins the table to tenant %s, but %s', t.slug, d.difference),
+               format('SELECT tenant.pin_tenant_schema(%L);', t.slug)
+          FROM tenant.tenants t
+          CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
+          CROSS JOIN LATERAL tenant._policy_differences(s.rel) d
+         WHERE t.schema_name IS NOT NULL AND s.relkind IN ('r', 'p')
+           AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = s.rel)  -- kind 3 reports those
+        ORDER BY 2, 3;
+
+    -- 15. Objects of tenant schemas that escape the pins (tenant._tenant_schema_problems): a
+    --     materialized view, sequence or SECURITY DEFINER function application roles can use, a view
+    --     that is not security_invoker, a nextval() default, TRUNCATE/REFERENCES/TRIGGER grants, an
+    --     owner that holds tenant_user. In the template the same problems are warnings:
+    --     create_tenant(with_schema => true) refuses such a template.
+    RETURN QUERY
+        SELECT 'error', p.object, format('is in the schema of tenant %s and %s', t.slug, p.problem), p.fix
+          FROM tenant.tenants t CROSS JOIN LATERAL tenant._tenant_schema_problems(t.schema_name, false) p
+         WHERE t.schema_name IS NOT NULL
+        UNION ALL
+        SELECT 'warning', p.object,
+               format('is in the template schema %I and %s; create_tenant(with_schema => true) refuses this template',
+                      tenant._template_schema(), p.problem), p.fix
+          FROM tenant._tenant_schema_problems(tenant._template_schema(), true) p
+        ORDER BY 2, 3;
+
+    -- 16. Rules on isolated or pinned tables: a rule's actions run with the rights of the table's
+    --     owner, so one can copy every tenant's rows elsewhere (into another table, or a NOTIFY
+    --     payload) whenever a tenant touches the table.
+    RETURN QUERY
+        SELECT 'error', format('rule %I on table %s', w.rulename, c.oid::regclass),
+               format('is a rule on %s table %s: its actions run with the rights of the table''s owner and can copy '
+                      'other tenants'' rows out (into another table or a NOTIFY payload)',
+                      CASE WHEN EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = c.oid) THEN 'isolated' ELSE 'pinned' END,
+                      c.oid::regclass),
+               format('DROP RULE %I ON %s;', w.rulename, c.oid::regclass)
+          FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class
+         WHERE w.rulename <> '_RETURN'
+           AND (c.oid IN (SELECT i.relid FROM tenant.isolated_tables i)
+                OR c.oid IN (SELECT s.rel FROM tenant.tenants t CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
+                              WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
 END
 $$;
 
 REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
-    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]) FROM PUBLIC;
+    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]), tenant._chk_table_grants(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
 
 -- sql/superuser.sql
@@ -3870,15 +4320,17 @@ BEGIN
 
     SELECT k.conkey INTO pk FROM pg_constraint k WHERE k.conrelid = users AND k.contype = 'p';
     IF pk IS NULL THEN
-        key_expr := 'ctid::text';
+        key_expr := 'pg_catalog.format(''%s'', ctid)';
         key_label := 'ctid';
         key_order := 'ctid';
     ELSIF cardinality(pk) = 1 THEN
-        SELECT format('%I::text', a.attname), format('(%s)', quote_ident(a.attname)), quote_ident(a.attname)
+        -- format('%s', ...) uses the type's output function: a cast to text could be a function of
+        -- the type's owner, and this runs with the extension owner's rights.
+        SELECT format('pg_catalog.format(''%%s'', %I)', a.attname), format('(%s)', quote_ident(a.attname)), quote_ident(a.attname)
           INTO key_expr, key_label, key_order
           FROM pg_attribute a WHERE a.attrelid = users AND a.attnum = pk[1];
     ELSE
-        SELECT format('ROW(%s)::text', string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)),
+        SELECT format('pg_catalog.format(''%%s'', ROW(%s))', string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)),
                format('(%s)', string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)),
                string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
           INTO key_expr, key_label, key_order

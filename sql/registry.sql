@@ -196,7 +196,11 @@ BEGIN
             RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, n, holder.relid USING ERRCODE = '2BP01',
                 HINT = 'Delete them first, or pass delete_rows => true.';
         ELSIF n > 0 THEN
-            EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
+            -- As the table's owner in a security-restricted operation: its triggers, rules and
+            -- cascades never run with the extension owner's rights.
+            PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = holder.relid),
+                                    format('DELETE FROM %s WHERE %I = $1[1]::pg_catalog.int8', holder.relid, holder.tenant_column),
+                                    ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
         END IF;
     END LOOP;
     IF t.schema_name IS NOT NULL AND drop_schema THEN

@@ -63,15 +63,17 @@ BEGIN
 
     SELECT k.conkey INTO pk FROM pg_constraint k WHERE k.conrelid = users AND k.contype = 'p';
     IF pk IS NULL THEN
-        key_expr := 'ctid::text';
+        key_expr := 'pg_catalog.format(''%s'', ctid)';
         key_label := 'ctid';
         key_order := 'ctid';
     ELSIF cardinality(pk) = 1 THEN
-        SELECT format('%I::text', a.attname), format('(%s)', quote_ident(a.attname)), quote_ident(a.attname)
+        -- format('%s', ...) uses the type's output function: a cast to text could be a function of
+        -- the type's owner, and this runs with the extension owner's rights.
+        SELECT format('pg_catalog.format(''%%s'', %I)', a.attname), format('(%s)', quote_ident(a.attname)), quote_ident(a.attname)
           INTO key_expr, key_label, key_order
           FROM pg_attribute a WHERE a.attrelid = users AND a.attnum = pk[1];
     ELSE
-        SELECT format('ROW(%s)::text', string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)),
+        SELECT format('pg_catalog.format(''%%s'', ROW(%s))', string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)),
                format('(%s)', string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)),
                string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
           INTO key_expr, key_label, key_order

@@ -262,6 +262,7 @@ fn ensure_not_bound_elsewhere(target: Option<i64>) -> Option<i64> {
 
 /// Sets the context after authorisation. `signed` is true only for a verified token.
 fn enter(tenant: TenantRow, is_local: bool, signed: bool) -> i64 {
+    crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
     let caller = privilege::caller();
     if ensure_not_bound_elsewhere(Some(tenant.id)).is_some() {
         return tenant.id; // already there by its binding; nothing to change
@@ -321,6 +322,7 @@ pub fn enter_signed(tenant_id: i64, is_local: bool) -> i64 {
 
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn clear_tenant() {
+    crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
     ensure_not_bound_elsewhere(None);
     let local = settings::context_scope() == ContextScope::Transaction;
     route_search_path(None, local);
@@ -331,6 +333,10 @@ fn clear_tenant() {
 /// STABLE and PARALLEL SAFE: it sits in every isolation policy.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 pub fn current_tenant_id() -> Option<i64> {
+    // migrate_all hook (issue 11): a migration step's context is its schema's tenant, fixed.
+    if let Some(step) = crate::migrate::step_tenant() {
+        return step;
+    }
     let id = settings::tenant_id_setting();
     if id == 0 {
         return None;
@@ -374,6 +380,7 @@ fn audit(action: &str, reason: Option<&str>) {
 
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn enter_cross_tenant(reason: Option<&str>) {
+    crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
     let caller = privilege::caller();
     privilege::require_role_of(caller, TENANT_SUPERUSER, "enter cross-tenant mode");
     let reason = reason.map(str::trim).unwrap_or("");
@@ -396,6 +403,7 @@ fn enter_cross_tenant(reason: Option<&str>) {
 
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn exit_cross_tenant() {
+    crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
     let caller = privilege::caller();
     privilege::require_role_of(caller, TENANT_SUPERUSER, "leave cross-tenant mode");
     if !settings::cross_tenant() {

@@ -54,7 +54,11 @@ pgrx::extension_sql_file!(
         migrate::require_top_level,
         migrate::require_lock,
         migrate::start_workers,
-        migrate::wait_workers
+        migrate::wait_workers,
+        migrate::template_lock,
+        migrate::workers_gone,
+        migrate::migration_run_step,
+        migrate::migration_run_template
     ]
 );
 pgrx::extension_sql_file!(

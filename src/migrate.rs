@@ -1,23 +1,31 @@
 //! `migrate_all`: the parts that need C-level access. The procedure, the ledger and the per-schema
 //! step are plpgsql in `sql/migrate.sql`; this module provides
 //!
-//! - the run lock: a session-level advisory lock that outlives the procedure's COMMITs and is
-//!   released by an abort callback when the procedure fails (a plpgsql procedure cannot catch its
-//!   own errors around COMMIT, so it could not release a session lock itself);
+//! - the run lock: a session-level lock that outlives the procedure's COMMITs and is released by
+//!   an abort callback when the procedure fails (a plpgsql procedure cannot catch its own errors
+//!   around COMMIT, so it could not release a session lock itself);
+//! - the step runner: each schema's migration SQL runs as the caller, with `search_path` set to
+//!   the schema and that schema's tenant as a context the migration cannot change, and every
+//!   setting it changes (`SET ROLE` included) rolled back when the step ends;
 //! - the parallel mode: dynamic background workers (no `shared_preload_libraries` needed) that
 //!   claim schemas from the ledger and apply them exactly as the serial loop does, and the
 //!   leader's wait (a second at a time, committing in between) that reports progress and stops
 //!   its workers if it is cancelled.
 //!
-//! Advisory lock keys (two-int4 form, per database), visible in `pg_locks` as
-//! `classid = 1363563520` ('QFT\0'), `objsubid = 2`:
-//! - `objid = 1`: the run lock, exclusive, held by the leader for the whole run;
-//! - `objid = 2`: held shared by every worker for its lifetime; a new run takes it exclusively
+//! Locks. They are *object* locks on the extension itself (`pg_locks`: `locktype = 'object'`,
+//! `classid = 'pg_extension'::regclass`, `objid` = the extension's oid, `objsubid` below), taken
+//! through the lock manager from C. No SQL function takes such a lock, so no application role can
+//! take one to block a run (advisory locks, which any role can take with any key, are not used),
+//! and a migration that calls `pg_advisory_unlock_all()` releases nothing of ours.
+//! - `objsubid = 1`: the run lock, exclusive, held by the leader for the whole run;
+//! - `objsubid = 2`: held shared by every worker for its lifetime; a new run takes it exclusively
 //!   before taking over `running` rows, so it never takes over a row a live worker still owns;
-//! - `objid = 3`: the template lock (transaction-level, see `_mark_schema_at_template_version`).
+//! - `objsubid = 3`: the template lock, transaction-level: exclusive while the template is
+//!   migrated, shared while `create_tenant(with_schema => true)` copies it.
 
 use crate::error;
 use crate::privilege::{self, TENANT_ADMIN};
+use crate::settings;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
 };
@@ -25,11 +33,13 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use std::cell::{Cell, RefCell};
+use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-/// 'QFT\0': the advisory lock class of this extension.
-pub const LOCK_CLASS: u32 = 0x5146_5400;
+/// The `objsubid` of each of the extension's locks (see the module documentation).
 pub const RUN_LOCK: u32 = 1;
+pub const WORKERS_LOCK: u32 = 2;
+pub const TEMPLATE_LOCK: u32 = 3;
 
 const WORKER_FUNCTION: &str = "qft_migrate_worker";
 const WORKER_TYPE: &str = "qualityfoundry_tenant migrate";
@@ -40,17 +50,27 @@ unsafe impl<T> Sync for Backend<T> {}
 
 static RUN_LOCK_HELD: Backend<Cell<bool>> = Backend(Cell::new(false));
 static CALLBACK_REGISTERED: Backend<Cell<bool>> = Backend(Cell::new(false));
+/// Set in a migration worker: it applies schemas claimed for its leader's run.
+static IN_WORKER: Backend<Cell<bool>> = Backend(Cell::new(false));
 
-fn run_lock_tag() -> pg_sys::LOCKTAG {
+fn extension_oid() -> pg_sys::Oid {
+    unsafe { pg_sys::get_extension_oid(c"qualityfoundry_tenant".as_ptr(), false) }
+}
+
+/// The lock tag of one of the extension's locks: an object lock on the extension in this database.
+fn lock_tag(key: u32) -> pg_sys::LOCKTAG {
     pg_sys::LOCKTAG {
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: LOCK_CLASS,
-        locktag_field3: RUN_LOCK,
-        // 2: the two-int4 key form, as pg_advisory_lock(int4, int4) sets it.
-        locktag_field4: 2,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+        locktag_field2: pg_sys::ExtensionRelationId.to_u32(),
+        locktag_field3: extension_oid().to_u32(),
+        locktag_field4: key as u16,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
     }
+}
+
+fn run_lock_tag() -> pg_sys::LOCKTAG {
+    lock_tag(RUN_LOCK)
 }
 
 fn release_run_lock() {
@@ -96,7 +116,12 @@ fn migration_lock() {
         );
     }
     if !CALLBACK_REGISTERED.0.get() {
-        unsafe { pg_sys::RegisterXactCallback(Some(release_on_abort), std::ptr::null_mut()) };
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(release_on_abort), std::ptr::null_mut());
+            // The run lock is a session lock of the regular lock method: never left behind by a
+            // session that ends (PostgreSQL releases such locks only when a transaction aborts).
+            pg_sys::before_shmem_exit(Some(release_session_locks), pg_sys::Datum::from(0));
+        }
         CALLBACK_REGISTERED.0.set(true);
     }
     let tag = run_lock_tag();
@@ -105,13 +130,14 @@ fn migration_lock() {
     if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
         let holder = Spi::get_one_with_args::<i32>(
             "SELECT l.pid FROM pg_catalog.pg_locks l \
-             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted \
-               AND l.database OPERATOR(pg_catalog.=) $1 AND l.classid OPERATOR(pg_catalog.=) $2 \
-               AND l.objid OPERATOR(pg_catalog.=) $3 AND l.objsubid OPERATOR(pg_catalog.=) 2 LIMIT 1",
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'object' AND l.granted \
+               AND l.database OPERATOR(pg_catalog.=) $1 \
+               AND l.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass \
+               AND l.objid OPERATOR(pg_catalog.=) $2 AND l.objsubid OPERATOR(pg_catalog.=) $3 LIMIT 1",
             &[
                 unsafe { pg_sys::MyDatabaseId }.into(),
-                pg_sys::Oid::from(LOCK_CLASS).into(),
-                pg_sys::Oid::from(RUN_LOCK).into(),
+                extension_oid().into(),
+                (RUN_LOCK as i32).into(),
             ],
         )
         .ok()
@@ -168,6 +194,207 @@ fn require_top_level(what: &str) {
             Some(format!("CALL {what} on its own, outside BEGIN ... COMMIT.")),
         );
     }
+}
+
+/// The template lock for the current transaction: exclusive while the template is migrated,
+/// shared while `create_tenant(with_schema => true)` copies it and records its versions.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_template_lock",
+    volatile,
+    parallel_unsafe
+)]
+fn template_lock(exclusive: bool) {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    let mode = if exclusive {
+        pg_sys::ExclusiveLock
+    } else {
+        pg_sys::ShareLock
+    };
+    unsafe { pg_sys::LockAcquire(&lock_tag(TEMPLATE_LOCK), mode as i32, false, false) };
+}
+
+/// Waits, for the current transaction, until no worker of an earlier run is alive (each holds
+/// the workers lock shared for its lifetime). Only inside a run.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_workers_gone",
+    volatile,
+    parallel_unsafe
+)]
+fn workers_gone() {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    require_lock();
+    unsafe {
+        pg_sys::LockAcquire(
+            &lock_tag(WORKERS_LOCK),
+            pg_sys::ExclusiveLock as i32,
+            false,
+            false,
+        )
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The migration step. While it runs, the tenant context is the schema's tenant (none for the
+// template) and cannot be changed: the context setters in src/context.rs ask `refuse_in_step()`
+// first, and `current_tenant_id()` answers `step_tenant()` (so neither RESET ALL nor a suspended
+// tenant changes what the step sees).
+// ---------------------------------------------------------------------------------------------
+
+/// None: no step runs in this backend; Some(t): a step runs with tenant t (None: the template).
+static STEP: Backend<Cell<Option<Option<i64>>>> = Backend(Cell::new(None));
+
+/// The tenant context of the running migration step, if one runs in this backend.
+#[inline]
+pub fn step_tenant() -> Option<Option<i64>> {
+    STEP.0.get()
+}
+
+/// Called by every context setter: a migration step's context is fixed for the step.
+pub fn refuse_in_step() {
+    if STEP.0.get().is_some() {
+        error::denied(
+            "the tenant context cannot be changed inside a migration".to_string(),
+            Some(
+                "tenant.migrate_all runs each schema's step with that schema's tenant as the context."
+                    .to_string(),
+            ),
+            Some("Remove the context change from the migration.".to_string()),
+        );
+    }
+}
+
+/// (schema, migration SQL, tenant) of the schema this backend has claimed in `run`, or a 55000
+/// error when it has claimed none of that name: a step runs only for a ledger row that is
+/// `running` in this very backend.
+fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
+    let row = privilege::as_owner(|| {
+        Spi::get_two_with_args::<String, i64>(
+            "SELECT m.sql, t.id FROM tenant.migration_runs r \
+               JOIN tenant.migrations m ON m.version OPERATOR(pg_catalog.=) r.version \
+               JOIN tenant.schema_migrations s ON s.version OPERATOR(pg_catalog.=) r.version \
+                AND s.run_id OPERATOR(pg_catalog.=) r.id \
+               LEFT JOIN tenant.tenants t ON t.schema_name OPERATOR(pg_catalog.=) s.schema_name \
+              WHERE r.id OPERATOR(pg_catalog.=) $1 AND s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                AND s.status OPERATOR(pg_catalog.=) 'running' \
+                AND s.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()",
+            &[run.into(), schema.into()],
+        )
+    });
+    match row {
+        Ok((Some(sql), tenant)) => (sql, tenant),
+        _ => error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "schema {} is not being migrated by run {run} in this session",
+                pgrx::spi::quote_identifier(schema)
+            ),
+            None,
+            Some("CALL tenant.migrate_all(...) or tenant.retry_failed(...).".to_string()),
+        ),
+    }
+}
+
+/// Runs `migration` in `schema` as the calling role: `search_path` = the schema, then
+/// `pg_catalog`, `pg_temp`; the tenant context = `tenant` (transaction-local, fixed for the step,
+/// cross-tenant mode off, no parallel workers, which would not share the fixed context); every
+/// setting the migration changes (`SET ROLE`, `SET search_path`, ...) is rolled back afterwards
+/// and the user id restored, so nothing of it outlives the step or the CALL.
+fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
+    let path = CString::new(format!(
+        "{}, pg_catalog, pg_temp",
+        pgrx::spi::quote_identifier(schema)
+    ))
+    .unwrap_or_default();
+    let context =
+        CString::new(tenant.map(|t| t.to_string()).unwrap_or_default()).unwrap_or_default();
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_ctx: i32 = 0;
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    for (name, value) in [
+        (c"search_path", path.as_c_str()),
+        (settings::TENANT_ID, context.as_c_str()),
+        (settings::CROSS_TENANT, c"off"),
+        (c"max_parallel_workers_per_gather", c"0"),
+    ] {
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx) };
+    STEP.0.set(Some(tenant));
+    PgTryBuilder::new(|| {
+        Spi::run(migration).unwrap_or_else(|e| {
+            let code = match e {
+                pgrx::spi::SpiError::SpiError(pgrx::spi::SpiErrorCodes::Transaction) => {
+                    PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION
+                }
+                _ => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            };
+            error::raise(
+                code,
+                format!("the migration cannot run: {e}"),
+                None,
+                Some(
+                    "A migration must not contain transaction control (COMMIT, ROLLBACK, VACUUM, CONCURRENTLY)."
+                        .to_string(),
+                ),
+            )
+        })
+    })
+    .catch_others(|e| {
+        STEP.0.set(None);
+        unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+        e.rethrow()
+    })
+    .execute();
+    STEP.0.set(None);
+    unsafe {
+        pg_sys::AtEOXact_GUC(false, nest_level);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+    }
+}
+
+/// One tenant schema's step of `run`: the migration of the run's version, in the schema this
+/// backend has claimed (a leader holding the run lock, or one of its workers), with the schema's
+/// tenant as the context.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_run_step",
+    volatile,
+    parallel_unsafe
+)]
+fn migration_run_step(run: i64, schema: &str) {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    if !IN_WORKER.0.get() {
+        require_lock();
+    }
+    let (migration, tenant) = claimed_step(run, schema);
+    run_step(schema, &migration, tenant);
+}
+
+/// The template step: `migration` in the template schema, without a tenant context (the template
+/// belongs to no tenant). Only inside a run.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_run_template",
+    volatile,
+    parallel_unsafe
+)]
+fn migration_run_template(template: &str, migration: &str) {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    require_lock();
+    run_step(template, migration, None);
 }
 
 /// What a worker needs, carried in `bgw_extra` (128 bytes; five integers fit).
@@ -337,6 +564,12 @@ fn wait_workers(run: i64, previous: i32) -> Option<i32> {
     None
 }
 
+#[pg_guard]
+unsafe extern "C-unwind" fn release_session_locks(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+    pg_sys::AbortOutOfAnyTransaction();
+    pg_sys::LockReleaseSession(pg_sys::DEFAULT_LOCKMETHOD as pg_sys::LOCKMETHODID);
+}
+
 unsafe extern "C-unwind" {
     /// PostgreSQL's own SIGTERM handler for backends (`die` in tcop/postgres.c); pgrx's binding
     /// is a Rust wrapper, and a signal handler must be the C function itself.
@@ -356,6 +589,9 @@ pub extern "C-unwind" fn qft_migrate_worker(_arg: pg_sys::Datum) {
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(backend_die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
+    // The workers lock is a session lock of the regular lock method, which PostgreSQL releases at
+    // a transaction's abort but not at a background worker's exit: release it on the way out.
+    unsafe { pg_sys::before_shmem_exit(Some(release_session_locks), pg_sys::Datum::from(0)) };
     let Some(job) = WorkerJob::decode(BackgroundWorker::get_extra()) else {
         pgrx::error!("qualityfoundry_tenant migration worker started without a job");
     };
@@ -373,11 +609,19 @@ pub extern "C-unwind" fn qft_migrate_worker(_arg: pg_sys::Datum) {
             .expect("set role");
         }
         Spi::run(
-            "SELECT pg_catalog.set_config('application_name', 'qualityfoundry_tenant migrate worker', false), \
-                    pg_catalog.pg_advisory_lock_shared(1363563520, 2)",
+            "SELECT pg_catalog.set_config('application_name', 'qualityfoundry_tenant migrate worker', false)",
         )
         .expect("worker setup");
+        unsafe {
+            pg_sys::LockAcquire(
+                &lock_tag(WORKERS_LOCK),
+                pg_sys::ShareLock as i32,
+                true,
+                false,
+            )
+        };
     });
+    IN_WORKER.0.set(true);
     loop {
         let claimed = BackgroundWorker::transaction(|| {
             Spi::get_one_with_args::<String>(

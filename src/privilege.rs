@@ -144,3 +144,115 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     }
     result
 }
+
+/// How a restricted run treats row security on tables the role owns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OwnRows {
+    /// As for any statement: FORCE ROW LEVEL SECURITY applies to the owner.
+    Policies,
+    /// The owner reads and writes all its rows (`SECURITY_NOFORCE_RLS`, what PostgreSQL's own
+    /// referential-integrity checks use): for maintenance the extension does on a table's behalf.
+    All,
+}
+
+/// Runs `f` as `role` inside a security-restricted operation, the way PostgreSQL itself runs the
+/// expressions of CREATE INDEX, ANALYZE and REFRESH MATERIALIZED VIEW as the table's owner: the
+/// user id is switched with `SECURITY_RESTRICTED_OPERATION`, so code reached from `f` (a CHECK,
+/// a default, a trigger, an index expression, SQL text) runs with that role's rights and cannot
+/// `SET ROLE`, `SET SESSION AUTHORIZATION` or create temporary objects. `settings` are applied at
+/// a new GUC nest level, and every setting changed inside — by `f` or by code it reached — is rolled
+/// back on return (`AtEOXact_GUC(false, ...)`, as `RefreshMatViewByOid` does). On error the
+/// user id is restored here and the (sub)transaction abort unwinds the settings.
+pub fn as_role_restricted<R>(
+    role: Oid,
+    own_rows: OwnRows,
+    settings: &[(&CStr, &CStr)],
+    f: impl FnOnce() -> R,
+) -> R {
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_ctx: i32 = 0;
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    for (name, value) in settings {
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+    let mut flags = pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+    if own_rows == OwnRows::All {
+        flags |= pg_sys::SECURITY_NOFORCE_RLS as i32;
+    }
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(role, saved_ctx | flags);
+    }
+    let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
+        .catch_others(|e| {
+            unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+            e.rethrow()
+        })
+        .execute();
+    unsafe {
+        pg_sys::AtEOXact_GUC(false, nest_level);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+    }
+    result
+}
+
+/// `tenant._exec_as(role, sql, args, search_path, row_security, own_rows)`: runs SQL the extension
+/// generated from the catalogs (never text from a caller) as `role` in a security-restricted
+/// operation (see [`as_role_restricted`]), with `search_path` and `row_security` set for the run
+/// and `check_function_bodies` off (function bodies are checked when they run, as in a restore).
+/// `args`, when not NULL, is bound as `$1`. Not granted to anyone: only the extension's own
+/// SECURITY DEFINER functions call it, to evaluate user-shaped DDL and DML with the rights of the
+/// role it belongs to — never with the extension owner's.
+#[pg_extern(schema = "tenant", name = "_exec_as", volatile, parallel_unsafe)]
+fn exec_as_sql(
+    role: Oid,
+    sql: &str,
+    args: Option<Vec<Option<String>>>,
+    search_path: &str,
+    row_security: bool,
+    own_rows: bool,
+) {
+    let path = CString::new(search_path).unwrap_or_default();
+    let rls: &CStr = if row_security { c"on" } else { c"off" };
+    let settings = [
+        (c"search_path", path.as_c_str()),
+        (c"row_security", rls),
+        (c"check_function_bodies", c"off"),
+    ];
+    let mode = if own_rows {
+        OwnRows::All
+    } else {
+        OwnRows::Policies
+    };
+    as_role_restricted(role, mode, &settings, || {
+        let done = match args {
+            None => Spi::run(sql),
+            Some(a) => Spi::run_with_args(sql, &[a.into()]),
+        };
+        done.unwrap_or_else(|e| {
+            crate::error::raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("statement failed: {e}"),
+                None,
+                None,
+            )
+        })
+    });
+}
+
+/// The role accountable for the current call (the outer user, after any SET ROLE), as an oid.
+#[pg_extern(schema = "tenant", name = "_caller", stable, parallel_safe)]
+fn caller_sql() -> Oid {
+    outer_caller()
+}

@@ -539,3 +539,104 @@ pub fn visible(client: &mut Client) -> Vec<(i64, i32)> {
 
 pub const ACME: [(i64, i32); 3] = [(1, 100), (1, 101), (1, 102)];
 pub const GLOBEX: [(i64, i32); 3] = [(2, 200), (2, 201), (2, 202)];
+
+/// A planted attack, as a NOSUPERUSER role that may create functions would write it: schema
+/// `attacker` (owned by `owner`) with `attacker.escalate(path)`, which tries `ALTER ROLE <the test
+/// database's admin role> SUPERUSER` and records in `attacker.attempts` which path ran it, as
+/// whom, and with what outcome (`escalated`, or the SQLSTATE it failed with) — then returns true, so
+/// whatever evaluated it goes on. `attacker.escalate_immutable(path)` is the same declared
+/// IMMUTABLE, so PostgreSQL folds calls with constant arguments at DDL time. Everyone may call
+/// both and write the log; only `owner` can change them.
+pub fn plant_escalation(db: &TestDb, owner: &str) {
+    let admin = db.role("admin");
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "CREATE SCHEMA attacker AUTHORIZATION {owner};
+         SET ROLE {owner};
+         CREATE TABLE attacker.attempts (path text, who name, outcome text);
+         GRANT USAGE ON SCHEMA attacker TO PUBLIC;
+         GRANT INSERT, SELECT ON attacker.attempts TO PUBLIC;
+         CREATE FUNCTION attacker.escalate(path text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
+         BEGIN
+             BEGIN
+                 EXECUTE 'ALTER ROLE {admin} SUPERUSER';
+                 INSERT INTO attacker.attempts VALUES (path, current_user, 'escalated');
+             EXCEPTION WHEN OTHERS THEN
+                 INSERT INTO attacker.attempts VALUES (path, current_user, SQLSTATE);
+             END;
+             RETURN true;
+         END $f$;
+         CREATE FUNCTION attacker.escalate_immutable(path text) RETURNS boolean LANGUAGE sql IMMUTABLE
+             AS $f$ SELECT attacker.escalate(path) $f$;
+         GRANT EXECUTE ON FUNCTION attacker.escalate(text), attacker.escalate_immutable(text) TO PUBLIC;
+         RESET ROLE;"
+    ))
+    .expect("plant the escalation");
+}
+
+/// What the planted function recorded: (path, role it ran as, outcome), and whether the test
+/// database's admin role became a superuser.
+pub fn escalation_attempts(db: &TestDb) -> (Vec<(String, String, String)>, bool) {
+    let mut su = db.superuser();
+    let attempts = su
+        .query(
+            "SELECT path, who::text, outcome FROM attacker.attempts ORDER BY 1, 2, 3",
+            &[],
+        )
+        .expect("read attacker.attempts")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let superuser: bool = su
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+            &[&db.role("admin")],
+        )
+        .expect("admin role")
+        .get(0);
+    (attempts, superuser)
+}
+
+/// Asserts that the planted function ran on `path` (so the test reached it), never as a
+/// superuser, never escalated, and that the admin role is still NOSUPERUSER.
+#[track_caller]
+pub fn assert_escalation_failed(db: &TestDb, path: &str) {
+    let (attempts, superuser) = escalation_attempts(db);
+    assert!(
+        !superuser,
+        "the admin role became a superuser: {attempts:?}"
+    );
+    let ran: Vec<&(String, String, String)> = attempts.iter().filter(|a| a.0 == path).collect();
+    assert!(
+        !ran.is_empty(),
+        "the planted function never ran on path {path:?}: {attempts:?}"
+    );
+    for a in &ran {
+        assert_ne!(a.2, "escalated", "{a:?}");
+        assert_ne!(
+            a.1, "postgres",
+            "ran with the extension owner's rights: {a:?}"
+        );
+    }
+}
+
+/// Polls `sql` (a boolean query, `$1` = `pid`) until the server says true; fails after a minute.
+/// Tests synchronise on server state this way (`pg_locks`, `pg_stat_activity`), never on time.
+#[track_caller]
+pub fn wait_for(client: &mut Client, sql: &str, pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ok: bool = client
+            .query_one(sql, &[&pid])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0);
+        if ok {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {sql} (pid {pid})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

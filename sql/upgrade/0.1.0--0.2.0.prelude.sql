@@ -4,3 +4,6 @@
 -- whose signature or result changed or that 0.2.0 no longer has (CREATE OR REPLACE cannot change
 -- those). Keep the policy getters (current_tenant_id, cross_tenant_active): user policies depend
 -- on them, so their signatures never change.
+
+-- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
+DROP FUNCTION tenant._cross_tenant_policy(regclass);

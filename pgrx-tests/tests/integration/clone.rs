@@ -379,11 +379,12 @@ fn clone_of_the_template_compares_equal_and_stands_alone() {
 fn copy_data_copies_rows_and_sequence_positions() {
     let db = template_db("clone_data");
     let mut su = db.superuser();
-    db.connect("admin")
-        .batch_execute(
-            "SELECT tenant.clone_schema('tenant_template', 'with_data', copy_data => true)",
-        )
-        .expect("clone with data");
+    // As the superuser: copy_data reads the source with the caller's rights, and the fixture's
+    // tables belong to several roles and have row security (tenant_admin members get 42501, below).
+    su.batch_execute(
+        "SELECT tenant.clone_schema('tenant_template', 'with_data', copy_data => true)",
+    )
+    .expect("clone with data");
     assert_eq!(
         diff(&mut su, "tenant_template", "with_data"),
         Vec::<String>::new()
@@ -450,9 +451,7 @@ fn awkward_catalog_cases_clone_equal() {
     let mut su = db.superuser();
     su.batch_execute(&with_roles(&db, AWKWARD))
         .expect("awkward fixture");
-    let mut admin = db.connect("admin");
-    admin
-        .batch_execute("SELECT tenant.clone_schema('Edge Case', 'Edge Copy', true)")
+    su.batch_execute("SELECT tenant.clone_schema('Edge Case', 'Edge Copy', true)")
         .expect("clone");
     assert_eq!(
         diff(&mut su, "Edge Case", "Edge Copy"),
@@ -612,7 +611,7 @@ fn a_failed_clone_leaves_nothing_behind() {
     let audit = count(&mut su, "SELECT count(*) FROM tenant.audit_log");
     let mut admin = db.connect("admin");
     let msg = expect_sqlstate(
-        admin.batch_execute("SELECT tenant.clone_schema('tenant_template', 'half', true)"),
+        su.batch_execute("SELECT tenant.clone_schema('tenant_template', 'half', true)"),
         "P0001",
     );
     assert!(msg.contains("boom"), "{msg}");
@@ -676,10 +675,17 @@ fn concurrent_clones_to_one_target_one_wins() {
         .batch_execute("BEGIN; SELECT tenant.clone_schema('tenant_template', 'race')")
         .unwrap();
     let mut second = db.connect("admin");
+    let second_pid: i32 = one(&mut second, "SELECT pg_backend_pid()");
     let waiter = std::thread::spawn(move || {
         second.batch_execute("SELECT tenant.clone_schema('tenant_template', 'race')")
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The second clone must be waiting for the first one's uncommitted schema before the first
+    // commits (otherwise this tests nothing): wait for the server to say so.
+    wait_for(
+        &mut db.superuser(),
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock')",
+        second_pid,
+    );
     first.batch_execute("COMMIT").unwrap();
     expect_sqlstate(waiter.join().unwrap(), "42P06");
     let mut su = db.superuser();
@@ -691,4 +697,124 @@ fn concurrent_clones_to_one_target_one_wins() {
         count(&mut su, "SELECT count(*) FROM tenant.audit_log WHERE action = 'schema_cloned' AND target = 'race'"),
         1
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// No code the caller controls runs with the extension owner's rights. The attacker is `admin`, a
+// NOSUPERUSER tenant_admin member; the template belongs to tenant_admin, as the README
+// recommends, so the attacker can put a function of its own into any of its expressions.
+// ---------------------------------------------------------------------------------------------
+
+/// A template owned by tenant_admin holding `objects` (made by admin as tenant_admin), with the
+/// planted function (also tenant_admin's) ready and its log emptied of what building the
+/// template itself ran.
+fn planted_template_db(label: &str, objects: &str) -> TestDb {
+    let db = TestDb::new(label);
+    plant_escalation(&db, "tenant_admin");
+    let mut su = db.superuser();
+    su.batch_execute("CREATE SCHEMA tenant_template AUTHORIZATION tenant_admin")
+        .unwrap();
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute(&format!("SET ROLE tenant_admin; {objects}; RESET ROLE;"))
+        .unwrap_or_else(|e| panic!("planted template: {e}"));
+    su.batch_execute("DELETE FROM attacker.attempts").unwrap();
+    db
+}
+
+/// Clones the planted template as admin and checks that the clone worked, equals the template,
+/// and that the planted function ran on `path` without gaining anything.
+fn clone_gains_nothing(label: &str, objects: &str, copy_data: bool, path: &str) {
+    let db = planted_template_db(label, objects);
+    let mut admin = db.connect("admin");
+    admin
+        .execute(
+            "SELECT tenant.clone_schema('tenant_template', 'tenant_copy', $1)",
+            &[&copy_data],
+        )
+        .unwrap_or_else(|e| panic!("clone: {e}"));
+    assert_escalation_failed(&db, path);
+    let mut su = db.superuser();
+    assert_eq!(
+        diff(&mut su, "tenant_template", "tenant_copy"),
+        Vec::<String>::new()
+    );
+}
+
+macro_rules! planted_clone_path {
+    ($name:ident, $copy:expr, $path:expr, $objects:expr) => {
+        #[test]
+        fn $name() {
+            clone_gains_nothing(stringify!($name), $objects, $copy, $path);
+        }
+    };
+}
+
+// The issue's exploit: a CHECK on a table whose rows copy_data copies.
+planted_clone_path!(
+    planted_check_on_copied_rows,
+    true,
+    "check",
+    "CREATE TABLE tenant_template.checked (x int CHECK (attacker.escalate('check')));
+     INSERT INTO tenant_template.checked VALUES (1)"
+);
+// Without copy_data: ADD CONSTRAINT folds an immutable call with constant arguments.
+planted_clone_path!(
+    planted_check_folded_at_ddl,
+    false,
+    "check at ddl",
+    "CREATE TABLE tenant_template.folded (x int CHECK (attacker.escalate_immutable('check at ddl') OR x > 0))"
+);
+planted_clone_path!(
+    planted_domain_check,
+    false,
+    "domain",
+    "CREATE DOMAIN tenant_template.d AS integer CHECK (attacker.escalate_immutable('domain') OR VALUE > 0)"
+);
+planted_clone_path!(
+    planted_generated_column,
+    false,
+    "generated",
+    "CREATE TABLE tenant_template.gen (x int, ok boolean GENERATED ALWAYS AS (attacker.escalate_immutable('generated') OR x > 0) STORED)"
+);
+planted_clone_path!(
+    planted_exclusion_constraint,
+    false,
+    "exclusion",
+    "CREATE TABLE tenant_template.ex (x int,
+         EXCLUDE ((x + CASE WHEN attacker.escalate_immutable('exclusion') THEN 0 END) WITH =))"
+);
+planted_clone_path!(
+    planted_index_expression_on_copied_rows,
+    true,
+    "index",
+    "CREATE TABLE tenant_template.ix (x int);
+     INSERT INTO tenant_template.ix VALUES (1);
+     CREATE INDEX ix_planted ON tenant_template.ix ((x + CASE WHEN attacker.escalate_immutable('index') THEN 0 END))"
+);
+planted_clone_path!(
+    planted_materialized_view_refresh,
+    true,
+    "refresh",
+    "CREATE MATERIALIZED VIEW tenant_template.mv AS SELECT attacker.escalate('refresh') AS ok"
+);
+
+#[test]
+fn copy_data_reads_the_source_with_the_callers_rights_and_fails_cleanly_without_them() {
+    // The template is the superuser's and admin may not read it: copy_data cannot copy it, and
+    // nothing is left behind; the structure alone still clones.
+    let db = template_db("clone_unreadable");
+    let mut su = db.superuser();
+    let before = schemas(&mut su);
+    let mut admin = db.connect("admin");
+    let msg = expect_sqlstate(
+        admin.batch_execute("SELECT tenant.clone_schema('tenant_template', 'stolen', true)"),
+        "42501",
+    );
+    assert!(msg.contains("permission denied"), "{msg}");
+    assert_eq!(schemas(&mut su), before);
+    admin
+        .batch_execute("SELECT tenant.clone_schema('tenant_template', 'stolen', false)")
+        .expect("structure only");
+    assert_eq!(count(&mut su, "SELECT count(*) FROM stolen.customers"), 0);
 }
