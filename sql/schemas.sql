@@ -122,8 +122,9 @@ END
 $$;
 
 -- Grantees in acl (NULL: the default ACL of kind for owner) that are PUBLIC, tenant_user, or hold
--- tenant_user, with any of privs: the application roles that can use the object. As SQL a REVOKE
--- names them.
+-- tenant_user, with any of privs: the application roles that can use the object, as a REVOKE
+-- names them. The owner is not counted (an owner that holds tenant_user is a problem of its own,
+-- and create_tenant hands every object of a new tenant schema to tenant_admin).
 CREATE OR REPLACE FUNCTION tenant._app_grantees(acl aclitem[], kind "char", owner oid, privs text[]) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -131,7 +132,7 @@ AS $$
     SELECT string_agg(DISTINCT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, ', ')
       FROM aclexplode(coalesce(acl, acldefault(kind, owner))) g
       LEFT JOIN pg_roles r ON r.oid = g.grantee
-     WHERE g.privilege_type = ANY (privs)
+     WHERE g.privilege_type = ANY (privs) AND g.grantee <> owner
        AND (g.grantee = 0 OR (NOT r.rolsuper AND pg_has_role(g.grantee, 'tenant_user', 'MEMBER')))
 $$;
 

@@ -640,3 +640,18 @@ pub fn wait_for(client: &mut Client, sql: &str, pid: i32) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Whether a `check_isolation()` row is about this test database's own objects. The checker
+/// reports roles and parameter privileges, which are cluster-wide: rows about another test
+/// database's roles (which parallel tests seed and fix) are not this test's business, and a test
+/// must neither assert on them nor apply their fixes.
+pub fn about_this_database(db: &TestDb, object: &str, problem: &str) -> bool {
+    let own = format!("{}_", db.name);
+    if let Some(role) = object.strip_prefix("role ") {
+        role.trim_matches('"').starts_with(&own)
+    } else if object.starts_with("parameter ") {
+        problem.contains(&own)
+    } else {
+        true
+    }
+}
