@@ -309,60 +309,41 @@ fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
     .unwrap_or_default();
     let context =
         CString::new(tenant.map(|t| t.to_string()).unwrap_or_default()).unwrap_or_default();
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_ctx: i32 = 0;
-    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
-    for (name, value) in [
+    let guc = [
         (c"search_path", path.as_c_str()),
         (settings::TENANT_ID, context.as_c_str()),
         (settings::CROSS_TENANT, c"off"),
         (c"max_parallel_workers_per_gather", c"0"),
-    ] {
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-    }
-    unsafe { pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx) };
-    STEP.0.set(Some(tenant));
-    PgTryBuilder::new(|| {
-        Spi::run(migration).unwrap_or_else(|e| {
-            let code = match e {
-                pgrx::spi::SpiError::SpiError(pgrx::spi::SpiErrorCodes::Transaction) => {
-                    PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION
-                }
-                _ => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            };
-            error::raise(
-                code,
-                format!("the migration cannot run: {e}"),
-                None,
-                Some(
-                    "A migration must not contain transaction control (COMMIT, ROLLBACK, VACUUM, CONCURRENTLY)."
-                        .to_string(),
-                ),
-            )
+    ];
+    // As the calling role itself (no security-context bits): a migration may SET ROLE.
+    privilege::with_user_and_settings(privilege::caller(), 0, &guc, || {
+        STEP.0.set(Some(tenant));
+        PgTryBuilder::new(|| {
+            Spi::run(migration).unwrap_or_else(|e| {
+                let code = match e {
+                    pgrx::spi::SpiError::SpiError(pgrx::spi::SpiErrorCodes::Transaction) => {
+                        PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION
+                    }
+                    _ => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                };
+                error::raise(
+                    code,
+                    format!("the migration cannot run: {e}"),
+                    None,
+                    Some(
+                        "A migration must not contain transaction control (COMMIT, ROLLBACK, VACUUM, CONCURRENTLY)."
+                            .to_string(),
+                    ),
+                )
+            })
         })
-    })
-    .catch_others(|e| {
+        .catch_others(|e| {
+            STEP.0.set(None);
+            e.rethrow()
+        })
+        .execute();
         STEP.0.set(None);
-        unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
-        e.rethrow()
-    })
-    .execute();
-    STEP.0.set(None);
-    unsafe {
-        pg_sys::AtEOXact_GUC(false, nest_level);
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
-    }
+    });
 }
 
 /// One tenant schema's step of `run`: the migration of the run's version, in the schema this

@@ -169,6 +169,23 @@ pub fn as_role_restricted<R>(
     settings: &[(&CStr, &CStr)],
     f: impl FnOnce() -> R,
 ) -> R {
+    let mut flags = pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+    if own_rows == OwnRows::All {
+        flags |= pg_sys::SECURITY_NOFORCE_RLS as i32;
+    }
+    with_user_and_settings(role, flags, settings, f)
+}
+
+/// Runs `f` as `role` with the security-context bits `flags` added (0: none) and `settings`
+/// applied at a new GUC nest level; afterwards the user id is restored and every setting changed
+/// at that level — by `settings`, by `f`, or by SQL it ran (`SET`, `SET ROLE`) — is rolled back.
+/// On error the user id is restored here and the (sub)transaction abort unwinds the settings.
+pub fn with_user_and_settings<R>(
+    role: Oid,
+    flags: i32,
+    settings: &[(&CStr, &CStr)],
+    f: impl FnOnce() -> R,
+) -> R {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_ctx: i32 = 0;
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
@@ -185,10 +202,6 @@ pub fn as_role_restricted<R>(
                 false,
             );
         }
-    }
-    let mut flags = pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
-    if own_rows == OwnRows::All {
-        flags |= pg_sys::SECURITY_NOFORCE_RLS as i32;
     }
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);

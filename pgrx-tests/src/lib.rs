@@ -655,3 +655,25 @@ pub fn about_this_database(db: &TestDb, object: &str, problem: &str) -> bool {
         true
     }
 }
+
+/// The template `tenant_template` owned by tenant_admin, as the README recommends, with `objects`
+/// made in it by the database's admin role (a NOSUPERUSER tenant_admin member) as tenant_admin.
+pub fn tenant_admin_template(db: &TestDb, objects: &str) {
+    db.superuser()
+        .batch_execute("CREATE SCHEMA tenant_template AUTHORIZATION tenant_admin")
+        .expect("template schema");
+    db.connect("admin")
+        .batch_execute(&format!("SET ROLE tenant_admin; {objects}; RESET ROLE;"))
+        .unwrap_or_else(|e| panic!("template objects: {e}"));
+}
+
+/// The names of every schema of the database, for "nothing was created" checks.
+pub fn schema_names(client: &mut Client) -> String {
+    client
+        .query_one(
+            "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace",
+            &[],
+        )
+        .expect("schemas")
+        .get(0)
+}

@@ -711,14 +711,10 @@ fn concurrent_clones_to_one_target_one_wins() {
 fn planted_template_db(label: &str, objects: &str) -> TestDb {
     let db = TestDb::new(label);
     plant_escalation(&db, "tenant_admin");
-    let mut su = db.superuser();
-    su.batch_execute("CREATE SCHEMA tenant_template AUTHORIZATION tenant_admin")
+    tenant_admin_template(&db, objects);
+    db.superuser()
+        .batch_execute("DELETE FROM attacker.attempts")
         .unwrap();
-    let mut admin = db.connect("admin");
-    admin
-        .batch_execute(&format!("SET ROLE tenant_admin; {objects}; RESET ROLE;"))
-        .unwrap_or_else(|e| panic!("planted template: {e}"));
-    su.batch_execute("DELETE FROM attacker.attempts").unwrap();
     db
 }
 

@@ -218,13 +218,7 @@ fn bad_slugs_and_existing_schemas_leave_nothing_behind() {
     let mut su = db.superuser();
     su.batch_execute(TEMPLATE).unwrap();
     su.batch_execute("CREATE SCHEMA tenant_taken").unwrap();
-    let schemas = |su: &mut Client| -> String {
-        one(
-            su,
-            "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace",
-        )
-    };
-    let before = schemas(&mut su);
+    let before = schema_names(&mut su);
     let mut admin = db.connect("admin");
     for (slug, code) in [
         ("x; DROP SCHEMA public CASCADE; --", "22023"),
@@ -249,7 +243,7 @@ fn bad_slugs_and_existing_schemas_leave_nothing_behind() {
         admin.batch_execute("SELECT tenant.create_tenant(NULL, with_schema => true)"),
         "22023",
     );
-    assert_eq!(schemas(&mut su), before);
+    assert_eq!(schema_names(&mut su), before);
     assert_eq!(
         one::<i64>(&mut su, "SELECT count(*) FROM tenant.tenants"),
         0
@@ -581,13 +575,7 @@ fn templates_with_what_would_escape_the_pins_are_refused_and_leave_nothing() {
         let mut su = db.superuser();
         su.batch_execute(TEMPLATE).unwrap();
         su.batch_execute(extra).unwrap();
-        let schemas = |su: &mut Client| -> String {
-            one(
-                su,
-                "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace",
-            )
-        };
-        let before = schemas(&mut su);
+        let before = schema_names(&mut su);
         let mut admin = db.connect("admin");
         let err = admin
             .batch_execute("SELECT tenant.create_tenant('acme', with_schema => true)")
@@ -611,7 +599,7 @@ fn templates_with_what_would_escape_the_pins_are_refused_and_leave_nothing() {
             "{:?}",
             e.hint()
         );
-        assert_eq!(schemas(&mut su), before, "{extra}");
+        assert_eq!(schema_names(&mut su), before, "{extra}");
         assert_eq!(
             one::<i64>(&mut su, "SELECT count(*) FROM tenant.tenants"),
             0
@@ -633,19 +621,14 @@ fn templates_with_what_would_escape_the_pins_are_refused_and_leave_nothing() {
 fn create_tenant_from_a_planted_template_gains_nothing() {
     let db = TestDb::new("schema_planted");
     plant_escalation(&db, "tenant_admin");
+    tenant_admin_template(
+        &db,
+        "CREATE TABLE tenant_template.t (x int CHECK (attacker.escalate_immutable('create_tenant') OR x > 0),
+                                         y boolean GENERATED ALWAYS AS (attacker.escalate_immutable('create_tenant') OR x > 0) STORED)",
+    );
     let mut su = db.superuser();
-    su.batch_execute("CREATE SCHEMA tenant_template AUTHORIZATION tenant_admin")
-        .unwrap();
-    let mut admin = db.connect("admin");
-    admin
-        .batch_execute(
-            "SET ROLE tenant_admin;
-             CREATE TABLE tenant_template.t (x int CHECK (attacker.escalate_immutable('create_tenant') OR x > 0),
-                                             y boolean GENERATED ALWAYS AS (attacker.escalate_immutable('create_tenant') OR x > 0) STORED);
-             RESET ROLE;",
-        )
-        .unwrap();
     su.batch_execute("DELETE FROM attacker.attempts").unwrap();
+    let mut admin = db.connect("admin");
     admin
         .batch_execute("SELECT tenant.create_tenant('acme', with_schema => true)")
         .unwrap();
