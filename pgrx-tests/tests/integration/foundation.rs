@@ -126,14 +126,20 @@ fn non_superusers_execute_only_what_they_were_granted() {
         "tenant._migration_raise_if_stopped(bigint)",
         "tenant._migration_register(text,text,name,timestamp with time zone)",
         "tenant._migration_requeue(bigint)",
+        "tenant._migration_run_step(bigint,text)",
+        "tenant._migration_run_template(text,text)",
         "tenant._migration_start_run(text,boolean,integer,boolean)",
         "tenant._migration_start_workers(bigint)",
+        "tenant._migration_template_lock(boolean)",
         "tenant._migration_template_step(text,text)",
         "tenant._migration_template_target(text,text)",
         "tenant._migration_unlock()",
         "tenant._migration_wait_workers(bigint,integer)",
-        // migrate_all re-pins each tenant schema after migrating it, as the caller.
+        // migrate_all re-pins each tenant schema after migrating it, as the caller, and refuses
+        // a step that adds what would escape the pins.
         "tenant._pin_schema_tables(name)",
+        "tenant._tenant_schema_problem_keys(name,boolean)",
+        "tenant._tenant_schema_refuse(name,boolean,text[],text)",
     ];
     for role in ["nobody", "app", "support", "admin"] {
         let privs = executable(&mut su, &db.role(role));
