@@ -677,3 +677,18 @@ pub fn schema_names(client: &mut Client) -> String {
         .expect("schemas")
         .get(0)
 }
+
+/// `tenant.check_isolation()` as the database's admin role: (severity, object, problem, fix) of
+/// the rows about this database's own objects and roles (see `about_this_database`).
+pub fn isolation_findings(db: &TestDb) -> Vec<(String, String, String, String)> {
+    db.connect("admin")
+        .query(
+            "SELECT severity, object, problem, fix FROM tenant.check_isolation()",
+            &[],
+        )
+        .expect("check_isolation as admin")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .filter(|f: &(String, String, String, String)| about_this_database(db, &f.1, &f.2))
+        .collect()
+}

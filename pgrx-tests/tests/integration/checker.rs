@@ -21,21 +21,14 @@ struct Problem {
 }
 
 fn check(db: &TestDb) -> Vec<Problem> {
-    let mut admin = db.connect("admin");
-    admin
-        .query(
-            "SELECT severity, object, problem, fix FROM tenant.check_isolation()",
-            &[],
-        )
-        .expect("check_isolation as admin")
-        .iter()
-        .map(|r| Problem {
-            severity: r.get(0),
-            object: r.get(1),
-            problem: r.get(2),
-            fix: r.get(3),
+    isolation_findings(db)
+        .into_iter()
+        .map(|(severity, object, problem, fix)| Problem {
+            severity,
+            object,
+            problem,
+            fix,
         })
-        .filter(|p| about_this_database(db, &p.object, &p.problem))
         .collect()
 }
 

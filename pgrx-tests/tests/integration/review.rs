@@ -91,16 +91,10 @@ fn the_security_review_scenario_end_to_end() {
     // 4. The checker's findings, fixed with the SQL it suggests, until it reports nothing.
     let mut first_round = Vec::new();
     for round in 0..4 {
-        let problems: Vec<(String, String, String)> = admin
-            .query(
-                "SELECT object, problem, fix FROM tenant.check_isolation()",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            // Roles and parameter privileges are cluster-wide: only this database's are ours to fix.
-            .filter(|p: &(String, String, String)| about_this_database(&db, &p.0, &p.1))
+        // Roles and parameter privileges are cluster-wide: only this database's are ours to fix.
+        let problems: Vec<(String, String, String)> = isolation_findings(&db)
+            .into_iter()
+            .map(|(_, object, problem, fix)| (object, problem, fix))
             .collect();
         if round == 0 {
             first_round = problems.clone();
@@ -122,14 +116,7 @@ fn the_security_review_scenario_end_to_end() {
         first_round.iter().any(|p| p.0.contains("projects")),
         "{first_round:?}"
     );
-    let left: Vec<(String, String)> = admin
-        .query("SELECT object, problem FROM tenant.check_isolation()", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .filter(|p: &(String, String)| about_this_database(&db, &p.0, &p.1))
-        .collect();
-    assert_eq!(left, Vec::<(String, String)>::new());
+    assert_eq!(isolation_findings(&db), []);
 
     // 5. Tenant B asks for tenant A's project 100 and gets nothing; A sees it.
     for t in ["projects", "api_permissions"] {

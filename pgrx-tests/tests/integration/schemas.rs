@@ -167,11 +167,7 @@ fn tables_created_later_in_a_tenant_schema_are_pinned() {
     app.batch_execute("INSERT INTO invoices (total) VALUES (20)")
         .unwrap();
     assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM invoices"), 2);
-    let mut admin = db.connect("admin");
-    assert_eq!(
-        one::<i64>(&mut admin, "SELECT count(*) FROM tenant.check_isolation()"),
-        0
-    );
+    assert_eq!(isolation_findings(&db), []);
 }
 
 #[test]
@@ -195,15 +191,9 @@ fn a_serial_column_made_later_gets_no_sequence_grant_and_is_reported() {
         one::<i64>(&mut su, "SELECT last_value FROM tenant_acme.notes_id_seq"),
         1
     );
-    let found: Vec<String> = db
-        .connect("admin")
-        .query(
-            "SELECT object || ': ' || problem FROM tenant.check_isolation() ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+    let found: Vec<String> = isolation_findings(&db)
+        .into_iter()
+        .map(|(_, object, problem, _)| format!("{object}: {problem}"))
         .collect();
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
