@@ -75,7 +75,8 @@ impl PgInstall {
 
     /// A copy of this installation under `dir` (bindir, sharedir and pkglibdir, keeping their
     /// layout relative to one another, which is how PostgreSQL finds them from its binaries).
-    /// For tests that must change installed files (the upgrade test swaps the library).
+    /// For tests that must change installed files (the upgrade test swaps the library). Not for
+    /// the embedded PostgreSQL 18 tree: its programs find libpq outside that layout.
     pub fn copy_to(&self, dir: &Path) -> PgInstall {
         let parts = [&self.bindir, &self.sharedir, &self.pkglibdir];
         let mut prefix = self.bindir.clone();
