@@ -353,7 +353,12 @@ pub extern "C-unwind" fn qft_migrate_worker(_arg: pg_sys::Datum) {
     unsafe {
         // The backend's own SIGTERM handling: pg_terminate_backend ends the worker at the next
         // interrupt check, rolling back the schema it is on.
+        #[cfg(feature = "pg15")]
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(backend_die));
+        // PostgreSQL 18: `pqsignal` is a macro over `pqsignal_be` (which no longer returns the
+        // previous handler).
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(backend_die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     let Some(job) = WorkerJob::decode(BackgroundWorker::get_extra()) else {

@@ -2,7 +2,8 @@
 //! user under `target/clusters/`, unix socket, free loopback port), the freshly built extension
 //! installed, a fresh database per test, and login roles to connect as.
 //!
-//! Which PostgreSQL: `QFT_PG_CONFIG` (default: Debian's PostgreSQL 15). `cluster()` is the one
+//! Which PostgreSQL: `QFT_PG_CONFIG` (default: Debian's PostgreSQL 15; CI also runs every test on
+//! PostgreSQL 18, `cargo pgrx info pg-config pg18`). `cluster()` is the one
 //! shared cluster of a test binary; `Cluster::start` makes more (upgrade, pooler and Citus tiers).
 //! Every cluster is stopped and removed at process exit, also when tests fail (`atexit`).
 
@@ -15,6 +16,10 @@ use std::sync::{Mutex, OnceLock};
 pub use postgres;
 
 pub const DEFAULT_PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
+
+/// The PostgreSQL majors the released versions (0.1.0) were built for: their frozen install
+/// scripts are installed only there, and the upgrade test runs only there.
+pub const RELEASED_ON: [u32; 1] = [15];
 
 /// A PostgreSQL installation, found through its `pg_config`.
 #[derive(Clone, Debug)]
@@ -70,7 +75,8 @@ impl PgInstall {
 
     /// A copy of this installation under `dir` (bindir, sharedir and pkglibdir, keeping their
     /// layout relative to one another, which is how PostgreSQL finds them from its binaries).
-    /// For tests that must change installed files (the upgrade test swaps the library).
+    /// For tests that must change installed files (the upgrade test swaps the library). Not for
+    /// the embedded PostgreSQL 18 tree: its programs find libpq outside that layout.
     pub fn copy_to(&self, dir: &Path) -> PgInstall {
         let parts = [&self.bindir, &self.sharedir, &self.pkglibdir];
         let mut prefix = self.bindir.clone();
@@ -186,8 +192,11 @@ extern "C" fn stop_clusters_at_exit() {
 
 /// Copies the frozen install scripts of released versions (`sql/qualityfoundry_tenant--X.sql`,
 /// which `cargo pgrx install` does not copy) into an installation, so `CREATE EXTENSION ...
-/// VERSION 'X'` works there.
+/// VERSION 'X'` works there; not into a major they were never built for (`RELEASED_ON`).
 pub fn install_released_scripts(install: &PgInstall) {
+    if !RELEASED_ON.contains(&install.major) {
+        return;
+    }
     let ext = install.sharedir.join("extension");
     for entry in std::fs::read_dir(workspace_root().join("sql")).expect("sql/") {
         let path = entry.expect("sql/ entry").path();
@@ -209,12 +218,17 @@ pub fn install_extension() {
 fn install_extension_now() {
     let install = PgInstall::from_env();
     if std::env::var_os("QFT_SKIP_INSTALL").is_none() {
+        // The feature set of the installation's major (cargo pgrx would pick it too; said
+        // explicitly so the build is the one .ci/test and the README use).
         let mut cmd = Command::new("cargo");
         cmd.current_dir(workspace_root()).args([
             "pgrx",
             "install",
             "--pg-config",
             &install.pg_config.to_string_lossy(),
+            "--no-default-features",
+            "--features",
+            &format!("pg{}", install.major),
         ]);
         run(cmd, "cargo pgrx install");
     }

@@ -7,3 +7,4 @@ mod isolation;
 mod migrate;
 mod review;
 mod schemas;
+mod versions;
