@@ -453,8 +453,37 @@ mod signed {
     use base64::Engine;
     use hmac::{Hmac, Mac};
 
-    fn forge(key: &[u8], key_id: i32, tenant: i64, expires_at: i64) -> String {
-        let payload = format!("v1.{key_id}.{tenant}.{expires_at}");
+    /// A token made outside the database, in the documented format (a fresh token id each time).
+    pub(super) fn forge(key: &[u8], key_id: i32, tenant: i64, expires_at: i64) -> String {
+        forge_with(
+            key,
+            key_id,
+            tenant,
+            expires_at - 60,
+            expires_at,
+            &fresh_id(),
+        )
+    }
+
+    pub(super) fn fresh_id() -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(1);
+        format!(
+            "{:016x}{:016x}",
+            std::process::id() as u64,
+            N.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    pub(super) fn forge_with(
+        key: &[u8],
+        key_id: i32,
+        tenant: i64,
+        issued_at: i64,
+        expires_at: i64,
+        id: &str,
+    ) -> String {
+        let payload = format!("v2.{key_id}.{tenant}.{issued_at}.{expires_at}.{id}");
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
         mac.update(payload.as_bytes());
         format!(
@@ -524,7 +553,7 @@ mod signed {
         };
         let now: i64 = one(&mut su, "SELECT extract(epoch FROM now())::bigint");
         let other_key = [7u8; 32];
-        let tampered_tenant = good.replacen("v1.1.1.", "v1.1.2.", 1);
+        let tampered_tenant = good.replacen("v2.1.1.", "v2.1.2.", 1);
         assert_ne!(tampered_tenant, good);
         let mut tampered_mac = good.clone();
         let last = tampered_mac.pop().unwrap();
