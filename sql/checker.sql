@@ -595,8 +595,8 @@ BEGIN
     --     PgBouncer the next client of the same server connection inherits it. A registry rule
     --     context_scope = 'transaction' makes every switch local; an explicit 'session' rule records
     --     that the role never goes through a transaction pooler. Bound roles are exempt (their
-    --     tenant is their binding, whoever uses the connection). An ALTER ROLE ... SET of the
-    --     setting does not count: a client can shadow it when the library is not preloaded.
+    --     tenant is their binding, whoever uses the connection). Only the registry rule counts:
+    --     it is what pg_dump carries to a restored database of any name.
     RETURN QUERY
         WITH RECURSIVE holders(roleid) AS (
             SELECT oid FROM pg_roles WHERE rolname IN ('tenant_user', 'tenant_superuser')

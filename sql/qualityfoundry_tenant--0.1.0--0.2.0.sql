@@ -3890,8 +3890,8 @@ BEGIN
     --     PgBouncer the next client of the same server connection inherits it. A registry rule
     --     context_scope = 'transaction' makes every switch local; an explicit 'session' rule records
     --     that the role never goes through a transaction pooler. Bound roles are exempt (their
-    --     tenant is their binding, whoever uses the connection). An ALTER ROLE ... SET of the
-    --     setting does not count: a client can shadow it when the library is not preloaded.
+    --     tenant is their binding, whoever uses the connection). Only the registry rule counts:
+    --     it is what pg_dump carries to a restored database of any name.
     RETURN QUERY
         WITH RECURSIVE holders(roleid) AS (
             SELECT oid FROM pg_roles WHERE rolname IN ('tenant_user', 'tenant_superuser')
@@ -3930,7 +3930,7 @@ BEGIN
            AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
                 OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
            AND EXISTS (SELECT FROM pg_roles l
-                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'USAGE')
+                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'MEMBER')
                           AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
         UNION ALL
         SELECT 'error', 'table tenant.signing_keys',

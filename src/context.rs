@@ -292,11 +292,53 @@ fn effective_rules(caller: Oid) -> Effective {
         rules.require_signed |= c.require_signed;
         rules.transaction_scope |= c.transaction_scope;
     }
+    let (stored_signed, stored_transaction) = stored_settings_of(session);
     Effective {
-        require_signed: rules.require_signed || settings::require_signed_context(),
+        require_signed: rules.require_signed || stored_signed || settings::require_signed_context(),
         transaction_scope: rules.transaction_scope
+            || stored_transaction
             || settings::context_scope() == ContextScope::Transaction,
     }
+}
+
+// What `ALTER ROLE/DATABASE ... SET` stored for the session user in this database (role and
+// database, role alone, database alone), read from pg_db_role_setting itself: the value in the
+// session can have been shadowed by a startup option or a discarded placeholder, the catalog
+// cannot. The stricter entry wins. PostgreSQL applies these at login only, so one read per
+// backend and role is exact (kept for the backend's life).
+const STORED_SETTINGS: &str = "SELECT      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.require_signed_context=(on|t|tr|tru|true|y|ye|yes|1)$'), false),      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.context_scope=transaction$'), false)      FROM pg_catalog.pg_db_role_setting d CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg      WHERE (d.setrole OPERATOR(pg_catalog.=) $1 AND d.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[]))         OR (d.setrole OPERATOR(pg_catalog.=) 0 AND d.setdatabase OPERATOR(pg_catalog.=) $2)";
+
+static STORED: Backend<RefCell<Option<HashMap<u32, (bool, bool)>>>> = Backend(RefCell::new(None));
+
+fn stored_settings_of(role: Oid) -> (bool, bool) {
+    let key = role.to_u32();
+    if let Some(hit) = STORED
+        .0
+        .borrow()
+        .as_ref()
+        .and_then(|m| m.get(&key).copied())
+    {
+        return hit;
+    }
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let found = privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c
+                .select(STORED_SETTINGS, Some(1), &[role.into(), database.into()])?
+                .first();
+            Ok::<_, pgrx::spi::Error>((
+                t.get::<bool>(1)?.unwrap_or(false),
+                t.get::<bool>(2)?.unwrap_or(false),
+            ))
+        })
+    })
+    .unwrap_or_else(|e| lookup_failed(e));
+    STORED
+        .0
+        .borrow_mut()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, found);
+    found
 }
 
 fn require_local_flag(is_local: Option<bool>) -> bool {
