@@ -65,9 +65,25 @@ static TENANTS_RELID: Backend<Cell<u32>> = Backend(Cell::new(0));
 static CACHE: Backend<RefCell<Option<Cache>>> = Backend(RefCell::new(None));
 /// The hot path: the last tenant found active, with the generation it was found in.
 static LAST_ACTIVE: Backend<Cell<(i64, u64)>> = Backend(Cell::new((0, 0)));
-/// The hot path: the session user's binding, with the session user and generation it is for.
-static SESSION_BINDING: Backend<Cell<(u32, u64, Option<i64>, bool)>> =
-    Backend(Cell::new((0, 0, None, false)));
+/// The hot path: what the getters need to know about the session user, with the session user
+/// and generation it is for.
+#[derive(Clone, Copy)]
+struct SessionRules {
+    user: u32,
+    generation: u64,
+    binding: Option<i64>,
+    allow_cross_tenant: bool,
+    /// The registry or the role's stored settings say context_scope = transaction: a
+    /// session-scope value (set before the rule) is void.
+    transaction_scope: bool,
+}
+static SESSION_RULES: Backend<Cell<SessionRules>> = Backend(Cell::new(SessionRules {
+    user: 0,
+    generation: 0,
+    binding: None,
+    allow_cross_tenant: false,
+    transaction_scope: false,
+}));
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: Oid) {
@@ -258,23 +274,31 @@ fn session_user() -> Oid {
     unsafe { pg_sys::GetSessionUserId() }
 }
 
-/// The session user's binding and its cross-tenant allowance: two cell reads on the hot path.
-fn session_binding(session: Oid) -> (Option<i64>, bool) {
+/// The session user's binding, cross-tenant allowance and scope rule: two cell reads on the hot
+/// path.
+fn session_rules(session: Oid) -> SessionRules {
     let generation = GENERATION.0.get();
-    let (user, seen, binding, allow) = SESSION_BINDING.0.get();
-    if user == session.to_u32() && seen == generation {
-        return (binding, allow);
+    let cached = SESSION_RULES.0.get();
+    if cached.user == session.to_u32() && cached.generation == generation {
+        return cached;
     }
     let rules = rules_of(session);
+    let fresh = SessionRules {
+        user: session.to_u32(),
+        generation,
+        binding: rules.binding,
+        allow_cross_tenant: rules.allow_cross_tenant,
+        transaction_scope: rules.transaction_scope || stored_settings_of(session).1,
+    };
     if GENERATION.0.get() == generation {
-        SESSION_BINDING.0.set((
-            session.to_u32(),
-            generation,
-            rules.binding,
-            rules.allow_cross_tenant,
-        ));
+        SESSION_RULES.0.set(fresh);
     }
-    (rules.binding, rules.allow_cross_tenant)
+    fresh
+}
+
+fn session_binding(session: Oid) -> (Option<i64>, bool) {
+    let r = session_rules(session);
+    (r.binding, r.allow_cross_tenant)
 }
 
 /// The rules in force for a call: the registry's rules of the session user and of the calling
@@ -308,7 +332,9 @@ fn effective_rules(caller: Oid) -> Effective {
 // backend and role is exact (kept for the backend's life).
 const STORED_SETTINGS: &str = "SELECT      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.require_signed_context=(on|t|tr|tru|true|y|ye|yes|1)$'), false),      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.context_scope=transaction$'), false)      FROM pg_catalog.pg_db_role_setting d CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg      WHERE (d.setrole OPERATOR(pg_catalog.=) $1 AND d.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[]))         OR (d.setrole OPERATOR(pg_catalog.=) 0 AND d.setdatabase OPERATOR(pg_catalog.=) $2)";
 
-static STORED: Backend<RefCell<Option<HashMap<u32, (bool, bool)>>>> = Backend(RefCell::new(None));
+/// (require_signed_context, context_scope = transaction) as stored, per role.
+type StoredSettings = HashMap<u32, (bool, bool)>;
+static STORED: Backend<RefCell<Option<StoredSettings>>> = Backend(RefCell::new(None));
 
 fn stored_settings_of(role: Oid) -> (bool, bool) {
     let key = role.to_u32();
@@ -460,7 +486,7 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
     route_search_path(tenant.schema.as_deref(), local);
     settings::apply(
         settings::TENANT_ID,
-        &settings::render_tenant_setting(tenant.id, session.to_u32()),
+        &settings::render_tenant_setting(tenant.id, session.to_u32(), local),
         local,
     );
     LAST_ACTIVE.0.set((tenant.id, GENERATION.0.get()));
@@ -512,11 +538,15 @@ fn clear_tenant() {
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 pub fn current_tenant_id() -> Option<i64> {
     let session = session_user();
-    let id = match session_binding(session) {
-        (Some(bound), _) => bound,
-        (None, _) => {
+    let rules = session_rules(session);
+    let id = match rules.binding {
+        Some(bound) => bound,
+        None => {
             let setting = settings::tenant_setting();
-            if setting.id == 0 || (setting.owner != 0 && setting.owner != session.to_u32()) {
+            if setting.id == 0
+                || (setting.owner != 0 && setting.owner != session.to_u32())
+                || (rules.transaction_scope && !setting.local && setting.owner != 0)
+            {
                 return None;
             }
             setting.id
@@ -547,13 +577,14 @@ fn current_tenant() -> Option<String> {
 /// that uses it applies only to tenant_superuser.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 fn cross_tenant_active() -> bool {
-    if !settings::cross_tenant_entered() {
+    let Some(local) = settings::cross_tenant_entry() else {
         return false;
+    };
+    let rules = session_rules(session_user());
+    if rules.transaction_scope && !local {
+        return false; // entered for the session before the rule said transaction
     }
-    match session_binding(session_user()) {
-        (Some(_), allowed) => allowed,
-        (None, _) => true,
-    }
+    rules.binding.is_none() || rules.allow_cross_tenant
 }
 
 fn audit(action: &str, reason: Option<&str>) {
@@ -602,7 +633,10 @@ fn enter_cross_tenant(reason: Option<&str>, is_local: default!(Option<bool>, fal
     warn_if_pointless(local, "cross-tenant mode");
     settings::apply(
         settings::CROSS_TENANT,
-        &settings::render_cross_tenant(settings::this_session()),
+        &settings::render_cross_tenant(settings::SessionKey {
+            local,
+            ..settings::this_session()
+        }),
         local,
     );
     audit("cross_tenant_entered", Some(reason));

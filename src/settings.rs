@@ -7,12 +7,14 @@
 //! `RESET ALL` (and so `DISCARD ALL`) resets them without any privilege check.
 //!
 //! Both values also name who set them, so a value cannot outlive the session it was made for:
-//! the context is stored as `<tenant id>@<session user oid>` (shown as the bare id) and is void
-//! once `SET SESSION AUTHORIZATION` makes another role the session user; the cross-tenant flag is
-//! `<backend pid>.<backend start>.<session user oid>` (shown as `on`/`off`), so a value that did not
+//! the context is stored as `<tenant id>@<session user oid>[/local]` (shown as the bare id) and is
+//! void once `SET SESSION AUTHORIZATION` makes another role the session user; the cross-tenant flag
+//! is `<backend pid>.<backend start>.<session user oid>[/local]` (shown as `on`/`off`), so a value that did not
 //! come from `enter_cross_tenant()` in this very session (a role or database default, a startup
 //! option, a pooled predecessor with another session user) is not honoured. The values travel to
-//! parallel workers as text, so the workers read the same owner.
+//! parallel workers as text, so the workers read the same owner. `/local` marks a value set for
+//! the transaction only: a session-scope value is void once the role's rules say
+//! `context_scope = transaction` (so changing the rule reaches pooled connections at once).
 //!
 //! `require_signed_context` and `context_scope` are only the convenience half of a role's rules:
 //! a startup option or a placeholder can shadow them when the library is not preloaded, so the
@@ -55,8 +57,13 @@ unsafe impl<T> Sync for Backend<T> {}
 // The context is a string (tenant ids are bigint, integer settings are 32-bit); the assign hook
 // parses it once into TENANT_ID_VALUE so the policy function never parses per row.
 static TENANT_ID_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-static TENANT_ID_VALUE: Backend<Cell<TenantSetting>> =
-    Backend(Cell::new(TenantSetting { id: 0, owner: 0 }));
+static TENANT_ID_VALUE: Backend<Cell<TenantSetting>> = Backend(Cell::new(NO_TENANT));
+const NO_TENANT: TenantSetting = TenantSetting {
+    id: 0,
+    owner: 0,
+    local: false,
+};
+const LOCAL_SUFFIX: &str = "/local";
 static CROSS_TENANT_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static CROSS_TENANT_VALUE: Backend<Cell<Option<SessionKey>>> = Backend(Cell::new(None));
 /// What the show hooks return (PostgreSQL copies it before the next call).
@@ -75,6 +82,7 @@ static TEMPLATE_SCHEMA: GucSetting<Option<CString>> =
 pub struct TenantSetting {
     pub id: i64,
     pub owner: u32,
+    pub local: bool,
 }
 
 /// The session a cross-tenant entry belongs to.
@@ -83,6 +91,7 @@ pub struct SessionKey {
     pub pid: i32,
     pub started: i64,
     pub owner: u32,
+    pub local: bool,
 }
 
 const BAD_TENANT: &str = "the tenant context must be a positive tenant id";
@@ -105,11 +114,17 @@ fn oid_text(text: &str) -> Option<u32> {
 }
 
 /// Parses the context setting's text: empty means "no tenant"; otherwise a positive decimal id,
-/// optionally followed by `@<session user oid>`. Pure so it is unit-tested without a backend.
+/// optionally followed by `@<session user oid>` and `/local`. Pure so it is unit-tested without a
+/// backend.
 pub fn parse_tenant_setting(text: &str) -> Result<TenantSetting, &'static str> {
     if text.is_empty() {
-        return Ok(TenantSetting { id: 0, owner: 0 });
+        return Ok(NO_TENANT);
     }
+    let (text, local) = match text.strip_suffix(LOCAL_SUFFIX) {
+        Some(t) if t.contains('@') => (t, true),
+        Some(_) => return Err(BAD_TENANT),
+        None => (text, false),
+    };
     let (id, owner) = match text.split_once('@') {
         Some((id, owner)) => (id, Some(owner)),
         None => (text, None),
@@ -119,12 +134,12 @@ pub fn parse_tenant_setting(text: &str) -> Result<TenantSetting, &'static str> {
         None => 0,
         Some(o) => oid_text(o).ok_or(BAD_TENANT)?,
     };
-    Ok(TenantSetting { id, owner })
+    Ok(TenantSetting { id, owner, local })
 }
 
-/// The text the setters store: the id tied to the session user that set it.
-pub fn render_tenant_setting(id: i64, owner: u32) -> String {
-    format!("{id}@{owner}")
+/// The text the setters store: the id tied to the session user that set it, and its scope.
+pub fn render_tenant_setting(id: i64, owner: u32, local: bool) -> String {
+    format!("{id}@{owner}{}", if local { LOCAL_SUFFIX } else { "" })
 }
 
 /// Parses the cross-tenant flag: empty or `off` means off; `<pid>.<start>.<owner>` is an entry
@@ -135,6 +150,10 @@ pub fn parse_cross_tenant(text: &str) -> Result<Option<SessionKey>, &'static str
     if text.is_empty() || text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
+    let (text, local) = match text.strip_suffix(LOCAL_SUFFIX) {
+        Some(t) => (t, true),
+        None => (text, false),
+    };
     let parts: Vec<&str> = text.split('.').collect();
     let [pid, started, owner] = parts[..] else {
         return Err(BAD);
@@ -147,11 +166,18 @@ pub fn parse_cross_tenant(text: &str) -> Result<Option<SessionKey>, &'static str
         pid: pid.parse().map_err(|_| BAD)?,
         started: started.parse().map_err(|_| BAD)?,
         owner: oid_text(owner).ok_or(BAD)?,
+        local,
     }))
 }
 
 pub fn render_cross_tenant(key: SessionKey) -> String {
-    format!("{}.{}.{}", key.pid, key.started, key.owner)
+    format!(
+        "{}.{}.{}{}",
+        key.pid,
+        key.started,
+        key.owner,
+        if key.local { LOCAL_SUFFIX } else { "" }
+    )
 }
 
 unsafe fn hook_text<'a>(newval: *const c_char) -> &'a str {
@@ -189,7 +215,7 @@ unsafe extern "C-unwind" fn check_tenant_id(
 unsafe extern "C-unwind" fn assign_tenant_id(newval: *const c_char, _extra: *mut c_void) {
     TENANT_ID_VALUE
         .0
-        .set(parse_tenant_setting(hook_text(newval)).unwrap_or(TenantSetting { id: 0, owner: 0 }));
+        .set(parse_tenant_setting(hook_text(newval)).unwrap_or(NO_TENANT));
 }
 
 fn show(text: String) -> *const c_char {
@@ -322,6 +348,7 @@ pub fn this_session() -> SessionKey {
                     pid: (*leader).pid,
                     started: -1,
                     owner,
+                    local: false,
                 };
             }
         }
@@ -329,17 +356,22 @@ pub fn this_session() -> SessionKey {
             pid: pg_sys::MyProcPid,
             started: pg_sys::MyStartTime,
             owner,
+            local: false,
         }
     }
 }
 
-/// Whether the cross-tenant flag holds an entry made by this session (and its session user).
-pub fn cross_tenant_entered() -> bool {
-    let Some(key) = CROSS_TENANT_VALUE.0.get() else {
-        return false;
-    };
+/// The cross-tenant entry in force if it was made by this session (and its session user):
+/// Some(local) when entered, None otherwise.
+pub fn cross_tenant_entry() -> Option<bool> {
+    let key = CROSS_TENANT_VALUE.0.get()?;
     let me = this_session();
-    key.pid == me.pid && key.owner == me.owner && (me.started == -1 || key.started == me.started)
+    (key.pid == me.pid && key.owner == me.owner && (me.started == -1 || key.started == me.started))
+        .then_some(key.local)
+}
+
+pub fn cross_tenant_entered() -> bool {
+    cross_tenant_entry().is_some()
 }
 
 pub fn require_signed_context() -> bool {
@@ -377,31 +409,28 @@ pub fn apply(name: &CStr, value: &str, local: bool) {
 mod tests {
     use super::*;
 
+    fn t(id: i64, owner: u32, local: bool) -> TenantSetting {
+        TenantSetting { id, owner, local }
+    }
+
     #[test]
     fn empty_means_no_tenant() {
-        assert_eq!(
-            parse_tenant_setting(""),
-            Ok(TenantSetting { id: 0, owner: 0 })
-        );
+        assert_eq!(parse_tenant_setting(""), Ok(NO_TENANT));
     }
 
     #[test]
     fn positive_ids_parse_with_or_without_an_owner() {
-        assert_eq!(
-            parse_tenant_setting("42"),
-            Ok(TenantSetting { id: 42, owner: 0 })
-        );
+        assert_eq!(parse_tenant_setting("42"), Ok(t(42, 0, false)));
         assert_eq!(
             parse_tenant_setting("9223372036854775807@16384"),
-            Ok(TenantSetting {
-                id: i64::MAX,
-                owner: 16384
-            })
+            Ok(t(i64::MAX, 16384, false))
         );
-        assert_eq!(
-            parse_tenant_setting(&render_tenant_setting(7, 10)),
-            Ok(TenantSetting { id: 7, owner: 10 })
-        );
+        for local in [false, true] {
+            assert_eq!(
+                parse_tenant_setting(&render_tenant_setting(7, 10, local)),
+                Ok(t(7, 10, local))
+            );
+        }
     }
 
     #[test]
@@ -421,6 +450,9 @@ mod tests {
             "@5",
             "1@5@6",
             "1@99999999999",
+            "1/local",
+            "1@5/loc",
+            "1@5/local/local",
         ] {
             assert!(parse_tenant_setting(bad).is_err(), "{bad:?} accepted");
         }
@@ -430,14 +462,25 @@ mod tests {
     fn cross_tenant_values() {
         assert_eq!(parse_cross_tenant(""), Ok(None));
         assert_eq!(parse_cross_tenant("off"), Ok(None));
-        let key = SessionKey {
-            pid: 123,
-            started: 1_700_000_000,
-            owner: 16384,
-        };
-        assert_eq!(parse_cross_tenant(&render_cross_tenant(key)), Ok(Some(key)));
+        for local in [false, true] {
+            let key = SessionKey {
+                pid: 123,
+                started: 1_700_000_000,
+                owner: 16384,
+                local,
+            };
+            assert_eq!(parse_cross_tenant(&render_cross_tenant(key)), Ok(Some(key)));
+        }
         for bad in [
-            "on", "true", "1", "1.2", "1.2.0", "a.b.c", "1.2.3.4", "-1.2.3",
+            "on",
+            "true",
+            "1",
+            "1.2",
+            "1.2.0",
+            "a.b.c",
+            "1.2.3.4",
+            "-1.2.3",
+            "1.2.3/local/local",
         ] {
             assert!(parse_cross_tenant(bad).is_err(), "{bad:?} accepted");
         }

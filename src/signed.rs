@@ -241,7 +241,7 @@ fn sign_context(
     remembers_since();
     let count = SIGNED.0.get().wrapping_add(1);
     SIGNED.0.set(count);
-    if count % PRUNE_EVERY == 0 {
+    if count.is_multiple_of(PRUNE_EVERY) {
         prune();
     }
     let (key_id, secret) = current_key();

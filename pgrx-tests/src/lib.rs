@@ -14,6 +14,8 @@ use std::sync::{Mutex, OnceLock};
 
 pub use postgres;
 
+pub mod pooler;
+
 pub const DEFAULT_PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
 
 /// A PostgreSQL installation, found through its `pg_config`.

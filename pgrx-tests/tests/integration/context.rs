@@ -742,7 +742,7 @@ mod cross_tenant {
 /// that no one inherits, single-use tokens, no existence oracle. Every case runs twice: on the
 /// shared cluster (library loaded on first use) and on one with `shared_preload_libraries`.
 mod hardening {
-    use super::signed::{forge, forge_with, fresh_id};
+    use super::signed::{forge_with, fresh_id};
     use super::*;
     use qft_integration_tests::postgres::error::DbError;
 
@@ -1284,7 +1284,7 @@ mod hardening {
     fn rotate_zero_retires_every_earlier_key(c: &'static Cluster) {
         let db = db_on(c, "tok_rotate");
         let mut admin = db.connect("admin");
-        let mut sign =
+        let sign =
             |admin: &mut Client| -> String { one(admin, "SELECT tenant.sign_context('acme')") };
         let two_ago = sign(&mut admin);
         admin

@@ -5,5 +5,6 @@ mod context;
 mod foundation;
 mod isolation;
 mod migrate;
+mod pooler;
 mod review;
 mod schemas;
