@@ -378,10 +378,19 @@ fn require_local_flag(is_local: Option<bool>) -> bool {
     })
 }
 
+/// The local transaction a "local outside a transaction block" WARNING was given in.
+static WARNED_IN: Backend<Cell<u32>> = Backend(Cell::new(0));
+
 /// A local change outside a transaction block ends with its own statement: say so, as PostgreSQL
-/// does for SET LOCAL.
+/// does for SET LOCAL (once per statement's transaction, so a function looping over set_tenant
+/// does not repeat it).
 fn warn_if_pointless(local: bool, what: &str) {
     if local && !unsafe { pg_sys::IsTransactionBlock() } {
+        let lxid = unsafe { (*pg_sys::MyProc).lxid };
+        if WARNED_IN.0.get() == lxid {
+            return;
+        }
+        WARNED_IN.0.set(lxid);
         let report = pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_NO_ACTIVE_SQL_TRANSACTION,
             format!(
