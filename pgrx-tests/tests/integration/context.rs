@@ -772,7 +772,67 @@ mod hardening {
         refused_roles_cannot_tell_existing_from_unknown_tenants,
         null_flags_settings_display_and_local_warnings,
         the_checker_reports_pooled_roles_that_can_hold_session_contexts,
+        parallel_workers_see_the_leaders_cross_tenant_mode_and_context,
     );
+
+    /// The owner-tagged values reach parallel workers (which have other pids): a worker sees the
+    /// leader's context and the leader's cross-tenant entry, nothing more and nothing less.
+    fn parallel_workers_see_the_leaders_cross_tenant_mode_and_context(c: &'static Cluster) {
+        let db = db_on(c, "par_cross");
+        let mut su = db.superuser();
+        su.batch_execute(
+            "INSERT INTO public.projects SELECT 1 + g % 2, 1000 + g, 'bulk' FROM generate_series(1, 20000) g; \
+             ANALYZE public.projects",
+        )
+        .unwrap();
+        let force = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; \
+                     SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2; \
+                     SET enable_indexscan = off; SET enable_bitmapscan = off";
+        let count = |c: &mut Client| -> (i64, String) {
+            let plan: Vec<String> = c
+                .query(
+                    "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM public.projects",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (
+                one(c, "SELECT count(*) FROM public.projects"),
+                plan.join("\n"),
+            )
+        };
+        let mut support = db.connect("support");
+        support.batch_execute(force).unwrap();
+        support
+            .batch_execute("SELECT tenant.enter_cross_tenant('parallel audit')")
+            .unwrap();
+        let (n, plan) = count(&mut support);
+        assert!(plan.contains("Workers Launched"), "{plan}");
+        assert_eq!(n, 6 + 20000);
+        support
+            .batch_execute("SELECT tenant.exit_cross_tenant()")
+            .unwrap();
+        assert_eq!(count(&mut support).0, 0);
+        // A superuser-connected pooler's client: the context is tied to the session user, and
+        // the workers agree with the leader.
+        let mut pooler = db.superuser();
+        pooler.batch_execute(force).unwrap();
+        pooler
+            .batch_execute(&format!(
+                "SET SESSION AUTHORIZATION {}; SELECT tenant.set_tenant('acme')",
+                db.role("app")
+            ))
+            .unwrap();
+        assert_eq!(count(&mut pooler).0, 3 + 10000);
+        pooler
+            .batch_execute(&format!("SET SESSION AUTHORIZATION {}", db.role("app2")))
+            .unwrap();
+        let (n, plan) = count(&mut pooler);
+        assert!(plan.contains("Workers Launched"), "{plan}");
+        assert_eq!(n, 0);
+    }
 
     fn db_on(c: &'static Cluster, label: &str) -> TestDb {
         TestDb::new_on(c, label).with_projects()
