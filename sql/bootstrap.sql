@@ -39,10 +39,13 @@ CREATE TABLE tenant.tenants (
 COMMENT ON TABLE tenant.tenants IS 'The tenant registry. Change it through tenant.create_tenant() and friends.';
 
 -- Login roles pinned to one tenant (BI tools, analysts). regrole is dumped by name.
+-- allow_cross_tenant: a superuser let this bound role (a tenant_superuser member) enter
+-- cross-tenant mode; otherwise a bound role never leaves its tenant.
 CREATE TABLE tenant.role_bindings (
     role regrole PRIMARY KEY,
     tenant_id bigint NOT NULL REFERENCES tenant.tenants (id),
-    bound_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    bound_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    allow_cross_tenant boolean NOT NULL DEFAULT false
 );
 
 -- HMAC keys for signed contexts. Readable only by the registry owner; not dumped, so a restored

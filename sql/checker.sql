@@ -589,6 +589,61 @@ BEGIN
             OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
                    AND p.polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard')) < 3
          ORDER BY 2;
+
+    -- 15. Login roles holding tenant_user or tenant_superuser (that may connect to this database)
+    --     which can hold a session-scope context or cross-tenant mode: behind a transaction-pooling
+    --     PgBouncer the next client of the same server connection inherits it. A registry rule
+    --     context_scope = 'transaction' makes every switch local; an explicit 'session' rule records
+    --     that the role never goes through a transaction pooler. Bound roles are exempt (their
+    --     tenant is their binding, whoever uses the connection). Only the registry rule counts:
+    --     it is what pg_dump carries to a restored database of any name.
+    RETURN QUERY
+        WITH RECURSIVE holders(roleid) AS (
+            SELECT oid FROM pg_roles WHERE rolname IN ('tenant_user', 'tenant_superuser')
+            UNION
+            SELECT m.member FROM pg_auth_members m JOIN holders h ON m.roleid = h.roleid
+        )
+        SELECT 'warning', format('role %I', r.rolname),
+               'can hold a session-scope tenant context or cross-tenant mode: behind a transaction-pooling PgBouncer the next client of its server connection inherits it',
+               format('SELECT tenant.set_role_rules(%L, context_scope => ''transaction'');', r.rolname)
+          FROM (SELECT DISTINCT roleid FROM holders) h
+          JOIN pg_roles r ON r.oid = h.roleid
+         WHERE r.rolcanlogin AND NOT r.rolsuper
+           AND has_database_privilege(r.oid, current_database(), 'CONNECT')
+           AND NOT EXISTS (SELECT FROM tenant.role_rules rr WHERE rr.role = r.oid AND rr.context_scope IS NOT NULL)
+           AND NOT EXISTS (SELECT FROM tenant.role_bindings b WHERE b.role = r.oid)
+         ORDER BY 2;
+
+    -- 16. Whoever could read the signing keys could sign a context for any tenant. Row security
+    --     (FORCE, no policy) keeps every role but superusers out, also pg_read_all_data members;
+    --     what is left: BYPASSRLS roles with SELECT on the table (directly or through
+    --     pg_read_all_data), members of its owner (they can switch row security off), and row
+    --     security switched off. Roles are reported when some login role that may connect here
+    --     has their privileges.
+    RETURN QUERY
+        SELECT 'error', format('role %I', r.rolname),
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER')
+                    THEN format('is a member of %I, the owner of tenant.signing_keys: it can switch its row level security off and read the keys that sign tenant contexts', o.rolname)
+                    ELSE 'has BYPASSRLS and SELECT on tenant.signing_keys (e.g. through pg_read_all_data): it can read the keys that sign tenant contexts' END,
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER') THEN format('REVOKE %I FROM %I;', o.rolname, r.rolname)
+                    ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
+          FROM pg_class c
+          JOIN pg_roles o ON o.oid = c.relowner
+          CROSS JOIN pg_roles r
+         WHERE c.oid = 'tenant.signing_keys'::regclass
+           AND NOT r.rolsuper AND r.oid <> c.relowner
+           AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
+                OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           AND EXISTS (SELECT FROM pg_roles l
+                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                          AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
+        UNION ALL
+        SELECT 'error', 'table tenant.signing_keys',
+               'row level security is off or not forced: roles with SELECT on it (e.g. pg_read_all_data members) can read the keys that sign tenant contexts',
+               'ALTER TABLE tenant.signing_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;'
+          FROM pg_class c
+         WHERE c.oid = 'tenant.signing_keys'::regclass AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+         ORDER BY 2, 3;
 END
 $$;
 

@@ -10,12 +10,43 @@
 -- those). Keep the policy getters (current_tenant_id, cross_tenant_active): user policies depend
 -- on them, so their signatures never change.
 
+-- Tenant context hardening (issue 10): the rules that guard a role live in the registry.
+ALTER TABLE tenant.role_bindings ADD COLUMN allow_cross_tenant boolean NOT NULL DEFAULT false;
+CREATE TABLE tenant.role_rules (
+    role regrole PRIMARY KEY,
+    require_signed_context boolean,
+    context_scope text CONSTRAINT role_rules_context_scope CHECK (context_scope IN ('session', 'transaction')),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE tenant.role_rules IS 'Per-role context rules. Change them through tenant.set_role_rules() / tenant.drop_role_rules().';
+SELECT pg_catalog.pg_extension_config_dump('tenant.role_rules', '');
+-- Single-use tokens (0.1.0's v1 tokens are refused from now on: they carried no token id).
+CREATE UNLOGGED TABLE tenant.used_tokens (
+    token_id uuid PRIMARY KEY,
+    expires_at bigint NOT NULL
+);
+INSERT INTO tenant.used_tokens (token_id, expires_at)
+VALUES ('00000000-0000-0000-0000-000000000000', pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.now()))::bigint);
+-- Keys unreadable by pg_read_all_data members.
+ALTER TABLE tenant.signing_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+-- Signatures that changed: enter_cross_tenant gained is_local, bind_role gained allow_cross_tenant.
+DROP FUNCTION tenant.enter_cross_tenant(text);
+DROP FUNCTION tenant.bind_role(regrole, text);
+
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'registry_changed_wrapper';
+
+-- qualityfoundry_tenant::context::_require_superuser
+CREATE OR REPLACE FUNCTION tenant."_require_superuser"(
+	"action" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'require_superuser_sql_wrapper';
 
 -- qualityfoundry_tenant::context::clear_tenant
 CREATE OR REPLACE FUNCTION tenant."clear_tenant"() RETURNS void
@@ -43,7 +74,8 @@ AS 'MODULE_PATHNAME', 'current_tenant_id_wrapper';
 
 -- qualityfoundry_tenant::context::enter_cross_tenant
 CREATE OR REPLACE FUNCTION tenant."enter_cross_tenant"(
-	"reason" TEXT /* Option < & str > */
+	"reason" TEXT, /* Option < & str > */
+	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS void
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -58,7 +90,7 @@ AS 'MODULE_PATHNAME', 'exit_cross_tenant_wrapper';
 -- qualityfoundry_tenant::context::set_tenant
 CREATE OR REPLACE FUNCTION tenant."set_tenant"(
 	"tenant" TEXT, /* Option < & str > */
-	"is_local" bool DEFAULT false /* bool */
+	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
@@ -67,7 +99,7 @@ AS 'MODULE_PATHNAME', 'set_tenant_text_wrapper';
 -- qualityfoundry_tenant::context::set_tenant
 CREATE OR REPLACE FUNCTION tenant."set_tenant"(
 	"tenant" bigint, /* Option < i64 > */
-	"is_local" bool DEFAULT false /* bool */
+	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
@@ -142,7 +174,7 @@ AS 'MODULE_PATHNAME', 'rotate_signing_key_wrapper';
 -- qualityfoundry_tenant::signed::set_tenant_signed
 CREATE OR REPLACE FUNCTION tenant."set_tenant_signed"(
 	"token" TEXT, /* Option < & str > */
-	"is_local" bool DEFAULT false /* bool */
+	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -184,6 +216,8 @@ CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR T
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_bindings
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_rules
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
@@ -278,7 +312,13 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION tenant.bind_role(role regrole, tenant text) RETURNS void
+-- Binds a login role to one tenant. The binding lives only in the registry: the context getter
+-- reads it for the session user on every statement (through the per-backend cache), so it holds
+-- from a session's first statement, cannot be shadowed by any client setting, and rebinding,
+-- unbinding and SET SESSION AUTHORIZATION take effect from the next statement.
+-- allow_cross_tenant (superusers only): the bound role, if a tenant_superuser member, may enter
+-- cross-tenant mode; without it a bound role never leaves its tenant.
+CREATE OR REPLACE FUNCTION tenant.bind_role(role regrole, tenant text, allow_cross_tenant boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -287,8 +327,11 @@ DECLARE
     r pg_roles;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'bind a role to a tenant');
-    IF role IS NULL THEN
-        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    IF role IS NULL OR allow_cross_tenant IS NULL THEN
+        RAISE EXCEPTION 'role and allow_cross_tenant must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF allow_cross_tenant THEN
+        PERFORM tenant._require_superuser('let a bound role enter cross-tenant mode');
     END IF;
     t := tenant._resolve(tenant);
     SELECT * INTO r FROM pg_roles WHERE oid = role;
@@ -296,13 +339,11 @@ BEGIN
         RAISE EXCEPTION 'role % bypasses row-level security and cannot be bound to a tenant', role
             USING ERRCODE = '22023', HINT = 'Bind a NOSUPERUSER NOBYPASSRLS login role.';
     END IF;
-    INSERT INTO tenant.role_bindings (role, tenant_id) VALUES (role, t.id)
-        ON CONFLICT ON CONSTRAINT role_bindings_pkey DO UPDATE SET tenant_id = excluded.tenant_id, bound_at = now();
-    -- PostgreSQL applies this at every login of the role, before its first statement; only a
-    -- superuser can set it, and RESET / DISCARD ALL return to it.
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET qualityfoundry_tenant.tenant_id = %L',
-                   r.rolname, current_database(), t.id::text);
-    PERFORM tenant._audit('role_bound', r.rolname, t.id, jsonb_build_object('tenant', t.slug));
+    INSERT INTO tenant.role_bindings (role, tenant_id, allow_cross_tenant) VALUES (role, t.id, allow_cross_tenant)
+        ON CONFLICT ON CONSTRAINT role_bindings_pkey
+        DO UPDATE SET tenant_id = excluded.tenant_id, bound_at = now(), allow_cross_tenant = excluded.allow_cross_tenant;
+    PERFORM tenant._audit('role_bound', r.rolname, t.id,
+                          jsonb_build_object('tenant', t.slug, 'allow_cross_tenant', allow_cross_tenant));
 END
 $$;
 
@@ -312,19 +353,69 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old_tenant bigint;
-    rname name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'unbind a role');
     IF role IS NULL THEN
         RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
     END IF;
-    SELECT rolname INTO rname FROM pg_roles WHERE oid = role;
     DELETE FROM tenant.role_bindings b WHERE b.role = unbind_role.role RETURNING b.tenant_id INTO old_tenant;
     IF old_tenant IS NULL THEN
         RAISE EXCEPTION 'role % is not bound to a tenant', role USING ERRCODE = '22023';
     END IF;
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET qualityfoundry_tenant.tenant_id', rname, current_database());
-    PERFORM tenant._audit('role_unbound', rname, old_tenant, NULL);
+    PERFORM tenant._audit('role_unbound', role::text, old_tenant, NULL);
+END
+$$;
+
+-- The rules that guard a role's context, in the registry (see sql/context_tables.sql). NULL
+-- leaves a rule as it is; the setting of the same name (ALTER ROLE ... SET) still applies too,
+-- and the stricter wins.
+CREATE OR REPLACE FUNCTION tenant.set_role_rules(role regrole, require_signed_context boolean DEFAULT NULL,
+                                                 context_scope text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rules tenant.role_rules;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'set the rules of a role');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF context_scope IS NOT NULL AND context_scope NOT IN ('session', 'transaction') THEN
+        RAISE EXCEPTION 'invalid context_scope %', quote_literal(context_scope) USING ERRCODE = '22023',
+            HINT = 'Use session or transaction.';
+    END IF;
+    IF require_signed_context IS NULL AND context_scope IS NULL THEN
+        RAISE EXCEPTION 'no rule given for role %', role USING ERRCODE = '22023',
+            HINT = 'Pass require_signed_context and/or context_scope; tenant.drop_role_rules() removes them.';
+    END IF;
+    INSERT INTO tenant.role_rules AS r (role, require_signed_context, context_scope)
+    VALUES (set_role_rules.role, set_role_rules.require_signed_context, set_role_rules.context_scope)
+    ON CONFLICT ON CONSTRAINT role_rules_pkey DO UPDATE
+        SET require_signed_context = COALESCE(excluded.require_signed_context, r.require_signed_context),
+            context_scope = COALESCE(excluded.context_scope, r.context_scope),
+            updated_at = now()
+    RETURNING * INTO rules;
+    PERFORM tenant._audit('role_rules_set', role::text, NULL,
+                          jsonb_build_object('require_signed_context', rules.require_signed_context,
+                                             'context_scope', rules.context_scope));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tenant.drop_role_rules(role regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'drop the rules of a role');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM tenant.role_rules r WHERE r.role = drop_role_rules.role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % has no rules', role USING ERRCODE = '22023';
+    END IF;
+    PERFORM tenant._audit('role_rules_dropped', role::text, NULL, NULL);
 END
 $$;
 
@@ -336,7 +427,6 @@ DECLARE
     t tenant.tenants;
     holder record;
     n bigint;
-    b record;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'drop a tenant');
     t := tenant._resolve(tenant);
@@ -362,10 +452,8 @@ BEGIN
     IF t.schema_name IS NOT NULL AND drop_schema THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);
     END IF;
-    FOR b IN SELECT r.rolname FROM tenant.role_bindings rb JOIN pg_roles r ON r.oid = rb.role
-             WHERE rb.tenant_id = t.id LOOP
-        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET qualityfoundry_tenant.tenant_id', b.rolname, current_database());
-    END LOOP;
+    -- Bound sessions of this tenant see nothing from their next statement (bindings live only
+    -- in the registry; the trigger invalidates every backend's cache at commit).
     DELETE FROM tenant.role_bindings WHERE tenant_id = t.id;
     DELETE FROM tenant.tenants WHERE id = t.id;
     PERFORM tenant._audit('tenant_dropped', t.slug, t.id,
@@ -3819,6 +3907,61 @@ BEGIN
             OR (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
                    AND p.polname IN ('qft_schema_tenant', 'qft_cross_tenant', 'qft_schema_guard')) < 3
          ORDER BY 2;
+
+    -- 15. Login roles holding tenant_user or tenant_superuser (that may connect to this database)
+    --     which can hold a session-scope context or cross-tenant mode: behind a transaction-pooling
+    --     PgBouncer the next client of the same server connection inherits it. A registry rule
+    --     context_scope = 'transaction' makes every switch local; an explicit 'session' rule records
+    --     that the role never goes through a transaction pooler. Bound roles are exempt (their
+    --     tenant is their binding, whoever uses the connection). Only the registry rule counts:
+    --     it is what pg_dump carries to a restored database of any name.
+    RETURN QUERY
+        WITH RECURSIVE holders(roleid) AS (
+            SELECT oid FROM pg_roles WHERE rolname IN ('tenant_user', 'tenant_superuser')
+            UNION
+            SELECT m.member FROM pg_auth_members m JOIN holders h ON m.roleid = h.roleid
+        )
+        SELECT 'warning', format('role %I', r.rolname),
+               'can hold a session-scope tenant context or cross-tenant mode: behind a transaction-pooling PgBouncer the next client of its server connection inherits it',
+               format('SELECT tenant.set_role_rules(%L, context_scope => ''transaction'');', r.rolname)
+          FROM (SELECT DISTINCT roleid FROM holders) h
+          JOIN pg_roles r ON r.oid = h.roleid
+         WHERE r.rolcanlogin AND NOT r.rolsuper
+           AND has_database_privilege(r.oid, current_database(), 'CONNECT')
+           AND NOT EXISTS (SELECT FROM tenant.role_rules rr WHERE rr.role = r.oid AND rr.context_scope IS NOT NULL)
+           AND NOT EXISTS (SELECT FROM tenant.role_bindings b WHERE b.role = r.oid)
+         ORDER BY 2;
+
+    -- 16. Whoever could read the signing keys could sign a context for any tenant. Row security
+    --     (FORCE, no policy) keeps every role but superusers out, also pg_read_all_data members;
+    --     what is left: BYPASSRLS roles with SELECT on the table (directly or through
+    --     pg_read_all_data), members of its owner (they can switch row security off), and row
+    --     security switched off. Roles are reported when some login role that may connect here
+    --     has their privileges.
+    RETURN QUERY
+        SELECT 'error', format('role %I', r.rolname),
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER')
+                    THEN format('is a member of %I, the owner of tenant.signing_keys: it can switch its row level security off and read the keys that sign tenant contexts', o.rolname)
+                    ELSE 'has BYPASSRLS and SELECT on tenant.signing_keys (e.g. through pg_read_all_data): it can read the keys that sign tenant contexts' END,
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER') THEN format('REVOKE %I FROM %I;', o.rolname, r.rolname)
+                    ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
+          FROM pg_class c
+          JOIN pg_roles o ON o.oid = c.relowner
+          CROSS JOIN pg_roles r
+         WHERE c.oid = 'tenant.signing_keys'::regclass
+           AND NOT r.rolsuper AND r.oid <> c.relowner
+           AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
+                OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           AND EXISTS (SELECT FROM pg_roles l
+                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                          AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
+        UNION ALL
+        SELECT 'error', 'table tenant.signing_keys',
+               'row level security is off or not forced: roles with SELECT on it (e.g. pg_read_all_data members) can read the keys that sign tenant contexts',
+               'ALTER TABLE tenant.signing_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;'
+          FROM pg_class c
+         WHERE c.oid = 'tenant.signing_keys'::regclass AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+         ORDER BY 2, 3;
 END
 $$;
 
@@ -4025,11 +4168,12 @@ GRANT EXECUTE ON FUNCTION
     tenant.set_tenant_signed(text, boolean), tenant.clear_tenant()
 TO tenant_user;
 
-GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text), tenant.exit_cross_tenant() TO tenant_superuser;
+GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text, boolean), tenant.exit_cross_tenant() TO tenant_superuser;
 
 GRANT EXECUTE ON FUNCTION
     tenant.create_tenant(text, text, text, boolean), tenant.suspend_tenant(text), tenant.resume_tenant(text),
-    tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text), tenant.unbind_role(regrole),
+    tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text, boolean), tenant.unbind_role(regrole),
+    tenant.set_role_rules(regrole, boolean, text), tenant.drop_role_rules(regrole),
     tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
@@ -4037,7 +4181,7 @@ GRANT EXECUTE ON FUNCTION
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
-GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables
+GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables
 TO tenant_admin;
 
 -- migrate_all (sql/migrate.sql). The procedures are SECURITY INVOKER and call the helpers as the
@@ -4063,3 +4207,49 @@ GRANT SELECT ON tenant.migrations, tenant.schema_migrations, tenant.migration_ru
 -- ===== postlude (hand-written) =====
 -- 0.1.0 -> 0.2.0, hand-written part that runs after every function exists: data carried over
 -- from 0.1.0 (e.g. settings that moved into registry tables).
+
+-- Tenant context (issue 10). 0.1.0 kept a binding twice: in tenant.role_bindings and as
+-- ALTER ROLE ... IN DATABASE <this database> SET qualityfoundry_tenant.tenant_id. 0.2.0 reads
+-- bindings from the registry only (the setting could be shadowed by a client and did not follow
+-- rebinding), so the registry gets any binding it lacks and the role settings are removed.
+-- require_signed_context / context_scope set with ALTER ROLE (for this database or all) become
+-- registry rules, which no client setting can shadow; the settings stay as they are.
+DO $qft_context$
+DECLARE
+    this_db oid := (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+    s record;
+    v text;
+BEGIN
+    FOR s IN SELECT r.oid, r.rolname, cfg
+               FROM pg_catalog.pg_db_role_setting d
+               JOIN pg_catalog.pg_roles r ON r.oid = d.setrole
+               CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg
+              WHERE d.setdatabase = this_db AND cfg LIKE 'qualityfoundry\_tenant.tenant\_id=%'
+    LOOP
+        v := pg_catalog.substr(s.cfg, pg_catalog.length('qualityfoundry_tenant.tenant_id=') + 1);
+        IF v ~ '^[0-9]{1,18}$' AND EXISTS (SELECT FROM tenant.tenants t WHERE t.id = v::bigint) THEN
+            INSERT INTO tenant.role_bindings (role, tenant_id) VALUES (s.oid, v::bigint)
+                ON CONFLICT ON CONSTRAINT role_bindings_pkey DO NOTHING;
+        END IF;
+        EXECUTE pg_catalog.format('ALTER ROLE %I IN DATABASE %I RESET qualityfoundry_tenant.tenant_id',
+                                  s.rolname, pg_catalog.current_database());
+    END LOOP;
+    FOR s IN SELECT d.setrole AS oid,
+                    pg_catalog.bool_or(cfg ~* '^qualityfoundry_tenant\.require_signed_context=(on|true|yes|1|t|y)$') AS signed,
+                    pg_catalog.bool_or(cfg ~* '^qualityfoundry_tenant\.context_scope=transaction$') AS tx
+               FROM pg_catalog.pg_db_role_setting d
+               CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg
+              WHERE d.setrole <> 0 AND d.setdatabase IN (0, this_db)
+                AND EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = d.setrole)
+              GROUP BY d.setrole
+    LOOP
+        IF s.signed OR s.tx THEN
+            INSERT INTO tenant.role_rules AS r (role, require_signed_context, context_scope)
+            VALUES (s.oid, CASE WHEN s.signed THEN true END, CASE WHEN s.tx THEN 'transaction' END)
+            ON CONFLICT ON CONSTRAINT role_rules_pkey DO UPDATE
+                SET require_signed_context = COALESCE(excluded.require_signed_context, r.require_signed_context),
+                    context_scope = COALESCE(excluded.context_scope, r.context_scope);
+        END IF;
+    END LOOP;
+END
+$qft_context$;

@@ -25,6 +25,8 @@ CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR T
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
 CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
@@ -118,7 +120,13 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION tenant.bind_role(role regrole, tenant text) RETURNS void
+-- Binds a login role to one tenant. The binding lives only in the registry: the context getter
+-- reads it for the session user on every statement (through the per-backend cache), so it holds
+-- from a session's first statement, cannot be shadowed by any client setting, and rebinding,
+-- unbinding and SET SESSION AUTHORIZATION take effect from the next statement.
+-- allow_cross_tenant (superusers only): the bound role, if a tenant_superuser member, may enter
+-- cross-tenant mode; without it a bound role never leaves its tenant.
+CREATE OR REPLACE FUNCTION tenant.bind_role(role regrole, tenant text, allow_cross_tenant boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -127,8 +135,11 @@ DECLARE
     r pg_roles;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'bind a role to a tenant');
-    IF role IS NULL THEN
-        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    IF role IS NULL OR allow_cross_tenant IS NULL THEN
+        RAISE EXCEPTION 'role and allow_cross_tenant must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF allow_cross_tenant THEN
+        PERFORM tenant._require_superuser('let a bound role enter cross-tenant mode');
     END IF;
     t := tenant._resolve(tenant);
     SELECT * INTO r FROM pg_roles WHERE oid = role;
@@ -136,13 +147,11 @@ BEGIN
         RAISE EXCEPTION 'role % bypasses row-level security and cannot be bound to a tenant', role
             USING ERRCODE = '22023', HINT = 'Bind a NOSUPERUSER NOBYPASSRLS login role.';
     END IF;
-    INSERT INTO tenant.role_bindings (role, tenant_id) VALUES (role, t.id)
-        ON CONFLICT ON CONSTRAINT role_bindings_pkey DO UPDATE SET tenant_id = excluded.tenant_id, bound_at = now();
-    -- PostgreSQL applies this at every login of the role, before its first statement; only a
-    -- superuser can set it, and RESET / DISCARD ALL return to it.
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET qualityfoundry_tenant.tenant_id = %L',
-                   r.rolname, current_database(), t.id::text);
-    PERFORM tenant._audit('role_bound', r.rolname, t.id, jsonb_build_object('tenant', t.slug));
+    INSERT INTO tenant.role_bindings (role, tenant_id, allow_cross_tenant) VALUES (role, t.id, allow_cross_tenant)
+        ON CONFLICT ON CONSTRAINT role_bindings_pkey
+        DO UPDATE SET tenant_id = excluded.tenant_id, bound_at = now(), allow_cross_tenant = excluded.allow_cross_tenant;
+    PERFORM tenant._audit('role_bound', r.rolname, t.id,
+                          jsonb_build_object('tenant', t.slug, 'allow_cross_tenant', allow_cross_tenant));
 END
 $$;
 
@@ -152,19 +161,69 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old_tenant bigint;
-    rname name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'unbind a role');
     IF role IS NULL THEN
         RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
     END IF;
-    SELECT rolname INTO rname FROM pg_roles WHERE oid = role;
     DELETE FROM tenant.role_bindings b WHERE b.role = unbind_role.role RETURNING b.tenant_id INTO old_tenant;
     IF old_tenant IS NULL THEN
         RAISE EXCEPTION 'role % is not bound to a tenant', role USING ERRCODE = '22023';
     END IF;
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET qualityfoundry_tenant.tenant_id', rname, current_database());
-    PERFORM tenant._audit('role_unbound', rname, old_tenant, NULL);
+    PERFORM tenant._audit('role_unbound', role::text, old_tenant, NULL);
+END
+$$;
+
+-- The rules that guard a role's context, in the registry (see sql/context_tables.sql). NULL
+-- leaves a rule as it is; the setting of the same name (ALTER ROLE ... SET) still applies too,
+-- and the stricter wins.
+CREATE OR REPLACE FUNCTION tenant.set_role_rules(role regrole, require_signed_context boolean DEFAULT NULL,
+                                                 context_scope text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rules tenant.role_rules;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'set the rules of a role');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF context_scope IS NOT NULL AND context_scope NOT IN ('session', 'transaction') THEN
+        RAISE EXCEPTION 'invalid context_scope %', quote_literal(context_scope) USING ERRCODE = '22023',
+            HINT = 'Use session or transaction.';
+    END IF;
+    IF require_signed_context IS NULL AND context_scope IS NULL THEN
+        RAISE EXCEPTION 'no rule given for role %', role USING ERRCODE = '22023',
+            HINT = 'Pass require_signed_context and/or context_scope; tenant.drop_role_rules() removes them.';
+    END IF;
+    INSERT INTO tenant.role_rules AS r (role, require_signed_context, context_scope)
+    VALUES (set_role_rules.role, set_role_rules.require_signed_context, set_role_rules.context_scope)
+    ON CONFLICT ON CONSTRAINT role_rules_pkey DO UPDATE
+        SET require_signed_context = COALESCE(excluded.require_signed_context, r.require_signed_context),
+            context_scope = COALESCE(excluded.context_scope, r.context_scope),
+            updated_at = now()
+    RETURNING * INTO rules;
+    PERFORM tenant._audit('role_rules_set', role::text, NULL,
+                          jsonb_build_object('require_signed_context', rules.require_signed_context,
+                                             'context_scope', rules.context_scope));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tenant.drop_role_rules(role regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'drop the rules of a role');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM tenant.role_rules r WHERE r.role = drop_role_rules.role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % has no rules', role USING ERRCODE = '22023';
+    END IF;
+    PERFORM tenant._audit('role_rules_dropped', role::text, NULL, NULL);
 END
 $$;
 
@@ -176,7 +235,6 @@ DECLARE
     t tenant.tenants;
     holder record;
     n bigint;
-    b record;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'drop a tenant');
     t := tenant._resolve(tenant);
@@ -202,10 +260,8 @@ BEGIN
     IF t.schema_name IS NOT NULL AND drop_schema THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);
     END IF;
-    FOR b IN SELECT r.rolname FROM tenant.role_bindings rb JOIN pg_roles r ON r.oid = rb.role
-             WHERE rb.tenant_id = t.id LOOP
-        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET qualityfoundry_tenant.tenant_id', b.rolname, current_database());
-    END LOOP;
+    -- Bound sessions of this tenant see nothing from their next statement (bindings live only
+    -- in the registry; the trigger invalidates every backend's cache at commit).
     DELETE FROM tenant.role_bindings WHERE tenant_id = t.id;
     DELETE FROM tenant.tenants WHERE id = t.id;
     PERFORM tenant._audit('tenant_dropped', t.slug, t.id,

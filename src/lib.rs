@@ -20,11 +20,18 @@ mod tenant {}
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!(
+    "../sql/context_tables.sql",
+    name = "context_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
     "../sql/registry.sql",
     name = "registry",
     requires = [
         "bootstrap",
+        "context_tables",
         context::registry_changed,
+        context::require_superuser_sql,
         privilege::require_member_sql,
         privilege::acting_role_sql
     ]

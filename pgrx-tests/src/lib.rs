@@ -15,6 +15,8 @@ use std::sync::{Mutex, OnceLock};
 
 pub use postgres;
 
+pub mod pooler;
+
 pub const DEFAULT_PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
 
 /// The PostgreSQL majors the released versions (0.1.0) were built for: their frozen install
@@ -235,6 +237,20 @@ fn install_extension_now() {
     install_released_scripts(install);
 }
 
+/// A second shared cluster of this test binary with `shared_preload_libraries =
+/// 'qualityfoundry_tenant'`, for tests that must hold with and without preloading.
+pub fn preloaded_cluster() -> &'static Cluster {
+    static PRELOADED: OnceLock<Cluster> = OnceLock::new();
+    PRELOADED.get_or_init(|| {
+        install_extension();
+        Cluster::start(
+            &format!("itest-preload-{}", std::process::id()),
+            PgInstall::from_env(),
+            "max_connections = 100\nshared_preload_libraries = 'qualityfoundry_tenant'\n",
+        )
+    })
+}
+
 /// The shared cluster of this test binary, with the extension installed.
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
@@ -393,6 +409,7 @@ impl Cluster {
 /// `support` (tenant_superuser), `bi` (login only). All NOSUPERUSER NOBYPASSRLS, owning nothing.
 pub struct TestDb {
     pub name: String,
+    pub cluster: &'static Cluster,
 }
 
 pub const ROLES: [(&str, &str); 6] = [
@@ -406,17 +423,28 @@ pub const ROLES: [(&str, &str); 6] = [
 
 impl TestDb {
     pub fn new(label: &str) -> TestDb {
-        let c = cluster();
+        TestDb::new_on(cluster(), label)
+    }
+
+    /// A test database on `cluster` (e.g. `preloaded_cluster()`). Only the database's own roles
+    /// may connect to it (CONNECT is revoked from PUBLIC), so what check_isolation() reports
+    /// about login roles is about this test's roles only. The tenant_user and tenant_superuser
+    /// login roles get an explicit `context_scope => 'session'` rule: they connect directly, not
+    /// through a pooler, which is what the rule records (tests of the rules change it).
+    pub fn new_on(c: &'static Cluster, label: &str) -> TestDb {
         let n = DB_COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("t{}_{}_{label}", std::process::id() % 10000, n);
         let mut su = Client::connect(&c.conninfo("postgres", "postgres"), NoTls)
             .expect("connect as postgres");
         su.batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create database");
-        let db = TestDb { name };
+        let db = TestDb { name, cluster: c };
         let mut su = db.superuser();
-        su.batch_execute("CREATE EXTENSION qualityfoundry_tenant")
-            .expect("create extension");
+        su.batch_execute(&format!(
+            "CREATE EXTENSION qualityfoundry_tenant; REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
+            db.name
+        ))
+        .expect("create extension");
         for (short, grant) in ROLES {
             let role = db.role(short);
             su.batch_execute(&format!(
@@ -429,6 +457,12 @@ impl TestDb {
                 su.batch_execute(&format!("GRANT {grant} TO {role}"))
                     .expect("grant");
             }
+            if grant == "tenant_user" || grant == "tenant_superuser" {
+                su.batch_execute(&format!(
+                    "SELECT tenant.set_role_rules('{role}', context_scope => 'session')"
+                ))
+                .expect("role rules");
+            }
         }
         db
     }
@@ -439,7 +473,7 @@ impl TestDb {
     }
 
     pub fn superuser(&self) -> Client {
-        Client::connect(&cluster().conninfo("postgres", &self.name), NoTls)
+        Client::connect(&self.cluster.conninfo("postgres", &self.name), NoTls)
             .expect("connect as postgres")
     }
 
@@ -457,7 +491,8 @@ impl TestDb {
 
     /// Connects as role `short` with startup `options` (what PGOPTIONS would send).
     pub fn try_connect(&self, short: &str, options: &str) -> Result<Client, postgres::Error> {
-        let mut cfg: postgres::Config = cluster()
+        let mut cfg: postgres::Config = self
+            .cluster
             .conninfo(&self.role(short), &self.name)
             .parse()
             .expect("conninfo");

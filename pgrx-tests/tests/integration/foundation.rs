@@ -105,7 +105,7 @@ fn non_superusers_execute_only_what_they_were_granted() {
     assert_eq!(executable(&mut su, &db.role("app")), app_expected);
     let mut support_expected: Vec<&str> = public.to_vec();
     support_expected.extend([
-        "tenant.enter_cross_tenant(text)",
+        "tenant.enter_cross_tenant(text,boolean)",
         "tenant.exit_cross_tenant()",
     ]);
     support_expected.sort();

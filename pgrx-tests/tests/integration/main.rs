@@ -5,6 +5,7 @@ mod context;
 mod foundation;
 mod isolation;
 mod migrate;
+mod pooler;
 mod review;
 mod schemas;
 mod versions;

@@ -105,10 +105,25 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
     // The extension created the tenant_* roles (cluster-wide); now the login roles.
     su.batch_execute(
         "CREATE ROLE upgrade_app LOGIN NOSUPERUSER NOBYPASSRLS; GRANT tenant_user TO upgrade_app;
-         CREATE ROLE upgrade_bi LOGIN NOSUPERUSER NOBYPASSRLS;",
+         CREATE ROLE upgrade_bi LOGIN NOSUPERUSER NOBYPASSRLS;
+         CREATE ROLE upgrade_signed LOGIN NOSUPERUSER NOBYPASSRLS; GRANT tenant_user TO upgrade_signed;",
     )
     .expect("login roles");
     up.batch_execute(FILL).expect("fill at 0.1.0");
+    // 0.1.0 kept the binding as a role setting too, and its rules only as role settings.
+    up.batch_execute(
+        "ALTER ROLE upgrade_signed IN DATABASE up SET qualityfoundry_tenant.require_signed_context = on;
+         GRANT SELECT ON public.projects TO upgrade_signed;",
+    )
+    .expect("0.1.0 role rules");
+    assert_eq!(
+        one::<i64>(
+            &mut up,
+            "SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'upgrade_bi'::regrole"
+        ),
+        1,
+        "0.1.0 wrote the binding as a role setting"
+    );
     let token: String = up
         .query_one("SELECT tenant.sign_context('acme', '1 hour')", &[])
         .expect("sign at 0.1.0")
@@ -213,11 +228,34 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
         0,
         "another tenant's schema shows nothing"
     );
+    // 0.1.0's tokens were bearer tokens without a token id, replayable by whoever saw one:
+    // 0.2.0 refuses them (tokens live minutes; the auth service signs new single-use ones).
     let mut signed = connect(&cluster, "upgrade_app", "up");
+    expect_sqlstate(
+        signed.query_one("SELECT tenant.set_tenant_signed($1)", &[&token]),
+        "42501",
+    );
+    assert_eq!(rows(&mut signed), Vec::<i32>::new());
+    let fresh_token: String = one(&mut up, "SELECT tenant.sign_context('acme')");
     signed
-        .query_one("SELECT tenant.set_tenant_signed($1)", &[&token])
-        .expect("a token signed before the upgrade");
+        .query_one("SELECT tenant.set_tenant_signed($1)", &[&fresh_token])
+        .expect("a token signed after the upgrade");
     assert_eq!(rows(&mut signed), vec![100]);
+    expect_sqlstate(
+        connect(&cluster, "upgrade_app", "up")
+            .query_one("SELECT tenant.set_tenant_signed($1)", &[&fresh_token]),
+        "42501",
+    );
+    // The binding moved to the registry only; the bound role is in its tenant and follows a
+    // rebind from its next statement.
+    assert_eq!(
+        one::<i64>(
+            &mut up,
+            "SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'upgrade_bi'::regrole"
+        ),
+        0,
+        "the 0.1.0 role setting of the binding is gone"
+    );
     let mut bi = connect(&cluster, "upgrade_bi", "up");
     assert_eq!(rows(&mut bi), vec![100], "the bound role is in its tenant");
     expect_sqlstate(
@@ -225,6 +263,38 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
         "42501",
     );
     assert_eq!(rows(&mut bi), vec![100]);
+    up.batch_execute("SELECT tenant.bind_role('upgrade_bi', 'globex')")
+        .expect("rebind");
+    assert_eq!(
+        rows(&mut bi),
+        vec![200],
+        "the open session follows the rebind"
+    );
+    up.batch_execute("SELECT tenant.bind_role('upgrade_bi', 'acme')")
+        .expect("bind back");
+    // 0.1.0's ALTER ROLE rule became a registry rule, which a startup option cannot shadow.
+    assert_eq!(
+        one::<i64>(
+            &mut up,
+            "SELECT count(*) FROM tenant.role_rules WHERE role = 'upgrade_signed'::regrole \
+             AND require_signed_context AND context_scope IS NULL"
+        ),
+        1
+    );
+    let mut cfg: qft_integration_tests::postgres::Config = cluster
+        .conninfo("upgrade_signed", "up")
+        .parse()
+        .expect("conninfo");
+    cfg.options("-c qualityfoundry_tenant.require_signed_context=off");
+    let mut forged = cfg
+        .connect(NoTls)
+        .expect("connect with a forged startup option");
+    expect_sqlstate(
+        forged.query_one("SELECT tenant.set_tenant('acme')", &[]),
+        "42501",
+    );
+    assert_eq!(rows(&mut forged), Vec::<i32>::new());
+    drop(forged);
     // Migrations continue from the ledger.
     drop(app);
     drop(signed);
