@@ -386,7 +386,11 @@ static WARNED_IN: Backend<Cell<u32>> = Backend(Cell::new(0));
 /// does not repeat it).
 fn warn_if_pointless(local: bool, what: &str) {
     if local && !unsafe { pg_sys::IsTransactionBlock() } {
+        // PostgreSQL 17 moved the local transaction id into PGPROC.vxid.
+        #[cfg(feature = "pg15")]
         let lxid = unsafe { (*pg_sys::MyProc).lxid };
+        #[cfg(feature = "pg18")]
+        let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
         if WARNED_IN.0.get() == lxid {
             return;
         }
