@@ -291,12 +291,12 @@ fn enter(tenant: TenantRow, is_local: bool, signed: bool) -> i64 {
     tenant.id
 }
 
-#[pg_extern(schema = "tenant", name = "set_tenant", volatile, parallel_unsafe)]
+#[pg_extern(name = "set_tenant", volatile, parallel_unsafe)]
 fn set_tenant_text(tenant: Option<&str>, is_local: default!(bool, false)) -> i64 {
     enter(require_tenant(tenant), is_local, false)
 }
 
-#[pg_extern(schema = "tenant", name = "set_tenant", volatile, parallel_unsafe)]
+#[pg_extern(name = "set_tenant", volatile, parallel_unsafe)]
 fn set_tenant_id(tenant: Option<i64>, is_local: default!(bool, false)) -> i64 {
     let text = tenant.map(|t| t.to_string());
     if let Some(id) = tenant.filter(|&t| t <= 0) {
@@ -319,7 +319,7 @@ pub fn enter_signed(tenant_id: i64, is_local: bool) -> i64 {
     enter(tenant, is_local, true)
 }
 
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn clear_tenant() {
     ensure_not_bound_elsewhere(None);
     let local = settings::context_scope() == ContextScope::Transaction;
@@ -329,10 +329,11 @@ fn clear_tenant() {
 
 /// The id of the current tenant, NULL when none (or when that tenant was suspended or dropped).
 /// STABLE and PARALLEL SAFE: it sits in every isolation policy.
-#[pg_extern(schema = "tenant", stable, parallel_safe)]
+#[pg_extern(stable, parallel_safe)]
 pub fn current_tenant_id() -> Option<i64> {
     let id = settings::tenant_id_setting();
     if id == 0 {
+        crate::backup::reading_without_context();
         return None;
     }
     if LAST_ACTIVE.0.get() == (id, GENERATION.0.get()) {
@@ -349,14 +350,14 @@ pub fn current_tenant_id() -> Option<i64> {
 }
 
 /// The slug of the current tenant, NULL when none.
-#[pg_extern(schema = "tenant", stable, parallel_safe)]
+#[pg_extern(stable, parallel_safe)]
 fn current_tenant() -> Option<String> {
     current_tenant_id().and_then(tenant_by_id).map(|t| t.slug)
 }
 
 /// Whether the audited cross-tenant mode is on. Policies OR it into the tenant check; the
 /// permissive policy that uses it applies only to tenant_superuser.
-#[pg_extern(schema = "tenant", stable, parallel_safe)]
+#[pg_extern(stable, parallel_safe)]
 fn cross_tenant_active() -> bool {
     settings::cross_tenant()
 }
@@ -372,7 +373,7 @@ fn audit(action: &str, reason: Option<&str>) {
     .unwrap_or_else(|e| error::raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("audit failed: {e}"), None, None));
 }
 
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn enter_cross_tenant(reason: Option<&str>) {
     let caller = privilege::caller();
     privilege::require_role_of(caller, TENANT_SUPERUSER, "enter cross-tenant mode");
@@ -394,7 +395,7 @@ fn enter_cross_tenant(reason: Option<&str>) {
     );
 }
 
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn exit_cross_tenant() {
     let caller = privilege::caller();
     privilege::require_role_of(caller, TENANT_SUPERUSER, "leave cross-tenant mode");
@@ -436,12 +437,7 @@ fn route_search_path(schema: Option<&str>, local: bool) {
 }
 
 /// Called by the registry triggers: makes every backend drop its cached registry at commit.
-#[pg_extern(
-    schema = "tenant",
-    name = "_registry_changed",
-    volatile,
-    parallel_unsafe
-)]
+#[pg_extern(name = "_registry_changed", volatile, parallel_unsafe)]
 fn registry_changed() {
     let relid = Spi::connect(|c| {
         c.select(

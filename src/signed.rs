@@ -91,7 +91,7 @@ fn key_by_id(key_id: i32) -> Option<Vec<u8>> {
 }
 
 /// A token that lets an application role enter `tenant` until it expires. For the auth service.
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn sign_context(
     tenant: Option<&str>,
     valid_for: default!(Option<Interval>, "'5 minutes'"),
@@ -131,7 +131,7 @@ fn sign_context(
 }
 
 /// Enters the tenant a valid token names. Tampered, expired or foreign tokens: 42501.
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn set_tenant_signed(token: Option<&str>, is_local: default!(bool, false)) -> i64 {
     privilege::require_role_of(privilege::caller(), TENANT_USER, "set the tenant context");
     let token = token.unwrap_or("");
@@ -159,7 +159,7 @@ fn set_tenant_signed(token: Option<&str>, is_local: default!(bool, false)) -> i6
 }
 
 /// Makes a new signing key current. Tokens signed with older keys stay valid for `grace`.
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn rotate_signing_key(grace: default!(Option<Interval>, "'10 minutes'")) -> i32 {
     privilege::require_role_of(privilege::caller(), TENANT_ADMIN, "rotate the signing key");
     privilege::as_owner(|| {
