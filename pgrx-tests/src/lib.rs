@@ -491,6 +491,30 @@ impl TestDb {
     }
 }
 
+/// The server's NOTICEs and WARNINGs on a connection, as their message texts.
+pub type Notices = std::sync::Arc<Mutex<Vec<String>>>;
+
+/// Connects with `conninfo`, collecting every notice and warning the server sends.
+pub fn connect_noticed(conninfo: &str) -> (Client, Notices) {
+    let notices: Notices = Default::default();
+    let sink = notices.clone();
+    let mut cfg: postgres::Config = conninfo.parse().expect("conninfo");
+    cfg.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+    (cfg.connect(NoTls).expect("connect"), notices)
+}
+
+impl TestDb {
+    /// The superuser, with the notices and warnings it receives collected.
+    pub fn superuser_noticed(&self) -> (Client, Notices) {
+        connect_noticed(&cluster().conninfo("postgres", &self.name))
+    }
+
+    /// Role `short`, with the notices and warnings it receives collected.
+    pub fn connect_noticed(&self, short: &str) -> (Client, Notices) {
+        connect_noticed(&cluster().conninfo(&self.role(short), &self.name))
+    }
+}
+
 /// The SQLSTATE of a database error ("" when the error did not come from the server).
 pub fn sqlstate(e: &postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_default()

@@ -4,6 +4,7 @@ mod clone;
 mod context;
 mod foundation;
 mod isolation;
+mod lifecycle;
 mod migrate;
 mod review;
 mod schemas;
