@@ -6,5 +6,6 @@ mod foundation;
 mod isolation;
 mod lifecycle;
 mod migrate;
+mod orm;
 mod review;
 mod schemas;
