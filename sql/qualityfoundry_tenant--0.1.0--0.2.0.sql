@@ -208,12 +208,24 @@ CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR T
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
--- ALWAYS: also when a logical replication subscriber applies registry changes (its apply worker
--- runs with session_replication_role = replica, which skips ordinary triggers), so a tenant
--- suspended on the publisher is suspended in every subscriber session too.
+-- On a logical replication subscriber the registry changes too, by the apply worker, which runs
+-- with session_replication_role = replica (ordinary triggers do not fire) and fires only row
+-- triggers (statement triggers only for TRUNCATE and the initial copy). So the statement triggers
+-- fire ALWAYS, and a row trigger fires in replica sessions only: a tenant suspended on the
+-- publisher is suspended in every subscriber session from its next statement, and the primary
+-- pays nothing per row.
 ALTER TABLE tenant.tenants ENABLE ALWAYS TRIGGER registry_changed;
 ALTER TABLE tenant.role_bindings ENABLE ALWAYS TRIGGER registry_changed;
 ALTER TABLE tenant.signing_keys ENABLE ALWAYS TRIGGER registry_changed;
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.tenants
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.role_bindings
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.signing_keys
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+ALTER TABLE tenant.tenants ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.role_bindings ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.signing_keys ENABLE REPLICA TRIGGER registry_changed_replica;
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
 CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants

@@ -8,5 +8,6 @@ mod isolation;
 mod lifecycle;
 mod migrate;
 mod orm;
+mod replication;
 mod review;
 mod schemas;
