@@ -61,34 +61,76 @@ fn example(dir: &str, db: &str, user: &str, args: &[&str], extra_env: &[(&str, &
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-/// The roles a framework deployment has: `owner` (runs migrations: owns the tables; tenant_admin,
-/// tenant_superuser for data migrations), the application role `app` (tenant_user), and a backup
-/// role. Tables the owner creates are granted to the application role by default privileges.
-fn deployment(label: &str, auto_isolate: &str) -> (TestDb, String, String, String) {
+fn readme() -> String {
+    std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md")
+}
+
+/// The code block after `<!-- KIND: NAME` in README.md.
+fn readme_block(kind: &str, name: &str) -> String {
+    let readme = readme();
+    let after = readme
+        .split(&format!("<!-- {kind}: {name}"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no {kind} {name}"));
+    let body = after.split("```").nth(1).expect("a code block");
+    let body = body.split_once('\n').expect("a language line").1;
+    body.to_string()
+}
+
+/// The deployment of README's Frameworks section, run as written: `migrator` (runs migrations,
+/// owns the tables; tenant_admin, tenant_superuser for data migrations; auto_isolate =
+/// add_column), the application role, default privileges, Django's tables shared by name; and
+/// the backup role of Backups and restores.
+fn deployment(label: &str) -> (TestDb, String, String, String) {
     let db = TestDb::new(label);
     let owner = db.role("owner");
-    let app = db.role("app");
+    // TestDb's `app` exists already; the block makes its own application role.
+    let app = db.role("web");
     let backup = db.role("backup");
     let mut su = db.superuser();
+    let setup = readme_block("test", "framework_setup")
+        .replace("migrator", &owner)
+        .replace("app_login", &app);
+    su.batch_execute(&setup)
+        .unwrap_or_else(|e| panic!("README framework_setup: {e}"));
     su.batch_execute(&format!(
-        "CREATE ROLE {owner} LOGIN CREATEDB NOSUPERUSER NOBYPASSRLS;
-         GRANT tenant_admin, tenant_superuser TO {owner};
-         ALTER ROLE {owner} SET qualityfoundry_tenant.auto_isolate = '{auto_isolate}';
-         ALTER DATABASE {db} OWNER TO {owner};
-         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
-         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE ON SEQUENCES TO {app};
-         CREATE ROLE {backup} LOGIN BYPASSRLS; GRANT pg_read_all_data TO {backup};
+        "ALTER DATABASE {db} OWNER TO {owner};
          SELECT tenant.create_tenant('acme'); SELECT tenant.create_tenant('globex');",
         db = db.name
     ))
     .unwrap();
+    su.batch_execute(&readme_block("test", "backup_role").replace("backup_login", &backup))
+        .unwrap();
     (db, owner, app, backup)
 }
 
 #[test]
+fn the_readmes_framework_snippets_are_the_examples_code() {
+    let readme = readme();
+    let mut checked = 0;
+    for chunk in readme.split("<!-- example: ").skip(1) {
+        let path = chunk.split_whitespace().next().expect("a path");
+        let code = readme_block("example", path);
+        let file = std::fs::read_to_string(workspace_root().join(path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            file.contains(code.trim_end()),
+            "README's block for {path} is not in the file:\n{code}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} example blocks");
+}
+
+#[test]
 fn sqlalchemy_example() {
-    let (db, owner, app, _) = deployment("sqlalchemy", "on");
+    let (db, owner, app, _) = deployment("sqlalchemy");
+    // README: create_all as the owner with auto_isolate = on (add_column would do as well).
+    db.superuser()
+        .batch_execute(&format!(
+            "ALTER ROLE {owner} SET qualityfoundry_tenant.auto_isolate = 'on'"
+        ))
+        .unwrap();
     example("sqlalchemy", &db.name, &owner, &["app.py", "create"], &[]);
     let mut su = db.superuser();
     assert_eq!(
@@ -120,14 +162,8 @@ fn sqlalchemy_example() {
 
 #[test]
 fn django_example() {
-    let (db, owner, app, backup) = deployment("django", "add_column");
+    let (db, owner, app, backup) = deployment("django");
     let mut su = db.superuser();
-    // Django's own tables are global: marked shared by name before migrate creates them.
-    su.batch_execute(
-        r"SELECT tenant.mark_shared_like('public', 'django\_%');
-          SELECT tenant.mark_shared_like('public', 'auth\_%');",
-    )
-    .unwrap();
     // The test runner's database is a copy of a template with the extension and the same registry.
     let template = format!("{}_template", db.name);
     su.batch_execute(&format!("CREATE DATABASE {template} OWNER {owner}"))
