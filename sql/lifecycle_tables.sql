@@ -18,6 +18,8 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.shared_patterns', '');
 -- again: the registry would hand out ids 1, 2, ... again and each new tenant would inherit an old
 -- tenant's rows. So new tenants start after the largest id found in any tenant_id column, and a
 -- WARNING names the tables; old tenants are re-created with tenant.create_tenant(..., id => n).
+-- Only tables of trusted owners count (a superuser, or a tenant_admin member such as the role that
+-- runs migrations): anyone else with CREATE could plant a huge id and exhaust the sequence.
 -- (A restore creates the extension before any table exists: it finds nothing here.)
 DO $reserve$
 DECLARE
@@ -37,6 +39,8 @@ BEGIN
                                    'pg_catalog.int8'::pg_catalog.regtype)
                 AND s.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant')
                 AND s.nspname NOT LIKE 'pg\_%'
+                AND (EXISTS (SELECT FROM pg_catalog.pg_roles o WHERE o.oid OPERATOR(pg_catalog.=) c.relowner AND o.rolsuper)
+                     OR pg_catalog.pg_has_role(c.relowner, 'tenant_admin', 'MEMBER'))
               ORDER BY 1, 2 LOOP
         EXECUTE pg_catalog.format('SELECT pg_catalog.max(tenant_id)::pg_catalog.int8 FROM %I.%I', r.nspname, r.relname)
             INTO top;
