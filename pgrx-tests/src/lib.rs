@@ -515,6 +515,49 @@ impl TestDb {
     }
 }
 
+/// The first column of every row of `sql`, as text (`NULL` for a NULL).
+#[track_caller]
+pub fn strings(client: &mut Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| {
+            r.get::<_, Option<String>>(0)
+                .unwrap_or_else(|| "NULL".to_string())
+        })
+        .collect()
+}
+
+/// The code block after the marker `<!-- KIND: NAME ...` in README.md, without its fences: the
+/// README's snippets that tests run (`test`) or compare with the examples' code (`example`).
+pub fn readme_block(kind: &str, name: &str) -> String {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let marker = format!("<!-- {kind}: {name}");
+    let after = readme
+        .split(&marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"));
+    let body = after
+        .split("```")
+        .nth(1)
+        .expect("a code block after the marker");
+    body.split_once('\n')
+        .expect("a language line")
+        .1
+        .to_string()
+}
+
+impl Cluster {
+    /// psql running the script `file` as `user`@`db`, stopping at the first error.
+    pub fn psql_script(&self, user: &str, db: &str, file: &Path) -> Command {
+        let mut c = self.command("psql", user, db);
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file);
+        c
+    }
+}
+
 /// The SQLSTATE of a database error ("" when the error did not come from the server).
 pub fn sqlstate(e: &postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_default()

@@ -17,15 +17,6 @@ fn python() -> PathBuf {
     venv
 }
 
-fn strings(client: &mut Client, sql: &str) -> Vec<String> {
-    client
-        .query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// Runs the example program `args` (in examples/`dir`) as database role `user` of `db`, and
 /// returns its standard output; panics with both outputs unless it succeeds.
 fn example(dir: &str, db: &str, user: &str, args: &[&str], extra_env: &[(&str, &str)]) -> String {
@@ -63,18 +54,6 @@ fn example(dir: &str, db: &str, user: &str, args: &[&str], extra_env: &[(&str, &
 
 fn readme() -> String {
     std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md")
-}
-
-/// The code block after `<!-- KIND: NAME` in README.md.
-fn readme_block(kind: &str, name: &str) -> String {
-    let readme = readme();
-    let after = readme
-        .split(&format!("<!-- {kind}: {name}"))
-        .nth(1)
-        .unwrap_or_else(|| panic!("README.md has no {kind} {name}"));
-    let body = after.split("```").nth(1).expect("a code block");
-    let body = body.split_once('\n').expect("a language line").1;
-    body.to_string()
 }
 
 /// The deployment of README's Frameworks section, run as written: `migrator` (runs migrations,

@@ -6,18 +6,6 @@ use qft_integration_tests::postgres::{Client, NoTls};
 use qft_integration_tests::*;
 use std::process::{Command, Output};
 
-fn strings(client: &mut Client, sql: &str) -> Vec<String> {
-    client
-        .query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| {
-            r.get::<_, Option<String>>(0)
-                .unwrap_or_else(|| format!("NULL from {sql}"))
-        })
-        .collect()
-}
-
 fn output(mut cmd: Command, what: &str) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"))
 }
@@ -199,15 +187,7 @@ fn dump_and_restore_of_every_configuration_loses_nothing() {
             .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", db.name))
             .unwrap();
         let restore = if plain {
-            let mut psql = c.command("psql", "postgres", "postgres");
-            psql.args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                &file.to_string_lossy(),
-            ]);
+            let psql = c.psql_script("postgres", "postgres", &file);
             output(psql, "psql")
         } else {
             let mut r = c.command("pg_restore", "postgres", "postgres");
@@ -239,17 +219,6 @@ fn dump_and_restore_of_every_configuration_loses_nothing() {
     }
 }
 
-/// The SQL block after `<!-- test: NAME ...` in README.md.
-fn readme_block(name: &str) -> String {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    let after = readme
-        .split(&format!("<!-- test: {name} "))
-        .nth(1)
-        .unwrap_or_else(|| panic!("README.md has no {name} block"));
-    let body = after.split("```sql\n").nth(1).expect("a ```sql block");
-    body.split("\n```").next().expect("closed").to_string()
-}
-
 #[test]
 fn the_backup_role_recipe_dumps_every_tenants_rows() {
     let c = cluster();
@@ -257,7 +226,7 @@ fn the_backup_role_recipe_dumps_every_tenants_rows() {
     fill(&db, "off");
     let backup = db.role("backup");
     let mut su = db.superuser();
-    su.batch_execute(&readme_block("backup_role").replace("backup_login", &backup))
+    su.batch_execute(&readme_block("test", "backup_role").replace("backup_login", &backup))
         .unwrap();
     let file = workspace_root().join(format!("target/dumps/{}.dump", db.name));
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -391,7 +360,7 @@ fn an_owners_data_migration_reaches_every_tenant_only_in_audited_cross_tenant_mo
     );
     // The recipe: the data migration enters cross-tenant mode with a reason, and leaves it.
     migrator
-        .batch_execute(&readme_block("data_migration"))
+        .batch_execute(&readme_block("test", "data_migration"))
         .unwrap();
     assert_eq!(
         strings(

@@ -5,15 +5,6 @@
 use qft_integration_tests::postgres::Client;
 use qft_integration_tests::*;
 
-fn strings(client: &mut Client, sql: &str) -> Vec<String> {
-    client
-        .query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// What the extension may have done to tables in schema tenant: isolation rows, policies, row
 /// security, qft_ triggers, tenant-column defaults.
 const OWN_TABLES_TOUCHED: &str = "
@@ -478,31 +469,13 @@ fn any_role_may_call_the_getters_by_name_and_nothing_else_in_schema_tenant() {
     );
 }
 
-/// The SQL block after `<!-- test: NAME ... -->` in README.md.
-fn readme_block(name: &str) -> String {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    let marker = format!("<!-- test: {name} ");
-    let after = readme
-        .split(&marker)
-        .nth(1)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let body = after
-        .split("```sql\n")
-        .nth(1)
-        .expect("a ```sql block after the marker");
-    body.split("\n```")
-        .next()
-        .expect("a closed block")
-        .to_string()
-}
-
 #[test]
 fn the_readme_quick_start_runs_as_written() {
     let db = TestDb::new("readme");
     let mut su = db.superuser();
     su.batch_execute("DROP EXTENSION qualityfoundry_tenant")
         .unwrap();
-    let block = readme_block("quick_start")
+    let block = readme_block("test", "quick_start")
         .replace("app_login", &db.role("app"))
         .replace("dba", &db.role("admin"))
         .replace("support", &db.role("support"));

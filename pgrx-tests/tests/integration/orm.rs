@@ -6,15 +6,6 @@
 use qft_integration_tests::postgres::Client;
 use qft_integration_tests::*;
 
-fn strings(client: &mut Client, sql: &str) -> Vec<String> {
-    client
-        .query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 fn globex_rows(db: &TestDb) -> Vec<String> {
     strings(
         &mut db.superuser(),
@@ -468,7 +459,7 @@ fn the_users_recipe_hides_superuser_accounts_from_every_tenant() {
         db.role("support")
     ))
     .unwrap();
-    let block = readme_users_recipe();
+    let block = readme_block("test", "users_recipe");
     let (isolate, hide) = block
         .split_once("-- ...but")
         .expect("the recipe has its two steps");
@@ -501,14 +492,4 @@ fn the_users_recipe_hides_superuser_accounts_from_every_tenant() {
         ),
         Vec::<String>::new()
     );
-}
-
-fn readme_users_recipe() -> String {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    let after = readme
-        .split("<!-- test: users_recipe ")
-        .nth(1)
-        .expect("README.md has the users recipe");
-    let body = after.split("```sql\n").nth(1).expect("a ```sql block");
-    body.split("\n```").next().expect("closed").to_string()
 }

@@ -79,15 +79,7 @@ fn a_subscriber_that_gets_the_registry_with_the_data_is_isolated() {
         &file.to_string_lossy(),
     ]);
     run(dump, "pg_dump --schema-only");
-    let mut psql = subscriber.command("psql", "postgres", "app");
-    psql.args([
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-f",
-        &file.to_string_lossy(),
-    ]);
+    let psql = subscriber.psql_script("postgres", "app", &file);
     run(psql, "the schema on the subscriber");
     let _ = std::fs::remove_file(&file);
     // The README's publication: the registry with the data.

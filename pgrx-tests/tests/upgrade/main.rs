@@ -62,15 +62,6 @@ const REGISTRY: &str = "
     SELECT 'ledger ' || schema_name || ' ' || version || ' ' || status FROM tenant.schema_migrations
     ORDER BY 1";
 
-fn rows(client: &mut Client, sql: &str) -> Vec<String> {
-    client
-        .query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 fn describe(client: &mut Client) -> BTreeMap<String, String> {
     client
         .query(DESCRIBE, &[])
@@ -234,7 +225,7 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
         "the description covers the extension ({} rows)",
         a.len()
     );
-    assert_eq!(rows(&mut up, REGISTRY), rows(&mut fresh, REGISTRY));
+    assert_eq!(strings(&mut up, REGISTRY), strings(&mut fresh, REGISTRY));
     assert_eq!(
         one::<String>(
             &mut up,
