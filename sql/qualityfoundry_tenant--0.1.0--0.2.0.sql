@@ -36,7 +36,7 @@ DROP FUNCTION tenant.bind_role(regrole, text);
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'registry_changed_wrapper';
 
@@ -50,25 +50,25 @@ AS 'MODULE_PATHNAME', 'require_superuser_sql_wrapper';
 
 -- qualityfoundry_tenant::context::clear_tenant
 CREATE OR REPLACE FUNCTION tenant."clear_tenant"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'clear_tenant_wrapper';
 
 -- qualityfoundry_tenant::context::cross_tenant_active
 CREATE OR REPLACE FUNCTION tenant."cross_tenant_active"() RETURNS bool /* bool */
-STRICT STABLE PARALLEL SAFE 
+STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cross_tenant_active_wrapper';
 
 -- qualityfoundry_tenant::context::current_tenant
 CREATE OR REPLACE FUNCTION tenant."current_tenant"() RETURNS TEXT /* Option < String > */
-STRICT STABLE PARALLEL SAFE 
+STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'current_tenant_wrapper';
 
 -- qualityfoundry_tenant::context::current_tenant_id
 CREATE OR REPLACE FUNCTION tenant."current_tenant_id"() RETURNS bigint /* Option < i64 > */
-STRICT STABLE PARALLEL SAFE 
+STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'current_tenant_id_wrapper';
 
@@ -77,13 +77,13 @@ CREATE OR REPLACE FUNCTION tenant."enter_cross_tenant"(
 	"reason" TEXT, /* Option < & str > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS void
-VOLATILE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'enter_cross_tenant_wrapper';
 
 -- qualityfoundry_tenant::context::exit_cross_tenant
 CREATE OR REPLACE FUNCTION tenant."exit_cross_tenant"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'exit_cross_tenant_wrapper';
 
@@ -92,7 +92,7 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant"(
 	"tenant" TEXT, /* Option < & str > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
-VOLATILE PARALLEL UNSAFE  
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_text_wrapper';
 
@@ -101,19 +101,19 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant"(
 	"tenant" bigint, /* Option < i64 > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
-VOLATILE PARALLEL UNSAFE  
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_id_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_lock
 CREATE OR REPLACE FUNCTION tenant."_migration_lock"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'migration_lock_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_require_lock
 CREATE OR REPLACE FUNCTION tenant."_migration_require_lock"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_lock_wrapper';
 
@@ -121,7 +121,7 @@ AS 'MODULE_PATHNAME', 'require_lock_wrapper';
 CREATE OR REPLACE FUNCTION tenant."_migration_require_top_level"(
 	"what" TEXT /* & str */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_top_level_wrapper';
 
@@ -129,13 +129,13 @@ AS 'MODULE_PATHNAME', 'require_top_level_wrapper';
 CREATE OR REPLACE FUNCTION tenant."_migration_start_workers"(
 	"run" bigint /* i64 */
 ) RETURNS bool /* bool */
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'start_workers_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_unlock
 CREATE OR REPLACE FUNCTION tenant."_migration_unlock"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'migration_unlock_wrapper';
 
@@ -144,13 +144,13 @@ CREATE OR REPLACE FUNCTION tenant."_migration_wait_workers"(
 	"run" bigint, /* i64 */
 	"previous" INT /* i32 */
 ) RETURNS INT /* Option < i32 > */
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'wait_workers_wrapper';
 
 -- qualityfoundry_tenant::privilege::_acting_role
 CREATE OR REPLACE FUNCTION tenant."_acting_role"() RETURNS TEXT /* String */
-STRICT STABLE PARALLEL SAFE  
+STRICT STABLE PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'acting_role_sql_wrapper';
 
@@ -159,7 +159,7 @@ CREATE OR REPLACE FUNCTION tenant."_require_member"(
 	"role" TEXT, /* & str */
 	"action" TEXT /* & str */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE  
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_member_sql_wrapper';
 
@@ -167,7 +167,7 @@ AS 'MODULE_PATHNAME', 'require_member_sql_wrapper';
 CREATE OR REPLACE FUNCTION tenant."rotate_signing_key"(
 	"grace" interval DEFAULT '10 minutes' /* Option < Interval > */
 ) RETURNS INT /* i32 */
-VOLATILE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'rotate_signing_key_wrapper';
 
@@ -176,7 +176,7 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant_signed"(
 	"token" TEXT, /* Option < & str > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
-VOLATILE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_signed_wrapper';
 
@@ -185,7 +185,7 @@ CREATE OR REPLACE FUNCTION tenant."sign_context"(
 	"tenant" TEXT, /* Option < & str > */
 	"valid_for" interval DEFAULT '5 minutes' /* Option < Interval > */
 ) RETURNS TEXT /* String */
-VOLATILE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'sign_context_wrapper';
 
@@ -244,13 +244,18 @@ BEGIN
 END
 $$;
 
+-- id: re-create a tenant with the id its rows still carry (after DROP EXTENSION ... CASCADE and
+-- CREATE EXTENSION). Without it the id comes from the registry's sequence, and a generated id that
+-- isolated tables already hold rows for is refused: the new tenant would inherit them.
 CREATE OR REPLACE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
-                                     with_schema boolean DEFAULT false)
+                                     with_schema boolean DEFAULT false, id bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
+    held record;
+    conflict name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'create a tenant');
     IF slug IS NULL OR slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
@@ -264,13 +269,46 @@ BEGIN
     IF with_schema IS NULL THEN
         RAISE EXCEPTION 'with_schema must not be NULL' USING ERRCODE = '22004';
     END IF;
+    IF create_tenant.id <= 0 THEN
+        RAISE EXCEPTION 'tenant id % is not valid', create_tenant.id USING ERRCODE = '22023', HINT = 'Tenant ids are positive.';
+    END IF;
     -- The row goes in first: a concurrent create_tenant of the same slug waits on it here and then
     -- fails with 42710 before it has built anything.
     BEGIN
-        INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING id INTO new_id;
+        IF create_tenant.id IS NULL THEN
+            INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING tenants.id INTO new_id;
+        ELSE
+            INSERT INTO tenant.tenants (id, slug, name, tier) VALUES (create_tenant.id, slug, name, tier)
+                RETURNING tenants.id INTO new_id;
+        END IF;
     EXCEPTION WHEN unique_violation THEN
+        GET STACKED DIAGNOSTICS conflict = CONSTRAINT_NAME;
+        IF conflict = 'tenants_pkey' AND create_tenant.id IS NOT NULL THEN
+            RAISE EXCEPTION 'tenant id % already exists', create_tenant.id USING ERRCODE = '42710';
+        ELSIF conflict = 'tenants_pkey' THEN
+            RAISE EXCEPTION 'tenant id % (the next one the registry generates) already exists', currval('tenant.tenants_id_seq')
+                USING ERRCODE = '42710', DETAIL = 'tenant.tenants_id_seq is behind the ids in tenant.tenants.',
+                      HINT = 'A superuser can fix it: SELECT setval(''tenant.tenants_id_seq'', (SELECT max(id) FROM tenant.tenants));';
+        END IF;
         RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = '42710';
     END;
+    IF create_tenant.id IS NOT NULL THEN
+        -- Generated ids continue after the largest one given.
+        PERFORM setval('tenant.tenants_id_seq', max(t.id)) FROM tenant.tenants t
+          HAVING max(t.id) >= (SELECT q.last_value FROM tenant.tenants_id_seq q);
+        FOR held IN SELECT * FROM tenant._tenant_rows(new_id) LOOP
+            RAISE NOTICE 'tenant "%" (id %) owns the % existing row(s) of % with that id', slug, new_id, held.n, held.relid;
+        END LOOP;
+    ELSE
+        FOR held IN SELECT * FROM tenant._tenant_rows(new_id) LOOP
+            RAISE EXCEPTION 'tenant id % already has % row(s) in %, left by a tenant that is no longer in the registry',
+                            new_id, held.n, held.relid USING ERRCODE = '55000',
+                DETAIL = 'A new tenant with this id would own them.',
+                HINT = format('If they belong to a tenant lost with DROP EXTENSION ... CASCADE, re-create it with '
+                              'tenant.create_tenant(''<its slug>'', id => %s); otherwise delete the rows, or create '
+                              'this tenant with an id of your choosing (id => n).', new_id);
+        END LOOP;
+    END IF;
     IF with_schema THEN
         PERFORM tenant._create_tenant_schema(new_id);
     END IF;
@@ -438,16 +476,14 @@ BEGIN
         RAISE EXCEPTION 'tenant "%" still has schema %', t.slug, quote_ident(t.schema_name) USING ERRCODE = '2BP01',
             HINT = 'Pass drop_schema => true to drop it with the tenant.';
     END IF;
-    -- Rows in isolated tables: refuse, or delete them with delete_rows.
-    FOR holder IN SELECT i.relid, i.tenant_column FROM tenant.isolated_tables i ORDER BY i.relid::text LOOP
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I = $1', holder.relid, holder.tenant_column)
-            INTO n USING t.id;
-        IF n > 0 AND NOT delete_rows THEN
-            RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, n, holder.relid USING ERRCODE = '2BP01',
+    -- Rows in isolated tables: refuse, or delete them with delete_rows. Only tables that exist now
+    -- (tenant._tenant_rows reads the catalog), each locked by its count until commit.
+    FOR holder IN SELECT * FROM tenant._tenant_rows(t.id) LOOP
+        IF NOT delete_rows THEN
+            RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, holder.n, holder.relid USING ERRCODE = '2BP01',
                 HINT = 'Delete them first, or pass delete_rows => true.';
-        ELSIF n > 0 THEN
-            EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
         END IF;
+        EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
     END LOOP;
     IF t.schema_name IS NOT NULL AND drop_schema THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);
@@ -544,6 +580,8 @@ DECLARE
     added_default boolean := false;
     added_not_null boolean := false;
     part regclass;
+    unknown bigint;
+    unknown_ids bigint[];
 BEGIN
     IF tbl IS NULL OR tenant_column IS NULL OR allow_shared_rows IS NULL THEN
         RAISE EXCEPTION 'tbl, tenant_column and allow_shared_rows must not be NULL' USING ERRCODE = '22004';
@@ -571,6 +609,11 @@ BEGIN
             -- Idempotent: re-assert what may have drifted, change nothing else.
             EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
             PERFORM tenant._isolation_policies(tbl, tenant_column, allow_shared_rows);
+            PERFORM tenant._add_fill_trigger(tbl, tenant_column, allow_shared_rows);
+            FOR part IN SELECT h.inhrelid::regclass FROM pg_inherits h WHERE h.inhparent = tbl
+                           AND NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::oid = h.inhrelid) LOOP
+                PERFORM tenant._enable_isolation(part, tenant_column, allow_shared_rows);
+            END LOOP;
             RETURN;
         END IF;
         PERFORM tenant._disable_isolation(tbl);
@@ -580,12 +623,18 @@ BEGIN
           FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped;
     END IF;
 
-    IF NOT allow_shared_rows THEN
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NULL', tbl, tenant_column) INTO n;
-        IF n > 0 THEN
-            RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
-                HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
-        END IF;
+    -- One scan: NULL tenants, and tenant ids the registry does not know (rows left by DROP
+    -- EXTENSION ... CASCADE). Children of an isolated parent were scanned with it.
+    EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
+                           count(*) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)),
+                           (array_agg(DISTINCT x.%1$I::bigint) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)))[1:10]
+                      FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_ids;
+    IF NOT allow_shared_rows AND n > 0 THEN
+        RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
+            HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent WHERE h.inhrelid = tbl) THEN
+        PERFORM tenant._warn_unknown_tenant_ids(tbl, unknown, unknown_ids);
     END IF;
 
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
@@ -603,6 +652,7 @@ BEGIN
         SELECT c.relname INTO idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
          WHERE i.indrelid = tbl AND i.indkey[0] = att.attnum AND i.indnatts = 1 ORDER BY c.oid DESC LIMIT 1;
     END IF;
+    PERFORM tenant._add_fill_trigger(tbl, tenant_column, allow_shared_rows);
     INSERT INTO tenant.isolated_tables (relid, tenant_column, allow_shared_rows, prior_rls, prior_force,
                                         added_default, added_not_null, added_index)
     VALUES (tbl, tenant_column, allow_shared_rows, rel.relrowsecurity, rel.relforcerowsecurity,
@@ -635,6 +685,7 @@ BEGIN
         PERFORM tenant._disable_isolation(part);
     END LOOP;
     PERFORM tenant._drop_qft_policies(tbl);
+    PERFORM tenant._drop_fill_trigger(tbl);
     IF NOT rec.prior_force THEN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
     END IF;
@@ -753,7 +804,12 @@ END
 $$;
 
 -- auto_isolate: isolate every new table that has a tenant_id column; in strict mode, also reject
--- new tables without one in schemas that already hold isolated tables.
+-- new tables without one in schemas that already hold isolated tables; in add_column mode give
+-- such tables a tenant_id column (defaulting to the context) and isolate them instead. New tables
+-- matching a shared pattern (tenant.mark_shared_like) are marked shared in every mode.
+-- Never touched: the tables of any extension (CREATE EXTENSION runs its script with this trigger
+-- in force -- this extension's own ledger has a tenant_id column), schema tenant, partitions (they
+-- follow their parent, sql/lifecycle.sql), temporary tables, and the tables of a restore.
 -- SECURITY DEFINER: it fires for whoever creates the table, who cannot (and must not) alter policies.
 CREATE OR REPLACE FUNCTION tenant._auto_isolate() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -768,26 +824,43 @@ BEGIN
     -- and loading discards it. Then the setting can only hold what a superuser chose.
     PERFORM tenant.cross_tenant_active();
     mode := lower(coalesce(current_setting('qualityfoundry_tenant.auto_isolate', true), 'off'));
-    IF mode NOT IN ('on', 'strict') THEN
+    IF tenant._restoring() THEN
         RETURN;
     END IF;
-    FOR cmd IN SELECT objid::regclass AS rel FROM pg_event_trigger_ddl_commands()
-                WHERE object_type IN ('table') AND command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') LOOP
-        CONTINUE WHEN EXISTS (SELECT FROM pg_class WHERE oid = cmd.rel AND (relispartition OR relpersistence = 't'));
+    FOR cmd IN SELECT d.objid::regclass AS rel, s.nspname, c.relname, c.relnamespace
+                 FROM pg_event_trigger_ddl_commands() d
+                 JOIN pg_class c ON c.oid = d.objid
+                 JOIN pg_namespace s ON s.oid = c.relnamespace
+                WHERE d.object_type = 'table' AND d.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+                  AND NOT d.in_extension AND s.nspname <> 'tenant'
+                  AND NOT c.relispartition AND c.relpersistence <> 't'
+                  AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid
+                                    AND e.deptype = 'e')
+                  AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid::oid = c.oid)
+                  AND NOT EXISTS (SELECT FROM tenant.shared_tables x WHERE x.relid::oid = c.oid) LOOP
+        IF EXISTS (SELECT FROM tenant.shared_patterns p WHERE p.schema_name = cmd.nspname AND cmd.relname LIKE p.pattern) THEN
+            INSERT INTO tenant.shared_tables (relid) VALUES (cmd.rel);
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN mode NOT IN ('on', 'strict', 'add_column');
         IF EXISTS (SELECT FROM pg_attribute WHERE attrelid = cmd.rel AND attname = 'tenant_id' AND attnum > 0
                      AND NOT attisdropped) THEN
-            IF NOT EXISTS (SELECT FROM tenant.isolated_tables WHERE relid = cmd.rel) THEN
-                PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
-            END IF;
-        ELSIF mode = 'strict' THEN
+            PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
+        ELSIF mode IN ('strict', 'add_column') THEN
             SELECT EXISTS (SELECT FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
-                            WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = cmd.rel))
+                            WHERE c.relnamespace = cmd.relnamespace)
               INTO schema_isolated;
-            IF schema_isolated AND NOT EXISTS (SELECT FROM tenant.shared_tables WHERE relid = cmd.rel) THEN
+            CONTINUE WHEN NOT schema_isolated;
+            IF mode = 'add_column' THEN
+                EXECUTE format('ALTER TABLE %I.%I ADD COLUMN tenant_id bigint DEFAULT tenant.current_tenant_id()',
+                               cmd.nspname, cmd.relname);
+                PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
+            ELSE
                 RAISE EXCEPTION 'table % has no tenant_id column', cmd.rel USING ERRCODE = '42P16',
                     DETAIL = 'qualityfoundry_tenant.auto_isolate is strict and its schema holds isolated tables.',
                     HINT = 'Add a tenant_id column; for a deliberately global table a superuser can SET LOCAL '
-                           'qualityfoundry_tenant.auto_isolate = on, create it, then call tenant.mark_shared().';
+                           'qualityfoundry_tenant.auto_isolate = on, create it, then call tenant.mark_shared() '
+                           '(or mark its name shared beforehand with tenant.mark_shared_like()).';
             END IF;
         END IF;
     END LOOP;
@@ -804,6 +877,257 @@ BEGIN
         EXECUTE FUNCTION tenant._auto_isolate();
 END
 $evt$;
+
+-- sql/lifecycle.sql
+-- What happens to isolation over a table's life, beyond enable/disable: partitions and children
+-- created or attached later, tables dropped, restores, explicit NULL tenants from ORMs, tables a
+-- framework creates (shared by name pattern), and tenant ids that outlive their registry row
+-- (DROP EXTENSION ... CASCADE, then CREATE EXTENSION).
+
+-- A session restoring a dump: pg_restore, or psql running pg_dump's output, as a superuser. Both
+-- turn check_function_bodies off first (PostgreSQL's documented setting for loading definitions
+-- made elsewhere). A restore re-creates isolation exactly as it was dumped -- policies, defaults,
+-- triggers and the registry rows -- so the event triggers must not act on the tables it creates:
+-- they would collide with it (duplicate policies and registry rows, NOT NULL on shared rows).
+-- Only superusers count: the extension can only be restored by one, and a non-superuser must not
+-- be able to switch auto_isolate off for its own new tables this way.
+CREATE OR REPLACE FUNCTION tenant._restoring() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT current_setting('check_function_bodies') = 'off'
+       AND COALESCE((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
+$$;
+
+-- Rows a tenant id has in isolated tables, per table, counted through the live catalog: a
+-- registry row whose table was dropped is never turned into SQL. Children (partitions, inheritance)
+-- of an isolated parent are counted through the parent.
+CREATE OR REPLACE FUNCTION tenant._tenant_rows(tenant_id bigint)
+RETURNS TABLE(relid regclass, tenant_column name, n bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid, s.nspname, c.relname, i.tenant_column AS col
+               FROM tenant.isolated_tables i
+               JOIN pg_class c ON c.oid = i.relid::oid
+               JOIN pg_namespace s ON s.oid = c.relnamespace
+              WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
+                              AND a.attnum > 0 AND NOT a.attisdropped)
+                AND NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent
+                                 WHERE h.inhrelid = c.oid)
+              ORDER BY s.nspname, c.relname LOOP
+        EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n USING tenant_id;
+        IF n > 0 THEN
+            relid := r.oid;
+            tenant_column := r.col;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- ORMs send every column on INSERT, so a model that leaves the tenant unset sends tenant_id = NULL
+-- explicitly and the column default never applies; the error would be a puzzling "new row
+-- violates row-level security policy". This trigger fills an explicit NULL from the context, as
+-- the default would. Without a context it leaves the NULL alone, and row security refuses the row
+-- (42501) exactly as it refuses any row then; in cross-tenant mode the context does not say whose
+-- row it is, so a NULL stays NULL too. On a table with shared rows a NULL tenant means a system
+-- row, so it is not filled there: a tenant is told that it cannot write one.
+-- TG_ARGV: the tenant column, and 'shared' for tables with allow_shared_rows.
+CREATE OR REPLACE FUNCTION tenant._fill_tenant() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t bigint;
+BEGIN
+    IF tenant.cross_tenant_active() THEN
+        RETURN NEW;
+    END IF;
+    t := tenant.current_tenant_id();
+    IF t IS NULL THEN
+        RETURN NEW;
+    ELSIF TG_ARGV[1] = 'shared' THEN
+        RAISE EXCEPTION 'a NULL % makes a shared row, which tenant % cannot write to %.%',
+                        quote_ident(TG_ARGV[0]), t, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
+            USING ERRCODE = '42501', SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME, COLUMN = TG_ARGV[0],
+                  DETAIL = 'The table has shared rows: a NULL tenant marks a system row, readable by every tenant and written only in cross-tenant mode.',
+                  HINT = 'Leave the column out (it defaults to the current tenant) or give the row the current tenant''s id.';
+    END IF;
+    RETURN jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], t));
+END
+$$;
+
+-- One trigger per ordinary table; none on a partitioned parent, whose rows live in its partitions
+-- (a parent's row trigger would be cloned onto every partition and make attaching a table that
+-- has its own fail).
+CREATE OR REPLACE FUNCTION tenant._add_fill_trigger(tbl regclass, col name, shared boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r'
+       AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl AND g.tgname = 'qft_fill_tenant') THEN
+        EXECUTE format('CREATE TRIGGER qft_fill_tenant BEFORE INSERT ON %s FOR EACH ROW WHEN (NEW.%I IS NULL) '
+                       'EXECUTE FUNCTION tenant._fill_tenant(%L, %L)',
+                       tbl, col, col, CASE WHEN shared THEN 'shared' ELSE 'isolated' END);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tenant._drop_fill_trigger(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl AND g.tgname = 'qft_fill_tenant' AND g.tgparentid = 0) THEN
+        EXECUTE format('DROP TRIGGER qft_fill_tenant ON %s', tbl);
+    END IF;
+END
+$$;
+
+-- enable_isolation's warning about rows whose tenant id is not in the registry: nobody can read
+-- them, and they would belong to whichever tenant is created with that id.
+CREATE OR REPLACE FUNCTION tenant._warn_unknown_tenant_ids(tbl regclass, n bigint, ids bigint[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF n > 0 THEN
+        RAISE WARNING 'table % holds % row(s) of tenant ids that are not in tenant.tenants: %', tbl, n,
+                      array_to_string(ids, ', ') || CASE WHEN cardinality(ids) >= 10 THEN ', ...' ELSE '' END
+            USING DETAIL = 'No tenant can read them, and a tenant created with one of these ids would own them.',
+                  HINT = 'If they belong to tenants lost with DROP EXTENSION ... CASCADE, re-create each with '
+                         'tenant.create_tenant(slug, ..., id => <its id>); otherwise delete them.';
+    END IF;
+END
+$$;
+
+-- Partitions and inheritance children created or attached after their parent was isolated are
+-- isolated like it: a query naming a child directly does not see the parent's policies.
+-- CREATE TABLE reports the new child; ALTER TABLE ... ATTACH PARTITION reports the parent. (For
+-- ALTER TABLE only the parent side is followed: enable_isolation's own ALTER TABLE statements on
+-- a child it is isolating must not start isolating that child again.)
+CREATE OR REPLACE FUNCTION tenant._isolate_new_children() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF tenant._restoring() THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT DISTINCT h.inhrelid::regclass AS child, i.tenant_column, i.allow_shared_rows
+               FROM pg_event_trigger_ddl_commands() d
+               JOIN pg_inherits h ON (CASE WHEN d.command_tag = 'ALTER TABLE' THEN h.inhparent ELSE h.inhrelid END) = d.objid
+               JOIN tenant.isolated_tables i ON i.relid::oid = h.inhparent
+              WHERE d.classid = 'pg_class'::regclass
+                AND NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::oid = h.inhrelid)
+              ORDER BY 1 LOOP
+        PERFORM tenant._enable_isolation(r.child, r.tenant_column, r.allow_shared_rows);
+    END LOOP;
+END
+$$;
+-- Replayable (the upgrade script runs this file again): drop and re-create.
+DO $evt$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_isolate_new_children') THEN
+        DROP EVENT TRIGGER qft_isolate_new_children;
+    END IF;
+    CREATE EVENT TRIGGER qft_isolate_new_children ON ddl_command_end
+        WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+        EXECUTE FUNCTION tenant._isolate_new_children();
+END
+$evt$;
+
+-- A dropped table leaves no row behind in tenant.isolated_tables or tenant.shared_tables (DROP
+-- TABLE, DROP SCHEMA ... CASCADE, DROP OWNED, `manage.py migrate app zero`).
+CREATE OR REPLACE FUNCTION tenant._forget_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT d.objid, d.object_identity FROM pg_event_trigger_dropped_objects() d
+              WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 LOOP
+        DELETE FROM tenant.isolated_tables WHERE relid::oid = r.objid;
+        IF FOUND THEN
+            PERFORM tenant._audit('isolated_table_dropped', r.object_identity, NULL, NULL);
+        END IF;
+        DELETE FROM tenant.shared_tables WHERE relid::oid = r.objid;
+    END LOOP;
+END
+$$;
+DO $evt$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_forget_dropped_tables') THEN
+        DROP EVENT TRIGGER qft_forget_dropped_tables;
+    END IF;
+    CREATE EVENT TRIGGER qft_forget_dropped_tables ON sql_drop
+        EXECUTE FUNCTION tenant._forget_dropped_tables();
+END
+$evt$;
+
+-- Tables marked shared by name, before they exist: for tables a framework creates itself (Django's
+-- django_migrations, django_session, auth_*), so auto_isolate neither isolates, rejects nor adds a
+-- tenant column to them. Existing tables that match are marked at once.
+CREATE OR REPLACE FUNCTION tenant.mark_shared_like(schema name, name_pattern text) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+    n integer := 0;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'mark tables shared');
+    IF schema IS NULL OR name_pattern IS NULL THEN
+        RAISE EXCEPTION 'schema and name_pattern must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF btrim(name_pattern) = '' THEN
+        RAISE EXCEPTION 'name_pattern must not be empty' USING ERRCODE = '22023',
+            HINT = 'A LIKE pattern over table names, e.g. ''django\_%'' (escape _ with a backslash to match it literally).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = schema) THEN
+        RAISE EXCEPTION 'schema % does not exist', quote_ident(schema) USING ERRCODE = '3F000';
+    END IF;
+    INSERT INTO tenant.shared_patterns (schema_name, pattern) VALUES (schema, name_pattern) ON CONFLICT DO NOTHING;
+    FOR t IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+              WHERE s.nspname = schema AND c.relname LIKE name_pattern AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid::oid = c.oid)
+                AND NOT EXISTS (SELECT FROM tenant.shared_tables x WHERE x.relid::oid = c.oid)
+              ORDER BY c.relname LOOP
+        INSERT INTO tenant.shared_tables (relid) VALUES (t);
+        n := n + 1;
+    END LOOP;
+    PERFORM tenant._audit('shared_pattern_added', format('%I.%s', schema, name_pattern), NULL,
+                          jsonb_build_object('tables_marked', n));
+    RETURN n;
+END
+$$;
+
+-- Forgets a pattern; tables it marked stay marked (tenant.shared_tables).
+CREATE OR REPLACE FUNCTION tenant.unmark_shared_like(schema name, name_pattern text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'unmark tables shared');
+    IF schema IS NULL OR name_pattern IS NULL THEN
+        RAISE EXCEPTION 'schema and name_pattern must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM tenant.shared_patterns p WHERE p.schema_name = schema AND p.pattern = name_pattern;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no shared pattern % in schema %', quote_literal(name_pattern), quote_ident(schema)
+            USING ERRCODE = '22023', HINT = 'tenant.shared_patterns lists them.';
+    END IF;
+    PERFORM tenant._audit('shared_pattern_removed', format('%I.%s', schema, name_pattern), NULL, NULL);
+END
+$$;
 
 -- sql/migrate.sql
 -- migrate_all: apply one migration to the template schema, then to every tenant schema in the
@@ -3819,14 +4143,22 @@ BEGIN
     -- 10. Unique and primary-key constraints, and unique indexes, on isolated tables whose key does
     --     not include the tenant column: a duplicate-key error tells whether a key exists in another
     --     tenant. (Indexes of partitions attached to a partitioned index are fixed at the parent.)
+    --     A key of one column whose values come from a sequence (identity, serial) is a warning: the
+    --     sequence is shared by every tenant, so each tenant already sees which values were handed
+    --     out (the gaps between its own keys); the probe adds little, but a tenant can still take a
+    --     value another tenant's insert is about to get, making that insert fail.
     RETURN QUERY
-        SELECT 'error',
+        SELECT CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts) THEN 'warning' ELSE 'error' END,
                CASE WHEN k.oid IS NOT NULL THEN format('constraint %I on table %s', k.conname, c.oid::regclass)
                     ELSE format('index %s', x.indexrelid::regclass) END,
-               format('is a %s on isolated table %s without its tenant column %I: a duplicate-key error tells whether a key '
-                      'exists in another tenant',
+               format('is a %s on isolated table %s without its tenant column %I: %s',
                       CASE WHEN x.indisprimary THEN 'primary key' WHEN k.oid IS NOT NULL THEN 'unique constraint' ELSE 'unique index' END,
-                      c.oid::regclass, i.tenant_column),
+                      c.oid::regclass, i.tenant_column,
+                      CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts)
+                           THEN 'its values come from a sequence that every tenant draws from, so a duplicate-key error only '
+                                'confirms what the gaps in a tenant''s own keys already show (which values were handed out); '
+                                'but a tenant that inserts a value explicitly can make another tenant''s next insert fail'
+                           ELSE 'a duplicate-key error tells whether a key exists in another tenant' END),
                CASE WHEN k.oid IS NOT NULL THEN
                         -- Where the tenant column may be NULL (shared rows) a primary key cannot hold
                         -- it: the key becomes UNIQUE NULLS NOT DISTINCT, which keeps shared rows unique too.
@@ -3969,6 +4301,21 @@ REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
     tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
+
+-- Whether a unique key is a single column whose values come from a sequence: an identity column,
+-- or a default that calls nextval() of a sequence (serial, bigserial). For check kind 10.
+CREATE OR REPLACE FUNCTION tenant._chk_sequence_key(rel oid, indkey int2vector, nkeys smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $3 = 1 AND (
+        EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum = $2[0] AND a.attidentity IN ('a', 'd'))
+        OR EXISTS (SELECT FROM pg_attrdef d
+                     JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                                     AND p.refclassid = 'pg_class'::regclass
+                     JOIN pg_class s ON s.oid = p.refobjid AND s.relkind = 'S'
+                    WHERE d.adrelid = $1 AND d.adnum = $2[0]))
+$$;
 
 -- sql/superuser.sql
 -- Superuser consistency for an application's users table.
@@ -4160,6 +4507,9 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tenant FROM PUBLIC;
 REVOKE ALL ON SCHEMA tenant FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA tenant TO tenant_user, tenant_superuser, tenant_admin;
+-- And to everyone: the getters are PUBLIC, and a role that calls one by name (a BI login bound to
+-- a tenant showing tenant.current_tenant()) needs it; everything else in the schema stays revoked.
+GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active() TO PUBLIC;
 
@@ -4177,7 +4527,8 @@ GRANT EXECUTE ON FUNCTION
     tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
-    tenant.mark_shared(regclass), tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
+    tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
+    tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 

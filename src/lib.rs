@@ -2,6 +2,7 @@
 
 pgrx::pg_module_magic!();
 
+mod backup;
 mod context;
 mod error;
 mod migrate;
@@ -13,10 +14,10 @@ mod token;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
-/// Declares schema `tenant` to pgrx so `#[pg_extern(schema = "tenant")]` can name it; the schema
-/// itself is created (and must not pre-exist) in `sql/bootstrap.sql`, which runs first.
-#[pgrx::pg_schema]
-mod tenant {}
+// Every `#[pg_extern]` lands in the extension's schema, `tenant` (the control file's `schema`):
+// write no `schema = "..."` on them. pgrx would emit `CREATE SCHEMA IF NOT EXISTS tenant` for a
+// `#[pg_schema]` module, which PostgreSQL refuses inside an extension script for a schema that
+// is not an extension member -- and the schema holding an extension never is one.
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!(
@@ -49,6 +50,16 @@ pgrx::extension_sql_file!(
     "../sql/migrate_tables.sql",
     name = "migrate_tables",
     requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/lifecycle_tables.sql",
+    name = "lifecycle_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/lifecycle.sql",
+    name = "lifecycle",
+    requires = ["registry", "isolation", "lifecycle_tables"]
 );
 pgrx::extension_sql_file!(
     "../sql/migrate.sql",

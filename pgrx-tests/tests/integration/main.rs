@@ -1,11 +1,15 @@
 //! One test binary, so one throwaway cluster serves every test; each test makes its own database.
+mod backup;
 mod checker;
 mod clone;
 mod context;
 mod foundation;
 mod isolation;
+mod lifecycle;
 mod migrate;
 mod pooler;
+mod orm;
+mod replication;
 mod review;
 mod schemas;
 mod versions;
