@@ -1,40 +1,11 @@
 -- @qft-install-only
 -- qualityfoundry_tenant: schema, roles and registry tables. Install-only: the upgrade script
 -- replays every other SQL file, but tables change only through the prelude in sql/upgrade/.
---
--- The control file names schema tenant (so \dx shows it), and PostgreSQL creates that schema, empty
--- and owned by the installing superuser, before this script runs. A schema tenant that existed
--- already is used only when it is just as harmless: empty, owned by a superuser, and nobody else
--- may create in it. That is the schema pg_dump re-creates before CREATE EXTENSION on a restore,
--- and the one DROP EXTENSION leaves behind (a schema holding its extension cannot be one of the
--- extension's members). Anything else -- someone's objects, a schema a non-superuser could plant
--- objects in -- makes CREATE EXTENSION fail (42P06) instead of being adopted.
-DO $schema$
-DECLARE
-    s record;
-BEGIN
-    SELECT n.oid, n.nspowner, r.rolsuper,
-           EXISTS (SELECT FROM pg_catalog.pg_depend d
-                    WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                      AND d.refobjid OPERATOR(pg_catalog.=) n.oid
-                      AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass) AS holds_objects,
-           EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a
-                    WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
-                      AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) AS others_create
-      INTO s
-      FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
-     WHERE n.nspname OPERATOR(pg_catalog.=) 'tenant';
-    IF s.oid IS NULL THEN
-        CREATE SCHEMA tenant;
-    ELSIF s.holds_objects OR NOT s.rolsuper OR s.others_create THEN
-        RAISE EXCEPTION 'schema "tenant" already exists' USING ERRCODE = '42P06',
-            DETAIL = CASE WHEN s.holds_objects THEN 'It holds objects that are not the extension''s.'
-                          WHEN NOT s.rolsuper THEN 'It belongs to a role that is not a superuser.'
-                          ELSE 'Roles other than its owner may create objects in it.' END,
-            HINT = 'The extension creates and owns schema tenant: rename or drop that schema, then run CREATE EXTENSION again.';
-    END IF;
-END
-$schema$;
+-- CREATE SCHEMA without IF NOT EXISTS: an existing schema "tenant" makes CREATE EXTENSION fail
+-- (42P06) instead of being adopted, so DROP EXTENSION never removes something it did not create.
+-- The schema is an extension member (the control file names no schema), so pg_dump never dumps it
+-- on its own and DROP EXTENSION removes it.
+CREATE SCHEMA tenant;
 COMMENT ON SCHEMA tenant IS 'qualityfoundry_tenant: tenant registry, context and isolation';
 
 -- Roles are cluster-wide and may already exist (another database has the extension); they are

@@ -534,7 +534,7 @@ pub fn enter_signed(tenant_id: i64, is_local: Option<bool>) -> i64 {
     enter(Target::Signed(tenant_id), is_local)
 }
 
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn clear_tenant() {
     if let Some(bound) = binding_of(session_user()) {
         bound_elsewhere(bound);
@@ -580,7 +580,7 @@ pub fn current_tenant_id() -> Option<i64> {
 }
 
 /// The slug of the current tenant, NULL when none.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(schema = "tenant", stable, parallel_safe)]
 fn current_tenant() -> Option<String> {
     current_tenant_id().and_then(tenant_by_id).map(|t| t.slug)
 }
@@ -664,7 +664,7 @@ fn enter_cross_tenant(reason: Option<&str>, is_local: default!(Option<bool>, fal
     );
 }
 
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn exit_cross_tenant() {
     let caller = privilege::caller();
     privilege::require_role_of(caller, TENANT_SUPERUSER, "leave cross-tenant mode");
@@ -706,7 +706,12 @@ fn route_search_path(schema: Option<&str>, local: bool) {
 }
 
 /// Called by the registry triggers: makes every backend drop its cached registry at commit.
-#[pg_extern(name = "_registry_changed", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_registry_changed",
+    volatile,
+    parallel_unsafe
+)]
 fn registry_changed() {
     let relid = Spi::connect(|c| {
         c.select(

@@ -14,10 +14,13 @@ mod token;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
-// Every `#[pg_extern]` lands in the extension's schema, `tenant` (the control file's `schema`):
-// write no `schema = "..."` on them. pgrx would emit `CREATE SCHEMA IF NOT EXISTS tenant` for a
-// `#[pg_schema]` module, which PostgreSQL refuses inside an extension script for a schema that
-// is not an extension member -- and the schema holding an extension never is one.
+/// Declares schema `tenant` to pgrx so `#[pg_extern(schema = "tenant")]` can name it; the schema
+/// itself is created (and must not pre-exist) in `sql/bootstrap.sql`, which runs first. It is an
+/// extension member, so the control file names no schema: a schema holding its extension could
+/// not be one, and CREATE EXTENSION would then have to adopt a pre-existing schema `tenant`, which
+/// the SPEC forbids.
+#[pgrx::pg_schema]
+mod tenant {}
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!(

@@ -84,7 +84,7 @@ unsafe extern "C-unwind" fn release_on_abort(
 
 /// Takes the run lock for this session, waiting for a run in another session to finish
 /// (`lock_timeout` and cancel apply to the wait).
-#[pg_extern(name = "_migration_lock", volatile, parallel_unsafe)]
+#[pg_extern(schema = "tenant", name = "_migration_lock", volatile, parallel_unsafe)]
 fn migration_lock() {
     privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
     if RUN_LOCK_HELD.0.get() {
@@ -123,14 +123,24 @@ fn migration_lock() {
     RUN_LOCK_HELD.0.set(true);
 }
 
-#[pg_extern(name = "_migration_unlock", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_unlock",
+    volatile,
+    parallel_unsafe
+)]
 fn migration_unlock() {
     release_run_lock();
 }
 
 /// The ledger-writing steps are callable by tenant_admin members (the procedures are SECURITY
 /// INVOKER); this keeps them from being used outside a run, i.e. without the run lock.
-#[pg_extern(name = "_migration_require_lock", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_require_lock",
+    volatile,
+    parallel_unsafe
+)]
 fn require_lock() {
     if !RUN_LOCK_HELD.0.get() {
         error::raise(
@@ -143,7 +153,12 @@ fn require_lock() {
 }
 
 /// COMMIT inside the procedure fails in a transaction block; say so before anything is done.
-#[pg_extern(name = "_migration_require_top_level", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_require_top_level",
+    volatile,
+    parallel_unsafe
+)]
 fn require_top_level(what: &str) {
     if unsafe { pg_sys::IsTransactionBlock() } {
         error::raise(
@@ -210,7 +225,12 @@ fn spi_failed(what: &str, e: pgrx::spi::Error) -> ! {
 /// Starts the run's workers: `migration_runs.parallel` of them, at most one per queued schema.
 /// Returns whether any started (not when parallel = 1, at most one schema is queued, or no worker
 /// slot is free: the serial loop that follows then does the work).
-#[pg_extern(name = "_migration_start_workers", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_start_workers",
+    volatile,
+    parallel_unsafe
+)]
 fn start_workers(run: i64) -> bool {
     privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
     // Handles left by a run that failed in this session: those workers stop on their own once
@@ -267,7 +287,12 @@ fn start_workers(run: i64) -> bool {
 /// Waits up to a second for this session's workers, reporting progress. Returns the number of
 /// schemas done (pass it back as `previous`), or NULL once every worker has exited — after putting
 /// back rows a dead worker left `running`, for the serial loop that follows to finish.
-#[pg_extern(name = "_migration_wait_workers", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_wait_workers",
+    volatile,
+    parallel_unsafe
+)]
 fn wait_workers(run: i64, previous: i32) -> Option<i32> {
     privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
     let deadline = Instant::now() + Duration::from_secs(1);

@@ -65,14 +65,14 @@ pub fn outer_caller() -> Oid {
 
 /// Membership check for the SQL (SECURITY DEFINER) functions: raises 42501 unless the outer
 /// caller is a superuser or holds `role`.
-#[pg_extern(name = "_require_member", volatile, parallel_unsafe)]
+#[pg_extern(schema = "tenant", name = "_require_member", volatile, parallel_unsafe)]
 fn require_member_sql(role: &str, action: &str) {
     let role = CString::new(role).unwrap_or_default();
     require_role_of(outer_caller(), &role, action);
 }
 
 /// The role accountable for the current call, for the audit log.
-#[pg_extern(name = "_acting_role", stable, parallel_safe)]
+#[pg_extern(schema = "tenant", name = "_acting_role", stable, parallel_safe)]
 fn acting_role_sql() -> String {
     role_name(outer_caller())
 }

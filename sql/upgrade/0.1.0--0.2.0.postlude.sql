@@ -46,28 +46,6 @@ BEGIN
     END LOOP;
 END
 $qft_context$;
--- The extension's schema is now the control file's `schema = tenant` (\dx shows it there), and a
--- schema holding its extension cannot be one of its members. A 0.1.0 install lives in the schema
--- that was current at CREATE EXTENSION (usually public) and has tenant as a member: make it what
--- a fresh install is. ALTER EXTENSION SET SCHEMA cannot (the extension is not relocatable), so
--- the two catalog rows that say where it lives are rewritten here, as CREATE EXTENSION writes them.
-DO $move$
-DECLARE
-    ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'qualityfoundry_tenant');
-    nsp oid := (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'tenant');
-BEGIN
-    IF (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid OPERATOR(pg_catalog.=) ext) OPERATOR(pg_catalog.<>) nsp THEN
-        ALTER EXTENSION qualityfoundry_tenant DROP SCHEMA tenant;
-        DELETE FROM pg_catalog.pg_depend
-         WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass AND objid OPERATOR(pg_catalog.=) ext
-           AND refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass AND deptype OPERATOR(pg_catalog.=) 'n';
-        INSERT INTO pg_catalog.pg_depend (classid, objid, objsubid, refclassid, refobjid, refobjsubid, deptype)
-        VALUES ('pg_catalog.pg_extension'::pg_catalog.regclass, ext, 0, 'pg_catalog.pg_namespace'::pg_catalog.regclass, nsp, 0, 'n');
-        UPDATE pg_catalog.pg_extension SET extnamespace = nsp WHERE oid OPERATOR(pg_catalog.=) ext;
-    END IF;
-END
-$move$;
-
 -- Registry rows of tables dropped under 0.1.0 (which had no sql_drop trigger).
 DELETE FROM tenant.isolated_tables i
  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid);

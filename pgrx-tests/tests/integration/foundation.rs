@@ -31,13 +31,14 @@ fn drop_extension_removes_every_object_and_create_works_again() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(strays, Vec::<String>::new());
+    // The extension is recorded in the schema it was created from (\dx), not in its own
+    // schema tenant, which is one of its members (see the README's Roles section).
     assert_eq!(
         one::<String>(
             &mut su,
             "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'qualityfoundry_tenant'"
         ),
-        "tenant",
-        "\\dx lists the extension in its schema"
+        "public"
     );
     // Policies depend on the extension's functions: the clean way out is disable_isolation first.
     expect_sqlstate(
@@ -50,8 +51,8 @@ fn drop_extension_removes_every_object_and_create_works_again() {
     .unwrap();
     for (what, sql) in [
         ("extension", "SELECT count(*) FROM pg_extension WHERE extname = 'qualityfoundry_tenant'"),
-        // The schema holding an extension cannot be one of its members: it stays, empty.
-        ("objects in schema tenant", "SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_namespace'::regclass AND refobjid = 'tenant'::regnamespace"),
+        // The schema is a member: it goes with the extension.
+        ("schema tenant", "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant'"),
         ("functions", "SELECT count(*) FROM pg_proc WHERE probin LIKE '%qualityfoundry_tenant%' OR pronamespace::regnamespace::text = 'tenant'"),
         ("event triggers", "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'qft%'"),
         ("types", "SELECT count(*) FROM pg_type WHERE typnamespace::regnamespace::text = 'tenant'"),
@@ -80,27 +81,20 @@ fn drop_extension_removes_every_object_and_create_works_again() {
 fn an_existing_schema_named_tenant_is_not_adopted() {
     let db = TestDb::new("adopt");
     let mut su = db.superuser();
-    // DROP EXTENSION leaves the empty schema (it held the extension, so it was no member).
+    // The schema is an extension member: DROP EXTENSION removes it with everything else.
     su.batch_execute("DROP EXTENSION qualityfoundry_tenant")
         .unwrap();
-    let nobody = db.role("nobody");
-    // Someone's objects in it, a non-superuser owner who could plant some, or CREATE for others:
-    // CREATE EXTENSION fails and leaves the schema as it was.
-    for (setup, undo) in [
-        (
-            "CREATE TABLE tenant.mine (x int)".to_string(),
-            "DROP TABLE tenant.mine".to_string(),
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant'"
         ),
-        (
-            format!("ALTER SCHEMA tenant OWNER TO {nobody}"),
-            "ALTER SCHEMA tenant OWNER TO postgres".to_string(),
-        ),
-        (
-            "GRANT CREATE ON SCHEMA tenant TO PUBLIC".to_string(),
-            "REVOKE CREATE ON SCHEMA tenant FROM PUBLIC".to_string(),
-        ),
-    ] {
-        su.batch_execute(&setup).unwrap();
+        0
+    );
+    // Any schema of that name, even an empty one a superuser owns: CREATE EXTENSION fails and
+    // leaves the schema as it was (SPEC: it fails rather than adopting it).
+    for setup in ["CREATE SCHEMA tenant", "CREATE TABLE tenant.mine (x int)"] {
+        su.batch_execute(setup).unwrap();
         let before: String = one(
             &mut su,
             "SELECT concat_ws('|', nspowner::regrole, nspacl, (SELECT string_agg(relname, ',') FROM pg_class WHERE relnamespace = n.oid))
@@ -124,11 +118,9 @@ fn an_existing_schema_named_tenant_is_not_adopted() {
                FROM pg_namespace n WHERE nspname = 'tenant'",
         );
         assert_eq!(after, before, "{setup}");
-        su.batch_execute(&undo).unwrap();
     }
-    // The empty, superuser-owned schema DROP EXTENSION left (and pg_dump re-creates before
-    // CREATE EXTENSION on a restore) is the extension's own again.
-    su.batch_execute("CREATE EXTENSION qualityfoundry_tenant")
+    // Once that schema is gone, the extension installs again.
+    su.batch_execute("DROP SCHEMA tenant CASCADE; CREATE EXTENSION qualityfoundry_tenant")
         .unwrap();
 }
 
