@@ -642,8 +642,9 @@ BEGIN
            AND NOT r.rolsuper AND r.oid <> c.relowner
            AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
                 OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           -- (superusers are members of every role: they do not count)
            AND EXISTS (SELECT FROM pg_roles l
-                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
                           AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
         UNION ALL
         SELECT 'error', 'table tenant.signing_keys',
