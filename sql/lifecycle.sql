@@ -247,3 +247,49 @@ BEGIN
     PERFORM tenant._audit('shared_pattern_removed', format('%I.%s', schema, name_pattern), NULL, NULL);
 END
 $$;
+
+-- The backup role's reads (Backups and restores in the README): exactly what pg_dump of this
+-- database reads, and never a secret. CONNECT, USAGE on every schema but the system ones, SELECT
+-- on every table, view, materialized view and sequence in them -- except in schema tenant, where
+-- only the configuration tables pg_dump dumps (pg_extension's extconfig) are granted: the signing
+-- keys and the used-token table are not, so the role cannot sign a context for anyone. Together
+-- with BYPASSRLS on the role (row security would otherwise hide every tenant's rows from it) this
+-- is a complete, read-only dump role. Superuser only: it hands out reads of every tenant.
+-- Idempotent; objects created later need another call (pg_dump then fails loudly with
+-- "permission denied", never silently). Returns the number of relations granted.
+CREATE OR REPLACE FUNCTION tenant.grant_backup_reads(role regrole) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    PERFORM tenant._require_superuser('grant a backup role every tenant''s rows');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF (SELECT rolsuper FROM pg_roles WHERE oid = role) THEN
+        RAISE EXCEPTION 'role % is a superuser; it reads everything already', role USING ERRCODE = '22023',
+            HINT = 'Create a dedicated NOSUPERUSER LOGIN BYPASSRLS role for backups.';
+    END IF;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %s', current_database(), role);
+    FOR r IN SELECT n.nspname FROM pg_namespace n
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+              ORDER BY n.nspname LOOP
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', r.nspname, role);
+    END LOOP;
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+                AND (n.nspname <> 'tenant'
+                     OR c.oid = ANY ((SELECT e.extconfig FROM pg_extension e WHERE e.extname = 'qualityfoundry_tenant')::oid[]))
+              ORDER BY c.oid LOOP
+        EXECUTE format('GRANT SELECT ON %s %s TO %s', CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.rel, role);
+        n := n + 1;
+    END LOOP;
+    PERFORM tenant._audit('backup_reads_granted', role::text, NULL, jsonb_build_object('relations', n));
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION tenant.grant_backup_reads(regrole) FROM PUBLIC;

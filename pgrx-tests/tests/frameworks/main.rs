@@ -72,8 +72,11 @@ fn deployment(label: &str) -> (TestDb, String, String, String) {
         .replace("app_login", &app);
     su.batch_execute(&setup)
         .unwrap_or_else(|e| panic!("README framework_setup: {e}"));
+    // The harness revokes CONNECT from PUBLIC on its test databases (so the checker sees only the
+    // test's own roles); an ordinary database needs no such grant.
     su.batch_execute(&format!(
         "ALTER DATABASE {db} OWNER TO {owner};
+         GRANT CONNECT ON DATABASE {db} TO {app};
          SELECT tenant.create_tenant('acme'); SELECT tenant.create_tenant('globex');",
         db = db.name
     ))
@@ -222,6 +225,11 @@ fn django_example() {
         Vec::<String>::new()
     );
     example("django", &db.name, &owner, &["manage.py", "migrate"], &env);
+    // The backup role's reads cover tables that exist when they are granted: again after a
+    // migration (Backups and restores in the README).
+    db.superuser()
+        .batch_execute(&format!("SELECT tenant.grant_backup_reads('{backup}')"))
+        .unwrap();
     assert_eq!(
         strings(
             &mut su,

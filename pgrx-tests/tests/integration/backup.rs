@@ -267,6 +267,42 @@ fn the_backup_role_recipe_dumps_every_tenants_rows() {
         "42501",
     );
     expect_sqlstate(b.batch_execute("SELECT tenant.set_tenant('acme')"), "42501");
+    // It cannot read the keys that sign contexts, and the checker has nothing to say about it.
+    expect_sqlstate(
+        b.batch_execute("SELECT count(*) FROM tenant.signing_keys"),
+        "42501",
+    );
+    expect_sqlstate(
+        b.batch_execute("SELECT count(*) FROM tenant.used_tokens"),
+        "42501",
+    );
+    let findings: Vec<String> = su
+        .query(
+            "SELECT object || ': ' || problem FROM tenant.check_isolation() WHERE object LIKE '%' || $1 || '%'",
+            &[&backup],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(findings, Vec::<String>::new());
+    // Only a superuser hands out every tenant's rows.
+    let mut admin = db.connect("admin");
+    expect_sqlstate(
+        admin.batch_execute(&format!(
+            "SELECT tenant.grant_backup_reads('{}')",
+            db.role("bi")
+        )),
+        "42501",
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM tenant.audit_log WHERE action = 'backup_reads_granted'"
+        ),
+        1,
+        "only the superuser's grant happened"
+    );
     let _ = std::fs::remove_file(&file);
 }
 
