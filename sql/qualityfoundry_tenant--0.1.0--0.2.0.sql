@@ -10,6 +10,28 @@
 -- those). Keep the policy getters (current_tenant_id, cross_tenant_active): user policies depend
 -- on them, so their signatures never change.
 
+-- First: 0.1.0's auto_isolate event trigger would isolate tables this script creates (with
+-- auto_isolate on, any table with a tenant_id column). sql/isolation.sql, replayed below,
+-- re-creates it (enabled) with 0.2.0's function, which leaves extension tables alone.
+DO $quiet$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_auto_isolate') THEN
+        ALTER EVENT TRIGGER qft_auto_isolate DISABLE;
+    END IF;
+END
+$quiet$;
+
+-- sql/lifecycle_tables.sql: shared table name patterns.
+CREATE TABLE tenant.shared_patterns (
+    schema_name name NOT NULL,
+    pattern text NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (schema_name, pattern)
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.shared_patterns', '');
+
+-- create_tenant gained a trailing `id bigint DEFAULT NULL`.
+DROP FUNCTION tenant.create_tenant(text, text, text, boolean);
 -- Tenant context hardening (issue 10): the rules that guard a role live in the registry.
 ALTER TABLE tenant.role_bindings ADD COLUMN allow_cross_tenant boolean NOT NULL DEFAULT false;
 CREATE TABLE tenant.role_rules (
@@ -36,7 +58,7 @@ DROP FUNCTION tenant.bind_role(regrole, text);
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'registry_changed_wrapper';
 
@@ -50,25 +72,25 @@ AS 'MODULE_PATHNAME', 'require_superuser_sql_wrapper';
 
 -- qualityfoundry_tenant::context::clear_tenant
 CREATE OR REPLACE FUNCTION tenant."clear_tenant"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'clear_tenant_wrapper';
 
 -- qualityfoundry_tenant::context::cross_tenant_active
 CREATE OR REPLACE FUNCTION tenant."cross_tenant_active"() RETURNS bool /* bool */
-STRICT STABLE PARALLEL SAFE
+STRICT STABLE PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cross_tenant_active_wrapper';
 
 -- qualityfoundry_tenant::context::current_tenant
 CREATE OR REPLACE FUNCTION tenant."current_tenant"() RETURNS TEXT /* Option < String > */
-STRICT STABLE PARALLEL SAFE
+STRICT STABLE PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'current_tenant_wrapper';
 
 -- qualityfoundry_tenant::context::current_tenant_id
 CREATE OR REPLACE FUNCTION tenant."current_tenant_id"() RETURNS bigint /* Option < i64 > */
-STRICT STABLE PARALLEL SAFE
+STRICT STABLE PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'current_tenant_id_wrapper';
 
@@ -77,13 +99,13 @@ CREATE OR REPLACE FUNCTION tenant."enter_cross_tenant"(
 	"reason" TEXT, /* Option < & str > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS void
-VOLATILE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'enter_cross_tenant_wrapper';
 
 -- qualityfoundry_tenant::context::exit_cross_tenant
 CREATE OR REPLACE FUNCTION tenant."exit_cross_tenant"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'exit_cross_tenant_wrapper';
 
@@ -92,7 +114,7 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant"(
 	"tenant" TEXT, /* Option < & str > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
-VOLATILE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_text_wrapper';
 
@@ -101,19 +123,19 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant"(
 	"tenant" bigint, /* Option < i64 > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
-VOLATILE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_id_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_lock
 CREATE OR REPLACE FUNCTION tenant."_migration_lock"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'migration_lock_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_require_lock
 CREATE OR REPLACE FUNCTION tenant."_migration_require_lock"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_lock_wrapper';
 
@@ -121,7 +143,7 @@ AS 'MODULE_PATHNAME', 'require_lock_wrapper';
 CREATE OR REPLACE FUNCTION tenant."_migration_require_top_level"(
 	"what" TEXT /* & str */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_top_level_wrapper';
 
@@ -129,13 +151,13 @@ AS 'MODULE_PATHNAME', 'require_top_level_wrapper';
 CREATE OR REPLACE FUNCTION tenant."_migration_start_workers"(
 	"run" bigint /* i64 */
 ) RETURNS bool /* bool */
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'start_workers_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_unlock
 CREATE OR REPLACE FUNCTION tenant."_migration_unlock"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'migration_unlock_wrapper';
 
@@ -144,13 +166,13 @@ CREATE OR REPLACE FUNCTION tenant."_migration_wait_workers"(
 	"run" bigint, /* i64 */
 	"previous" INT /* i32 */
 ) RETURNS INT /* Option < i32 > */
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'wait_workers_wrapper';
 
 -- qualityfoundry_tenant::privilege::_acting_role
 CREATE OR REPLACE FUNCTION tenant."_acting_role"() RETURNS TEXT /* String */
-STRICT STABLE PARALLEL SAFE 
+STRICT STABLE PARALLEL SAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'acting_role_sql_wrapper';
 
@@ -159,7 +181,7 @@ CREATE OR REPLACE FUNCTION tenant."_require_member"(
 	"role" TEXT, /* & str */
 	"action" TEXT /* & str */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_member_sql_wrapper';
 
@@ -167,7 +189,7 @@ AS 'MODULE_PATHNAME', 'require_member_sql_wrapper';
 CREATE OR REPLACE FUNCTION tenant."rotate_signing_key"(
 	"grace" interval DEFAULT '10 minutes' /* Option < Interval > */
 ) RETURNS INT /* i32 */
-VOLATILE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'rotate_signing_key_wrapper';
 
@@ -176,7 +198,7 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant_signed"(
 	"token" TEXT, /* Option < & str > */
 	"is_local" bool DEFAULT false /* Option < bool > */
 ) RETURNS bigint /* i64 */
-VOLATILE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_signed_wrapper';
 
@@ -185,7 +207,7 @@ CREATE OR REPLACE FUNCTION tenant."sign_context"(
 	"tenant" TEXT, /* Option < & str > */
 	"valid_for" interval DEFAULT '5 minutes' /* Option < Interval > */
 ) RETURNS TEXT /* String */
-VOLATILE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'sign_context_wrapper';
 
@@ -219,6 +241,28 @@ CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR T
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_rules
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+-- On a logical replication subscriber the registry changes too, by the apply worker, which runs
+-- with session_replication_role = replica (ordinary triggers do not fire) and fires only row
+-- triggers (statement triggers only for TRUNCATE and the initial copy). So the statement triggers
+-- fire ALWAYS, and a row trigger fires in replica sessions only: a tenant suspended on the
+-- publisher is suspended in every subscriber session from its next statement, and the primary
+-- pays nothing per row.
+ALTER TABLE tenant.tenants ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.role_bindings ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.signing_keys ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.role_rules ENABLE ALWAYS TRIGGER registry_changed;
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.tenants
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.role_bindings
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.signing_keys
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.role_rules
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+ALTER TABLE tenant.tenants ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.role_bindings ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.signing_keys ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.role_rules ENABLE REPLICA TRIGGER registry_changed_replica;
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
 CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
@@ -464,7 +508,6 @@ AS $$
 DECLARE
     t tenant.tenants;
     holder record;
-    n bigint;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'drop a tenant');
     t := tenant._resolve(tenant);
@@ -1128,6 +1171,52 @@ BEGIN
     PERFORM tenant._audit('shared_pattern_removed', format('%I.%s', schema, name_pattern), NULL, NULL);
 END
 $$;
+
+-- The backup role's reads (Backups and restores in the README): exactly what pg_dump of this
+-- database reads, and never a secret. CONNECT, USAGE on every schema but the system ones, SELECT
+-- on every table, view, materialized view and sequence in them -- except in schema tenant, where
+-- only the configuration tables pg_dump dumps (pg_extension's extconfig) are granted: the signing
+-- keys and the used-token table are not, so the role cannot sign a context for anyone. Together
+-- with BYPASSRLS on the role (row security would otherwise hide every tenant's rows from it) this
+-- is a complete, read-only dump role. Superuser only: it hands out reads of every tenant.
+-- Idempotent; objects created later need another call (pg_dump then fails loudly with
+-- "permission denied", never silently). Returns the number of relations granted.
+CREATE OR REPLACE FUNCTION tenant.grant_backup_reads(role regrole) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    PERFORM tenant._require_superuser('grant a backup role every tenant''s rows');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF (SELECT rolsuper FROM pg_roles WHERE oid = role) THEN
+        RAISE EXCEPTION 'role % is a superuser; it reads everything already', role USING ERRCODE = '22023',
+            HINT = 'Create a dedicated NOSUPERUSER LOGIN BYPASSRLS role for backups.';
+    END IF;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %s', current_database(), role);
+    FOR r IN SELECT n.nspname FROM pg_namespace n
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+              ORDER BY n.nspname LOOP
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', r.nspname, role);
+    END LOOP;
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+                AND (n.nspname <> 'tenant'
+                     OR c.oid = ANY ((SELECT e.extconfig FROM pg_extension e WHERE e.extname = 'qualityfoundry_tenant')::oid[]))
+              ORDER BY c.oid LOOP
+        EXECUTE format('GRANT SELECT ON %s %s TO %s', CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.rel, role);
+        n := n + 1;
+    END LOOP;
+    PERFORM tenant._audit('backup_reads_granted', role::text, NULL, jsonb_build_object('relations', n));
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION tenant.grant_backup_reads(regrole) FROM PUBLIC;
 
 -- sql/migrate.sql
 -- migrate_all: apply one migration to the template schema, then to every tenant schema in the
@@ -4284,8 +4373,9 @@ BEGIN
            AND NOT r.rolsuper AND r.oid <> c.relowner
            AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
                 OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           -- (superusers are members of every role: they do not count)
            AND EXISTS (SELECT FROM pg_roles l
-                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
                           AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
         UNION ALL
         SELECT 'error', 'table tenant.signing_keys',
@@ -4521,7 +4611,7 @@ TO tenant_user;
 GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text, boolean), tenant.exit_cross_tenant() TO tenant_superuser;
 
 GRANT EXECUTE ON FUNCTION
-    tenant.create_tenant(text, text, text, boolean), tenant.suspend_tenant(text), tenant.resume_tenant(text),
+    tenant.create_tenant(text, text, text, boolean, bigint), tenant.suspend_tenant(text), tenant.resume_tenant(text),
     tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text, boolean), tenant.unbind_role(regrole),
     tenant.set_role_rules(regrole, boolean, text), tenant.drop_role_rules(regrole),
     tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
@@ -4532,7 +4622,8 @@ GRANT EXECUTE ON FUNCTION
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
-GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables
+GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables,
+    tenant.shared_patterns
 TO tenant_admin;
 
 -- migrate_all (sql/migrate.sql). The procedures are SECURITY INVOKER and call the helpers as the
@@ -4604,3 +4695,45 @@ BEGIN
     END LOOP;
 END
 $qft_context$;
+-- Registry rows of tables dropped under 0.1.0 (which had no sql_drop trigger).
+DELETE FROM tenant.isolated_tables i
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid);
+DELETE FROM tenant.shared_tables s
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid::pg_catalog.oid);
+
+-- 0.1.0's auto_isolate isolated the extension's own tables when it was on during CREATE EXTENSION
+-- (tenant.schema_migrations has a tenant_id column): undo exactly what enable_isolation added.
+DO $own$
+DECLARE
+    t pg_catalog.regclass;
+BEGIN
+    FOR t IN SELECT i.relid FROM tenant.isolated_tables i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) 'tenant'::pg_catalog.regnamespace LOOP
+        PERFORM tenant._disable_isolation(t);
+    END LOOP;
+END
+$own$;
+
+-- What 0.2.0 gives every isolated table: partitions and children attached after their parent was
+-- isolated are isolated too, and an explicit NULL tenant is filled from the context. A table that
+-- cannot be brought there is named, not allowed to stop the upgrade.
+DO $isolated$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT h.inhrelid::pg_catalog.regclass AS child, i.tenant_column, i.allow_shared_rows
+               FROM tenant.isolated_tables i JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid
+              WHERE NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::pg_catalog.oid OPERATOR(pg_catalog.=) h.inhrelid)
+              ORDER BY h.inhrelid LOOP
+        BEGIN
+            PERFORM tenant._enable_isolation(r.child, r.tenant_column, r.allow_shared_rows);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not isolate %, a child of an isolated table: %', r.child, SQLERRM
+                USING HINT = pg_catalog.format('Fix it, then run SELECT tenant.enable_isolation(%L);', r.child::text);
+        END;
+    END LOOP;
+    FOR r IN SELECT i.relid, i.tenant_column, i.allow_shared_rows FROM tenant.isolated_tables i ORDER BY i.relid::pg_catalog.oid LOOP
+        PERFORM tenant._add_fill_trigger(r.relid, r.tenant_column, r.allow_shared_rows);
+    END LOOP;
+END
+$isolated$;

@@ -34,7 +34,8 @@ fn wait_until(client: &mut Client, sql: &str, what: &str) {
 }
 
 const ROLES: &str =
-    "CREATE ROLE repl_app LOGIN NOSUPERUSER NOBYPASSRLS; GRANT tenant_user TO repl_app;";
+    "CREATE ROLE repl_app LOGIN NOSUPERUSER NOBYPASSRLS; GRANT tenant_user TO repl_app;
+                     CREATE ROLE repl_bi LOGIN NOSUPERUSER NOBYPASSRLS;";
 
 #[test]
 fn a_subscriber_that_gets_the_registry_with_the_data_is_isolated() {
@@ -64,7 +65,8 @@ fn a_subscriber_that_gets_the_registry_with_the_data_is_isolated() {
                                        PRIMARY KEY (tenant_id, id));
          SELECT tenant.enable_isolation('public.projects');
          INSERT INTO public.projects VALUES (1, 100, 'acme-100'), (1, 101, 'acme-101'), (2, 200, 'globex-200');
-         GRANT SELECT, INSERT, UPDATE, DELETE ON public.projects TO repl_app;",
+         GRANT SELECT, INSERT, UPDATE, DELETE ON public.projects TO repl_app, repl_bi;
+         SELECT tenant.bind_role('repl_bi', 'globex');",
     )
     .unwrap();
     // The subscriber's schema: the publisher's, with the extension (its policies and triggers
@@ -96,7 +98,7 @@ fn a_subscriber_that_gets_the_registry_with_the_data_is_isolated() {
     .unwrap();
     wait_until(
         &mut sub,
-        "SELECT count(*) = 5 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel",
+        "SELECT count(*) = 7 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel",
         "the initial copy",
     );
     assert_eq!(
@@ -121,6 +123,15 @@ fn a_subscriber_that_gets_the_registry_with_the_data_is_isolated() {
         .batch_execute("SELECT tenant.set_tenant('globex')")
         .unwrap();
     assert_eq!(names(&mut globex), ["globex-200"]);
+    // The binding is a registry row: it came with the publication, and no setting selects it.
+    let mut bi = connect(&subscriber, "repl_bi", "app");
+    assert_eq!(names(&mut bi), ["globex-200"]);
+    expect_sqlstate(
+        bi.batch_execute("SELECT tenant.set_tenant('acme')"),
+        "42501",
+    );
+    assert_eq!(names(&mut bi), ["globex-200"]);
+    drop(bi);
 
     // Later changes: a new tenant and its rows, a suspended tenant. The sessions already open on
     // the subscriber follow from their next statement (the registry's trigger fires for
@@ -171,5 +182,5 @@ fn a_subscriber_that_gets_the_registry_with_the_data_is_isolated() {
 }
 
 /// What the README tells a DBA to publish with the data tables.
-const REGISTRY_TABLES: &str =
-    "tenant.tenants, tenant.isolated_tables, tenant.shared_tables, tenant.shared_patterns";
+const REGISTRY_TABLES: &str = "tenant.tenants, tenant.role_bindings, tenant.role_rules, \
+     tenant.isolated_tables, tenant.shared_tables, tenant.shared_patterns";
