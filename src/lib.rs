@@ -2,6 +2,7 @@
 
 pgrx::pg_module_magic!();
 
+mod catalog;
 mod context;
 mod error;
 mod migrate;
@@ -61,6 +62,11 @@ pgrx::extension_sql_file!(
     "../sql/clone.sql",
     name = "clone",
     requires = ["registry", "isolation"]
+);
+pgrx::extension_sql_file!(
+    "../sql/catalog.sql",
+    name = "catalog",
+    requires = ["bootstrap"]
 );
 pgrx::extension_sql_file!(
     "../sql/schemas.sql",

@@ -11,9 +11,11 @@
 //! 7. triggers; 8. row security; 9. policies; 10. comments; 11. privileges and default
 //!    privileges; 12. the schema's owner and privileges.
 //!
-//! Every statement runs with `search_path = <target>, pg_catalog, pg_temp` (catalog text names
-//! the schema's own objects unqualified) and `check_function_bodies = off` (bodies may name
-//! objects created later, as in pg_dump). The target schema itself is created by the caller.
+//! Every statement runs with [`search_path`]`(target)` = `pg_catalog, <target>, pg_temp`, the
+//! setting the catalog text was deparsed with (for the source), so that a name PostgreSQL left
+//! unqualified means the same object of the copy; and with `check_function_bodies = off` (bodies
+//! may name objects created later, as in pg_dump). The target schema itself is created by the
+//! caller.
 
 use crate::acl::{sync_statements, AclKind};
 use crate::ident::quote_ident;
@@ -91,6 +93,14 @@ impl fmt::Display for PlanError {
 }
 
 impl std::error::Error for PlanError {}
+
+/// The `search_path` value catalog text of `schema` is deparsed with and its plan run with:
+/// `pg_catalog` first, so that nothing in the schema can capture a name PostgreSQL's own
+/// deparsers (or the plan) use, then the schema, so that its objects come out unqualified unless
+/// a catalog object of the same name forces the qualification (which [`crate::SqlText`] marks).
+pub fn search_path(schema: &str) -> String {
+    format!("pg_catalog, {}, pg_temp", quote_ident(schema))
+}
 
 /// What cannot be copied, one line each: what the reader could not model, and what the model
 /// holds that no DDL here recreates faithfully.

@@ -9,9 +9,10 @@
 //! Two ways of finding the references:
 //!
 //! - [`SqlText::deparsed`], for text PostgreSQL itself printed (`pg_get_viewdef`, `pg_get_expr`,
-//!   ...) with the schema first on `search_path`. Objects of the schema then come out unqualified,
-//!   except where PostgreSQL must qualify them: a table shadowed by a CTE of the same name, a
-//!   function that an unqualified call would not reach, an operator written `OPERATOR(s.op)`. A
+//!   ...) with `search_path = pg_catalog, <schema>, pg_temp`. Objects of the schema then come out
+//!   unqualified, except where PostgreSQL must qualify them: a table shadowed by a CTE of the same
+//!   name or by a catalog table, a function or type a catalog one of the same name would capture,
+//!   an operator written `OPERATOR(s.op)`. A
 //!   qualified name is rewritten only where the grammar makes its first part a schema: three or
 //!   more parts, a function call or type modifier (`s.f(`), a type after `::` or `AS`, an
 //!   operator, or a relation (after FROM, JOIN, ONLY, ..., or `,` in a FROM list). A two-part name
@@ -40,7 +41,7 @@ impl SqlText {
         SqlText(text.into().replace(SELF, ""))
     }
 
-    /// Text PostgreSQL deparsed with `schema` first on the search path.
+    /// Text PostgreSQL deparsed with `schema` on the search path (after `pg_catalog`).
     pub fn deparsed(text: &str, schema: &str) -> SqlText {
         SqlText(mark_deparsed(text, schema, &[]))
     }
@@ -49,6 +50,19 @@ impl SqlText {
     /// introduce a relation, as `ON` and `FROM` do in a trigger definition.
     pub fn deparsed_with(text: &str, schema: &str, relation_words: &[&str]) -> SqlText {
         SqlText(mark_deparsed(text, schema, relation_words))
+    }
+
+    /// Text made of type, function, operator class and other object names and of expressions
+    /// without table aliases (`format_type`, `regproc` output, index and partition key
+    /// definitions, argument types): every qualified name whose first part is the schema.
+    pub fn names(text: &str, schema: &str) -> SqlText {
+        SqlText(mark_names(text, schema))
+    }
+
+    /// `pg_get_function_arguments`: names and types ([`SqlText::names`]), and after `DEFAULT`
+    /// expressions ([`SqlText::deparsed`]).
+    pub fn arguments(text: &str, schema: &str) -> SqlText {
+        SqlText(mark_arguments(text, schema))
     }
 
     /// Text a user wrote (a function body kept as text).
@@ -209,6 +223,63 @@ fn mark_deparsed(text: &str, schema: &str, top_relation_words: &[&str]) -> Strin
     apply_marks(text, &marks)
 }
 
+/// The first part of every qualified name that starts with an identifier equal to `schema`.
+fn name_marks(text: &str, tokens: &[Token], schema: &str) -> Vec<(usize, usize)> {
+    let sig: Vec<&Token> = tokens.iter().filter(|t| t.is_significant()).collect();
+    let mut marks = Vec::new();
+    for k in 0..sig.len() {
+        let t = sig[k];
+        let qualifies = t.kind == Kind::Ident
+            && t.value == schema
+            && !(k > 0 && sig[k - 1].is_punct(text, "."))
+            && sig.get(k + 1).is_some_and(|d| d.is_punct(text, "."));
+        if qualifies {
+            marks.push((t.start, t.end));
+        }
+    }
+    marks
+}
+
+fn mark_names(text: &str, schema: &str) -> String {
+    let tokens = tokenize(text);
+    let marks = name_marks(text, &tokens, schema);
+    apply_marks(text, &marks)
+}
+
+fn mark_arguments(text: &str, schema: &str) -> String {
+    // Split at top-level commas; in each argument, names and types up to a top-level DEFAULT,
+    // an expression after it.
+    let tokens = tokenize(text);
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0i32;
+    let mut piece_start = 0;
+    let mut default_at: Option<usize> = None;
+    let flush = |from: usize, to: usize, default_at: Option<usize>, out: &mut String| {
+        match default_at {
+            Some(d) => {
+                out.push_str(&mark_names(&text[from..d], schema));
+                out.push_str(&mark_deparsed(&text[d..to], schema, &[]));
+            }
+            None => out.push_str(&mark_names(&text[from..to], schema)),
+        }
+    };
+    for t in &tokens {
+        if t.is_punct(text, "(") || t.is_punct(text, "[") {
+            depth += 1;
+        } else if t.is_punct(text, ")") || t.is_punct(text, "]") {
+            depth -= 1;
+        } else if depth == 0 && t.is_punct(text, ",") {
+            flush(piece_start, t.end, default_at, &mut out);
+            piece_start = t.end;
+            default_at = None;
+        } else if depth == 0 && t.is_word("default") && default_at.is_none() {
+            default_at = Some(t.start);
+        }
+    }
+    flush(piece_start, text.len(), default_at, &mut out);
+    out
+}
+
 fn apply_marks(text: &str, marks: &[(usize, usize)]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
@@ -353,6 +424,20 @@ mod tests {
             SqlText::deparsed_with(def, "app", &["on", "from"]).to_string(),
             "CREATE TRIGGER t BEFORE UPDATE ON @schema@.parent FOR EACH ROW WHEN ((old.id IS DISTINCT FROM app.id)) EXECUTE FUNCTION trg()"
         );
+    }
+
+    #[test]
+    fn names_and_arguments() {
+        assert_eq!(SqlText::names("app.posint[]", "app").to_string(), "@schema@.posint[]");
+        assert_eq!(
+            SqlText::names("USING btree (app.lower(v) app.text_ops) WHERE (x > 0)", "app").to_string(),
+            "USING btree (@schema@.lower(v) @schema@.text_ops) WHERE (x > 0)"
+        );
+        assert_eq!(
+            SqlText::arguments("x app.text, lim integer DEFAULT app.f(1), y app.t DEFAULT (SELECT 1)", "app").to_string(),
+            "x @schema@.text, lim integer DEFAULT @schema@.f(1), y @schema@.t DEFAULT (SELECT 1)"
+        );
+        assert_eq!(SqlText::names("TABLE(a app.t, b integer)", "app").to_string(), "TABLE(a @schema@.t, b integer)");
     }
 
     #[test]

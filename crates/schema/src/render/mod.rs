@@ -1,8 +1,8 @@
 //! One renderer per object kind: each turns one model object into the statements that create it
 //! in schema `target`. Identifiers are quoted (`quote_ident`), values written as literals
 //! (`quote_literal`); catalog text is rendered from its schema-relative form
-//! ([`crate::SqlText::render`]). Statements run with `search_path = <target>, pg_catalog,
-//! pg_temp` and `check_function_bodies = off` (see [`crate::plan`]).
+//! ([`crate::SqlText::render`]). Statements run with [`crate::plan::search_path`] and
+//! `check_function_bodies = off` (see [`crate::plan`]).
 
 pub mod collation;
 pub mod comment;
