@@ -19,10 +19,7 @@ fn acl(a: &raw::Acl) -> Option<Acl> {
             .iter()
             .filter_map(|g| {
                 Some(Grant {
-                    grantee: g
-                        .grantee
-                        .clone()
-                        .map_or(Grantee::Public, Grantee::Role),
+                    grantee: g.grantee.clone().map_or(Grantee::Public, Grantee::Role),
                     privilege: Privilege::from_sql(&g.privilege)?,
                     grantable: g.grantable,
                 })
@@ -57,7 +54,11 @@ fn operator_name(o: &raw::OperatorName, own: &str, wrap: bool) -> SqlText {
         quote_ident(&o.schema)
     };
     let text = format!("{schema}.{}", o.name);
-    SqlText::from_marked(if wrap { format!("OPERATOR({text})") } else { text })
+    SqlText::from_marked(if wrap {
+        format!("OPERATOR({text})")
+    } else {
+        text
+    })
 }
 
 fn schema_of(name: &raw::OperatorName, own: &str) -> raw::Ref {
@@ -99,7 +100,11 @@ pub fn split_path(path: &str) -> Vec<String> {
             }
             rest = &rest[end..];
         }
-        rest = rest.trim_start().strip_prefix(',').unwrap_or(rest).trim_start();
+        rest = rest
+            .trim_start()
+            .strip_prefix(',')
+            .unwrap_or(rest)
+            .trim_start();
     }
     out
 }
@@ -118,7 +123,13 @@ fn setting(item: &str, own: &str) -> Setting {
         SettingValue::List(
             split_path(value)
                 .into_iter()
-                .map(|e| if e == own { PathEntry::Own } else { PathEntry::Name(e) })
+                .map(|e| {
+                    if e == own {
+                        PathEntry::Own
+                    } else {
+                        PathEntry::Name(e)
+                    }
+                })
                 .collect(),
         )
     } else {
@@ -165,7 +176,10 @@ impl Reader<'_> {
             'e' => Storage::External,
             _ => Storage::Extended,
         };
-        let expr = a.default.as_deref().map(|e| self.deparsed(&d::expr(e, a.rel)));
+        let expr = a
+            .default
+            .as_deref()
+            .map(|e| self.deparsed(&d::expr(e, a.rel)));
         let generated = a.generated == "s";
         Column {
             name: a.name.clone(),
@@ -189,7 +203,12 @@ impl Reader<'_> {
             },
             statistics: (a.statistics >= 0).then_some(a.statistics),
             // pg_attver=... is bookkeeping some builds of PostgreSQL keep in attoptions, not a setting.
-            options: a.options.iter().filter(|o| !o.starts_with("pg_attver=")).cloned().collect(),
+            options: a
+                .options
+                .iter()
+                .filter(|o| !o.starts_with("pg_attver="))
+                .cloned()
+                .collect(),
             local: a.local,
             inherited: a.inherited,
             acl: acl(&a.acl),
@@ -289,7 +308,8 @@ pub fn build(raw: &raw::Catalog) -> Schema {
             table_constraints.entry(k.rel).or_default().push(k);
         }
     }
-    let sequences: BTreeMap<Oid, &raw::Sequence> = raw.sequences.iter().map(|q| (q.rel, q)).collect();
+    let sequences: BTreeMap<Oid, &raw::Sequence> =
+        raw.sequences.iter().map(|q| (q.rel, q)).collect();
 
     for c in &raw.relations {
         let columns: Vec<Column> = attrs
@@ -334,7 +354,11 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                     .filter(|g| g.rel == c.oid)
                     .map(|g| Trigger {
                         name: g.name.clone(),
-                        definition: SqlText::deparsed_with(&d::triggerdef(g.oid), own, &["on", "from"]),
+                        definition: SqlText::deparsed_with(
+                            &d::triggerdef(g.oid),
+                            own,
+                            &["on", "from"],
+                        ),
                         enabled: match ch(&g.enabled) {
                             'D' => TriggerEnabled::Disabled,
                             'R' => TriggerEnabled::Replica,
@@ -368,7 +392,10 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                             },
                             roles,
                             using: p.using.as_deref().map(|e| r.deparsed(&d::expr(e, p.rel))),
-                            with_check: p.with_check.as_deref().map(|e| r.deparsed(&d::expr(e, p.rel))),
+                            with_check: p
+                                .with_check
+                                .as_deref()
+                                .map(|e| r.deparsed(&d::expr(e, p.rel))),
                             comment: p.comment.clone(),
                         }
                     })
@@ -454,11 +481,15 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                     cache: q.cache,
                     cycle: q.cycle,
                     unlogged: c.persistence == "u",
-                    owned_by: q.owned_by.as_ref().filter(|o| o.same_schema).map(|o| OwnedBy {
-                        table: o.table.clone(),
-                        column: o.column.clone(),
-                        identity: o.identity,
-                    }),
+                    owned_by: q
+                        .owned_by
+                        .as_ref()
+                        .filter(|o| o.same_schema)
+                        .map(|o| OwnedBy {
+                            table: o.table.clone(),
+                            column: o.column.clone(),
+                            identity: o.identity,
+                        }),
                     owner: c.owner.clone(),
                     acl: acl(&c.acl),
                     comment: c.comment.clone(),
@@ -476,7 +507,10 @@ pub fn build(raw: &raw::Catalog) -> Schema {
             'd' => TypeDefinition::Domain {
                 base: r.type_name(t.basetype, Some(t.typmod)),
                 not_null: t.not_null,
-                default: t.default.as_deref().map(|e| r.deparsed(&d::expr(e, Oid(0)))),
+                default: t
+                    .default
+                    .as_deref()
+                    .map(|e| r.deparsed(&d::expr(e, Oid(0)))),
                 collation: (t.collation != 0 && Some(t.collation) != t.base_collation)
                     .then(|| r.collation(t.collation)),
                 constraints: domain_constraints
@@ -544,7 +578,10 @@ pub fn build(raw: &raw::Catalog) -> Schema {
         let identity_arguments = r.names(&d::identity_arguments(f.oid));
         let arguments = SqlText::arguments(&d::arguments(f.oid), own);
         if let Some(g) = &f.aggregate {
-            proc_keys.insert(f.oid, ObjectKey::routine(NodeKind::Aggregate, &f.name, &identity_arguments));
+            proc_keys.insert(
+                f.oid,
+                ObjectKey::routine(NodeKind::Aggregate, &f.name, &identity_arguments),
+            );
             let modify = |m: &str| match ch(m) {
                 's' => FinalModify::Shareable,
                 'w' => FinalModify::ReadWrite,
@@ -601,11 +638,14 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                 symbol: f.src.clone().unwrap_or_default(),
             }
         } else {
-            f.src
-                .as_deref()
-                .map_or(FunctionBody::Missing, |b| FunctionBody::Text(SqlText::body(b, own)))
+            f.src.as_deref().map_or(FunctionBody::Missing, |b| {
+                FunctionBody::Text(SqlText::body(b, own))
+            })
         };
-        proc_keys.insert(f.oid, ObjectKey::routine(NodeKind::Function, &f.name, &identity_arguments));
+        proc_keys.insert(
+            f.oid,
+            ObjectKey::routine(NodeKind::Function, &f.name, &identity_arguments),
+        );
         s.functions.push(Function {
             name: f.name.clone(),
             kind,
@@ -708,7 +748,9 @@ pub fn build(raw: &raw::Catalog) -> Schema {
             default: c.default,
             family: qualified(&c.family),
             storage: (c.keytype != 0).then(|| r.type_name(c.keytype, None)),
-            members: family.map(|f| members(&r, f, Some(c.oid))).unwrap_or_default(),
+            members: family
+                .map(|f| members(&r, f, Some(c.oid)))
+                .unwrap_or_default(),
             owner: c.owner.clone(),
             comment: c.comment.clone(),
         });
@@ -786,7 +828,11 @@ pub fn build(raw: &raw::Catalog) -> Schema {
 /// creates it with (a default to its table, a constraint to its table or domain, a view's rule to
 /// the view, an array or row type to its element or relation, an owned sequence to its table, an
 /// operator class member to its class or family).
-fn dependencies(raw: &raw::Catalog, s: &Schema, proc_keys: &BTreeMap<Oid, ObjectKey>) -> Vec<Dependency> {
+fn dependencies(
+    raw: &raw::Catalog,
+    s: &Schema,
+    proc_keys: &BTreeMap<Oid, ObjectKey>,
+) -> Vec<Dependency> {
     let mut node: BTreeMap<(&str, Oid), ObjectKey> = BTreeMap::new();
     let mut rel_key: BTreeMap<Oid, ObjectKey> = BTreeMap::new();
     for c in &raw.relations {
@@ -804,7 +850,9 @@ fn dependencies(raw: &raw::Catalog, s: &Schema, proc_keys: &BTreeMap<Oid, Object
     }
     let mut type_key: BTreeMap<Oid, ObjectKey> = BTreeMap::new();
     for t in &raw.types {
-        if matches!(ch(&t.kind), 'e' | 'd' | 'r') || (t.kind == "c" && t.relkind.as_deref() == Some("c")) {
+        if matches!(ch(&t.kind), 'e' | 'd' | 'r')
+            || (t.kind == "c" && t.relkind.as_deref() == Some("c"))
+        {
             let k = ObjectKey::named(NodeKind::Type, &t.name);
             if t.relid != 0 {
                 rel_key.insert(t.relid, k.clone());
@@ -879,25 +927,40 @@ fn dependencies(raw: &raw::Catalog, s: &Schema, proc_keys: &BTreeMap<Oid, Object
         node.insert(("pg_opclass", c.oid), k);
     }
     for a in &raw.amops {
-        let k = a.class.and_then(|c| class_key.get(&c)).or_else(|| family_key.get(&a.family));
+        let k = a
+            .class
+            .and_then(|c| class_key.get(&c))
+            .or_else(|| family_key.get(&a.family));
         if let Some(k) = k {
             node.insert(("pg_amop", a.oid), k.clone());
         }
     }
     for a in &raw.amprocs {
-        let k = a.class.and_then(|c| class_key.get(&c)).or_else(|| family_key.get(&a.family));
+        let k = a
+            .class
+            .and_then(|c| class_key.get(&c))
+            .or_else(|| family_key.get(&a.family));
         if let Some(k) = k {
             node.insert(("pg_amproc", a.oid), k.clone());
         }
     }
     for c in &raw.collations {
-        node.insert(("pg_collation", c.oid), ObjectKey::named(NodeKind::Collation, &c.name));
+        node.insert(
+            ("pg_collation", c.oid),
+            ObjectKey::named(NodeKind::Collation, &c.name),
+        );
     }
     for t in &raw.ts_dictionaries {
-        node.insert(("pg_ts_dict", t.oid), ObjectKey::named(NodeKind::TextSearchDictionary, &t.name));
+        node.insert(
+            ("pg_ts_dict", t.oid),
+            ObjectKey::named(NodeKind::TextSearchDictionary, &t.name),
+        );
     }
     for t in &raw.ts_configs {
-        node.insert(("pg_ts_config", t.oid), ObjectKey::named(NodeKind::TextSearchConfiguration, &t.name));
+        node.insert(
+            ("pg_ts_config", t.oid),
+            ObjectKey::named(NodeKind::TextSearchConfiguration, &t.name),
+        );
     }
     let mut out = Vec::new();
     for dep in &raw.depends {
@@ -905,7 +968,10 @@ fn dependencies(raw: &raw::Catalog, s: &Schema, proc_keys: &BTreeMap<Oid, Object
         let to = node.get(&(dep.ref_class.as_str(), dep.referenced));
         if let (Some(from), Some(to)) = (from, to) {
             if from != to {
-                out.push(Dependency { from: from.clone(), to: to.clone() });
+                out.push(Dependency {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
             }
         }
     }

@@ -1,8 +1,8 @@
 //! PostgreSQL's own deparsers, called directly (no SQL is parsed while the schema is on the
 //! search path), and the one search_path setting they run under.
 
-use pgrx::pg_sys::{self, Datum};
 use super::raw::Oid;
+use pgrx::pg_sys::{self, Datum};
 use pgrx::{direct_function_call, IntoDatum};
 use std::ffi::CString;
 
@@ -120,7 +120,11 @@ pub fn sqlbody(o: Oid) -> Option<String> {
 
 /// `format_type(type, typmod)`; `None` typmod: without one.
 pub fn format_type(t: Oid, typmod: Option<i32>) -> String {
-    call(pg_sys::format_type, &[oid(t), typmod.and_then(|m| m.into_datum())]).unwrap_or_default()
+    call(
+        pg_sys::format_type,
+        &[oid(t), typmod.and_then(|m| m.into_datum())],
+    )
+    .unwrap_or_default()
 }
 
 /// A function's name as `regproc` prints it.

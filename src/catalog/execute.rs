@@ -17,7 +17,10 @@ fn check_target(target: &str) {
         )
     };
     if target.is_empty() {
-        bad("target schema name must not be empty".into(), "A schema needs a name.");
+        bad(
+            "target schema name must not be empty".into(),
+            "A schema needs a name.",
+        );
     }
     if target.len() > qft_schema::ident::MAX_IDENTIFIER_BYTES {
         bad(
@@ -31,7 +34,10 @@ fn check_target(target: &str) {
             "The prefix pg_ is reserved for system schemas.",
         );
     }
-    if target.chars().any(|c| c.is_control() || "\"'\\;".contains(c)) {
+    if target
+        .chars()
+        .any(|c| c.is_control() || "\"'\\;".contains(c))
+    {
         bad(
             format!("invalid target schema name {}", qft_schema::ident::quote_literal(target)),
             "A target schema name must not contain quotes, backslashes, semicolons or control characters.",
@@ -44,7 +50,12 @@ fn check_target(target: &str) {
 fn run_step(source: &str, step: &qft_schema::plan::Step) {
     PgTryBuilder::new(|| {
         Spi::run(&step.sql).unwrap_or_else(|e| {
-            error::raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string(), None, None)
+            error::raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                e.to_string(),
+                None,
+                None,
+            )
         })
     })
     .catch_others(|e| {
@@ -98,8 +109,11 @@ pub fn clone(source: &str, target: &str) -> i32 {
             .map(|t| qft_schema::ident::quote_qualified(source, &t.name))
             .collect();
         if !tables.is_empty() {
-            Spi::run(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", tables.join(", ")))
-                .expect("lock the source");
+            Spi::run(&format!(
+                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                tables.join(", ")
+            ))
+            .expect("lock the source");
         }
         Spi::run(&format!("CREATE SCHEMA {}", quote_ident(target))).expect("create the target");
     });

@@ -42,7 +42,10 @@ fn namespace(name: &str) -> pg_sys::Oid {
 pub fn read(name: &str) -> Schema {
     let nsp = namespace(name);
     let text = deparse::with_search_path("pg_catalog, pg_temp", || {
-        Spi::get_one_with_args::<String>("SELECT tenant._catalog_read($1)::pg_catalog.text", &[nsp.into()])
+        Spi::get_one_with_args::<String>(
+            "SELECT tenant._catalog_read($1)::pg_catalog.text",
+            &[nsp.into()],
+        )
     });
     let text = match text {
         Ok(Some(t)) => t,
@@ -56,7 +59,10 @@ pub fn read(name: &str) -> Schema {
     let raw: raw::Catalog = serde_json::from_str(&text).unwrap_or_else(|e| {
         error::raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("cannot read the catalog rows of schema {}", quote_ident(name)),
+            format!(
+                "cannot read the catalog rows of schema {}",
+                quote_ident(name)
+            ),
             Some(e.to_string()),
             None,
         )
@@ -68,7 +74,12 @@ pub fn read(name: &str) -> Schema {
 
 /// The model of a schema, as JSON (what the fixtures in `crates/schema/fixtures/` hold). `json`,
 /// not `jsonb`: schema-relative text marks the schema with `\u0000`, which jsonb cannot hold.
-#[pg_extern(schema = "tenant", name = "_schema_describe_rs", stable, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_schema_describe_rs",
+    stable,
+    parallel_unsafe
+)]
 fn schema_describe_rs(schema: &str) -> pgrx::Json {
     crate::privilege::require_role_of(
         crate::privilege::caller(),
@@ -98,13 +109,20 @@ fn plan_or_raise(model: &Schema, target: &str) -> Vec<qft_schema::plan::Step> {
             ),
             Some(format!(
                 "Objects left: {}",
-                c.left.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+                c.left
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             None,
         ),
         Err(qft_schema::plan::PlanError::Invalid(m)) => error::raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("cannot plan the copy of schema {}: {m}", quote_ident(&model.name)),
+            format!(
+                "cannot plan the copy of schema {}: {m}",
+                quote_ident(&model.name)
+            ),
             None,
             None,
         ),
@@ -149,7 +167,14 @@ fn clone_plan_rs(
 fn schema_diff_rs(
     a: &str,
     b: &str,
-) -> TableIterator<'static, (name!(object, String), name!(property, Option<String>), name!(difference, String))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(object, String),
+        name!(property, Option<String>),
+        name!(difference, String),
+    ),
+> {
     crate::privilege::require_role_of(
         crate::privilege::caller(),
         crate::privilege::TENANT_ADMIN,
@@ -158,7 +183,13 @@ fn schema_diff_rs(
     let (x, y) = (read(a), read(b));
     let rows: Vec<_> = diff(&x, &y, &Options::exact())
         .into_iter()
-        .map(|d| (d.object.clone(), d.property.map(str::to_string), d.describe(a, b)))
+        .map(|d| {
+            (
+                d.object.clone(),
+                d.property.map(str::to_string),
+                d.describe(a, b),
+            )
+        })
         .collect();
     TableIterator::new(rows)
 }
@@ -169,7 +200,14 @@ fn schema_diff_rs(
 #[pg_extern(schema = "tenant", name = "_schema_drift_rs", stable, parallel_unsafe)]
 fn schema_drift_rs(
     schema: default!(Option<&str>, "NULL"),
-) -> TableIterator<'static, (name!(schema, String), name!(object, String), name!(difference, String))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(schema, String),
+        name!(object, String),
+        name!(difference, String),
+    ),
+> {
     crate::privilege::require_role_of(
         crate::privilege::caller(),
         crate::privilege::TENANT_ADMIN,
@@ -188,7 +226,10 @@ fn schema_drift_rs(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             m,
             None,
-            Some("Set it to the name of the template schema, or reset it (default tenant_template).".into()),
+            Some(
+                "Set it to the name of the template schema, or reset it (default tenant_template)."
+                    .into(),
+            ),
         ),
     };
     let model = read(&template);
@@ -217,7 +258,10 @@ fn schema_drift_rs(
     for (s, id) in targets {
         let other = read(&s);
         let opts = match id {
-            Some(id) => Options::drift(pin::schema_pin(), vec![("tenant_id".into(), id.to_string())]),
+            Some(id) => Options::drift(
+                pin::schema_pin(),
+                vec![("tenant_id".into(), id.to_string())],
+            ),
             None => Options {
                 pin: None,
                 ..Options::drift(pin::schema_pin(), vec![])
@@ -234,7 +278,12 @@ fn schema_drift_rs(
 /// against the model of the source (any difference, or any dependency of the copy on the
 /// source, is an error and the copy is rolled back with the transaction). Returns the number
 /// of statements run. Structure only (the data phase comes with stage C of issue 13).
-#[pg_extern(schema = "tenant", name = "_clone_schema_rs", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_clone_schema_rs",
+    volatile,
+    parallel_unsafe
+)]
 fn clone_schema_rs(source: &str, target: &str) -> i32 {
     crate::privilege::require_role_of(
         crate::privilege::caller(),

@@ -103,14 +103,36 @@ const CROSS: &str = "tenant.cross_tenant_active()";
 /// `pg_get_expr` prints it; `{tenant_id}` is the tenant's id.
 pub fn schema_pin() -> PinTemplate {
     let mine = "(tenant.current_tenant_id() = '{tenant_id}'::bigint)";
-    let guard = "((tenant.current_tenant_id() = '{tenant_id}'::bigint) OR tenant.cross_tenant_active())";
+    let guard =
+        "((tenant.current_tenant_id() = '{tenant_id}'::bigint) OR tenant.cross_tenant_active())";
     PinTemplate {
         row_security: true,
         force_row_security: true,
         policies: vec![
-            policy("qft_schema_tenant", true, PolicyCommand::All, None, Some(mine), Some(mine)),
-            policy("qft_cross_tenant", true, PolicyCommand::All, Some("tenant_superuser"), Some(CROSS), Some(CROSS)),
-            policy("qft_schema_guard", false, PolicyCommand::All, None, Some(guard), Some(guard)),
+            policy(
+                "qft_schema_tenant",
+                true,
+                PolicyCommand::All,
+                None,
+                Some(mine),
+                Some(mine),
+            ),
+            policy(
+                "qft_cross_tenant",
+                true,
+                PolicyCommand::All,
+                Some("tenant_superuser"),
+                Some(CROSS),
+                Some(CROSS),
+            ),
+            policy(
+                "qft_schema_guard",
+                false,
+                PolicyCommand::All,
+                None,
+                Some(guard),
+                Some(guard),
+            ),
         ],
     }
 }
@@ -121,20 +143,76 @@ pub fn isolation_pin(allow_shared_rows: bool) -> PinTemplate {
     let mine = "({column} = tenant.current_tenant_id())";
     let guard = "(({column} = tenant.current_tenant_id()) OR tenant.cross_tenant_active())";
     let mut policies = vec![
-        policy("qft_tenant_isolation", true, PolicyCommand::All, None, Some(mine), Some(mine)),
-        policy("qft_cross_tenant", true, PolicyCommand::All, Some("tenant_superuser"), Some(CROSS), Some(CROSS)),
+        policy(
+            "qft_tenant_isolation",
+            true,
+            PolicyCommand::All,
+            None,
+            Some(mine),
+            Some(mine),
+        ),
+        policy(
+            "qft_cross_tenant",
+            true,
+            PolicyCommand::All,
+            Some("tenant_superuser"),
+            Some(CROSS),
+            Some(CROSS),
+        ),
     ];
     if allow_shared_rows {
         let shared = "(({column} = tenant.current_tenant_id()) OR tenant.cross_tenant_active() OR ({column} IS NULL))";
         policies.extend([
-            policy("qft_shared_read", true, PolicyCommand::Select, None, Some("({column} IS NULL)"), None),
-            policy("qft_tenant_guard_select", false, PolicyCommand::Select, None, Some(shared), None),
-            policy("qft_tenant_guard_insert", false, PolicyCommand::Insert, None, None, Some(guard)),
-            policy("qft_tenant_guard_update", false, PolicyCommand::Update, None, Some(guard), Some(guard)),
-            policy("qft_tenant_guard_delete", false, PolicyCommand::Delete, None, Some(guard), None),
+            policy(
+                "qft_shared_read",
+                true,
+                PolicyCommand::Select,
+                None,
+                Some("({column} IS NULL)"),
+                None,
+            ),
+            policy(
+                "qft_tenant_guard_select",
+                false,
+                PolicyCommand::Select,
+                None,
+                Some(shared),
+                None,
+            ),
+            policy(
+                "qft_tenant_guard_insert",
+                false,
+                PolicyCommand::Insert,
+                None,
+                None,
+                Some(guard),
+            ),
+            policy(
+                "qft_tenant_guard_update",
+                false,
+                PolicyCommand::Update,
+                None,
+                Some(guard),
+                Some(guard),
+            ),
+            policy(
+                "qft_tenant_guard_delete",
+                false,
+                PolicyCommand::Delete,
+                None,
+                Some(guard),
+                None,
+            ),
         ]);
     } else {
-        policies.push(policy("qft_tenant_guard", false, PolicyCommand::All, None, Some(guard), Some(guard)));
+        policies.push(policy(
+            "qft_tenant_guard",
+            false,
+            PolicyCommand::All,
+            None,
+            Some(guard),
+            Some(guard),
+        ));
     }
     PinTemplate {
         row_security: true,
@@ -192,7 +270,14 @@ mod tests {
                 .map(|p| p.name)
                 .collect()
         };
-        assert_eq!(names(false), ["qft_cross_tenant", "qft_tenant_guard", "qft_tenant_isolation"]);
+        assert_eq!(
+            names(false),
+            [
+                "qft_cross_tenant",
+                "qft_tenant_guard",
+                "qft_tenant_isolation"
+            ]
+        );
         assert_eq!(names(true).len(), 7);
         let p = isolation_pin(false).policies(&[("column".into(), "\"Tenant\"".into())]);
         assert_eq!(

@@ -254,15 +254,14 @@ fn mark_arguments(text: &str, schema: &str) -> String {
     let mut depth = 0i32;
     let mut piece_start = 0;
     let mut default_at: Option<usize> = None;
-    let flush = |from: usize, to: usize, default_at: Option<usize>, out: &mut String| {
-        match default_at {
+    let flush =
+        |from: usize, to: usize, default_at: Option<usize>, out: &mut String| match default_at {
             Some(d) => {
                 out.push_str(&mark_names(&text[from..d], schema));
                 out.push_str(&mark_deparsed(&text[d..to], schema, &[]));
             }
             None => out.push_str(&mark_names(&text[from..to], schema)),
-        }
-    };
+        };
     for t in &tokens {
         if t.is_punct(text, "(") || t.is_punct(text, "[") {
             depth += 1;
@@ -428,16 +427,30 @@ mod tests {
 
     #[test]
     fn names_and_arguments() {
-        assert_eq!(SqlText::names("app.posint[]", "app").to_string(), "@schema@.posint[]");
         assert_eq!(
-            SqlText::names("USING btree (app.lower(v) app.text_ops) WHERE (x > 0)", "app").to_string(),
+            SqlText::names("app.posint[]", "app").to_string(),
+            "@schema@.posint[]"
+        );
+        assert_eq!(
+            SqlText::names(
+                "USING btree (app.lower(v) app.text_ops) WHERE (x > 0)",
+                "app"
+            )
+            .to_string(),
             "USING btree (@schema@.lower(v) @schema@.text_ops) WHERE (x > 0)"
         );
         assert_eq!(
-            SqlText::arguments("x app.text, lim integer DEFAULT app.f(1), y app.t DEFAULT (SELECT 1)", "app").to_string(),
+            SqlText::arguments(
+                "x app.text, lim integer DEFAULT app.f(1), y app.t DEFAULT (SELECT 1)",
+                "app"
+            )
+            .to_string(),
             "x @schema@.text, lim integer DEFAULT @schema@.f(1), y @schema@.t DEFAULT (SELECT 1)"
         );
-        assert_eq!(SqlText::names("TABLE(a app.t, b integer)", "app").to_string(), "TABLE(a @schema@.t, b integer)");
+        assert_eq!(
+            SqlText::names("TABLE(a app.t, b integer)", "app").to_string(),
+            "TABLE(a @schema@.t, b integer)"
+        );
     }
 
     #[test]
