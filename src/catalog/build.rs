@@ -30,6 +30,14 @@ fn acl(a: &raw::Acl) -> Option<Acl> {
     })
 }
 
+/// `pg_get_constraintdef` without the ` NOT VALID` it appends to a constraint not validated (the
+/// model keeps that as `validated`).
+fn constraint_definition(o: Oid) -> String {
+    let def = d::constraintdef(o);
+    def.strip_suffix(" NOT VALID")
+        .map_or(def.clone(), str::to_string)
+}
+
 fn rel_ref(r: &raw::Ref) -> RelationRef {
     RelationRef {
         schema: r.schema.clone(),
@@ -338,7 +346,7 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                                     't' => ConstraintKind::Trigger,
                                     _ => ConstraintKind::Check,
                                 },
-                                definition: r.deparsed(&d::constraintdef(k.oid)),
+                                definition: r.deparsed(constraint_definition(k.oid).as_str()),
                                 validated: k.validated,
                                 local: k.local,
                                 inherited: k.inherited,
@@ -453,20 +461,32 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                     comment: c.comment.clone(),
                 });
             }
-            'v' | 'm' => s.views.push(View {
-                name: c.name.clone(),
-                materialized: c.kind == "m",
-                definition: r.deparsed(&d::viewdef(c.oid)),
-                options: c.options.clone(),
-                access_method: c.am.clone(),
-                tablespace: c.tablespace.clone(),
-                columns,
-                indexes,
-                populated: c.populated,
-                owner: c.owner.clone(),
-                acl: acl(&c.acl),
-                comment: c.comment.clone(),
-            }),
+            'v' | 'm' => {
+                for x in raw.rules.iter().filter(|x| x.rel == c.oid) {
+                    r.invalid(
+                        format!(
+                            "rule {} on view {}",
+                            quote_ident(&x.name),
+                            quote_ident(&c.name)
+                        ),
+                        "rules are not copied: use an INSTEAD OF trigger",
+                    );
+                }
+                s.views.push(View {
+                    name: c.name.clone(),
+                    materialized: c.kind == "m",
+                    definition: r.deparsed(&d::viewdef(c.oid)),
+                    options: c.options.clone(),
+                    access_method: c.am.clone(),
+                    tablespace: c.tablespace.clone(),
+                    columns,
+                    indexes,
+                    populated: c.populated,
+                    owner: c.owner.clone(),
+                    acl: acl(&c.acl),
+                    comment: c.comment.clone(),
+                })
+            }
             'S' => {
                 let Some(q) = sequences.get(&c.oid) else {
                     continue;
@@ -519,7 +539,7 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                         ks.iter()
                             .map(|k| DomainConstraint {
                                 name: k.name.clone(),
-                                definition: r.deparsed(&d::constraintdef(k.oid)),
+                                definition: r.deparsed(constraint_definition(k.oid).as_str()),
                                 validated: k.validated,
                                 comment: k.comment.clone(),
                             })

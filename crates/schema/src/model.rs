@@ -101,7 +101,8 @@ model! {
 
     pub struct DomainConstraint {
         pub name: Name,
-        /// `pg_get_constraintdef`, e.g. `CHECK ((VALUE > 0)) NOT VALID`.
+        /// `pg_get_constraintdef` without its ` NOT VALID` (that is `validated`), e.g.
+        /// `CHECK ((VALUE > 0))`.
         pub definition: SqlText,
         pub validated: bool,
         pub comment: Option<String>,
@@ -212,7 +213,7 @@ model! {
     pub struct Constraint {
         pub name: Name,
         pub kind: ConstraintKind,
-        /// `pg_get_constraintdef`.
+        /// `pg_get_constraintdef` without its ` NOT VALID` (that is `validated`).
         pub definition: SqlText,
         pub validated: bool,
         pub local: bool,

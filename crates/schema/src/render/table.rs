@@ -280,10 +280,11 @@ pub fn foreign_keys(t: &Table, target: &str) -> Vec<String> {
         .filter(|k| k.kind == ConstraintKind::ForeignKey && k.local && k.parent.is_none())
         .map(|k| {
             format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                "ALTER TABLE {} ADD CONSTRAINT {} {}{}",
                 q(target, &t.name),
                 quote_ident(&k.name),
-                k.definition.render(target)
+                k.definition.render(target),
+                if k.validated { "" } else { " NOT VALID" }
             )
         })
         .collect()

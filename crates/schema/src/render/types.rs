@@ -94,7 +94,7 @@ pub fn not_valid_constraints(t: &Type, target: &str) -> Vec<String> {
             .filter(|c| !c.validated)
             .map(|c| {
                 format!(
-                    "ALTER DOMAIN {} ADD CONSTRAINT {} {}",
+                    "ALTER DOMAIN {} ADD CONSTRAINT {} {} NOT VALID",
                     q(target, &t.name),
                     quote_ident(&c.name),
                     c.definition.render(target)
@@ -137,7 +137,7 @@ mod tests {
                         collation: None,
                         constraints: vec![
                             DomainConstraint { name: "pos".into(), definition: s("CHECK ((VALUE > 0))"), validated: true, comment: None },
-                            DomainConstraint { name: "later".into(), definition: s("CHECK ((VALUE < 9)) NOT VALID"), validated: false, comment: None },
+                            DomainConstraint { name: "later".into(), definition: s("CHECK ((VALUE < 9))"), validated: false, comment: None },
                         ],
                     },
                 ),
