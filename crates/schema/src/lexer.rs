@@ -159,15 +159,14 @@ pub fn tokenize(text: &str) -> Vec<Token> {
         {
             while i < text.len() {
                 let b = bytes[i];
-                if b.is_ascii_alphanumeric() || b == b'_' {
-                    i += 1;
-                } else if b == b'.' && !text[i..].starts_with("..") {
-                    i += 1;
-                } else if (b == b'+' || b == b'-') && matches!(bytes[i - 1], b'e' | b'E') {
-                    i += 1;
-                } else {
+                let part_of_number = b.is_ascii_alphanumeric()
+                    || b == b'_'
+                    || (b == b'.' && !text[i..].starts_with(".."))
+                    || ((b == b'+' || b == b'-') && matches!(bytes[i - 1], b'e' | b'E'));
+                if !part_of_number {
                     break;
                 }
+                i += 1;
             }
             kind = Kind::Number;
         } else if text[i..].starts_with("::") {

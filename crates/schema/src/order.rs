@@ -133,7 +133,8 @@ mod tests {
             k(View, "w"),
             k(Type, "d"),
         );
-        let cases: Vec<(Vec<ObjectKey>, Vec<(ObjectKey, ObjectKey)>, Vec<ObjectKey>)> = vec![
+        type Case = (Vec<ObjectKey>, Vec<(ObjectKey, ObjectKey)>, Vec<ObjectKey>);
+        let cases: Vec<Case> = vec![
             // no edges: kind, then name
             (
                 vec![w.clone(), v.clone(), t.clone(), d.clone()],

@@ -113,7 +113,7 @@ mod tests {
             ["ALTER INDEX c.\"Lower\" ALTER COLUMN 1 SET STATISTICS 200"]
         );
         assert_eq!(
-            table_settings("t", &[i.clone()], ReplicaIdentity::Full, "c"),
+            table_settings("t", std::slice::from_ref(&i), ReplicaIdentity::Full, "c"),
             [
                 "ALTER TABLE c.t CLUSTER ON \"Lower\"",
                 "ALTER TABLE c.t REPLICA IDENTITY FULL"
