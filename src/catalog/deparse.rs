@@ -4,29 +4,36 @@
 use super::raw::Oid;
 use pgrx::pg_sys::{self, Datum};
 use pgrx::{direct_function_call, IntoDatum};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
-/// Runs `f` with `search_path` set to `path` (as a function's SET clause would: restored when `f`
-/// returns, or by the (sub)transaction abort when it raises).
-pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> R {
-    let value = CString::new(path).expect("a search_path without NUL");
-    let level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        level
-    };
+/// Runs `f` with the settings `(name, value)` in effect, as a function's SET clauses would set
+/// them: restored when `f` returns, or by the (sub)transaction abort when it raises.
+pub fn with_settings<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R {
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    for (name, value) in settings {
+        let value = CString::new(*value).expect("a setting without NUL");
+        unsafe {
+            // GUC_ACTION_SAVE: what SET clauses use (and the one action allowed in parallel mode).
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
     let result = f();
     unsafe { pg_sys::AtEOXact_GUC(true, level) };
     result
+}
+
+/// Runs `f` with `search_path` set to `path`.
+pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> R {
+    with_settings(&[(c"search_path", path)], f)
 }
 
 /// Runs `f` with an active snapshot that sees everything this transaction did so far. Some

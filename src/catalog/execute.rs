@@ -118,25 +118,14 @@ pub fn clone(source: &str, target: &str) -> i32 {
         Spi::run(&format!("CREATE SCHEMA {}", quote_ident(target))).expect("create the target");
     });
     let path = qft_schema::plan::search_path(target);
-    deparse::with_search_path(&path, || {
-        let level = unsafe { pgrx::pg_sys::NewGUCNestLevel() };
-        unsafe {
-            pgrx::pg_sys::set_config_option(
-                c"check_function_bodies".as_ptr(),
-                c"off".as_ptr(),
-                pgrx::pg_sys::GucContext::PGC_USERSET,
-                pgrx::pg_sys::GucSource::PGC_S_SESSION,
-                pgrx::pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        for step in &steps {
-            run_step(source, step);
-        }
-        unsafe { pgrx::pg_sys::AtEOXact_GUC(true, level) };
-    });
+    deparse::with_settings(
+        &[(c"search_path", &path), (c"check_function_bodies", "off")],
+        || {
+            for step in &steps {
+                run_step(source, step);
+            }
+        },
+    );
     let copy = read(target);
     let differences = diff(&model, &copy, &Options::exact());
     if !differences.is_empty() {
