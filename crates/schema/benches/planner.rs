@@ -185,8 +185,18 @@ fn planner(c: &mut Criterion) {
     c.bench_function("render 1000 tables", |b| {
         b.iter(|| plan(black_box(&m), "tenant_acme").unwrap())
     });
-    c.bench_function("diff 1000 tables", |b| {
+    c.bench_function("diff 1000 tables, equal", |b| {
         b.iter(|| diff(black_box(&m), black_box(&copy), &Options::exact()))
+    });
+    c.bench_function("diff 1000 tables, one difference", |b| {
+        b.iter(|| diff(black_box(&m), black_box(&changed), &Options::exact()))
+    });
+    c.bench_function("drift 1000 tables, pinned", |b| {
+        let pin = qft_schema::pin::schema_pin();
+        let values = vec![("tenant_id".to_string(), "7".to_string())];
+        let tenant = pin.apply(&m, &values);
+        let opts = Options::drift(pin, values);
+        b.iter(|| diff(black_box(&m), black_box(&tenant), &opts))
     });
     c.bench_function("mark a view definition", |b| {
         b.iter(|| SqlText::deparsed(black_box(" WITH orders AS (SELECT o.id FROM app.orders o) SELECT orders.id FROM orders JOIN app.x ON x.id = orders.id"), "app"))
