@@ -470,6 +470,16 @@ fn type_props(d: &mut Description, t: &Type) {
 
 /// Every object of `s` with its properties.
 pub fn describe(s: &Schema) -> Description {
+    let mut d = describe_schema(s);
+    for o in s.objects() {
+        describe_object(&mut d, o);
+    }
+    d
+}
+
+/// The properties of the schema itself: owner, privileges, comment, default privileges, and
+/// what could not be read.
+fn describe_schema(s: &Schema) -> Description {
     let Schema {
         name: _, // what the text is relative to
         owner,
@@ -523,299 +533,301 @@ pub fn describe(s: &Schema) -> Description {
             }],
         );
     }
-    for o in s.objects() {
-        let label = o.label();
-        let mut p = Props(Vec::new());
-        match o {
-            Object::Table(t) => {
-                table(&mut d, t);
-                continue;
+    d
+}
+
+/// One object with its properties (and its sub-objects: columns, constraints, ...).
+fn describe_object(d: &mut Description, o: Object<'_>) {
+    let label = o.label();
+    let mut p = Props(Vec::new());
+    match o {
+        Object::Table(t) => {
+            table(d, t);
+            return;
+        }
+        Object::Type(t) => {
+            type_props(d, t);
+            return;
+        }
+        Object::Collation(c) => {
+            let Collation {
+                name: _,
+                provider,
+                deterministic,
+                collate,
+                ctype,
+                icu_locale,
+                owner,
+                comment,
+            } = c;
+            p.s("provider", format!("{provider:?}"))
+                .s("deterministic", deterministic)
+                .o("collate", collate)
+                .o("ctype", ctype)
+                .o("icu locale", icu_locale)
+                .owner(owner)
+                .comment(comment);
+        }
+        Object::Sequence(q) => {
+            let Sequence {
+                name: _,
+                data_type,
+                start,
+                increment,
+                min,
+                max,
+                cache,
+                cycle,
+                unlogged,
+                owned_by,
+                owner,
+                acl,
+                comment,
+            } = q;
+            p.s("type", data_type)
+                .s("start", start)
+                .s("increment", increment)
+                .s("min", min)
+                .s("max", max)
+                .s("cache", cache)
+                .s("cycle", cycle)
+                .s("unlogged", unlogged)
+                .s(
+                    "owned by",
+                    owned_by.as_ref().map_or(String::new(), |o| {
+                        format!(
+                            "{}.{}{}",
+                            quote_ident(&o.table),
+                            quote_ident(&o.column),
+                            if o.identity { " (identity)" } else { "" }
+                        )
+                    }),
+                )
+                .owner(owner)
+                .acl(acl, AclKind::Sequence, owner)
+                .comment(comment);
+        }
+        Object::View(v) => {
+            let View {
+                name,
+                materialized,
+                definition,
+                options,
+                access_method,
+                tablespace,
+                columns,
+                indexes,
+                populated: _, // data, not structure
+                owner,
+                acl,
+                comment,
+            } = v;
+            p.s("materialized", materialized)
+                .s("definition", definition)
+                .s("options", options.join(","))
+                .o("access method", access_method)
+                .o("tablespace", tablespace)
+                .owner(owner)
+                .acl(acl, AclKind::Relation, owner)
+                .comment(comment);
+            for (n, c) in columns.iter().enumerate() {
+                column(d, &quote_ident(name), n + 1, c);
             }
-            Object::Type(t) => {
-                type_props(&mut d, t);
-                continue;
-            }
-            Object::Collation(c) => {
-                let Collation {
-                    name: _,
-                    provider,
-                    deterministic,
-                    collate,
-                    ctype,
-                    icu_locale,
-                    owner,
-                    comment,
-                } = c;
-                p.s("provider", format!("{provider:?}"))
-                    .s("deterministic", deterministic)
-                    .o("collate", collate)
-                    .o("ctype", ctype)
-                    .o("icu locale", icu_locale)
-                    .owner(owner)
-                    .comment(comment);
-            }
-            Object::Sequence(q) => {
-                let Sequence {
-                    name: _,
-                    data_type,
-                    start,
-                    increment,
-                    min,
-                    max,
-                    cache,
-                    cycle,
-                    unlogged,
-                    owned_by,
-                    owner,
-                    acl,
-                    comment,
-                } = q;
-                p.s("type", data_type)
-                    .s("start", start)
-                    .s("increment", increment)
-                    .s("min", min)
-                    .s("max", max)
-                    .s("cache", cache)
-                    .s("cycle", cycle)
-                    .s("unlogged", unlogged)
-                    .s(
-                        "owned by",
-                        owned_by.as_ref().map_or(String::new(), |o| {
-                            format!(
-                                "{}.{}{}",
-                                quote_ident(&o.table),
-                                quote_ident(&o.column),
-                                if o.identity { " (identity)" } else { "" }
-                            )
-                        }),
-                    )
-                    .owner(owner)
-                    .acl(acl, AclKind::Sequence, owner)
-                    .comment(comment);
-            }
-            Object::View(v) => {
-                let View {
-                    name,
-                    materialized,
-                    definition,
-                    options,
-                    access_method,
-                    tablespace,
-                    columns,
-                    indexes,
-                    populated: _, // data, not structure
-                    owner,
-                    acl,
-                    comment,
-                } = v;
-                p.s("materialized", materialized)
-                    .s("definition", definition)
-                    .s("options", options.join(","))
-                    .o("access method", access_method)
-                    .o("tablespace", tablespace)
-                    .owner(owner)
-                    .acl(acl, AclKind::Relation, owner)
-                    .comment(comment);
-                for (n, c) in columns.iter().enumerate() {
-                    column(&mut d, &quote_ident(name), n + 1, c);
-                }
-                for i in indexes {
-                    index(&mut d, i);
-                }
-            }
-            Object::Function(f) => {
-                let Function {
-                    name: _,
-                    kind,
-                    identity_arguments: _, // part of the object's name
-                    arguments,
-                    result,
-                    language,
-                    volatility,
-                    strict,
-                    security_definer,
-                    leakproof,
-                    parallel,
-                    cost,
-                    rows,
-                    support,
-                    config,
-                    body,
-                    owner,
-                    acl,
-                    comment,
-                } = f;
-                p.s("kind", format!("{kind:?}"))
-                    .s("arguments", arguments)
-                    .o("result", result)
-                    .s("language", quote_ident(language))
-                    .s("volatility", format!("{volatility:?}"))
-                    .s("strict", strict)
-                    .s("security definer", security_definer)
-                    .s("leakproof", leakproof)
-                    .s("parallel", format!("{parallel:?}"))
-                    .s("cost", cost)
-                    .s("rows", rows)
-                    .o("support", support)
-                    .s("config", config_text(config))
-                    .s("body", body_text(body))
-                    .owner(owner)
-                    .acl(acl, AclKind::Routine, owner)
-                    .comment(comment);
-            }
-            Object::Aggregate(a) => {
-                let Aggregate {
-                    name: _,
-                    identity_arguments: _, // part of the object's name
-                    arguments,
-                    kind,
-                    transition,
-                    state_type,
-                    state_space,
-                    final_function,
-                    final_extra,
-                    final_modify,
-                    combine,
-                    serial,
-                    deserial,
-                    initial_value,
-                    moving,
-                    sort_operator,
-                    parallel,
-                    owner,
-                    acl,
-                    comment,
-                } = a;
-                p.s("arguments", arguments)
-                    .s("kind", format!("{kind:?}"))
-                    .s("transition", transition)
-                    .s("state type", state_type)
-                    .s("state space", state_space)
-                    .o("final function", final_function)
-                    .s("final extra", final_extra)
-                    .s("final modify", format!("{final_modify:?}"))
-                    .o("combine", combine)
-                    .o("serial", serial)
-                    .o("deserial", deserial)
-                    .s("initial value", format!("{initial_value:?}"))
-                    .s("moving", format!("{moving:?}"))
-                    .o("sort operator", sort_operator)
-                    .s("parallel", format!("{parallel:?}"))
-                    .owner(owner)
-                    .acl(acl, AclKind::Routine, owner)
-                    .comment(comment);
-            }
-            Object::Operator(op) => {
-                let Operator {
-                    name: _,
-                    left: _,
-                    right: _, // part of the object's name
-                    result,
-                    function,
-                    commutator,
-                    negator,
-                    restrict,
-                    join,
-                    hashes,
-                    merges,
-                    owner,
-                    comment,
-                } = op;
-                p.s("result", result)
-                    .s("function", function)
-                    .o("commutator", commutator)
-                    .o("negator", negator)
-                    .o("restrict", restrict)
-                    .o("join", join)
-                    .s("hashes", hashes)
-                    .s("merges", merges)
-                    .owner(owner)
-                    .comment(comment);
-            }
-            Object::OperatorFamily(f) => {
-                let OperatorFamily {
-                    name: _,
-                    method: _,
-                    members,
-                    owner,
-                    comment,
-                } = f;
-                p.s("members", members_text(members))
-                    .owner(owner)
-                    .comment(comment);
-            }
-            Object::OperatorClass(c) => {
-                let OperatorClass {
-                    name: _,
-                    method: _,
-                    data_type,
-                    default,
-                    family,
-                    storage,
-                    members,
-                    owner,
-                    comment,
-                } = c;
-                p.s("type", data_type)
-                    .s("default", default)
-                    .s("family", family)
-                    .o("storage", storage)
-                    .s("members", members_text(members))
-                    .owner(owner)
-                    .comment(comment);
-            }
-            Object::TextSearchDictionary(t) => {
-                let TextSearchDictionary {
-                    name: _,
-                    template,
-                    options,
-                    owner,
-                    comment,
-                } = t;
-                p.s("template", template)
-                    .o("options", options)
-                    .owner(owner)
-                    .comment(comment);
-            }
-            Object::TextSearchConfiguration(t) => {
-                let TextSearchConfiguration {
-                    name: _,
-                    parser,
-                    mappings,
-                    owner,
-                    comment,
-                } = t;
-                p.s("parser", parser)
-                    .s(
-                        "mappings",
-                        mappings
-                            .iter()
-                            .map(|m| format!("{}: {}", m.token, texts(&m.dictionaries)))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                    .owner(owner)
-                    .comment(comment);
-            }
-            Object::Statistics(st) => {
-                let Statistics {
-                    name: _,
-                    table,
-                    definition,
-                    target,
-                    owner,
-                    comment,
-                } = st;
-                p.s("table", quote_ident(table))
-                    .s("definition", definition)
-                    .s("target", format!("{target:?}"))
-                    .owner(owner)
-                    .comment(comment);
+            for i in indexes {
+                index(d, i);
             }
         }
-        d.insert(label, p.0);
+        Object::Function(f) => {
+            let Function {
+                name: _,
+                kind,
+                identity_arguments: _, // part of the object's name
+                arguments,
+                result,
+                language,
+                volatility,
+                strict,
+                security_definer,
+                leakproof,
+                parallel,
+                cost,
+                rows,
+                support,
+                config,
+                body,
+                owner,
+                acl,
+                comment,
+            } = f;
+            p.s("kind", format!("{kind:?}"))
+                .s("arguments", arguments)
+                .o("result", result)
+                .s("language", quote_ident(language))
+                .s("volatility", format!("{volatility:?}"))
+                .s("strict", strict)
+                .s("security definer", security_definer)
+                .s("leakproof", leakproof)
+                .s("parallel", format!("{parallel:?}"))
+                .s("cost", cost)
+                .s("rows", rows)
+                .o("support", support)
+                .s("config", config_text(config))
+                .s("body", body_text(body))
+                .owner(owner)
+                .acl(acl, AclKind::Routine, owner)
+                .comment(comment);
+        }
+        Object::Aggregate(a) => {
+            let Aggregate {
+                name: _,
+                identity_arguments: _, // part of the object's name
+                arguments,
+                kind,
+                transition,
+                state_type,
+                state_space,
+                final_function,
+                final_extra,
+                final_modify,
+                combine,
+                serial,
+                deserial,
+                initial_value,
+                moving,
+                sort_operator,
+                parallel,
+                owner,
+                acl,
+                comment,
+            } = a;
+            p.s("arguments", arguments)
+                .s("kind", format!("{kind:?}"))
+                .s("transition", transition)
+                .s("state type", state_type)
+                .s("state space", state_space)
+                .o("final function", final_function)
+                .s("final extra", final_extra)
+                .s("final modify", format!("{final_modify:?}"))
+                .o("combine", combine)
+                .o("serial", serial)
+                .o("deserial", deserial)
+                .s("initial value", format!("{initial_value:?}"))
+                .s("moving", format!("{moving:?}"))
+                .o("sort operator", sort_operator)
+                .s("parallel", format!("{parallel:?}"))
+                .owner(owner)
+                .acl(acl, AclKind::Routine, owner)
+                .comment(comment);
+        }
+        Object::Operator(op) => {
+            let Operator {
+                name: _,
+                left: _,
+                right: _, // part of the object's name
+                result,
+                function,
+                commutator,
+                negator,
+                restrict,
+                join,
+                hashes,
+                merges,
+                owner,
+                comment,
+            } = op;
+            p.s("result", result)
+                .s("function", function)
+                .o("commutator", commutator)
+                .o("negator", negator)
+                .o("restrict", restrict)
+                .o("join", join)
+                .s("hashes", hashes)
+                .s("merges", merges)
+                .owner(owner)
+                .comment(comment);
+        }
+        Object::OperatorFamily(f) => {
+            let OperatorFamily {
+                name: _,
+                method: _,
+                members,
+                owner,
+                comment,
+            } = f;
+            p.s("members", members_text(members))
+                .owner(owner)
+                .comment(comment);
+        }
+        Object::OperatorClass(c) => {
+            let OperatorClass {
+                name: _,
+                method: _,
+                data_type,
+                default,
+                family,
+                storage,
+                members,
+                owner,
+                comment,
+            } = c;
+            p.s("type", data_type)
+                .s("default", default)
+                .s("family", family)
+                .o("storage", storage)
+                .s("members", members_text(members))
+                .owner(owner)
+                .comment(comment);
+        }
+        Object::TextSearchDictionary(t) => {
+            let TextSearchDictionary {
+                name: _,
+                template,
+                options,
+                owner,
+                comment,
+            } = t;
+            p.s("template", template)
+                .o("options", options)
+                .owner(owner)
+                .comment(comment);
+        }
+        Object::TextSearchConfiguration(t) => {
+            let TextSearchConfiguration {
+                name: _,
+                parser,
+                mappings,
+                owner,
+                comment,
+            } = t;
+            p.s("parser", parser)
+                .s(
+                    "mappings",
+                    mappings
+                        .iter()
+                        .map(|m| format!("{}: {}", m.token, texts(&m.dictionaries)))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+                .owner(owner)
+                .comment(comment);
+        }
+        Object::Statistics(st) => {
+            let Statistics {
+                name: _,
+                table,
+                definition,
+                target,
+                owner,
+                comment,
+            } = st;
+            p.s("table", quote_ident(table))
+                .s("definition", definition)
+                .s("target", format!("{target:?}"))
+                .owner(owner)
+                .comment(comment);
+        }
     }
-    d
+    d.insert(label, p.0);
 }
 
 fn config_text(config: &[Setting]) -> String {
@@ -968,16 +980,133 @@ fn identical(a: &Schema, b: &Schema) -> bool {
         && a.unsupported == b.unsupported
 }
 
+/// Whether two objects of the same label are equal as model values (then they have no
+/// difference under any options).
+fn same(a: &Object<'_>, b: &Object<'_>) -> bool {
+    match (a, b) {
+        (Object::Collation(x), Object::Collation(y)) => x == y,
+        (Object::Type(x), Object::Type(y)) => x == y,
+        (Object::Sequence(x), Object::Sequence(y)) => x == y,
+        (Object::Table(x), Object::Table(y)) => x == y,
+        (Object::View(x), Object::View(y)) => x == y,
+        (Object::Function(x), Object::Function(y)) => x == y,
+        (Object::Aggregate(x), Object::Aggregate(y)) => x == y,
+        (Object::Operator(x), Object::Operator(y)) => x == y,
+        (Object::OperatorFamily(x), Object::OperatorFamily(y)) => x == y,
+        (Object::OperatorClass(x), Object::OperatorClass(y)) => x == y,
+        (Object::TextSearchDictionary(x), Object::TextSearchDictionary(y)) => x == y,
+        (Object::TextSearchConfiguration(x), Object::TextSearchConfiguration(y)) => x == y,
+        (Object::Statistics(x), Object::Statistics(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn diff_models(a: &Schema, b: &Schema, opts: &Options) -> Vec<Difference> {
+    if identical(a, b) {
+        return Vec::new();
+    }
+    // Only objects that are not equal as values are described (a tenant schema is mostly equal
+    // to its template: describing everything would cost as much as a full diff each time).
+    let mut da = describe_schema(a);
+    let mut db = describe_schema(b);
+    let left: BTreeMap<String, Object<'_>> =
+        a.objects().into_iter().map(|o| (o.label(), o)).collect();
+    let right: BTreeMap<String, Object<'_>> =
+        b.objects().into_iter().map(|o| (o.label(), o)).collect();
+    for (label, x) in &left {
+        match right.get(label) {
+            Some(y) if same(x, y) => {}
+            Some(y) => {
+                describe_object(&mut da, *x);
+                describe_object(&mut db, *y);
+            }
+            None => describe_object(&mut da, *x),
+        }
+    }
+    for (label, y) in &right {
+        if !left.contains_key(label) {
+            describe_object(&mut db, *y);
+        }
+    }
+    compare(&da, &db, opts)
+}
+
+/// `s` without the owners and privileges the options do not compare, so that objects that
+/// differ only in those compare equal as values (the fast path of [`diff_models`]).
+fn strip(s: &mut Schema, owners: bool, acls: bool) {
+    fn columns(cs: &mut [Column], acls: bool) {
+        for c in cs {
+            if !acls {
+                c.acl = None;
+            }
+        }
+    }
+    macro_rules! each {
+        ($($list:ident),*) => {
+            $(for o in &mut s.$list {
+                if !owners {
+                    o.owner.clear();
+                }
+            })*
+        };
+    }
+    macro_rules! each_acl {
+        ($($list:ident),*) => {
+            $(for o in &mut s.$list {
+                if !acls {
+                    o.acl = None;
+                }
+            })*
+        };
+    }
+    each!(
+        collations,
+        types,
+        sequences,
+        tables,
+        views,
+        functions,
+        aggregates,
+        operators,
+        operator_families,
+        operator_classes,
+        text_search_dictionaries,
+        text_search_configurations,
+        statistics
+    );
+    each_acl!(types, sequences, tables, views, functions, aggregates);
+    for t in &mut s.tables {
+        columns(&mut t.columns, acls);
+    }
+    for v in &mut s.views {
+        columns(&mut v.columns, acls);
+    }
+    if !owners {
+        s.owner.clear();
+    }
+    if !acls {
+        s.acl = None;
+        s.default_privileges.clear();
+    }
+}
+
 /// The structural differences between schema `a` (the reference: a template, a clone's source)
 /// and schema `b`.
 pub fn diff(a: &Schema, b: &Schema, opts: &Options) -> Vec<Difference> {
-    if opts.pin.is_none() && identical(a, b) {
-        return Vec::new();
+    if opts.owners && opts.acls {
+        return match &opts.pin {
+            Some((pin, values)) => diff_models(&pin.apply(a, values), b, opts),
+            None => diff_models(a, b, opts),
+        };
     }
-    match &opts.pin {
-        Some((pin, values)) => compare(&describe(&pin.apply(a, values)), &describe(b), opts),
-        None => compare(&describe(a), &describe(b), opts),
-    }
+    let mut x = match &opts.pin {
+        Some((pin, values)) => pin.apply(a, values),
+        None => a.clone(),
+    };
+    let mut y = b.clone();
+    strip(&mut x, opts.owners, opts.acls);
+    strip(&mut y, opts.owners, opts.acls);
+    diff_models(&x, &y, opts)
 }
 
 /// The differences between the policies a table should have and those it has, as policy
