@@ -99,22 +99,25 @@ pub fn clone(source: &str, target: &str) -> i32 {
             None,
         );
     }
+    // No DDL on the source's tables from before it is read until the copy is verified.
+    deparse::with_search_path("pg_catalog, pg_temp", || {
+        let tables = Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') \
+               FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid \
+              WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass \
+                AND d.refobjid OPERATOR(pg_catalog.=) (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) $1) \
+                AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype OPERATOR(pg_catalog.=) 'n' \
+                AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])",
+            &[source.into()],
+        );
+        if let Ok(Some(tables)) = tables {
+            Spi::run(&format!("LOCK TABLE {tables} IN ACCESS SHARE MODE"))
+                .expect("lock the source");
+        }
+    });
     let model = read(source);
     let steps = plan_or_raise(&model, target);
     deparse::with_search_path("pg_catalog, pg_temp", || {
-        // No DDL on the source's tables while the copy is built from what was read.
-        let tables: Vec<String> = model
-            .tables
-            .iter()
-            .map(|t| qft_schema::ident::quote_qualified(source, &t.name))
-            .collect();
-        if !tables.is_empty() {
-            Spi::run(&format!(
-                "LOCK TABLE {} IN ACCESS SHARE MODE",
-                tables.join(", ")
-            ))
-            .expect("lock the source");
-        }
         Spi::run(&format!("CREATE SCHEMA {}", quote_ident(target))).expect("create the target");
     });
     let path = qft_schema::plan::search_path(target);
