@@ -3086,7 +3086,7 @@ WITH ns AS MATERIALIZED (
 ), con AS MATERIALIZED (
     SELECT k.* FROM pg_constraint k WHERE k.conrelid IN (SELECT rel.oid FROM rel)
     UNION ALL
-    SELECT k.* FROM pg_constraint k WHERE k.conrelid = 0 AND k.contypid IN (SELECT typ.oid FROM typ)
+    SELECT k.* FROM pg_constraint k WHERE k.conrelid = 0 AND k.contypid IN (SELECT typ.oid FROM typ) AND k.contype <> 'n'
 ), opf AS MATERIALIZED (
     SELECT f.* FROM pg_opfamily f
      WHERE f.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_opfamily'::regclass) AND f.opfnamespace = nsp
@@ -3150,13 +3150,14 @@ SELECT jsonb_build_object(
         'collation', a.attcollation, 'type_collation', t.typcollation, 'not_null', a.attnotnull,
         'default_oid', d.oid, 'default', d.adbin::text, 'identity', a.attidentity, 'generated', a.attgenerated,
         'storage', a.attstorage, 'type_storage', t.typstorage, 'compression', a.attcompression,
-        'statistics', a.attstattarget, 'options', coalesce(a.attoptions, '{}'), 'local', a.attislocal,
+        'statistics', coalesce(a.attstattarget::integer, -1), 'options', coalesce(a.attoptions, '{}'), 'local', a.attislocal,
         'inherited', a.attinhcount, 'acl', tenant._catalog_acl(a.attacl),
         'comment', col_description(a.attrelid, a.attnum)) ORDER BY a.attrelid, a.attnum), '[]')
       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      WHERE a.attnum > 0 AND NOT a.attisdropped
        AND (a.attrelid IN (SELECT rel.oid FROM rel) OR a.attrelid IN (SELECT typ.typrelid FROM typ WHERE typ.typtype = 'c'))),
+-- (Domain NOT NULL constraints, in pg_constraint from PostgreSQL 17 on, are the domain's typnotnull.)
 'constraints', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'oid', k.oid, 'rel', k.conrelid, 'typ', k.contypid, 'name', k.conname, 'kind', k.contype,
         'validated', k.convalidated, 'local', k.conislocal, 'inherited', k.coninhcount,
@@ -3169,8 +3170,8 @@ SELECT jsonb_build_object(
         'clustered', x.indisclustered, 'replident', x.indisreplident, 'valid', x.indisvalid,
         'parent', (SELECT tenant._catalog_ref(p.relnamespace, p.relname, nsp) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
                     WHERE i.inhrelid = x.indexrelid),
-        'statistics', (SELECT coalesce(jsonb_agg(jsonb_build_object('column', a.attnum, 'target', a.attstattarget) ORDER BY a.attnum), '[]')
-                         FROM pg_attribute a WHERE a.attrelid = x.indexrelid AND a.attnum > 0 AND a.attstattarget >= 0),
+        'statistics', (SELECT coalesce(jsonb_agg(jsonb_build_object('column', a.attnum, 'target', a.attstattarget::integer) ORDER BY a.attnum), '[]')
+                         FROM pg_attribute a WHERE a.attrelid = x.indexrelid AND a.attnum > 0 AND coalesce(a.attstattarget::integer, -1) >= 0),
         'comment', obj_description(x.indexrelid, 'pg_class')) ORDER BY x.indrelid, x.relname), '[]') FROM idx x),
 'triggers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'oid', g.oid, 'rel', g.tgrelid, 'name', g.tgname, 'enabled', g.tgenabled, 'from_parent', g.tgparentid <> 0,
@@ -3264,7 +3265,9 @@ SELECT jsonb_build_object(
         'function', a.amproc::oid) ORDER BY a.amprocfamily, a.amprocnum, a.oid), '[]') FROM amproc a),
 'collations', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'oid', c.oid, 'name', c.collname, 'provider', c.collprovider, 'deterministic', c.collisdeterministic,
-        'collate', c.collcollate, 'ctype', c.collctype, 'icu_locale', c.colliculocale,
+        -- colliculocale (15, 16) is colllocale from 17 on.
+        'collate', c.collcollate, 'ctype', c.collctype,
+        'icu_locale', coalesce(to_jsonb(c) ->> 'colliculocale', to_jsonb(c) ->> 'colllocale'),
         'owner', pg_get_userbyid(c.collowner), 'comment', obj_description(c.oid, 'pg_collation')) ORDER BY c.collname), '[]')
       FROM pg_collation c WHERE c.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_collation'::regclass) AND c.collnamespace = nsp),
 'ts_dictionaries', (SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -3289,7 +3292,7 @@ SELECT jsonb_build_object(
       FROM pg_ts_config c WHERE c.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_ts_config'::regclass) AND c.cfgnamespace = nsp),
 'statistics', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'oid', x.oid, 'name', x.stxname, 'rel', x.stxrelid, 'table', c.relname, 'same_schema', c.relnamespace = nsp,
-        'target', x.stxstattarget, 'owner', pg_get_userbyid(x.stxowner),
+        'target', coalesce(x.stxstattarget::integer, -1), 'owner', pg_get_userbyid(x.stxowner),
         'comment', obj_description(x.oid, 'pg_statistic_ext')) ORDER BY x.stxname), '[]')
       FROM pg_statistic_ext x JOIN pg_class c ON c.oid = x.stxrelid
      WHERE x.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_statistic_ext'::regclass) AND x.stxnamespace = nsp),

@@ -177,7 +177,13 @@ impl Reader<'_> {
         });
     }
 
-    fn column(&self, a: &raw::Attribute) -> Column {
+    fn column(&mut self, a: &raw::Attribute, table: &str) -> Column {
+        if a.generated == "v" {
+            self.invalid(
+                format!("column {}.{}", quote_ident(table), quote_ident(&a.name)),
+                "virtual generated columns (PostgreSQL 18) are not copied yet",
+            );
+        }
         let storage = |s: &str| match ch(s) {
             'p' => Storage::Plain,
             'm' => Storage::Main,
@@ -322,7 +328,7 @@ pub fn build(raw: &raw::Catalog) -> Schema {
     for c in &raw.relations {
         let columns: Vec<Column> = attrs
             .get(&c.oid)
-            .map(|a| a.iter().map(|a| r.column(a)).collect())
+            .map(|a| a.iter().map(|a| r.column(a, &c.name)).collect())
             .unwrap_or_default();
         let indexes: Vec<Index> = raw
             .indexes
@@ -344,6 +350,7 @@ pub fn build(raw: &raw::Catalog) -> Schema {
                                     'x' => ConstraintKind::Exclusion,
                                     'f' => ConstraintKind::ForeignKey,
                                     't' => ConstraintKind::Trigger,
+                                    'n' => ConstraintKind::NotNull,
                                     _ => ConstraintKind::Check,
                                 },
                                 definition: r.deparsed(constraint_definition(k.oid).as_str()),
@@ -781,6 +788,7 @@ pub fn build(raw: &raw::Catalog) -> Schema {
             provider: match ch(&c.provider) {
                 'i' => CollationProvider::Icu,
                 'c' => CollationProvider::Libc,
+                'b' => CollationProvider::Builtin,
                 _ => CollationProvider::Default,
             },
             deterministic: c.deterministic,

@@ -86,6 +86,7 @@ model! {
         pub deterministic: bool,
         pub collate: Option<String>,
         pub ctype: Option<String>,
+        /// The locale of an ICU or builtin collation (`colliculocale`, `colllocale` from 17 on).
         pub icu_locale: Option<String>,
         pub owner: Name,
         pub comment: Option<String>,
@@ -565,6 +566,8 @@ model_enum! {
         Default,
         Libc,
         Icu,
+        /// PostgreSQL 17's builtin provider.
+        Builtin,
     }
 
     pub enum Storage {
@@ -596,6 +599,8 @@ model_enum! {
         ForeignKey,
         /// A constraint trigger's constraint (created by its trigger).
         Trigger,
+        /// A NOT NULL constraint (PostgreSQL 18 records them; created with the column's NOT NULL).
+        NotNull,
     }
 
     pub enum ReplicaIdentity {

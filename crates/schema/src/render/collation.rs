@@ -13,6 +13,12 @@ pub fn create(c: &Collation, target: &str) -> Vec<String> {
                 opts.push(format!("LOCALE = {}", quote_literal(l)));
             }
         }
+        CollationProvider::Builtin => {
+            opts.push("PROVIDER = builtin".to_string());
+            if let Some(l) = &c.icu_locale {
+                opts.push(format!("LOCALE = {}", quote_literal(l)));
+            }
+        }
         CollationProvider::Libc | CollationProvider::Default => {
             opts.push("PROVIDER = libc".to_string());
             if let Some(l) = &c.collate {
@@ -57,6 +63,17 @@ mod tests {
         assert_eq!(
             create(&icu, "t"),
             ["CREATE COLLATION t.\"Ci\" (PROVIDER = icu, LOCALE = 'und-u-ks-level2', DETERMINISTIC = false)"]
+        );
+        let builtin = Collation {
+            name: "b".into(),
+            provider: CollationProvider::Builtin,
+            deterministic: true,
+            icu_locale: Some("C.UTF-8".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            create(&builtin, "t"),
+            ["CREATE COLLATION t.b (PROVIDER = builtin, LOCALE = 'C.UTF-8')"]
         );
         assert_eq!(
             create(&libc, "t"),
