@@ -3,6 +3,7 @@
 pgrx::pg_module_magic!();
 
 mod backup;
+mod catalog;
 mod context;
 mod error;
 mod migrate;
@@ -82,6 +83,11 @@ pgrx::extension_sql_file!(
     "../sql/clone.sql",
     name = "clone",
     requires = ["registry", "isolation"]
+);
+pgrx::extension_sql_file!(
+    "../sql/catalog.sql",
+    name = "catalog",
+    requires = ["bootstrap"]
 );
 pgrx::extension_sql_file!(
     "../sql/schemas.sql",

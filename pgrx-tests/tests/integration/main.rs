@@ -1,5 +1,6 @@
 //! One test binary, so one throwaway cluster serves every test; each test makes its own database.
 mod backup;
+mod catalog;
 mod checker;
 mod clone;
 mod context;
