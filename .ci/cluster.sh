@@ -1,9 +1,15 @@
-# Throwaway PostgreSQL clusters (of $QFT_PG_CONFIG, default Debian's PostgreSQL 15) under target/, owned by the postgres OS user (initdb refuses
+# Throwaway PostgreSQL clusters (of $QFT_PG_CONFIG, default Debian's PostgreSQL 15; PostgreSQL 18 works alike) under target/, owned by the postgres OS user (initdb refuses
 # root), listening only on a unix socket in the cluster directory and a free loopback port.
 # Source this file; call qft_cluster_start NAME, then use $QFT_PORT / $QFT_SOCK; qft_cluster_stop.
 
 QFT_PG_CONFIG=${QFT_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 QFT_PGBIN=${QFT_PGBIN:-$("$QFT_PG_CONFIG" --bindir)}
+# Its major version ("PostgreSQL 18.6" -> 18) and the cargo features that build the extension for it.
+QFT_PG_MAJOR=${QFT_PG_MAJOR:-$("$QFT_PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')}
+QFT_PG_FEATURES=${QFT_PG_FEATURES:-"--no-default-features --features pg$QFT_PG_MAJOR"}
+# Client programs (psql, pg_dump, pgbench) of the same installation as the server: pg_dump refuses
+# a newer server, and psql's \d output follows its own version.
+export PATH="$QFT_PGBIN:$PATH"
 QFT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 qft_free_port() {

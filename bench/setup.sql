@@ -20,6 +20,11 @@ CREATE ROLE bench_bound LOGIN;           -- bound to one tenant: context set by 
 CREATE ROLE bench_hand LOGIN;            -- the hand-written-policy user, its tenant set per role
 CREATE ROLE bench_app LOGIN;             -- sets a tenant per transaction
 GRANT tenant_user TO bench_app;
+-- Signs a single-use token and uses it, per transaction (the auth service and the application in
+-- one role, so one pgbench script measures both; the baseline signs too and uses set_tenant).
+CREATE ROLE bench_signer LOGIN;
+GRANT tenant_user, tenant_admin TO bench_signer;
+GRANT SELECT ON public.iso TO bench_signer;
 GRANT USAGE ON SCHEMA tenant TO bench_bound, bench_hand;
 GRANT SELECT ON public.iso, public.plain, public.hand TO bench_bound, bench_hand, bench_app;
 SELECT tenant.bind_role('bench_bound', :'pin');
@@ -60,6 +65,27 @@ BEGIN
     FOR i IN 1..n LOOP
         PERFORM pg_catalog.set_config('app.tenant_id', (1 + i % tenants)::text, true);
         SELECT payload INTO r FROM public.hand WHERE id = 1 + i % current_setting('bench.rows')::int;
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+-- Signed context, in-server: sign + set_tenant_signed + point select, against sign + set_tenant.
+CREATE FUNCTION public.loop_signed(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text; tok text; tenants int := current_setting('bench.tenants')::int;
+BEGIN
+    FOR i IN 1..n LOOP
+        tok := tenant.sign_context((1 + i % tenants)::text, '10 minutes');
+        PERFORM tenant.set_tenant_signed(tok, true);
+        SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int;
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_signed_baseline(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text; tok text; tenants int := current_setting('bench.tenants')::int;
+BEGIN
+    FOR i IN 1..n LOOP
+        tok := tenant.sign_context((1 + i % tenants)::text, '10 minutes');
+        PERFORM tenant.set_tenant((1 + i % tenants)::bigint, true);
+        SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int;
     END LOOP;
     RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
 END $$;

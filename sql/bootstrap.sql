@@ -3,6 +3,8 @@
 -- replays every other SQL file, but tables change only through the prelude in sql/upgrade/.
 -- CREATE SCHEMA without IF NOT EXISTS: an existing schema "tenant" makes CREATE EXTENSION fail
 -- (42P06) instead of being adopted, so DROP EXTENSION never removes something it did not create.
+-- The schema is an extension member (the control file names no schema), so pg_dump never dumps it
+-- on its own and DROP EXTENSION removes it.
 CREATE SCHEMA tenant;
 COMMENT ON SCHEMA tenant IS 'qualityfoundry_tenant: tenant registry, context and isolation';
 
@@ -39,10 +41,13 @@ CREATE TABLE tenant.tenants (
 COMMENT ON TABLE tenant.tenants IS 'The tenant registry. Change it through tenant.create_tenant() and friends.';
 
 -- Login roles pinned to one tenant (BI tools, analysts). regrole is dumped by name.
+-- allow_cross_tenant: a superuser let this bound role (a tenant_superuser member) enter
+-- cross-tenant mode; otherwise a bound role never leaves its tenant.
 CREATE TABLE tenant.role_bindings (
     role regrole PRIMARY KEY,
     tenant_id bigint NOT NULL REFERENCES tenant.tenants (id),
-    bound_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    bound_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    allow_cross_tenant boolean NOT NULL DEFAULT false
 );
 
 -- HMAC keys for signed contexts. Readable only by the registry owner; not dumped, so a restored

@@ -376,7 +376,7 @@ BEGIN
 
     -- 8. TRUNCATE (ignores RLS), REFERENCES (foreign keys probe every tenant's keys) and TRIGGER
     --    (a trigger sees other tenants' writes) on isolated tables, granted to anyone but the owner.
-    --    (Pinned tables: kind 15.)
+    --    (Pinned tables: kind 17.)
     RETURN QUERY
         SELECT 'error', format('table %s', c.oid::regclass), g.problem, g.fix
           FROM tenant.isolated_tables i
@@ -452,14 +452,22 @@ BEGIN
     -- 10. Unique and primary-key constraints, and unique indexes, on isolated tables whose key does
     --     not include the tenant column: a duplicate-key error tells whether a key exists in another
     --     tenant. (Indexes of partitions attached to a partitioned index are fixed at the parent.)
+    --     A key of one column whose values come from a sequence (identity, serial) is a warning: the
+    --     sequence is shared by every tenant, so each tenant already sees which values were handed
+    --     out (the gaps between its own keys); the probe adds little, but a tenant can still take a
+    --     value another tenant's insert is about to get, making that insert fail.
     RETURN QUERY
-        SELECT 'error',
+        SELECT CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts) THEN 'warning' ELSE 'error' END,
                CASE WHEN k.oid IS NOT NULL THEN format('constraint %I on table %s', k.conname, c.oid::regclass)
                     ELSE format('index %s', x.indexrelid::regclass) END,
-               format('is a %s on isolated table %s without its tenant column %I: a duplicate-key error tells whether a key '
-                      'exists in another tenant',
+               format('is a %s on isolated table %s without its tenant column %I: %s',
                       CASE WHEN x.indisprimary THEN 'primary key' WHEN k.oid IS NOT NULL THEN 'unique constraint' ELSE 'unique index' END,
-                      c.oid::regclass, i.tenant_column),
+                      c.oid::regclass, i.tenant_column,
+                      CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts)
+                           THEN 'its values come from a sequence that every tenant draws from, so a duplicate-key error only '
+                                'confirms what the gaps in a tenant''s own keys already show (which values were handed out); '
+                                'but a tenant that inserts a value explicitly can make another tenant''s next insert fail'
+                           ELSE 'a duplicate-key error tells whether a key exists in another tenant' END),
                CASE WHEN k.oid IS NOT NULL THEN
                         -- Where the tenant column may be NULL (shared rows) a primary key cannot hold
                         -- it: the key becomes UNIQUE NULLS NOT DISTINCT, which keeps shared rows unique too.
@@ -552,7 +560,63 @@ BEGIN
            AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = s.rel)  -- kind 3 reports those
         ORDER BY 2, 3;
 
-    -- 15. Objects of tenant schemas that escape the pins (tenant._tenant_schema_problems): a
+    -- 15. Login roles holding tenant_user or tenant_superuser (that may connect to this database)
+    --     which can hold a session-scope context or cross-tenant mode: behind a transaction-pooling
+    --     PgBouncer the next client of the same server connection inherits it. A registry rule
+    --     context_scope = 'transaction' makes every switch local; an explicit 'session' rule records
+    --     that the role never goes through a transaction pooler. Bound roles are exempt (their
+    --     tenant is their binding, whoever uses the connection). Only the registry rule counts:
+    --     it is what pg_dump carries to a restored database of any name.
+    RETURN QUERY
+        WITH RECURSIVE holders(roleid) AS (
+            SELECT oid FROM pg_roles WHERE rolname IN ('tenant_user', 'tenant_superuser')
+            UNION
+            SELECT m.member FROM pg_auth_members m JOIN holders h ON m.roleid = h.roleid
+        )
+        SELECT 'warning', format('role %I', r.rolname),
+               'can hold a session-scope tenant context or cross-tenant mode: behind a transaction-pooling PgBouncer the next client of its server connection inherits it',
+               format('SELECT tenant.set_role_rules(%L, context_scope => ''transaction'');', r.rolname)
+          FROM (SELECT DISTINCT roleid FROM holders) h
+          JOIN pg_roles r ON r.oid = h.roleid
+         WHERE r.rolcanlogin AND NOT r.rolsuper
+           AND has_database_privilege(r.oid, current_database(), 'CONNECT')
+           AND NOT EXISTS (SELECT FROM tenant.role_rules rr WHERE rr.role = r.oid AND rr.context_scope IS NOT NULL)
+           AND NOT EXISTS (SELECT FROM tenant.role_bindings b WHERE b.role = r.oid)
+         ORDER BY 2;
+
+    -- 16. Whoever could read the signing keys could sign a context for any tenant. Row security
+    --     (FORCE, no policy) keeps every role but superusers out, also pg_read_all_data members;
+    --     what is left: BYPASSRLS roles with SELECT on the table (directly or through
+    --     pg_read_all_data), members of its owner (they can switch row security off), and row
+    --     security switched off. Roles are reported when some login role that may connect here
+    --     has their privileges.
+    RETURN QUERY
+        SELECT 'error', format('role %I', r.rolname),
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER')
+                    THEN format('is a member of %I, the owner of tenant.signing_keys: it can switch its row level security off and read the keys that sign tenant contexts', o.rolname)
+                    ELSE 'has BYPASSRLS and SELECT on tenant.signing_keys (e.g. through pg_read_all_data): it can read the keys that sign tenant contexts' END,
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER') THEN format('REVOKE %I FROM %I;', o.rolname, r.rolname)
+                    ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
+          FROM pg_class c
+          JOIN pg_roles o ON o.oid = c.relowner
+          CROSS JOIN pg_roles r
+         WHERE c.oid = 'tenant.signing_keys'::regclass
+           AND NOT r.rolsuper AND r.oid <> c.relowner
+           AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
+                OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           -- (superusers are members of every role: they do not count)
+           AND EXISTS (SELECT FROM pg_roles l
+                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                          AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
+        UNION ALL
+        SELECT 'error', 'table tenant.signing_keys',
+               'row level security is off or not forced: roles with SELECT on it (e.g. pg_read_all_data members) can read the keys that sign tenant contexts',
+               'ALTER TABLE tenant.signing_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;'
+          FROM pg_class c
+         WHERE c.oid = 'tenant.signing_keys'::regclass AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+         ORDER BY 2, 3;
+
+    -- 17. Objects of tenant schemas that escape the pins (tenant._tenant_schema_problems): a
     --     materialized view, sequence or SECURITY DEFINER function application roles can use, a view
     --     that is not security_invoker, a nextval() default, TRUNCATE/REFERENCES/TRIGGER grants, an
     --     owner that holds tenant_user. In the template the same problems are warnings:
@@ -568,7 +632,7 @@ BEGIN
           FROM tenant._tenant_schema_problems(tenant._template_schema(), true) p
         ORDER BY 2, 3;
 
-    -- 16. Rules on isolated or pinned tables: a rule's actions run with the rights of the table's
+    -- 18. Rules on isolated or pinned tables: a rule's actions run with the rights of the table's
     --     owner, so one can copy every tenant's rows elsewhere (into another table, or a NOTIFY
     --     payload) whenever a tenant touches the table.
     RETURN QUERY
@@ -591,3 +655,18 @@ REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
     tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]), tenant._chk_table_grants(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
+
+-- Whether a unique key is a single column whose values come from a sequence: an identity column,
+-- or a default that calls nextval() of a sequence (serial, bigserial). For check kind 10.
+CREATE OR REPLACE FUNCTION tenant._chk_sequence_key(rel oid, indkey int2vector, nkeys smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $3 = 1 AND (
+        EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum = $2[0] AND a.attidentity IN ('a', 'd'))
+        OR EXISTS (SELECT FROM pg_attrdef d
+                     JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                                     AND p.refclassid = 'pg_class'::regclass
+                     JOIN pg_class s ON s.oid = p.refobjid AND s.relkind = 'S'
+                    WHERE d.adrelid = $1 AND d.adnum = $2[0]))
+$$;

@@ -546,7 +546,9 @@ BEGIN
                       (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = t.typbasetype)
                  THEN ' COLLATE ' || tenant._clone_sql('collation', t.typcollation, sp) ELSE '' END,
             CASE WHEN t.typdefaultbin IS NOT NULL THEN ' DEFAULT ' || tenant._clone_sql('expr', 0, sp, NULL, t.typdefaultbin) ELSE '' END,
-            CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END);
+            -- PostgreSQL 18: a NOT NULL catalogued as a named constraint is added by name below.
+            CASE WHEN t.typnotnull AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint n WHERE n.contypid = typ AND n.contype = 'n')
+                 THEN ' NOT NULL' ELSE '' END);
         -- NOT VALID constraints are added after the data is copied (they still check new rows).
         FOR k IN SELECT c.oid, c.conname FROM pg_catalog.pg_constraint c WHERE c.contypid = typ AND c.convalidated
                   ORDER BY c.conname LOOP
@@ -617,6 +619,7 @@ DECLARE
     parent_notnull boolean;
     parent_storage "char";
     parent_compression "char";
+    nn record;
 BEGIN
     SELECT * INTO c FROM pg_catalog.pg_class WHERE oid = rel;
     q := format('%I.%I', target, c.relname);
@@ -651,13 +654,22 @@ BEGIN
                                  CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END, target,
                                  (SELECT sc.relname FROM pg_catalog.pg_class sc WHERE sc.oid = a.idseq),
                                  tenant._clone_seq_options(a.idseq, false));
-        ELSIF a.attgenerated = 's' THEN
-            col := col || format(' GENERATED ALWAYS AS (%s) STORED', a.def);
+        ELSIF a.attgenerated IN ('s', 'v') THEN  -- PostgreSQL 18: 'v', virtual generated columns
+            col := col || format(' GENERATED ALWAYS AS (%s) %s', a.def, CASE a.attgenerated WHEN 's' THEN 'STORED' ELSE 'VIRTUAL' END);
         ELSIF a.def IS NOT NULL THEN
             col := col || ' DEFAULT ' || a.def;
         END IF;
-        IF a.attnotnull THEN
-            col := col || ' NOT NULL';
+        -- PostgreSQL 18 catalogues NOT NULL as a constraint (contype 'n': a name, NO INHERIT, NOT
+        -- VALID, local or only inherited); before 18 attnotnull is all there is. An inherited-only
+        -- one comes with the parent, a NOT VALID one after the data.
+        SELECT co.conname, co.conislocal, co.connoinherit, co.convalidated INTO nn FROM pg_catalog.pg_constraint co
+         WHERE co.conrelid = rel AND co.contype = 'n' AND co.conkey = ARRAY[a.attnum];
+        IF NOT FOUND THEN
+            IF a.attnotnull THEN
+                col := col || ' NOT NULL';
+            END IF;
+        ELSIF nn.conislocal AND nn.convalidated THEN
+            col := col || format(' CONSTRAINT %I NOT NULL', nn.conname) || CASE WHEN nn.connoinherit THEN ' NO INHERIT' ELSE '' END;
         END IF;
         cols := cols || col;
     END LOOP;
@@ -707,7 +719,14 @@ BEGIN
                                    CASE WHEN a.def IS NULL THEN 'DROP DEFAULT' ELSE 'SET DEFAULT ' || a.def END);
             END IF;
             IF a.attnotnull AND NOT parent_notnull THEN
-                RETURN NEXT format('ALTER TABLE ONLY %s ALTER COLUMN %I SET NOT NULL', q, a.attname);
+                -- PostgreSQL 18: the partition's or child's own NOT NULL constraint, by its name.
+                SELECT co.conname, co.convalidated INTO nn FROM pg_catalog.pg_constraint co
+                 WHERE co.conrelid = rel AND co.contype = 'n' AND co.conkey = ARRAY[a.attnum];
+                IF NOT FOUND THEN
+                    RETURN NEXT format('ALTER TABLE ONLY %s ALTER COLUMN %I SET NOT NULL', q, a.attname);
+                ELSIF nn.convalidated AND NOT a.attislocal THEN
+                    RETURN NEXT format('ALTER TABLE ONLY %s ADD CONSTRAINT %I NOT NULL %I', q, nn.conname, a.attname);
+                END IF;
             END IF;
         END IF;
         IF a.attstorage <> a.typstorage OR a.attstorage <> coalesce(parent_storage, a.attstorage) THEN
@@ -1121,10 +1140,11 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- NOT VALID check constraints of tables and domains, after the data they do not cover.
+    -- NOT VALID check (and, PostgreSQL 18, not-null) constraints of tables and domains, after the data
+    -- they do not cover.
     FOR r IN SELECT k.oid, k.conname, c.relname, t.typname FROM pg_constraint k
                LEFT JOIN pg_class c ON c.oid = k.conrelid LEFT JOIN pg_type t ON t.oid = k.contypid
-              WHERE k.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_constraint'::regclass))::oid[]) AND k.connamespace = nsp AND k.contype = 'c' AND NOT k.convalidated AND k.conparentid = 0
+              WHERE k.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_constraint'::regclass))::oid[]) AND k.connamespace = nsp AND k.contype IN ('c', 'n') AND NOT k.convalidated AND k.conparentid = 0
                 AND (k.contypid <> 0 OR k.conislocal)
               ORDER BY 3, 4, 2 LOOP
         step := step + 1; phase := 'constraint'; object := format('constraint %I', r.conname);

@@ -713,8 +713,9 @@ BEGIN
                CASE WHEN a.attcollation OPERATOR(pg_catalog.<>) ty.typcollation
                     THEN 'COLLATE ' OPERATOR(pg_catalog.||) a.attcollation::pg_catalog.regcollation::text END,
                CASE WHEN a.attnotnull THEN 'NOT NULL' END,
-               CASE WHEN a.attgenerated OPERATOR(pg_catalog.=) 's'
-                    THEN 'GENERATED ALWAYS AS (' OPERATOR(pg_catalog.||) pg_catalog.pg_get_expr(d.adbin, d.adrelid) OPERATOR(pg_catalog.||) ') STORED'
+               CASE WHEN a.attgenerated OPERATOR(pg_catalog.=) ANY ('{s,v}'::"char"[])  -- PostgreSQL 18: 'v', virtual
+                    THEN 'GENERATED ALWAYS AS (' OPERATOR(pg_catalog.||) pg_catalog.pg_get_expr(d.adbin, d.adrelid) OPERATOR(pg_catalog.||) ') '
+                         OPERATOR(pg_catalog.||) CASE a.attgenerated WHEN 's' THEN 'STORED' ELSE 'VIRTUAL' END
                     WHEN d.adbin IS NOT NULL
                     THEN 'DEFAULT ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
                CASE a.attidentity WHEN 'a' THEN 'GENERATED ALWAYS AS IDENTITY'
@@ -735,6 +736,8 @@ BEGIN
     UNION ALL
     SELECT pg_catalog.format('constraint %I on %I', con.conname, rel.relname), pg_catalog.pg_get_constraintdef(con.oid)
     FROM rel JOIN pg_catalog.pg_constraint con ON con.conrelid OPERATOR(pg_catalog.=) rel.oid
+    -- PostgreSQL 18 catalogues NOT NULL as constraints too: nullability is compared per column.
+    WHERE con.contype OPERATOR(pg_catalog.<>) 'n'
     UNION ALL
     SELECT pg_catalog.format('trigger %I on %I', tg.tgname, rel.relname),
            pg_catalog.replace(pg_catalog.pg_get_triggerdef(tg.oid),

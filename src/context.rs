@@ -6,7 +6,14 @@
 //! parallel workers. The functions here are the only way an application role can change it, and
 //! they authorise first. The registry is read through a per-backend cache that a relcache
 //! invalidation of `tenant.tenants` clears (triggers on the registry tables send one at commit), so
-//! suspending a tenant takes effect in every session from its next statement.
+//! suspending a tenant, binding, unbinding or changing a role's rules takes effect in every session
+//! from its next statement.
+//!
+//! A role's rules (its binding, `require_signed_context`, `context_scope`, the cross-tenant
+//! allowance of a binding) come from the registry (`tenant.role_bindings`, `tenant.role_rules`),
+//! which no client setting can shadow; the `ALTER ROLE ... SET` settings are honoured too, and the
+//! stricter of the two wins. A bound session's tenant is read from the registry by the getter
+//! itself, so it follows rebinding, unbinding and `SET SESSION AUTHORIZATION`.
 
 use crate::error;
 use crate::privilege::{self, TENANT_SUPERUSER, TENANT_USER};
@@ -24,12 +31,21 @@ pub struct TenantRow {
     pub schema: Option<String>,
 }
 
+/// What the registry says about one role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleRules {
+    pub binding: Option<i64>,
+    pub allow_cross_tenant: bool,
+    pub require_signed: bool,
+    pub transaction_scope: bool,
+}
+
 #[derive(Default)]
 struct Cache {
     generation: u64,
     by_id: HashMap<i64, Option<TenantRow>>,
     by_slug: HashMap<String, Option<i64>>,
-    bindings: HashMap<u32, Option<i64>>,
+    rules: HashMap<u32, RoleRules>,
     keys: HashMap<i32, Option<SigningKey>>,
 }
 
@@ -49,6 +65,25 @@ static TENANTS_RELID: Backend<Cell<u32>> = Backend(Cell::new(0));
 static CACHE: Backend<RefCell<Option<Cache>>> = Backend(RefCell::new(None));
 /// The hot path: the last tenant found active, with the generation it was found in.
 static LAST_ACTIVE: Backend<Cell<(i64, u64)>> = Backend(Cell::new((0, 0)));
+/// The hot path: what the getters need to know about the session user, with the session user
+/// and generation it is for.
+#[derive(Clone, Copy)]
+struct SessionRules {
+    user: u32,
+    generation: u64,
+    binding: Option<i64>,
+    allow_cross_tenant: bool,
+    /// The registry or the role's stored settings say context_scope = transaction: a
+    /// session-scope value (set before the rule) is void.
+    transaction_scope: bool,
+}
+static SESSION_RULES: Backend<Cell<SessionRules>> = Backend(Cell::new(SessionRules {
+    user: 0,
+    generation: 0,
+    binding: None,
+    allow_cross_tenant: false,
+    transaction_scope: false,
+}));
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: Oid) {
@@ -63,6 +98,7 @@ pub fn init() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0))
     };
+    privilege::init();
 }
 
 fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
@@ -85,11 +121,26 @@ fn remember(generation: u64, f: impl FnOnce(&mut Cache)) {
     }
 }
 
+fn lookup_failed(e: pgrx::spi::Error) -> ! {
+    error::raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("registry lookup failed: {e}"),
+        None,
+        None,
+    )
+}
+
 // Run by as_owner, so search_path is pg_catalog, pg_temp.
 const TENANT_BY_ID: &str = "SELECT id, slug, status = 'active', schema_name::text, \
      'tenant.tenants'::regclass::oid FROM tenant.tenants WHERE id = $1";
 const TENANT_BY_SLUG: &str = "SELECT id, slug, status = 'active', schema_name::text, \
      'tenant.tenants'::regclass::oid FROM tenant.tenants WHERE slug = $1";
+const RULES_OF: &str = "SELECT b.tenant_id, COALESCE(b.allow_cross_tenant, false), \
+     COALESCE(r.require_signed_context, false), COALESCE(r.context_scope = 'transaction', false), \
+     'tenant.tenants'::regclass::oid \
+     FROM (SELECT $1::oid AS role) x \
+     LEFT JOIN tenant.role_bindings b ON b.role::oid = x.role \
+     LEFT JOIN tenant.role_rules r ON r.role::oid = x.role";
 
 fn select_tenant(query: &str, arg: pgrx::datum::DatumWithOid) -> Option<TenantRow> {
     let row = privilege::as_owner(|| {
@@ -110,14 +161,7 @@ fn select_tenant(query: &str, arg: pgrx::datum::DatumWithOid) -> Option<TenantRo
             )))
         })
     })
-    .unwrap_or_else(|e| {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("registry lookup failed: {e}"),
-            None,
-            None,
-        )
-    });
+    .unwrap_or_else(|e| lookup_failed(e));
     row.map(|(tenant, relid)| {
         TENANTS_RELID.0.set(relid);
         tenant
@@ -192,155 +236,342 @@ pub fn resolve(text: &str) -> Option<TenantRow> {
     row
 }
 
-/// The tenant a login role is bound to, if any.
-pub fn binding_of(role: Oid) -> Option<i64> {
+/// The registry's rules for one role (binding and `tenant.role_rules`), cached per backend.
+pub fn rules_of(role: Oid) -> RoleRules {
     let key = role.to_u32();
-    if let Some(hit) = with_cache(|c| c.bindings.get(&key).cloned()) {
+    if let Some(hit) = with_cache(|c| c.rules.get(&key).copied()) {
         return hit;
     }
     let generation = GENERATION.0.get();
-    let bound = privilege::as_owner(|| {
+    let (rules, relid) = privilege::as_owner(|| {
         Spi::connect(|c| {
-            c.select(
-                "SELECT tenant_id FROM tenant.role_bindings WHERE role::oid = $1",
-                Some(1),
-                &[role.into()],
-            )
-            .and_then(first_value::<i64>)
+            let t = c.select(RULES_OF, Some(1), &[role.into()])?.first();
+            Ok::<_, pgrx::spi::Error>((
+                RoleRules {
+                    binding: t.get::<i64>(1)?,
+                    allow_cross_tenant: t.get::<bool>(2)?.unwrap_or(false),
+                    require_signed: t.get::<bool>(3)?.unwrap_or(false),
+                    transaction_scope: t.get::<bool>(4)?.unwrap_or(false),
+                },
+                t.get::<Oid>(5)?.map(|o| o.to_u32()).unwrap_or(0),
+            ))
         })
     })
-    .unwrap_or_else(|e| {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("registry lookup failed: {e}"),
-            None,
-            None,
-        )
-    });
+    .unwrap_or_else(|e| lookup_failed(e));
+    TENANTS_RELID.0.set(relid);
     remember(generation, |c| {
-        c.bindings.insert(key, bound);
+        c.rules.insert(key, rules);
     });
-    bound
+    rules
 }
 
-fn require_tenant(text: Option<&str>) -> TenantRow {
-    let Some(text) = text else {
+/// The tenant a login role is bound to, if any.
+pub fn binding_of(role: Oid) -> Option<i64> {
+    rules_of(role).binding
+}
+
+fn session_user() -> Oid {
+    unsafe { pg_sys::GetSessionUserId() }
+}
+
+/// The session user's binding, cross-tenant allowance and scope rule: two cell reads on the hot
+/// path.
+fn session_rules(session: Oid) -> SessionRules {
+    let generation = GENERATION.0.get();
+    let cached = SESSION_RULES.0.get();
+    if cached.user == session.to_u32() && cached.generation == generation {
+        return cached;
+    }
+    let rules = rules_of(session);
+    let fresh = SessionRules {
+        user: session.to_u32(),
+        generation,
+        binding: rules.binding,
+        allow_cross_tenant: rules.allow_cross_tenant,
+        transaction_scope: rules.transaction_scope || stored_settings_of(session).1,
+    };
+    if GENERATION.0.get() == generation {
+        SESSION_RULES.0.set(fresh);
+    }
+    fresh
+}
+
+fn session_binding(session: Oid) -> (Option<i64>, bool) {
+    let r = session_rules(session);
+    (r.binding, r.allow_cross_tenant)
+}
+
+/// The rules in force for a call: the registry's rules of the session user and of the calling
+/// role (after SET ROLE), and the settings; the stricter wins.
+struct Effective {
+    require_signed: bool,
+    transaction_scope: bool,
+}
+
+fn effective_rules(caller: Oid) -> Effective {
+    let session = session_user();
+    let mut rules = rules_of(session);
+    if caller != session {
+        let c = rules_of(caller);
+        rules.require_signed |= c.require_signed;
+        rules.transaction_scope |= c.transaction_scope;
+    }
+    let (stored_signed, stored_transaction) = stored_settings_of(session);
+    Effective {
+        require_signed: rules.require_signed || stored_signed || settings::require_signed_context(),
+        transaction_scope: rules.transaction_scope
+            || stored_transaction
+            || settings::context_scope() == ContextScope::Transaction,
+    }
+}
+
+// What `ALTER ROLE/DATABASE ... SET` stored for the session user in this database (role and
+// database, role alone, database alone), read from pg_db_role_setting itself: the value in the
+// session can have been shadowed by a startup option or a discarded placeholder, the catalog
+// cannot. The stricter entry wins. PostgreSQL applies these at login only, so one read per
+// backend and role is exact (kept for the backend's life).
+const STORED_SETTINGS: &str = "SELECT      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.require_signed_context=(on|t|tr|tru|true|y|ye|yes|1)$'), false),      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.context_scope=transaction$'), false)      FROM pg_catalog.pg_db_role_setting d CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg      WHERE (d.setrole OPERATOR(pg_catalog.=) $1 AND d.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[]))         OR (d.setrole OPERATOR(pg_catalog.=) 0 AND d.setdatabase OPERATOR(pg_catalog.=) $2)";
+
+/// (require_signed_context, context_scope = transaction) as stored, per role.
+type StoredSettings = HashMap<u32, (bool, bool)>;
+static STORED: Backend<RefCell<Option<StoredSettings>>> = Backend(RefCell::new(None));
+
+fn stored_settings_of(role: Oid) -> (bool, bool) {
+    let key = role.to_u32();
+    if let Some(hit) = STORED
+        .0
+        .borrow()
+        .as_ref()
+        .and_then(|m| m.get(&key).copied())
+    {
+        return hit;
+    }
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let found = privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c
+                .select(STORED_SETTINGS, Some(1), &[role.into(), database.into()])?
+                .first();
+            Ok::<_, pgrx::spi::Error>((
+                t.get::<bool>(1)?.unwrap_or(false),
+                t.get::<bool>(2)?.unwrap_or(false),
+            ))
+        })
+    })
+    .unwrap_or_else(|e| lookup_failed(e));
+    STORED
+        .0
+        .borrow_mut()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, found);
+    found
+}
+
+fn require_local_flag(is_local: Option<bool>) -> bool {
+    is_local.unwrap_or_else(|| {
         error::raise(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "tenant must not be NULL".into(),
+            "is_local must not be NULL".into(),
             None,
-            Some("Use tenant.clear_tenant() to leave the tenant context.".into()),
+            Some("Pass true (until the end of the transaction) or false (the session).".into()),
         )
-    };
-    match resolve(text) {
-        Some(t) => t,
-        None => error::invalid(
-            format!("tenant \"{text}\" does not exist"),
-            Some("Pass a slug or an id from tenant.tenants.".into()),
-        ),
-    }
+    })
 }
 
-fn ensure_not_bound_elsewhere(target: Option<i64>) -> Option<i64> {
-    let session_user = unsafe { pg_sys::GetSessionUserId() };
-    let bound = binding_of(session_user)?;
-    if target != Some(bound) {
-        let t = tenant_by_id(bound)
-            .map(|t| t.slug)
-            .unwrap_or_else(|| bound.to_string());
-        error::denied(
+/// The local transaction a "local outside a transaction block" WARNING was given in.
+static WARNED_IN: Backend<Cell<u32>> = Backend(Cell::new(0));
+
+/// A local change outside a transaction block ends with its own statement: say so, as PostgreSQL
+/// does for SET LOCAL (once per statement's transaction, so a function looping over set_tenant
+/// does not repeat it).
+fn warn_if_pointless(local: bool, what: &str) {
+    if local && !unsafe { pg_sys::IsTransactionBlock() } {
+        // PostgreSQL 17 moved the local transaction id into PGPROC.vxid.
+        #[cfg(feature = "pg15")]
+        let lxid = unsafe { (*pg_sys::MyProc).lxid };
+        #[cfg(feature = "pg18")]
+        let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
+        if WARNED_IN.0.get() == lxid {
+            return;
+        }
+        WARNED_IN.0.set(lxid);
+        let report = pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_NO_ACTIVE_SQL_TRANSACTION,
             format!(
-                "role \"{}\" is bound to tenant \"{t}\" and cannot leave or switch it",
-                privilege::role_name(session_user)
+                "a transaction-local {what} outside a transaction block ends with this statement"
             ),
-            None,
-            Some("A tenant_admin can release the role with tenant.unbind_role().".into()),
-        );
+            "qualityfoundry_tenant",
+        )
+        .set_hint("Call it after BEGIN. Roles with context_scope = transaction are always local.");
+        report.report(PgLogLevel::WARNING);
     }
-    Some(bound)
 }
 
-/// Sets the context after authorisation. `signed` is true only for a verified token.
-fn enter(tenant: TenantRow, is_local: bool, signed: bool) -> i64 {
+fn bound_elsewhere(bound: i64) -> ! {
+    let session = session_user();
+    let t = tenant_by_id(bound)
+        .map(|t| t.slug)
+        .unwrap_or_else(|| bound.to_string());
+    error::denied(
+        format!(
+            "role \"{}\" is bound to tenant \"{t}\" and cannot leave or switch it",
+            privilege::role_name(session)
+        ),
+        None,
+        Some("A tenant_admin can release the role with tenant.unbind_role().".into()),
+    )
+}
+
+fn suspended(slug: &str) -> ! {
+    error::denied(
+        format!("tenant \"{slug}\" is suspended"),
+        None,
+        Some("A tenant_admin can call tenant.resume_tenant().".into()),
+    )
+}
+
+/// What a setter was asked for: a tenant argument as given, or one named by a verified token.
+enum Target<'a> {
+    Text(Option<&'a str>),
+    Signed(i64),
+}
+
+/// Authorises, then sets the context. Every refusal that depends on who the caller is comes
+/// before the tenant is looked up, so a role that may not enter a tenant learns nothing about
+/// which tenants exist (the same 42501 for an existing and an unknown tenant).
+fn enter(target: Target, is_local: Option<bool>) -> i64 {
     crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
+    let local = require_local_flag(is_local);
     let caller = privilege::caller();
-    if ensure_not_bound_elsewhere(Some(tenant.id)).is_some() {
-        return tenant.id; // already there by its binding; nothing to change
-    }
     privilege::require_role_of(caller, TENANT_USER, "set the tenant context");
-    if !signed && settings::require_signed_context() && !unsafe { pg_sys::superuser_arg(caller) } {
+    let session = session_user();
+    let rules = effective_rules(caller);
+    let signed = matches!(target, Target::Signed(_));
+    let lookup = |target: &Target| -> Option<TenantRow> {
+        match target {
+            Target::Text(Some(text)) => resolve(text),
+            Target::Text(None) => None,
+            Target::Signed(id) => tenant_by_id(*id),
+        }
+    };
+    if let (Some(bound), _) = session_binding(session) {
+        if let Target::Text(None) = target {
+            bound_elsewhere(bound);
+        }
+        match lookup(&target) {
+            Some(t) if t.id == bound && t.active => return bound,
+            Some(t) if t.id == bound => suspended(&t.slug),
+            _ => bound_elsewhere(bound),
+        }
+    }
+    if !signed && rules.require_signed && !unsafe { pg_sys::superuser_arg(caller) } {
         error::denied(
             "this role may enter a tenant only with a signed context token".into(),
             Some(
-                "qualityfoundry_tenant.require_signed_context is on for this role or database."
+                "require_signed_context is on for this role (tenant.role_rules or ALTER ROLE ... SET)."
                     .into(),
             ),
             Some("Call tenant.set_tenant_signed() with a token from tenant.sign_context().".into()),
         );
     }
-    if !tenant.active {
-        error::denied(
-            format!("tenant \"{}\" is suspended", tenant.slug),
+    let tenant = match (&target, lookup(&target)) {
+        (_, Some(t)) => t,
+        (Target::Text(None), _) => error::raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "tenant must not be NULL".into(),
             None,
-            Some("A tenant_admin can call tenant.resume_tenant().".into()),
-        );
+            Some("Use tenant.clear_tenant() to leave the tenant context.".into()),
+        ),
+        (Target::Text(Some(text)), None) => error::invalid(
+            format!("tenant \"{text}\" does not exist"),
+            Some("Pass a slug or an id from tenant.tenants.".into()),
+        ),
+        (Target::Signed(id), None) => error::denied(
+            format!("the token names tenant {id}, which does not exist"),
+            None,
+            None,
+        ),
+    };
+    if !tenant.active {
+        suspended(&tenant.slug);
     }
-    let local = is_local || settings::context_scope() == ContextScope::Transaction;
+    let local = local || rules.transaction_scope;
+    warn_if_pointless(local, "tenant context");
     route_search_path(tenant.schema.as_deref(), local);
-    settings::apply(settings::TENANT_ID, &tenant.id.to_string(), local);
+    settings::apply(
+        settings::TENANT_ID,
+        &settings::render_tenant_setting(tenant.id, session.to_u32(), local),
+        local,
+    );
     LAST_ACTIVE.0.set((tenant.id, GENERATION.0.get()));
     tenant.id
 }
 
 #[pg_extern(schema = "tenant", name = "set_tenant", volatile, parallel_unsafe)]
-fn set_tenant_text(tenant: Option<&str>, is_local: default!(bool, false)) -> i64 {
-    enter(require_tenant(tenant), is_local, false)
+fn set_tenant_text(tenant: Option<&str>, is_local: default!(Option<bool>, false)) -> i64 {
+    enter(Target::Text(tenant), is_local)
 }
 
 #[pg_extern(schema = "tenant", name = "set_tenant", volatile, parallel_unsafe)]
-fn set_tenant_id(tenant: Option<i64>, is_local: default!(bool, false)) -> i64 {
+fn set_tenant_id(tenant: Option<i64>, is_local: default!(Option<bool>, false)) -> i64 {
     let text = tenant.map(|t| t.to_string());
     if let Some(id) = tenant.filter(|&t| t <= 0) {
+        // Malformed whatever the caller may do; checked after the caller's rights, like the rest.
+        let caller = privilege::caller();
+        privilege::require_role_of(caller, TENANT_USER, "set the tenant context");
+        if let Some(bound) = binding_of(session_user()) {
+            bound_elsewhere(bound);
+        }
         error::invalid(
             format!("tenant id {id} is not valid"),
             Some("Tenant ids are positive.".into()),
         );
     }
-    enter(require_tenant(text.as_deref()), is_local, false)
+    enter(Target::Text(text.as_deref()), is_local)
 }
 
-pub fn enter_signed(tenant_id: i64, is_local: bool) -> i64 {
-    let Some(tenant) = tenant_by_id(tenant_id) else {
-        error::denied(
-            format!("the token names tenant {tenant_id}, which does not exist"),
-            None,
-            None,
-        )
-    };
-    enter(tenant, is_local, true)
+/// Enters the tenant a verified token names (signed.rs verifies it first).
+pub fn enter_signed(tenant_id: i64, is_local: Option<bool>) -> i64 {
+    enter(Target::Signed(tenant_id), is_local)
 }
 
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn clear_tenant() {
     crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
-    ensure_not_bound_elsewhere(None);
-    let local = settings::context_scope() == ContextScope::Transaction;
+    if let Some(bound) = binding_of(session_user()) {
+        bound_elsewhere(bound);
+    }
+    let local = effective_rules(privilege::caller()).transaction_scope;
     route_search_path(None, local);
     settings::apply(settings::TENANT_ID, "", local);
 }
 
 /// The id of the current tenant, NULL when none (or when that tenant was suspended or dropped).
-/// STABLE and PARALLEL SAFE: it sits in every isolation policy.
+/// STABLE and PARALLEL SAFE: it sits in every isolation policy. A bound session's tenant comes
+/// from the registry; anyone else's from the setting, and only if the session user that set it
+/// is still the session user.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 pub fn current_tenant_id() -> Option<i64> {
     // migrate_all hook (issue 11): a migration step's context is its schema's tenant, fixed.
     if let Some(step) = crate::migrate::step_tenant() {
         return step;
     }
-    let id = settings::tenant_id_setting();
-    if id == 0 {
-        return None;
-    }
+    let session = session_user();
+    let rules = session_rules(session);
+    let id = match rules.binding {
+        Some(bound) => bound,
+        None => {
+            let setting = settings::tenant_setting();
+            if setting.id == 0
+                || (setting.owner != 0 && setting.owner != session.to_u32())
+                || (rules.transaction_scope && !setting.local && setting.owner != 0)
+            {
+                crate::backup::reading_without_context();
+                return None;
+            }
+            setting.id
+        }
+    };
     if LAST_ACTIVE.0.get() == (id, GENERATION.0.get()) {
         return Some(id);
     }
@@ -360,11 +591,20 @@ fn current_tenant() -> Option<String> {
     current_tenant_id().and_then(tenant_by_id).map(|t| t.slug)
 }
 
-/// Whether the audited cross-tenant mode is on. Policies OR it into the tenant check; the
-/// permissive policy that uses it applies only to tenant_superuser.
+/// Whether the audited cross-tenant mode is on: entered by this very session (not inherited
+/// from a role default, a startup option or another session user), and not by a bound role
+/// whose binding does not allow it. Policies OR it into the tenant check; the permissive policy
+/// that uses it applies only to tenant_superuser.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 fn cross_tenant_active() -> bool {
-    settings::cross_tenant()
+    let Some(local) = settings::cross_tenant_entry() else {
+        return false;
+    };
+    let rules = session_rules(session_user());
+    if rules.transaction_scope && !local {
+        return false; // entered for the session before the rule said transaction
+    }
+    rules.binding.is_none() || rules.allow_cross_tenant
 }
 
 fn audit(action: &str, reason: Option<&str>) {
@@ -378,11 +618,31 @@ fn audit(action: &str, reason: Option<&str>) {
     .unwrap_or_else(|e| error::raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("audit failed: {e}"), None, None));
 }
 
+/// Enters cross-tenant mode. The Rust name is 0.1.0's (`enter_cross_tenant_wrapper` is the
+/// symbol its install script binds), the signature is 0.2.0's.
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
-fn enter_cross_tenant(reason: Option<&str>) {
+fn enter_cross_tenant(reason: Option<&str>, is_local: default!(Option<bool>, false)) {
+    let local = require_local_flag(is_local);
     crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
     let caller = privilege::caller();
     privilege::require_role_of(caller, TENANT_SUPERUSER, "enter cross-tenant mode");
+    let session = session_user();
+    if let (Some(bound), false) = session_binding(session) {
+        let t = tenant_by_id(bound)
+            .map(|t| t.slug)
+            .unwrap_or_else(|| bound.to_string());
+        error::denied(
+            format!(
+                "role \"{}\" is bound to tenant \"{t}\" and may not enter cross-tenant mode",
+                privilege::role_name(session)
+            ),
+            None,
+            Some(
+                "A superuser can allow it: tenant.bind_role(role, tenant, allow_cross_tenant => true)."
+                    .into(),
+            ),
+        );
+    }
     let reason = reason.map(str::trim).unwrap_or("");
     if reason.is_empty() {
         error::invalid(
@@ -390,13 +650,23 @@ fn enter_cross_tenant(reason: Option<&str>) {
             Some("Say why, e.g. tenant.enter_cross_tenant('support ticket 1234').".into()),
         );
     }
-    settings::apply(settings::CROSS_TENANT, "on", false);
+    let local = local || effective_rules(caller).transaction_scope;
+    warn_if_pointless(local, "cross-tenant mode");
+    settings::apply(
+        settings::CROSS_TENANT,
+        &settings::render_cross_tenant(settings::SessionKey {
+            local,
+            ..settings::this_session()
+        }),
+        local,
+    );
     audit("cross_tenant_entered", Some(reason));
     // The server log keeps it even if the transaction rolls back.
     pgrx::log!(
-        "qualityfoundry_tenant: cross-tenant mode entered by role \"{}\" (session user \"{}\"): {}",
+        "qualityfoundry_tenant: cross-tenant mode entered by role \"{}\" (session user \"{}\", {}): {}",
         privilege::role_name(caller),
-        privilege::role_name(unsafe { pg_sys::GetSessionUserId() }),
+        privilege::role_name(session),
+        if local { "until the end of the transaction" } else { "for the session" },
         reason
     );
 }
@@ -406,15 +676,15 @@ fn exit_cross_tenant() {
     crate::migrate::refuse_in_step(); // migrate_all hook (issue 11)
     let caller = privilege::caller();
     privilege::require_role_of(caller, TENANT_SUPERUSER, "leave cross-tenant mode");
-    if !settings::cross_tenant() {
+    if !settings::cross_tenant_entered() {
         return;
     }
-    settings::apply(settings::CROSS_TENANT, "off", false);
+    settings::apply(settings::CROSS_TENANT, "", false);
     audit("cross_tenant_left", None);
     pgrx::log!(
         "qualityfoundry_tenant: cross-tenant mode left by role \"{}\" (session user \"{}\")",
         privilege::role_name(caller),
-        privilege::role_name(unsafe { pg_sys::GetSessionUserId() })
+        privilege::role_name(session_user())
     );
 }
 
@@ -462,5 +732,26 @@ fn registry_changed() {
     });
     if let Ok(Some(relid)) = relid {
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    }
+}
+
+/// For the SQL (SECURITY DEFINER) functions: raises 42501 unless the outer caller is a superuser.
+#[pg_extern(
+    schema = "tenant",
+    name = "_require_superuser",
+    volatile,
+    parallel_unsafe
+)]
+fn require_superuser_sql(action: &str) {
+    let caller = privilege::outer_caller();
+    if !unsafe { pg_sys::superuser_arg(caller) } {
+        error::denied(
+            format!("permission denied to {action}"),
+            Some(format!(
+                "Only a superuser may; role \"{}\" is not one.",
+                privilege::role_name(caller)
+            )),
+            None,
+        );
     }
 }

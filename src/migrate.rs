@@ -307,8 +307,14 @@ fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
         pgrx::spi::quote_identifier(schema)
     ))
     .unwrap_or_default();
-    let context =
-        CString::new(tenant.map(|t| t.to_string()).unwrap_or_default()).unwrap_or_default();
+    // Tied to this session user and transaction-local, as a setter would write it.
+    let session_user = unsafe { pg_sys::GetSessionUserId() }.to_u32();
+    let context = CString::new(
+        tenant
+            .map(|t| settings::render_tenant_setting(t, session_user, true))
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
     let guc = [
         (c"search_path", path.as_c_str()),
         (settings::TENANT_ID, context.as_c_str()),
@@ -567,7 +573,12 @@ pub extern "C-unwind" fn qft_migrate_worker(_arg: pg_sys::Datum) {
     unsafe {
         // The backend's own SIGTERM handling: pg_terminate_backend ends the worker at the next
         // interrupt check, rolling back the schema it is on.
+        #[cfg(feature = "pg15")]
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(backend_die));
+        // PostgreSQL 18: `pqsignal` is a macro over `pqsignal_be` (which no longer returns the
+        // previous handler).
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(backend_die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     // The workers lock is a session lock of the regular lock method, which PostgreSQL releases at

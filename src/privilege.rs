@@ -77,8 +77,42 @@ fn acting_role_sql() -> String {
     role_name(outer_caller())
 }
 
+struct Backend<T>(T);
+// SAFETY: a PostgreSQL backend runs our code on one thread only.
+unsafe impl<T> Sync for Backend<T> {}
+
+/// The registry owner, cached per backend (the setters run as_owner on their hot path); any
+/// change to pg_namespace clears it.
+static OWNER: Backend<std::cell::Cell<Oid>> = Backend(std::cell::Cell::new(pg_sys::InvalidOid));
+
+#[pg_guard]
+unsafe extern "C-unwind" fn namespace_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    OWNER.0.set(pg_sys::InvalidOid);
+}
+
+/// Registers the owner cache's invalidation; called once from _PG_init.
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(namespace_changed),
+            pg_sys::Datum::from(0),
+        )
+    };
+}
+
 /// The owner of schema `tenant` (the role that ran CREATE EXTENSION); it owns the registry.
 fn registry_owner() -> Oid {
+    let cached = OWNER.0.get();
+    if cached != pg_sys::InvalidOid {
+        return cached;
+    }
+    let owner = lookup_registry_owner();
+    OWNER.0.set(owner);
+    owner
+}
+
+fn lookup_registry_owner() -> Oid {
     // select (read-only): this also runs inside parallel workers, where a writing SPI call fails.
     let owner = Spi::connect(|c| {
         c.select(

@@ -5,12 +5,27 @@
 //! options from non-superusers, and the only way in for an application role is the extension's own
 //! setter functions, which authorise first. Their defaults mean "no tenant" / "off", because
 //! `RESET ALL` (and so `DISCARD ALL`) resets them without any privilege check.
+//!
+//! Both values also name who set them, so a value cannot outlive the session it was made for:
+//! the context is stored as `<tenant id>@<session user oid>[/local]` (shown as the bare id) and is
+//! void once `SET SESSION AUTHORIZATION` makes another role the session user; the cross-tenant flag
+//! is `<backend pid>.<backend start>.<session user oid>[/local]` (shown as `on`/`off`), so a value that did not
+//! come from `enter_cross_tenant()` in this very session (a role or database default, a startup
+//! option, a pooled predecessor with another session user) is not honoured. The values travel to
+//! parallel workers as text, so the workers read the same owner. `/local` marks a value set for
+//! the transaction only: a session-scope value is void once the role's rules say
+//! `context_scope = transaction` (so changing the rule reaches pooled connections at once).
+//!
+//! `require_signed_context` and `context_scope` are only the convenience half of a role's rules:
+//! a startup option or a placeholder can shadow them when the library is not preloaded, so the
+//! rules that cannot be switched off live in the registry (`tenant.role_rules`, see context.rs)
+//! and the stricter of the two wins.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::PostgresGucEnum;
-use std::cell::Cell;
-use std::ffi::{c_char, c_void, CStr};
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_void, CStr, CString};
 
 /// Setting names; SPI text and `set_config_option` use these, never ad-hoc literals.
 pub const TENANT_ID: &CStr = c"qualityfoundry_tenant.tenant_id";
@@ -19,47 +34,171 @@ pub const PREFIX: &CStr = c"qualityfoundry_tenant";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
 pub enum ContextScope {
+    #[name = c"session"]
     Session,
+    #[name = c"transaction"]
     Transaction,
 }
 
+/// What the `qft_auto_isolate` event trigger does with a new table (read in SQL, `sql/isolation.sql`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
 pub enum AutoIsolate {
+    #[name = c"off"]
     Off,
+    /// Isolate new tables that have a `tenant_id` column.
+    #[name = c"on"]
     On,
+    /// Also reject new tables without one in schemas that hold isolated tables.
+    #[name = c"strict"]
     Strict,
+    /// Instead of rejecting such a table, give it `tenant_id` (defaulting to the context) and
+    /// isolate it: for tables a framework creates without asking (Django's many-to-many tables).
+    #[name = c"add_column"]
+    AddColumn,
 }
+
+// Backend-local; PostgreSQL backends are single-threaded.
+struct Backend<T>(T);
+unsafe impl<T> Sync for Backend<T> {}
 
 // The context is a string (tenant ids are bigint, integer settings are 32-bit); the assign hook
 // parses it once into TENANT_ID_VALUE so the policy function never parses per row.
-static TENANT_ID_SETTING: GucSetting<Option<std::ffi::CString>> =
-    GucSetting::<Option<std::ffi::CString>>::new(None);
-// Backend-local; PostgreSQL backends are single-threaded.
-struct BackendCell(Cell<i64>);
-unsafe impl Sync for BackendCell {}
-static TENANT_ID_VALUE: BackendCell = BackendCell(Cell::new(0));
+static TENANT_ID_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static TENANT_ID_VALUE: Backend<Cell<TenantSetting>> = Backend(Cell::new(NO_TENANT));
+const NO_TENANT: TenantSetting = TenantSetting {
+    id: 0,
+    owner: 0,
+    local: false,
+};
+const LOCAL_SUFFIX: &str = "/local";
+static CROSS_TENANT_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static CROSS_TENANT_VALUE: Backend<Cell<Option<SessionKey>>> = Backend(Cell::new(None));
+/// What the show hooks return (PostgreSQL copies it before the next call).
+static SHOWN: Backend<RefCell<Option<CString>>> = Backend(RefCell::new(None));
 
-static CROSS_TENANT_SETTING: GucSetting<bool> = GucSetting::<bool>::new(false);
 static REQUIRE_SIGNED: GucSetting<bool> = GucSetting::<bool>::new(false);
 static CONTEXT_SCOPE: GucSetting<ContextScope> =
     GucSetting::<ContextScope>::new(ContextScope::Session);
 static AUTO_ISOLATE: GucSetting<AutoIsolate> = GucSetting::<AutoIsolate>::new(AutoIsolate::Off);
-static TEMPLATE_SCHEMA: GucSetting<Option<std::ffi::CString>> =
-    GucSetting::<Option<std::ffi::CString>>::new(Some(c"tenant_template"));
+static TEMPLATE_SCHEMA: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"tenant_template"));
 
-/// Parses the context setting's text: empty means "no tenant"; anything else must be a positive
-/// decimal id. Pure so it is unit-tested without a backend.
-pub fn parse_tenant_setting(text: &str) -> Result<i64, &'static str> {
-    if text.is_empty() {
-        return Ok(0);
-    }
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("the tenant context must be a positive tenant id");
+/// The parsed context setting: tenant id (0: none) and the session user that set it (0: a value
+/// written by a superuser as a bare id, honoured for any session user).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TenantSetting {
+    pub id: i64,
+    pub owner: u32,
+    pub local: bool,
+}
+
+/// The session a cross-tenant entry belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SessionKey {
+    pub pid: i32,
+    pub started: i64,
+    pub owner: u32,
+    pub local: bool,
+}
+
+const BAD_TENANT: &str = "the tenant context must be a positive tenant id";
+
+fn positive_id(text: &str) -> Result<i64, &'static str> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD_TENANT);
     }
     match text.parse::<i64>() {
         Ok(v) if v > 0 => Ok(v),
-        _ => Err("the tenant context must be a positive tenant id"),
+        _ => Err(BAD_TENANT),
     }
+}
+
+fn oid_text(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u32>().ok().filter(|&o| o != 0)
+}
+
+/// Parses the context setting's text: empty means "no tenant"; otherwise a positive decimal id,
+/// optionally followed by `@<session user oid>` and `/local`. Pure so it is unit-tested without a
+/// backend.
+pub fn parse_tenant_setting(text: &str) -> Result<TenantSetting, &'static str> {
+    if text.is_empty() {
+        return Ok(NO_TENANT);
+    }
+    let (text, local) = match text.strip_suffix(LOCAL_SUFFIX) {
+        Some(t) if t.contains('@') => (t, true),
+        Some(_) => return Err(BAD_TENANT),
+        None => (text, false),
+    };
+    let (id, owner) = match text.split_once('@') {
+        Some((id, owner)) => (id, Some(owner)),
+        None => (text, None),
+    };
+    let id = positive_id(id)?;
+    let owner = match owner {
+        None => 0,
+        Some(o) => oid_text(o).ok_or(BAD_TENANT)?,
+    };
+    Ok(TenantSetting { id, owner, local })
+}
+
+/// The text the setters store: the id tied to the session user that set it, and its scope.
+pub fn render_tenant_setting(id: i64, owner: u32, local: bool) -> String {
+    format!("{id}@{owner}{}", if local { LOCAL_SUFFIX } else { "" })
+}
+
+/// Parses the cross-tenant flag: empty or `off` means off; `<pid>.<start>.<owner>` is an entry
+/// made by `enter_cross_tenant()`. Anything else (`on` included) is refused, so a DBA who writes
+/// `ALTER ROLE ... SET qualityfoundry_tenant.cross_tenant = on` is told it does nothing.
+pub fn parse_cross_tenant(text: &str) -> Result<Option<SessionKey>, &'static str> {
+    const BAD: &str = "cross-tenant mode is entered only with tenant.enter_cross_tenant()";
+    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (text, local) = match text.strip_suffix(LOCAL_SUFFIX) {
+        Some(t) => (t, true),
+        None => (text, false),
+    };
+    let parts: Vec<&str> = text.split('.').collect();
+    let [pid, started, owner] = parts[..] else {
+        return Err(BAD);
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(started) {
+        return Err(BAD);
+    }
+    Ok(Some(SessionKey {
+        pid: pid.parse().map_err(|_| BAD)?,
+        started: started.parse().map_err(|_| BAD)?,
+        owner: oid_text(owner).ok_or(BAD)?,
+        local,
+    }))
+}
+
+pub fn render_cross_tenant(key: SessionKey) -> String {
+    format!(
+        "{}.{}.{}{}",
+        key.pid,
+        key.started,
+        key.owner,
+        if key.local { LOCAL_SUFFIX } else { "" }
+    )
+}
+
+unsafe fn hook_text<'a>(newval: *const c_char) -> &'a str {
+    if newval.is_null() {
+        ""
+    } else {
+        CStr::from_ptr(newval).to_str().unwrap_or("\u{1}")
+    }
+}
+
+unsafe fn check_failed(message: &str) -> bool {
+    let msg = CString::new(message).unwrap_or_default();
+    pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(msg.as_ptr());
+    false
 }
 
 #[pgrx::pg_guard]
@@ -68,24 +207,68 @@ unsafe extern "C-unwind" fn check_tenant_id(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let text = if newval.is_null() || (*newval).is_null() {
+    let text = if newval.is_null() {
         ""
     } else {
-        CStr::from_ptr(*newval).to_str().unwrap_or("x")
+        hook_text(*newval)
     };
-    parse_tenant_setting(text).is_ok()
+    match parse_tenant_setting(text) {
+        Ok(_) => true,
+        Err(e) => check_failed(e),
+    }
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn assign_tenant_id(newval: *const c_char, _extra: *mut c_void) {
+    TENANT_ID_VALUE
+        .0
+        .set(parse_tenant_setting(hook_text(newval)).unwrap_or(NO_TENANT));
+}
+
+fn show(text: String) -> *const c_char {
+    let mut shown = SHOWN.0.borrow_mut();
+    shown
+        .insert(CString::new(text).unwrap_or_default())
+        .as_ptr()
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn show_tenant_id() -> *const c_char {
+    let v = TENANT_ID_VALUE.0.get();
+    show(if v.id == 0 {
+        String::new()
+    } else {
+        v.id.to_string()
+    })
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_cross_tenant(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
     let text = if newval.is_null() {
         ""
     } else {
-        CStr::from_ptr(newval).to_str().unwrap_or("")
+        hook_text(*newval)
     };
-    TENANT_ID_VALUE
+    match parse_cross_tenant(text) {
+        Ok(_) => true,
+        Err(e) => check_failed(e),
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_cross_tenant(newval: *const c_char, _extra: *mut c_void) {
+    CROSS_TENANT_VALUE
         .0
-        .set(parse_tenant_setting(text).unwrap_or(0));
+        .set(parse_cross_tenant(hook_text(newval)).unwrap_or(None));
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn show_cross_tenant() -> *const c_char {
+    show(if cross_tenant_entered() { "on" } else { "off" }.to_string())
 }
 
 pub fn init() {
@@ -99,21 +282,24 @@ pub fn init() {
             GucFlags::default(),
             Some(check_tenant_id),
             Some(assign_tenant_id),
-            None,
+            Some(show_tenant_id),
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            CROSS_TENANT,
+            c"Whether the audited cross-tenant mode is active. Use tenant.enter_cross_tenant().",
+            c"Set only by tenant.enter_cross_tenant()/exit_cross_tenant(); valid only in the session that entered it.",
+            &CROSS_TENANT_SETTING,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_cross_tenant),
+            Some(assign_cross_tenant),
+            Some(show_cross_tenant),
         );
     }
     GucRegistry::define_bool_guc(
-        CROSS_TENANT,
-        c"Whether the audited cross-tenant mode is active. Use tenant.enter_cross_tenant().",
-        c"Superuser-only: set only by tenant.enter_cross_tenant()/exit_cross_tenant().",
-        &CROSS_TENANT_SETTING,
-        GucContext::Suset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_bool_guc(
         c"qualityfoundry_tenant.require_signed_context",
         c"Roles with this on can enter a tenant only with a token from tenant.sign_context().",
-        c"Set by a superuser per role or database (ALTER ROLE ... SET).",
+        c"A convenience for ALTER ROLE/DATABASE ... SET; the rule that cannot be shadowed is tenant.set_role_rules().",
         &REQUIRE_SIGNED,
         GucContext::Suset,
         GucFlags::default(),
@@ -121,14 +307,14 @@ pub fn init() {
     GucRegistry::define_enum_guc(
         c"qualityfoundry_tenant.context_scope",
         c"session: set_tenant lasts for the session; transaction: every set_tenant is local.",
-        c"transaction is the safe choice behind a transaction-pooling PgBouncer.",
+        c"transaction is the safe choice behind a transaction-pooling PgBouncer; tenant.set_role_rules() makes it stick.",
         &CONTEXT_SCOPE,
         GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_enum_guc(
         c"qualityfoundry_tenant.auto_isolate",
-        c"off | on (isolate new tables with the tenant column) | strict (also reject new tables without one).",
+        c"off | on (isolate new tables with the tenant column) | strict (also reject new tables without one) | add_column (give them one instead).",
         c"Applied by the extension's event trigger.",
         &AUTO_ISOLATE,
         GucContext::Suset,
@@ -145,14 +331,54 @@ pub fn init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(PREFIX.as_ptr()) };
 }
 
-/// The tenant id in the context setting, 0 when none. No parsing: the assign hook did it.
+/// The context setting as parsed by the assign hook. No parsing here.
 #[inline]
-pub fn tenant_id_setting() -> i64 {
+pub fn tenant_setting() -> TenantSetting {
     TENANT_ID_VALUE.0.get()
 }
 
-pub fn cross_tenant() -> bool {
-    CROSS_TENANT_SETTING.get()
+/// The tenant id in the context setting, 0 when none, whoever set it.
+#[inline]
+pub fn tenant_id_setting() -> i64 {
+    TENANT_ID_VALUE.0.get().id
+}
+
+/// This backend's identity for a cross-tenant entry. A parallel worker answers with its leader's
+/// pid (and no start time, which workers are not told), so it reads the leader's entry as its own.
+pub fn this_session() -> SessionKey {
+    unsafe {
+        let owner = pg_sys::GetSessionUserId().to_u32();
+        if pg_sys::ParallelWorkerNumber >= 0 && !pg_sys::MyProc.is_null() {
+            let leader = (*pg_sys::MyProc).lockGroupLeader;
+            if !leader.is_null() {
+                return SessionKey {
+                    pid: (*leader).pid,
+                    started: -1,
+                    owner,
+                    local: false,
+                };
+            }
+        }
+        SessionKey {
+            pid: pg_sys::MyProcPid,
+            started: pg_sys::MyStartTime,
+            owner,
+            local: false,
+        }
+    }
+}
+
+/// The cross-tenant entry in force if it was made by this session (and its session user):
+/// Some(local) when entered, None otherwise.
+pub fn cross_tenant_entry() -> Option<bool> {
+    let key = CROSS_TENANT_VALUE.0.get()?;
+    let me = this_session();
+    (key.pid == me.pid && key.owner == me.owner && (me.started == -1 || key.started == me.started))
+        .then_some(key.local)
+}
+
+pub fn cross_tenant_entered() -> bool {
+    cross_tenant_entry().is_some()
 }
 
 pub fn require_signed_context() -> bool {
@@ -166,7 +392,7 @@ pub fn context_scope() -> ContextScope {
 /// Changes a superuser-only setting on behalf of an already-authorised caller.
 /// `local` lasts until the end of the transaction; ROLLBACK restores the prior value either way.
 pub fn apply(name: &CStr, value: &str, local: bool) {
-    let value = std::ffi::CString::new(value).expect("setting values never contain NUL");
+    let value = CString::new(value).expect("setting values never contain NUL");
     let action = if local {
         pg_sys::GucAction::GUC_ACTION_LOCAL
     } else {
@@ -188,17 +414,30 @@ pub fn apply(name: &CStr, value: &str, local: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_tenant_setting;
+    use super::*;
 
-    #[test]
-    fn empty_means_no_tenant() {
-        assert_eq!(parse_tenant_setting(""), Ok(0));
+    fn t(id: i64, owner: u32, local: bool) -> TenantSetting {
+        TenantSetting { id, owner, local }
     }
 
     #[test]
-    fn positive_ids_parse() {
-        assert_eq!(parse_tenant_setting("42"), Ok(42));
-        assert_eq!(parse_tenant_setting("9223372036854775807"), Ok(i64::MAX));
+    fn empty_means_no_tenant() {
+        assert_eq!(parse_tenant_setting(""), Ok(NO_TENANT));
+    }
+
+    #[test]
+    fn positive_ids_parse_with_or_without_an_owner() {
+        assert_eq!(parse_tenant_setting("42"), Ok(t(42, 0, false)));
+        assert_eq!(
+            parse_tenant_setting("9223372036854775807@16384"),
+            Ok(t(i64::MAX, 16384, false))
+        );
+        for local in [false, true] {
+            assert_eq!(
+                parse_tenant_setting(&render_tenant_setting(7, 10, local)),
+                Ok(t(7, 10, local))
+            );
+        }
     }
 
     #[test]
@@ -212,8 +451,45 @@ mod tests {
             "abc",
             "9223372036854775808",
             "+5",
+            "1@",
+            "1@0",
+            "1@x",
+            "@5",
+            "1@5@6",
+            "1@99999999999",
+            "1/local",
+            "1@5/loc",
+            "1@5/local/local",
         ] {
             assert!(parse_tenant_setting(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn cross_tenant_values() {
+        assert_eq!(parse_cross_tenant(""), Ok(None));
+        assert_eq!(parse_cross_tenant("off"), Ok(None));
+        for local in [false, true] {
+            let key = SessionKey {
+                pid: 123,
+                started: 1_700_000_000,
+                owner: 16384,
+                local,
+            };
+            assert_eq!(parse_cross_tenant(&render_cross_tenant(key)), Ok(Some(key)));
+        }
+        for bad in [
+            "on",
+            "true",
+            "1",
+            "1.2",
+            "1.2.0",
+            "a.b.c",
+            "1.2.3.4",
+            "-1.2.3",
+            "1.2.3/local/local",
+        ] {
+            assert!(parse_cross_tenant(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

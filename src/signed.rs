@@ -1,32 +1,58 @@
 //! Signed tenant context: `sign_context` for the auth service (tenant_admin) and
 //! `set_tenant_signed` for application roles. Keys live in `tenant.signing_keys`, readable only by
-//! the registry owner; the token logic itself is in `token.rs`.
+//! the registry owner (row security with FORCE and no policy keeps even `pg_read_all_data` members
+//! out); the token logic itself is in `token.rs`.
+//!
+//! Tokens are single-use: the first `set_tenant_signed` records the token id in
+//! `tenant.used_tokens`, a table every backend shares, and any later use — by this session or
+//! another — is refused until the token expires (then the row is pruned). The table is UNLOGGED
+//! (no WAL, so using a token does not make a read-only request wait for a WAL flush); a crash
+//! empties it, and so it keeps a marker row whose time says since when it remembers: tokens issued
+//! before that are refused, so nothing used before a crash can be used again after it.
 
 use crate::context;
 use crate::error;
 use crate::privilege::{self, TENANT_ADMIN, TENANT_USER};
 use crate::token::{self, Claims};
-use pgrx::datum::Interval;
+use pgrx::datum::{Interval, Uuid};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::PgOid;
+use std::cell::{Cell, RefCell};
 
 const PG_EPOCH_UNIX: i64 = 946_684_800;
+/// The marker row of `tenant.used_tokens`: its `expires_at` is the time since which the table
+/// remembers every use (set when the table was created, or found empty after a crash).
+const MARKER: [u8; 16] = [0; 16];
+/// Expired rows are pruned by every this many `sign_context` calls of a backend.
+const PRUNE_EVERY: u32 = 100;
+
+struct Backend<T>(T);
+// SAFETY: a PostgreSQL backend runs our code on one thread only.
+unsafe impl<T> Sync for Backend<T> {}
+
+/// Since when `tenant.used_tokens` remembers, read once per backend (a crash, the only thing that
+/// empties the table, also ends every backend).
+static REMEMBERS_SINCE: Backend<Cell<Option<i64>>> = Backend(Cell::new(None));
+static CONSUME: Backend<RefCell<Option<OwnedPreparedStatement>>> = Backend(RefCell::new(None));
+static SIGNED: Backend<Cell<u32>> = Backend(Cell::new(0));
 
 fn now_unix() -> i64 {
     (unsafe { pg_sys::GetCurrentTimestamp() }) / 1_000_000 + PG_EPOCH_UNIX
 }
 
-fn fresh_secret() -> Vec<u8> {
-    let mut secret = vec![0u8; 32];
-    if !unsafe { pg_sys::pg_strong_random(secret.as_mut_ptr().cast(), secret.len()) } {
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    if !unsafe { pg_sys::pg_strong_random(out.as_mut_ptr().cast(), N) } {
         error::raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "could not generate a random signing key".into(),
+            "could not generate random bytes".into(),
             None,
             None,
         );
     }
-    secret
+    out
 }
 
 fn spi_failed(e: pgrx::spi::Error) -> ! {
@@ -53,7 +79,7 @@ fn current_key() -> (i32, Vec<u8>) {
 }
 
 fn insert_key() -> (i32, Vec<u8>) {
-    let secret = fresh_secret();
+    let secret = random_bytes::<32>().to_vec();
     let id = Spi::get_one_with_args::<i32>(
         "INSERT INTO tenant.signing_keys(secret) VALUES ($1) RETURNING id",
         &[secret.clone().into()],
@@ -90,7 +116,99 @@ fn key_by_id(key_id: i32) -> Option<Vec<u8>> {
     }
 }
 
-/// A token that lets an application role enter `tenant` until it expires. For the auth service.
+/// Since when the used-token table remembers (its marker row), writing the marker if a crash
+/// emptied the table. Run as the owner.
+fn remembers_since() -> i64 {
+    if let Some(t) = REMEMBERS_SINCE.0.get() {
+        return t;
+    }
+    let since = privilege::as_owner(|| {
+        Spi::connect_mut(|c| {
+            let marker = Uuid::from_bytes(MARKER);
+            let found = c
+                .select(
+                    "SELECT expires_at FROM tenant.used_tokens WHERE token_id = $1",
+                    Some(1),
+                    &[marker.into()],
+                )
+                .and_then(context::first_value::<i64>)?;
+            if let Some(t) = found {
+                return Ok::<_, pgrx::spi::Error>(t);
+            }
+            c.update(
+                "INSERT INTO tenant.used_tokens (token_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                None,
+                &[marker.into(), now_unix().into()],
+            )?;
+            c.select(
+                "SELECT expires_at FROM tenant.used_tokens WHERE token_id = $1",
+                Some(1),
+                &[marker.into()],
+            )
+            .and_then(context::first_value::<i64>)
+            .map(|t| t.unwrap_or_else(now_unix))
+        })
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    REMEMBERS_SINCE.0.set(Some(since));
+    since
+}
+
+/// Records the token's first use; false if it was used before (by any session). A concurrent use
+/// of the same token waits for the first user's transaction and is refused if that commits.
+fn consume(claims: &Claims) -> bool {
+    privilege::as_owner(|| {
+        Spi::connect_mut(|c| {
+            let mut slot = CONSUME.0.borrow_mut();
+            if slot.is_none() {
+                let stmt = c.prepare_mut(
+                    "INSERT INTO tenant.used_tokens (token_id, expires_at) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING RETURNING 1",
+                    &[
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDOID),
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID),
+                    ],
+                )?;
+                *slot = Some(stmt.keep());
+            }
+            let stmt = slot.as_ref().expect("prepared above");
+            let inserted = c.update(
+                stmt,
+                None,
+                &[
+                    Uuid::from_bytes(claims.token_id).into(),
+                    claims.expires_at.into(),
+                ],
+            )?;
+            Ok::<_, pgrx::spi::Error>(!inserted.is_empty())
+        })
+    })
+    .unwrap_or_else(|e| {
+        // A failed plan may be stale (the extension was re-created in this session): drop it.
+        CONSUME.0.borrow_mut().take();
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not record the token's use: {e}"),
+            None,
+            Some("set_tenant_signed writes to tenant.used_tokens: it needs a read-write transaction on the primary.".into()),
+        )
+    })
+}
+
+/// Deletes some expired used-token rows (never the marker). Bounded: at most 1,000 per call.
+fn prune() {
+    privilege::as_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM tenant.used_tokens WHERE token_id IN (SELECT token_id FROM tenant.used_tokens \
+             WHERE expires_at < $1 AND token_id <> $2 LIMIT 1000)",
+            &[now_unix().into(), Uuid::from_bytes(MARKER).into()],
+        )
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+}
+
+/// A single-use token that lets an application role enter `tenant` until it expires. For the
+/// auth service.
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn sign_context(
     tenant: Option<&str>,
@@ -119,20 +237,30 @@ fn sign_context(
             Some("For example '5 minutes'.".into()),
         );
     }
+    // The marker exists before the token does, so a fresh table never refuses it.
+    remembers_since();
+    let count = SIGNED.0.get().wrapping_add(1);
+    SIGNED.0.set(count);
+    if count.is_multiple_of(PRUNE_EVERY) {
+        prune();
+    }
     let (key_id, secret) = current_key();
     token::sign(
         &Claims {
             key_id,
             tenant_id: row.id,
+            issued_at: now_unix(),
             expires_at: expires_at.unwrap_or(0),
+            token_id: random_bytes::<16>(),
         },
         &secret,
     )
 }
 
-/// Enters the tenant a valid token names. Tampered, expired or foreign tokens: 42501.
+/// Enters the tenant a valid, unused token names. Tampered, expired, foreign, retired-key or
+/// already used tokens: 42501.
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
-fn set_tenant_signed(token: Option<&str>, is_local: default!(bool, false)) -> i64 {
+fn set_tenant_signed(token: Option<&str>, is_local: default!(Option<bool>, false)) -> i64 {
     privilege::require_role_of(privilege::caller(), TENANT_USER, "set the tenant context");
     let token = token.unwrap_or("");
     let reject = |why: String| -> ! {
@@ -152,20 +280,37 @@ fn set_tenant_signed(token: Option<&str>, is_local: default!(bool, false)) -> i6
             claims.key_id
         ))
     };
-    match token::verify(token, &secret, now_unix()) {
-        Ok(claims) => context::enter_signed(claims.tenant_id, is_local),
+    let claims = match token::verify(token, &secret, now_unix(), remembers_since()) {
+        Ok(claims) => claims,
         Err(e) => reject(e.describe()),
+    };
+    if !consume(&claims) {
+        reject(format!(
+            "token {} has already been used (tokens are single-use)",
+            token::token_id_hex(&claims.token_id)
+        ));
     }
+    context::enter_signed(claims.tenant_id, is_local)
 }
 
-/// Makes a new signing key current. Tokens signed with older keys stay valid for `grace`.
+/// Makes a new signing key current. Every other key stops being accepted after `grace` at the
+/// latest (a key already retiring sooner keeps its earlier time); `grace => '0'` retires them all
+/// at once.
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
 fn rotate_signing_key(grace: default!(Option<Interval>, "'10 minutes'")) -> i32 {
     privilege::require_role_of(privilege::caller(), TENANT_ADMIN, "rotate the signing key");
+    let negative = Spi::get_one_with_args::<bool>("SELECT $1 < interval '0'", &[grace.into()])
+        .unwrap_or_else(|e| spi_failed(e));
+    if negative == Some(true) {
+        error::invalid(
+            "grace must not be negative".into(),
+            Some("Pass '0' to retire every other key now.".into()),
+        );
+    }
     privilege::as_owner(|| {
         Spi::run_with_args(
             "UPDATE tenant.signing_keys SET retired_at = pg_catalog.now() + COALESCE($1, interval '0') \
-             WHERE retired_at IS NULL",
+             WHERE retired_at IS NULL OR retired_at > pg_catalog.now() + COALESCE($1, interval '0')",
             &[grace.into()],
         )
         .unwrap_or_else(|e| spi_failed(e));
@@ -175,6 +320,7 @@ fn rotate_signing_key(grace: default!(Option<Interval>, "'10 minutes'")) -> i32 
             &[id.into()],
         )
         .unwrap_or_else(|e| spi_failed(e));
+        prune();
         id
     })
 }

@@ -1,8 +1,11 @@
 //! Signed tenant-context tokens: pure logic, no backend needed.
 //!
-//! Format: `v1.<key id>.<tenant id>.<expiry, unix seconds>.<base64url HMAC-SHA256>`; the MAC covers
+//! Format: `v2.<key id>.<tenant id>.<issued at>.<expires at>.<token id>.<base64url HMAC-SHA256>`
+//! (times in unix seconds, the token id 32 lower-case hex digits of randomness); the MAC covers
 //! everything before the last dot. The fields are readable on purpose — a token is a capability,
-//! not a secret; what makes it unforgeable is the key, which only the registry owner can read.
+//! not a secret; what makes it unforgeable is the key, which only the registry owner can read, and
+//! what makes it single-use is the token id, which the database records on first use.
+//! 0.1.0's `v1` tokens had no token id: they are refused (they could be replayed).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,21 +18,29 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Claims {
     pub key_id: i32,
     pub tenant_id: i64,
+    pub issued_at: i64,
     pub expires_at: i64,
+    /// 16 random bytes, written as 32 hex digits (a uuid's text form without dashes).
+    pub token_id: [u8; 16],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
     Malformed,
+    OldFormat,
     BadSignature,
     Expired { expired_at: i64 },
+    IssuedBeforeStart { issued_at: i64 },
 }
 
 impl TokenError {
     pub fn describe(&self) -> String {
         match self {
             TokenError::Malformed => {
-                "the token is not of the form v1.<key>.<tenant>.<expiry>.<mac>".into()
+                "the token is not of the form v2.<key>.<tenant>.<issued>.<expiry>.<id>.<mac>".into()
+            }
+            TokenError::OldFormat => {
+                "v1 tokens (qualityfoundry_tenant 0.1.0) are no longer accepted: they could be replayed".into()
             }
             TokenError::BadSignature => {
                 "the token's signature does not match (tampered, or signed with another key)".into()
@@ -37,14 +48,41 @@ impl TokenError {
             TokenError::Expired { expired_at } => {
                 format!("the token expired at unix time {expired_at}")
             }
+            TokenError::IssuedBeforeStart { issued_at } => format!(
+                "the token was issued at unix time {issued_at}, before the server last started \
+                 (tokens used before a restart are not remembered across it)"
+            ),
         }
     }
 }
 
+pub fn token_id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 fn payload(claims: &Claims) -> String {
     format!(
-        "v1.{}.{}.{}",
-        claims.key_id, claims.tenant_id, claims.expires_at
+        "v2.{}.{}.{}.{}.{}",
+        claims.key_id,
+        claims.tenant_id,
+        claims.issued_at,
+        claims.expires_at,
+        token_id_hex(&claims.token_id)
     )
 }
 
@@ -59,30 +97,41 @@ pub fn sign(claims: &Claims, key: &[u8]) -> String {
 /// Reads the claims without trusting them: the caller needs the key id to find the key.
 pub fn parse(token: &str) -> Result<(Claims, Vec<u8>), TokenError> {
     let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 5 || parts[0] != "v1" {
+    if parts.first() == Some(&"v1") {
+        return Err(TokenError::OldFormat);
+    }
+    if parts.len() != 7 || parts[0] != "v2" {
         return Err(TokenError::Malformed);
     }
     let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(parts[1]) || !digits(parts[2]) || !digits(parts[3]) {
+    if !parts[1..5].iter().all(|p| digits(p)) {
         return Err(TokenError::Malformed);
     }
     let claims = Claims {
         key_id: parts[1].parse().map_err(|_| TokenError::Malformed)?,
         tenant_id: parts[2].parse().map_err(|_| TokenError::Malformed)?,
-        expires_at: parts[3].parse().map_err(|_| TokenError::Malformed)?,
+        issued_at: parts[3].parse().map_err(|_| TokenError::Malformed)?,
+        expires_at: parts[4].parse().map_err(|_| TokenError::Malformed)?,
+        token_id: parse_hex16(parts[5]).ok_or(TokenError::Malformed)?,
     };
     // Re-rendering must give back the same text, so "007" and "7" are not two tokens.
-    if payload(&claims) != parts[..4].join(".") {
+    if payload(&claims) != parts[..6].join(".") {
         return Err(TokenError::Malformed);
     }
     let tag = URL_SAFE_NO_PAD
-        .decode(parts[4])
+        .decode(parts[6])
         .map_err(|_| TokenError::Malformed)?;
     Ok((claims, tag))
 }
 
-/// Verifies the MAC in constant time, then the expiry.
-pub fn verify(token: &str, key: &[u8], now_unix: i64) -> Result<Claims, TokenError> {
+/// Verifies the MAC in constant time, then the expiry, then that the token was issued after
+/// `not_before` (the server's start: what was used before it is not remembered).
+pub fn verify(
+    token: &str,
+    key: &[u8],
+    now_unix: i64,
+    not_before: i64,
+) -> Result<Claims, TokenError> {
     let (claims, tag) = parse(token)?;
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(payload(&claims).as_bytes());
@@ -91,6 +140,11 @@ pub fn verify(token: &str, key: &[u8], now_unix: i64) -> Result<Claims, TokenErr
     if claims.expires_at <= now_unix {
         return Err(TokenError::Expired {
             expired_at: claims.expires_at,
+        });
+    }
+    if claims.issued_at < not_before {
+        return Err(TokenError::IssuedBeforeStart {
+            issued_at: claims.issued_at,
         });
     }
     Ok(claims)
@@ -102,48 +156,71 @@ mod tests {
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
     const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+    const ID: [u8; 16] = [0xab; 16];
 
     fn claims() -> Claims {
         Claims {
             key_id: 3,
             tenant_id: 42,
+            issued_at: 500,
             expires_at: 1_000,
+            token_id: ID,
         }
     }
 
     #[test]
     fn round_trip() {
         let t = sign(&claims(), KEY);
-        assert!(t.starts_with("v1.3.42.1000."));
-        assert_eq!(verify(&t, KEY, 999), Ok(claims()));
+        assert!(
+            t.starts_with(&format!("v2.3.42.500.1000.{}.", "ab".repeat(16))),
+            "{t}"
+        );
+        assert_eq!(verify(&t, KEY, 999, 0), Ok(claims()));
     }
 
     #[test]
     fn expired_at_and_after_expiry() {
         let t = sign(&claims(), KEY);
         assert_eq!(
-            verify(&t, KEY, 1_000),
+            verify(&t, KEY, 1_000, 0),
             Err(TokenError::Expired { expired_at: 1_000 })
         );
         assert_eq!(
-            verify(&t, KEY, 5_000),
+            verify(&t, KEY, 5_000, 0),
             Err(TokenError::Expired { expired_at: 1_000 })
+        );
+    }
+
+    #[test]
+    fn issued_before_the_server_started() {
+        let t = sign(&claims(), KEY);
+        assert_eq!(verify(&t, KEY, 600, 500), Ok(claims()));
+        assert_eq!(
+            verify(&t, KEY, 600, 501),
+            Err(TokenError::IssuedBeforeStart { issued_at: 500 })
         );
     }
 
     #[test]
     fn other_key_is_rejected() {
         let t = sign(&claims(), OTHER);
-        assert_eq!(verify(&t, KEY, 0), Err(TokenError::BadSignature));
+        assert_eq!(verify(&t, KEY, 0, 0), Err(TokenError::BadSignature));
     }
 
     #[test]
     fn tampered_fields_are_rejected() {
         let t = sign(&claims(), KEY);
-        for (from, to) in [(".42.", ".43."), (".1000.", ".9999."), ("v1.3.", "v1.4.")] {
+        for (from, to) in [
+            (".42.", ".43."),
+            (".1000.", ".9999."),
+            (".500.", ".900."),
+            ("v2.3.", "v2.4."),
+            (".abab", ".abac"),
+        ] {
             let forged = t.replacen(from, to, 1);
+            assert_ne!(forged, t);
             assert_eq!(
-                verify(&forged, KEY, 0),
+                verify(&forged, KEY, 0, 0),
                 Err(TokenError::BadSignature),
                 "{forged}"
             );
@@ -152,22 +229,26 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(bytes).unwrap();
-        assert!(verify(&flipped, KEY, 0).is_err());
+        assert!(verify(&flipped, KEY, 0, 0).is_err());
     }
 
     #[test]
-    fn malformed_tokens() {
+    fn malformed_and_old_tokens() {
         let good = sign(&claims(), KEY);
         let leading_zero = good.replacen(".42.", ".042.", 1);
+        let upper_id = good.replacen(&"ab".repeat(16), &"AB".repeat(16), 1);
+        let short_id = good.replacen(&"ab".repeat(16), &"ab".repeat(15), 1);
         for bad in [
             "",
-            "v1",
-            "v2.3.42.1000.abc",
-            "v1.3.42.1000",
-            "v1.x.42.1000.abc",
-            "v1.3.-42.1000.abc",
-            "v1.3.42.1000.!!!",
+            "v2",
+            "v3.3.42.500.1000.abababababababababababababababab.abc",
+            "v2.3.42.500.1000.abc",
+            "v2.x.42.500.1000.abababababababababababababababab.abc",
+            "v2.3.-42.500.1000.abababababababababababababababab.abc",
+            "v2.3.42.500.1000.abababababababababababababababab.!!!",
             leading_zero.as_str(),
+            upper_id.as_str(),
+            short_id.as_str(),
         ] {
             assert_eq!(
                 parse(bad).map(|_| ()),
@@ -175,5 +256,17 @@ mod tests {
                 "{bad:?}"
             );
         }
+        assert_eq!(
+            parse("v1.3.42.1000.abc").map(|_| ()),
+            Err(TokenError::OldFormat)
+        );
+    }
+
+    #[test]
+    fn token_ids_render_as_uuid_hex() {
+        let mut id = [0u8; 16];
+        id[15] = 0x0f;
+        assert_eq!(token_id_hex(&id), format!("{}0f", "0".repeat(30)));
+        assert_eq!(parse_hex16(&token_id_hex(&id)), Some(id));
     }
 }

@@ -2,7 +2,8 @@
 //! user under `target/clusters/`, unix socket, free loopback port), the freshly built extension
 //! installed, a fresh database per test, and login roles to connect as.
 //!
-//! Which PostgreSQL: `QFT_PG_CONFIG` (default: Debian's PostgreSQL 15). `cluster()` is the one
+//! Which PostgreSQL: `QFT_PG_CONFIG` (default: Debian's PostgreSQL 15; CI also runs every test on
+//! PostgreSQL 18, `cargo pgrx info pg-config pg18`). `cluster()` is the one
 //! shared cluster of a test binary; `Cluster::start` makes more (upgrade, pooler and Citus tiers).
 //! Every cluster is stopped and removed at process exit, also when tests fail (`atexit`).
 
@@ -14,7 +15,13 @@ use std::sync::{Mutex, OnceLock};
 
 pub use postgres;
 
+pub mod pooler;
+
 pub const DEFAULT_PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
+
+/// The PostgreSQL majors the released versions (0.1.0) were built for: their frozen install
+/// scripts are installed only there, and the upgrade test runs only there.
+pub const RELEASED_ON: [u32; 1] = [15];
 
 /// A PostgreSQL installation, found through its `pg_config`.
 #[derive(Clone, Debug)]
@@ -70,7 +77,8 @@ impl PgInstall {
 
     /// A copy of this installation under `dir` (bindir, sharedir and pkglibdir, keeping their
     /// layout relative to one another, which is how PostgreSQL finds them from its binaries).
-    /// For tests that must change installed files (the upgrade test swaps the library).
+    /// For tests that must change installed files (the upgrade test swaps the library). Not for
+    /// the embedded PostgreSQL 18 tree: its programs find libpq outside that layout.
     pub fn copy_to(&self, dir: &Path) -> PgInstall {
         let parts = [&self.bindir, &self.sharedir, &self.pkglibdir];
         let mut prefix = self.bindir.clone();
@@ -186,8 +194,11 @@ extern "C" fn stop_clusters_at_exit() {
 
 /// Copies the frozen install scripts of released versions (`sql/qualityfoundry_tenant--X.sql`,
 /// which `cargo pgrx install` does not copy) into an installation, so `CREATE EXTENSION ...
-/// VERSION 'X'` works there.
+/// VERSION 'X'` works there; not into a major they were never built for (`RELEASED_ON`).
 pub fn install_released_scripts(install: &PgInstall) {
+    if !RELEASED_ON.contains(&install.major) {
+        return;
+    }
     let ext = install.sharedir.join("extension");
     for entry in std::fs::read_dir(workspace_root().join("sql")).expect("sql/") {
         let path = entry.expect("sql/ entry").path();
@@ -209,16 +220,35 @@ pub fn install_extension() {
 fn install_extension_now() {
     let install = PgInstall::from_env();
     if std::env::var_os("QFT_SKIP_INSTALL").is_none() {
+        // The feature set of the installation's major (cargo pgrx would pick it too; said
+        // explicitly so the build is the one .ci/test and the README use).
         let mut cmd = Command::new("cargo");
         cmd.current_dir(workspace_root()).args([
             "pgrx",
             "install",
             "--pg-config",
             &install.pg_config.to_string_lossy(),
+            "--no-default-features",
+            "--features",
+            &format!("pg{}", install.major),
         ]);
         run(cmd, "cargo pgrx install");
     }
     install_released_scripts(install);
+}
+
+/// A second shared cluster of this test binary with `shared_preload_libraries =
+/// 'qualityfoundry_tenant'`, for tests that must hold with and without preloading.
+pub fn preloaded_cluster() -> &'static Cluster {
+    static PRELOADED: OnceLock<Cluster> = OnceLock::new();
+    PRELOADED.get_or_init(|| {
+        install_extension();
+        Cluster::start(
+            &format!("itest-preload-{}", std::process::id()),
+            PgInstall::from_env(),
+            "max_connections = 100\nshared_preload_libraries = 'qualityfoundry_tenant'\n",
+        )
+    })
 }
 
 /// The shared cluster of this test binary, with the extension installed.
@@ -379,6 +409,7 @@ impl Cluster {
 /// `support` (tenant_superuser), `bi` (login only). All NOSUPERUSER NOBYPASSRLS, owning nothing.
 pub struct TestDb {
     pub name: String,
+    pub cluster: &'static Cluster,
 }
 
 pub const ROLES: [(&str, &str); 6] = [
@@ -392,17 +423,28 @@ pub const ROLES: [(&str, &str); 6] = [
 
 impl TestDb {
     pub fn new(label: &str) -> TestDb {
-        let c = cluster();
+        TestDb::new_on(cluster(), label)
+    }
+
+    /// A test database on `cluster` (e.g. `preloaded_cluster()`). Only the database's own roles
+    /// may connect to it (CONNECT is revoked from PUBLIC), so what check_isolation() reports
+    /// about login roles is about this test's roles only. The tenant_user and tenant_superuser
+    /// login roles get an explicit `context_scope => 'session'` rule: they connect directly, not
+    /// through a pooler, which is what the rule records (tests of the rules change it).
+    pub fn new_on(c: &'static Cluster, label: &str) -> TestDb {
         let n = DB_COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("t{}_{}_{label}", std::process::id() % 10000, n);
         let mut su = Client::connect(&c.conninfo("postgres", "postgres"), NoTls)
             .expect("connect as postgres");
         su.batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create database");
-        let db = TestDb { name };
+        let db = TestDb { name, cluster: c };
         let mut su = db.superuser();
-        su.batch_execute("CREATE EXTENSION qualityfoundry_tenant")
-            .expect("create extension");
+        su.batch_execute(&format!(
+            "CREATE EXTENSION qualityfoundry_tenant; REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
+            db.name
+        ))
+        .expect("create extension");
         for (short, grant) in ROLES {
             let role = db.role(short);
             su.batch_execute(&format!(
@@ -415,6 +457,12 @@ impl TestDb {
                 su.batch_execute(&format!("GRANT {grant} TO {role}"))
                     .expect("grant");
             }
+            if grant == "tenant_user" || grant == "tenant_superuser" {
+                su.batch_execute(&format!(
+                    "SELECT tenant.set_role_rules('{role}', context_scope => 'session')"
+                ))
+                .expect("role rules");
+            }
         }
         db
     }
@@ -425,7 +473,7 @@ impl TestDb {
     }
 
     pub fn superuser(&self) -> Client {
-        Client::connect(&cluster().conninfo("postgres", &self.name), NoTls)
+        Client::connect(&self.cluster.conninfo("postgres", &self.name), NoTls)
             .expect("connect as postgres")
     }
 
@@ -443,7 +491,8 @@ impl TestDb {
 
     /// Connects as role `short` with startup `options` (what PGOPTIONS would send).
     pub fn try_connect(&self, short: &str, options: &str) -> Result<Client, postgres::Error> {
-        let mut cfg: postgres::Config = cluster()
+        let mut cfg: postgres::Config = self
+            .cluster
             .conninfo(&self.role(short), &self.name)
             .parse()
             .expect("conninfo");
@@ -488,6 +537,73 @@ impl TestDb {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect()
+    }
+}
+
+/// The server's NOTICEs and WARNINGs on a connection, as their message texts.
+pub type Notices = std::sync::Arc<Mutex<Vec<String>>>;
+
+/// Connects with `conninfo`, collecting every notice and warning the server sends.
+pub fn connect_noticed(conninfo: &str) -> (Client, Notices) {
+    let notices: Notices = Default::default();
+    let sink = notices.clone();
+    let mut cfg: postgres::Config = conninfo.parse().expect("conninfo");
+    cfg.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+    (cfg.connect(NoTls).expect("connect"), notices)
+}
+
+impl TestDb {
+    /// The superuser, with the notices and warnings it receives collected.
+    pub fn superuser_noticed(&self) -> (Client, Notices) {
+        connect_noticed(&cluster().conninfo("postgres", &self.name))
+    }
+
+    /// Role `short`, with the notices and warnings it receives collected.
+    pub fn connect_noticed(&self, short: &str) -> (Client, Notices) {
+        connect_noticed(&cluster().conninfo(&self.role(short), &self.name))
+    }
+}
+
+/// The first column of every row of `sql`, as text (`NULL` for a NULL).
+#[track_caller]
+pub fn strings(client: &mut Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| {
+            r.get::<_, Option<String>>(0)
+                .unwrap_or_else(|| "NULL".to_string())
+        })
+        .collect()
+}
+
+/// The code block after the marker `<!-- KIND: NAME ...` in README.md, without its fences: the
+/// README's snippets that tests run (`test`) or compare with the examples' code (`example`).
+pub fn readme_block(kind: &str, name: &str) -> String {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let marker = format!("<!-- {kind}: {name}");
+    let after = readme
+        .split(&marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"));
+    let body = after
+        .split("```")
+        .nth(1)
+        .expect("a code block after the marker");
+    body.split_once('\n')
+        .expect("a language line")
+        .1
+        .to_string()
+}
+
+impl Cluster {
+    /// psql running the script `file` as `user`@`db`, stopping at the first error.
+    pub fn psql_script(&self, user: &str, db: &str, file: &Path) -> Command {
+        let mut c = self.command("psql", user, db);
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file);
+        c
     }
 }
 

@@ -453,8 +453,37 @@ mod signed {
     use base64::Engine;
     use hmac::{Hmac, Mac};
 
-    fn forge(key: &[u8], key_id: i32, tenant: i64, expires_at: i64) -> String {
-        let payload = format!("v1.{key_id}.{tenant}.{expires_at}");
+    /// A token made outside the database, in the documented format (a fresh token id each time).
+    pub(super) fn forge(key: &[u8], key_id: i32, tenant: i64, expires_at: i64) -> String {
+        forge_with(
+            key,
+            key_id,
+            tenant,
+            expires_at - 60,
+            expires_at,
+            &fresh_id(),
+        )
+    }
+
+    pub(super) fn fresh_id() -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(1);
+        format!(
+            "{:016x}{:016x}",
+            std::process::id() as u64,
+            N.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    pub(super) fn forge_with(
+        key: &[u8],
+        key_id: i32,
+        tenant: i64,
+        issued_at: i64,
+        expires_at: i64,
+        id: &str,
+    ) -> String {
+        let payload = format!("v2.{key_id}.{tenant}.{issued_at}.{expires_at}.{id}");
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
         mac.update(payload.as_bytes());
         format!(
@@ -524,7 +553,7 @@ mod signed {
         };
         let now: i64 = one(&mut su, "SELECT extract(epoch FROM now())::bigint");
         let other_key = [7u8; 32];
-        let tampered_tenant = good.replacen("v1.1.1.", "v1.1.2.", 1);
+        let tampered_tenant = good.replacen("v2.1.1.", "v2.1.2.", 1);
         assert_ne!(tampered_tenant, good);
         let mut tampered_mac = good.clone();
         let last = tampered_mac.pop().unwrap();
@@ -705,6 +734,882 @@ mod cross_tenant {
                 "SELECT count(*) FROM tenant.audit_log WHERE action LIKE 'cross_tenant%'"
             ),
             0
+        );
+    }
+}
+
+/// Issue 10: rules that cannot be switched off, bindings that follow changes, cross-tenant mode
+/// that no one inherits, single-use tokens, no existence oracle. Every case runs twice: on the
+/// shared cluster (library loaded on first use) and on one with `shared_preload_libraries`.
+mod hardening {
+    use super::signed::{forge_with, fresh_id};
+    use super::*;
+    use qft_integration_tests::postgres::error::DbError;
+
+    macro_rules! both_clusters {
+        ($($name:ident),* $(,)?) => {
+            mod plain {
+                $(#[test] fn $name() { super::$name(qft_integration_tests::cluster()) })*
+            }
+            mod preloaded {
+                $(#[test] fn $name() { super::$name(qft_integration_tests::preloaded_cluster()) })*
+            }
+        };
+    }
+
+    both_clusters!(
+        registry_rules_cannot_be_shadowed_by_startup_options_or_placeholders,
+        alter_role_settings_cannot_be_shadowed_either,
+        a_binding_survives_forged_settings_and_set_tenant_never_lies,
+        bound_sessions_follow_rebind_unbind_suspension_and_drop,
+        set_session_authorization_ends_the_previous_roles_context,
+        cross_tenant_mode_has_the_context_scopes_and_is_never_inherited,
+        bound_tenant_superusers_stay_in_their_tenant_unless_a_superuser_allows_it,
+        a_token_works_once_and_never_in_another_session,
+        tokens_issued_before_the_used_token_table_was_emptied_are_refused,
+        rotate_zero_retires_every_earlier_key,
+        pg_read_all_data_cannot_read_the_signing_keys,
+        refused_roles_cannot_tell_existing_from_unknown_tenants,
+        null_flags_settings_display_and_local_warnings,
+        the_checker_reports_pooled_roles_that_can_hold_session_contexts,
+        parallel_workers_see_the_leaders_cross_tenant_mode_and_context,
+    );
+
+    /// The owner-tagged values reach parallel workers (which have other pids): a worker sees the
+    /// leader's context and the leader's cross-tenant entry, nothing more and nothing less.
+    fn parallel_workers_see_the_leaders_cross_tenant_mode_and_context(c: &'static Cluster) {
+        let db = db_on(c, "par_cross");
+        let mut su = db.superuser();
+        su.batch_execute(
+            "INSERT INTO public.projects SELECT 1 + g % 2, 1000 + g, 'bulk' FROM generate_series(1, 20000) g; \
+             ANALYZE public.projects",
+        )
+        .unwrap();
+        let force = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; \
+                     SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2; \
+                     SET enable_indexscan = off; SET enable_bitmapscan = off";
+        let count = |c: &mut Client| -> (i64, String) {
+            let plan: Vec<String> = c
+                .query(
+                    "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM public.projects",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (
+                one(c, "SELECT count(*) FROM public.projects"),
+                plan.join("\n"),
+            )
+        };
+        let mut support = db.connect("support");
+        support.batch_execute(force).unwrap();
+        support
+            .batch_execute("SELECT tenant.enter_cross_tenant('parallel audit')")
+            .unwrap();
+        let (n, plan) = count(&mut support);
+        assert!(plan.contains("Workers Launched"), "{plan}");
+        assert_eq!(n, 6 + 20000);
+        support
+            .batch_execute("SELECT tenant.exit_cross_tenant()")
+            .unwrap();
+        assert_eq!(count(&mut support).0, 0);
+        // A superuser-connected pooler's client: the context is tied to the session user, and
+        // the workers agree with the leader.
+        let mut pooler = db.superuser();
+        pooler.batch_execute(force).unwrap();
+        pooler
+            .batch_execute(&format!(
+                "SET SESSION AUTHORIZATION {}; SELECT tenant.set_tenant('acme')",
+                db.role("app")
+            ))
+            .unwrap();
+        assert_eq!(count(&mut pooler).0, 3 + 10000);
+        pooler
+            .batch_execute(&format!("SET SESSION AUTHORIZATION {}", db.role("app2")))
+            .unwrap();
+        let (n, plan) = count(&mut pooler);
+        assert!(plan.contains("Workers Launched"), "{plan}");
+        assert_eq!(n, 0);
+    }
+
+    fn db_on(c: &'static Cluster, label: &str) -> TestDb {
+        TestDb::new_on(c, label).with_projects()
+    }
+
+    fn tenant_of(client: &mut Client) -> Option<i64> {
+        one(client, "SELECT tenant.current_tenant_id()")
+    }
+
+    /// The error of `result`: its SQLSTATE and message.
+    #[track_caller]
+    fn refusal<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> (String, String) {
+        let e = result.expect_err("expected an error");
+        let msg = e
+            .as_db_error()
+            .map(DbError::message)
+            .unwrap_or_default()
+            .to_string();
+        (sqlstate(&e), msg)
+    }
+
+    fn rules(db: &TestDb, short: &str, args: &str) {
+        db.superuser()
+            .batch_execute(&format!(
+                "SELECT tenant.set_role_rules('{}', {args})",
+                db.role(short)
+            ))
+            .unwrap();
+    }
+
+    fn token(db: &TestDb, tenant: &str) -> String {
+        let mut admin = db.connect("admin");
+        one(
+            &mut admin,
+            &format!("SELECT tenant.sign_context('{tenant}')"),
+        )
+    }
+
+    /// Connects as `short` with `options`, or with a placeholder SET as the session's first
+    /// statement (before the library is loaded, when it is not preloaded).
+    /// None when the server refused the connection (42501: the library is preloaded, so the
+    /// startup option was checked and refused), which is the attack failing too.
+    fn attacker(db: &TestDb, short: &str, forged: &str, how: &str) -> Option<Client> {
+        match how {
+            "pgoptions" => match db.try_connect(short, &format!("-c {forged}")) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    assert_eq!(sqlstate(&e), "42501", "{e}");
+                    None
+                }
+            },
+            _ => {
+                let mut c = db.connect(short);
+                // Refused (42501) when the library is loaded; a placeholder otherwise.
+                let _ = c.batch_execute(&format!("SET {forged}"));
+                Some(c)
+            }
+        }
+    }
+
+    /// With `app` signed-only and `app2` transaction-scoped (however the DBA said so), a client
+    /// forging the settings by startup option or placeholder changes neither rule.
+    fn rules_hold_against_forged_settings(db: &TestDb) {
+        for how in ["pgoptions", "placeholder"] {
+            let Some(mut app) = attacker(
+                db,
+                "app",
+                "qualityfoundry_tenant.require_signed_context=off",
+                how,
+            ) else {
+                continue;
+            };
+            let (code, msg) = refusal(app.query_one("SELECT tenant.set_tenant('acme')", &[]));
+            assert_eq!(code, "42501", "{how}: {msg}");
+            assert!(msg.contains("signed context token"), "{how}: {msg}");
+            assert_eq!(visible(&mut app), vec![], "{how}");
+            assert_eq!(tenant_of(&mut app), None);
+            // The sanctioned way still works.
+            let t = token(db, "acme");
+            app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t])
+                .unwrap();
+            assert_eq!(visible(&mut app), ACME);
+
+            let Some(mut app2) = attacker(
+                db,
+                "app2",
+                "qualityfoundry_tenant.context_scope=session",
+                how,
+            ) else {
+                continue;
+            };
+            app2.batch_execute("SELECT tenant.set_tenant('globex')")
+                .unwrap();
+            assert_eq!(visible(&mut app2), vec![], "{how}: the context was local");
+            app2.batch_execute("BEGIN; SELECT tenant.set_tenant('globex');")
+                .unwrap();
+            assert_eq!(visible(&mut app2), GLOBEX);
+            app2.batch_execute("COMMIT").unwrap();
+            assert_eq!(visible(&mut app2), vec![], "{how}: gone after COMMIT");
+        }
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    fn registry_rules_cannot_be_shadowed_by_startup_options_or_placeholders(c: &'static Cluster) {
+        let db = db_on(c, "rules_forge");
+        rules(&db, "app", "require_signed_context => true");
+        rules(&db, "app2", "context_scope => 'transaction'");
+        rules_hold_against_forged_settings(&db);
+    }
+
+    /// The issue's report: the DBA's ALTER ROLE ... SET lost to a startup option when the
+    /// library is not preloaded. The stored setting is read from the catalog, so it holds too.
+    fn alter_role_settings_cannot_be_shadowed_either(c: &'static Cluster) {
+        let db = db_on(c, "rules_alter");
+        let mut su = db.superuser();
+        su.batch_execute(&format!(
+            "ALTER ROLE {} IN DATABASE {} SET qualityfoundry_tenant.require_signed_context = on;
+             ALTER ROLE {} SET qualityfoundry_tenant.context_scope = 'transaction';",
+            db.role("app"),
+            db.name,
+            db.role("app2")
+        ))
+        .unwrap();
+        rules_hold_against_forged_settings(&db);
+        su.batch_execute(&format!("ALTER ROLE {} RESET ALL", db.role("app2")))
+            .unwrap();
+    }
+
+    fn bind(db: &TestDb, short: &str, tenant: &str) {
+        db.connect("admin")
+            .batch_execute(&format!(
+                "SELECT tenant.bind_role('{}', '{tenant}')",
+                db.role(short)
+            ))
+            .unwrap();
+    }
+
+    fn a_binding_survives_forged_settings_and_set_tenant_never_lies(c: &'static Cluster) {
+        let db = db_on(c, "bind_forge");
+        db.superuser()
+            .batch_execute(&format!("GRANT tenant_user TO {}", db.role("bi")))
+            .unwrap();
+        bind(&db, "bi", "globex");
+        for how in ["pgoptions", "placeholder"] {
+            for forged in [
+                "qualityfoundry_tenant.tenant_id=1",
+                "qualityfoundry_tenant.tenant_id=",
+            ] {
+                let Some(mut bi) = attacker(&db, "bi", forged, how) else {
+                    continue;
+                };
+                assert_eq!(visible(&mut bi), GLOBEX, "{how} {forged}");
+                // The setter answers with the context it really is.
+                assert_eq!(one::<i64>(&mut bi, "SELECT tenant.set_tenant('globex')"), 2);
+                assert_eq!(tenant_of(&mut bi), Some(2));
+                expect_sqlstate(
+                    bi.batch_execute("SELECT tenant.set_tenant('acme')"),
+                    "42501",
+                );
+                assert_eq!(visible(&mut bi), GLOBEX);
+            }
+        }
+        // The binding is in the registry only: no role setting was written.
+        let mut su = db.superuser();
+        assert_eq!(
+            one::<i64>(
+                &mut su,
+                &format!(
+                    "SELECT count(*) FROM pg_db_role_setting WHERE setrole = '{}'::regrole",
+                    db.role("bi")
+                )
+            ),
+            0
+        );
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    fn bound_sessions_follow_rebind_unbind_suspension_and_drop(c: &'static Cluster) {
+        let db = db_on(c, "bind_follow");
+        bind(&db, "bi", "globex");
+        let mut bi = db.connect("bi");
+        assert_eq!(visible(&mut bi), GLOBEX);
+        let mut admin = db.connect("admin");
+        bind(&db, "bi", "acme");
+        assert_eq!(visible(&mut bi), ACME, "rebinding reaches the open session");
+        bi.batch_execute("DISCARD ALL").unwrap();
+        assert_eq!(visible(&mut bi), ACME);
+        admin
+            .batch_execute("SELECT tenant.suspend_tenant('acme')")
+            .unwrap();
+        assert_eq!(visible(&mut bi), vec![]);
+        admin
+            .batch_execute("SELECT tenant.resume_tenant('acme')")
+            .unwrap();
+        assert_eq!(visible(&mut bi), ACME);
+        admin
+            .batch_execute(&format!("SELECT tenant.unbind_role('{}')", db.role("bi")))
+            .unwrap();
+        assert_eq!(
+            visible(&mut bi),
+            vec![],
+            "unbinding reaches the open session"
+        );
+        assert_eq!(tenant_of(&mut bi), None);
+        bind(&db, "bi", "globex");
+        assert_eq!(visible(&mut bi), GLOBEX);
+        let mut su = db.superuser();
+        su.batch_execute("SELECT tenant.drop_tenant('globex', delete_rows => true)")
+            .unwrap();
+        assert_eq!(
+            visible(&mut bi),
+            vec![],
+            "a dropped tenant's binding is gone"
+        );
+        assert_eq!(
+            one::<i64>(&mut su, "SELECT count(*) FROM tenant.role_bindings"),
+            0
+        );
+    }
+
+    fn set_session_authorization_ends_the_previous_roles_context(c: &'static Cluster) {
+        let db = db_on(c, "sess_auth");
+        bind(&db, "bi", "globex");
+        // What a pooler connected as a superuser does between clients.
+        let mut pooler = db.superuser();
+        pooler
+            .batch_execute(&format!("SET SESSION AUTHORIZATION {}", db.role("app")))
+            .unwrap();
+        pooler
+            .batch_execute("SELECT tenant.set_tenant('acme')")
+            .unwrap();
+        assert_eq!(visible(&mut pooler), ACME);
+        pooler
+            .batch_execute(&format!("SET SESSION AUTHORIZATION {}", db.role("app2")))
+            .unwrap();
+        assert_eq!(
+            visible(&mut pooler),
+            vec![],
+            "app2 does not inherit app's tenant"
+        );
+        assert_eq!(tenant_of(&mut pooler), None);
+        pooler
+            .batch_execute(&format!("SET SESSION AUTHORIZATION {}", db.role("bi")))
+            .unwrap();
+        assert_eq!(
+            visible(&mut pooler),
+            GLOBEX,
+            "bi is in its bound tenant at once"
+        );
+        pooler
+            .batch_execute(&format!("SET SESSION AUTHORIZATION {}", db.role("app2")))
+            .unwrap();
+        assert_eq!(visible(&mut pooler), vec![], "and app2 does not keep bi's");
+        pooler.batch_execute("RESET SESSION AUTHORIZATION").unwrap();
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    fn cross_active(c: &mut Client) -> bool {
+        one(c, "SELECT tenant.cross_tenant_active()")
+    }
+
+    fn all_rows() -> Vec<(i64, i32)> {
+        let mut all = ACME.to_vec();
+        all.extend(GLOBEX);
+        all
+    }
+
+    fn cross_tenant_mode_has_the_context_scopes_and_is_never_inherited(c: &'static Cluster) {
+        let db = db_on(c, "cross_scope");
+        let mut support = db.connect("support");
+        support.batch_execute("BEGIN").unwrap();
+        support
+            .batch_execute("SELECT tenant.enter_cross_tenant('ticket 1', is_local => true)")
+            .unwrap();
+        assert_eq!(visible(&mut support), all_rows());
+        support.batch_execute("COMMIT").unwrap();
+        assert!(!cross_active(&mut support), "local entry ends with COMMIT");
+        assert_eq!(visible(&mut support), vec![]);
+        // Session scope: gone after DISCARD ALL, RESET ALL and SET SESSION AUTHORIZATION.
+        for reset in ["DISCARD ALL", "RESET ALL"] {
+            support
+                .batch_execute("SELECT tenant.enter_cross_tenant('ticket 2')")
+                .unwrap();
+            assert!(cross_active(&mut support));
+            support.batch_execute(reset).unwrap();
+            assert!(!cross_active(&mut support), "{reset}");
+            assert_eq!(visible(&mut support), vec![]);
+        }
+        let mut su = db.superuser();
+        su.batch_execute(&format!("GRANT tenant_superuser TO {}", db.role("app2")))
+            .unwrap();
+        let mut pooler = db.superuser();
+        pooler
+            .batch_execute(&format!(
+                "SET SESSION AUTHORIZATION {}; SELECT tenant.enter_cross_tenant('ticket 3')",
+                db.role("support")
+            ))
+            .unwrap();
+        assert_eq!(visible(&mut pooler), all_rows());
+        pooler
+            .batch_execute(&format!("SET SESSION AUTHORIZATION {}", db.role("app2")))
+            .unwrap();
+        assert!(
+            !cross_active(&mut pooler),
+            "another session user does not inherit it"
+        );
+        assert_eq!(visible(&mut pooler), vec![]);
+        // A value that did not come from enter_cross_tenant in this session is not honoured,
+        // and the plain "on" is refused outright.
+        // (The library is loaded in this backend first, so the value is checked.)
+        let support_oid: u32 = one(
+            &mut su,
+            &format!(
+                "SELECT '{}'::regrole::oid FROM tenant.current_tenant_id() x",
+                db.role("support")
+            ),
+        );
+        expect_sqlstate(
+            su.batch_execute(&format!(
+                "ALTER ROLE {} IN DATABASE {} SET qualityfoundry_tenant.cross_tenant = on",
+                db.role("support"),
+                db.name
+            )),
+            "22023",
+        );
+        su.batch_execute(&format!(
+            "ALTER ROLE {} IN DATABASE {} SET qualityfoundry_tenant.cross_tenant = '1.1.{support_oid}'",
+            db.role("support"),
+            db.name
+        ))
+        .unwrap();
+        let mut preset = db.connect("support");
+        assert!(!cross_active(&mut preset));
+        assert_eq!(visible(&mut preset), vec![]);
+        // context_scope = transaction makes it local.
+        rules(&db, "support", "context_scope => 'transaction'");
+        let mut support = db.connect("support");
+        support
+            .batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('ticket 4');")
+            .unwrap();
+        assert_eq!(visible(&mut support), all_rows());
+        support.batch_execute("COMMIT").unwrap();
+        assert!(!cross_active(&mut support));
+        expect_sqlstate(
+            support.batch_execute("SELECT tenant.enter_cross_tenant('x', NULL)"),
+            "22004",
+        );
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    fn bound_tenant_superusers_stay_in_their_tenant_unless_a_superuser_allows_it(
+        c: &'static Cluster,
+    ) {
+        let db = db_on(c, "cross_bound");
+        bind(&db, "support", "acme");
+        let mut support = db.connect("support");
+        assert_eq!(visible(&mut support), ACME);
+        let msg = expect_sqlstate(
+            support.batch_execute("SELECT tenant.enter_cross_tenant('escape')"),
+            "42501",
+        );
+        assert!(msg.contains("bound"), "{msg}");
+        assert!(!cross_active(&mut support));
+        assert_eq!(visible(&mut support), ACME);
+        let mut su = db.superuser();
+        assert_eq!(
+            one::<i64>(
+                &mut su,
+                "SELECT count(*) FROM tenant.audit_log WHERE action = 'cross_tenant_entered'"
+            ),
+            0
+        );
+        // A tenant_admin may not grant the allowance; a superuser may.
+        let bind_allowing = format!(
+            "SELECT tenant.bind_role('{}', 'acme', allow_cross_tenant => true)",
+            db.role("support")
+        );
+        expect_sqlstate(db.connect("admin").batch_execute(&bind_allowing), "42501");
+        assert!(!one::<bool>(
+            &mut su,
+            "SELECT allow_cross_tenant FROM tenant.role_bindings"
+        ));
+        su.batch_execute(&bind_allowing).unwrap();
+        support
+            .batch_execute("SELECT tenant.enter_cross_tenant('allowed by the DBA')")
+            .unwrap();
+        assert_eq!(visible(&mut support), all_rows());
+        support
+            .batch_execute("SELECT tenant.exit_cross_tenant()")
+            .unwrap();
+        assert_eq!(visible(&mut support), ACME);
+    }
+
+    fn a_token_works_once_and_never_in_another_session(c: &'static Cluster) {
+        let db = db_on(c, "tok_replay");
+        let t = token(&db, "acme");
+        let mut app = db.connect("app");
+        app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t])
+            .unwrap();
+        assert_eq!(visible(&mut app), ACME);
+        // Another session (here another tenant's login, which saw the token in pg_stat_activity).
+        let mut other = db.connect_in("app2", "globex");
+        let (code, msg) = refusal(other.query_one("SELECT tenant.set_tenant_signed($1)", &[&t]));
+        assert_eq!(code, "42501", "{msg}");
+        assert_eq!(visible(&mut other), GLOBEX, "its context is unchanged");
+        // The same session cannot reuse it either (a pooled successor would be this session).
+        app.batch_execute("SELECT tenant.clear_tenant()").unwrap();
+        expect_sqlstate(
+            app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t]),
+            "42501",
+        );
+        assert_eq!(visible(&mut app), vec![]);
+        // Concurrent first uses: exactly one wins.
+        let t = token(&db, "globex");
+        let mut first = db.connect("app");
+        first.batch_execute("BEGIN").unwrap();
+        first
+            .query_one("SELECT tenant.set_tenant_signed($1, true)", &[&t])
+            .unwrap();
+        let name = db.name.clone();
+        let cluster = db.cluster;
+        let t2 = t.clone();
+        let role = db.role("app2");
+        let racer = std::thread::spawn(move || {
+            let mut c = qft_integration_tests::postgres::Client::connect(
+                &cluster.conninfo(&role, &name),
+                qft_integration_tests::postgres::NoTls,
+            )
+            .unwrap();
+            c.query_one("SELECT tenant.set_tenant_signed($1)", &[&t2])
+                .map(|r| r.get::<_, i64>(0))
+                .map_err(|e| sqlstate(&e))
+        });
+        // Wait (on server state) until the racer is blocked on the first user's row.
+        let mut su = db.superuser();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while one::<i64>(
+            &mut su,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND usename = '{}' AND wait_event_type = 'Lock'",
+                db.role("app2")
+            ),
+        ) == 0
+        {
+            assert!(std::time::Instant::now() < deadline, "racer never waited");
+            std::thread::yield_now();
+        }
+        first.batch_execute("COMMIT").unwrap();
+        assert_eq!(racer.join().unwrap(), Err("42501".to_string()));
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    fn key(db: &TestDb) -> (i32, Vec<u8>) {
+        let r = db
+            .superuser()
+            .query_one(
+                "SELECT id, secret FROM tenant.signing_keys WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    }
+
+    fn tokens_issued_before_the_used_token_table_was_emptied_are_refused(c: &'static Cluster) {
+        let db = db_on(c, "tok_crash");
+        token(&db, "acme"); // makes the key
+        let (key_id, secret) = key(&db);
+        let mut su = db.superuser();
+        let now: i64 = one(&mut su, "SELECT extract(epoch FROM now())::bigint");
+        // What a crash does to the unlogged table, then a new backend.
+        su.batch_execute("TRUNCATE tenant.used_tokens").unwrap();
+        let old = forge_with(&secret, key_id, 1, now - 30, now + 300, &fresh_id());
+        let mut app = db.connect("app");
+        let (code, msg) = refusal(app.query_one("SELECT tenant.set_tenant_signed($1)", &[&old]));
+        assert_eq!(code, "42501", "{msg}");
+        assert_eq!(visible(&mut app), vec![]);
+        // Tokens issued afterwards work.
+        let fresh = token(&db, "acme");
+        app.query_one("SELECT tenant.set_tenant_signed($1)", &[&fresh])
+            .unwrap();
+        assert_eq!(visible(&mut app), ACME);
+        // 0.1.0's v1 tokens (no token id) are refused.
+        let v1 = format!("v1.{key_id}.1.{}.AAAA", now + 300);
+        expect_sqlstate(
+            app.query_one("SELECT tenant.set_tenant_signed($1)", &[&v1]),
+            "42501",
+        );
+        assert_eq!(visible(&mut app), ACME);
+    }
+
+    fn rotate_zero_retires_every_earlier_key(c: &'static Cluster) {
+        let db = db_on(c, "tok_rotate");
+        let mut admin = db.connect("admin");
+        let sign =
+            |admin: &mut Client| -> String { one(admin, "SELECT tenant.sign_context('acme')") };
+        let two_ago = sign(&mut admin);
+        admin
+            .batch_execute("SELECT tenant.rotate_signing_key()")
+            .unwrap();
+        let one_ago = sign(&mut admin);
+        admin
+            .batch_execute("SELECT tenant.rotate_signing_key('0')")
+            .unwrap();
+        let mut app = db.connect("app");
+        for (label, t) in [
+            ("two rotations ago", &two_ago),
+            ("one rotation ago", &one_ago),
+        ] {
+            let (code, msg) = refusal(app.query_one("SELECT tenant.set_tenant_signed($1)", &[t]));
+            assert_eq!(code, "42501", "{label}");
+            assert!(
+                msg.contains("invalid tenant context token"),
+                "{label}: {msg}"
+            );
+            assert_eq!(visible(&mut app), vec![]);
+        }
+        let mut su = db.superuser();
+        assert_eq!(
+            one::<i64>(
+                &mut su,
+                "SELECT count(*) FROM tenant.signing_keys WHERE retired_at IS NULL OR retired_at > now()"
+            ),
+            1
+        );
+        expect_sqlstate(
+            admin.batch_execute("SELECT tenant.rotate_signing_key('-1 minute')"),
+            "22023",
+        );
+        let t = sign(&mut admin);
+        app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t])
+            .unwrap();
+        assert_eq!(visible(&mut app), ACME);
+    }
+
+    fn pg_read_all_data_cannot_read_the_signing_keys(c: &'static Cluster) {
+        let db = db_on(c, "key_read");
+        token(&db, "acme");
+        let mut su = db.superuser();
+        su.batch_execute(&format!("GRANT pg_read_all_data TO {}", db.role("nobody")))
+            .unwrap();
+        let mut reader = db.connect("nobody");
+        assert_eq!(
+            one::<i64>(&mut reader, "SELECT count(*) FROM tenant.signing_keys"),
+            0
+        );
+        assert!(one::<i64>(&mut su, "SELECT count(*) FROM tenant.signing_keys") >= 1);
+        let problems = |db: &TestDb| -> Vec<(String, String, String)> {
+            db.connect("admin")
+                .query(
+                    "SELECT object, problem, fix FROM tenant.check_isolation() \
+                     WHERE problem LIKE '%tenant contexts%'",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+        };
+        assert_eq!(
+            problems(&db),
+            vec![],
+            "RLS keeps the reader out: nothing to report"
+        );
+        // With BYPASSRLS the reader could read them: the checker says so, and its fix works.
+        su.batch_execute(&format!("ALTER ROLE {} BYPASSRLS", db.role("nobody")))
+            .unwrap();
+        let found = problems(&db);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, format!("role {}", db.role("nobody")));
+        su.batch_execute(&found[0].2).unwrap();
+        assert_eq!(problems(&db), vec![]);
+        let mut reader = db.connect("nobody");
+        assert_eq!(
+            one::<i64>(&mut reader, "SELECT count(*) FROM tenant.signing_keys"),
+            0
+        );
+        // Row security switched off is reported too.
+        su.batch_execute("ALTER TABLE tenant.signing_keys NO FORCE ROW LEVEL SECURITY")
+            .unwrap();
+        let found = problems(&db);
+        assert_eq!(found.len(), 1, "{found:?}");
+        su.batch_execute(&found[0].2).unwrap();
+        assert_eq!(problems(&db), vec![]);
+    }
+
+    fn refused_roles_cannot_tell_existing_from_unknown_tenants(c: &'static Cluster) {
+        let db = db_on(c, "oracle");
+        let mut su = db.superuser();
+        su.batch_execute(&format!("GRANT tenant_user TO {}", db.role("bi")))
+            .unwrap();
+        bind(&db, "bi", "globex");
+        rules(&db, "app", "require_signed_context => true");
+        for short in ["bi", "app", "nobody"] {
+            let mut c = db.connect(short);
+            let answers: Vec<(String, String)> = [
+                "SELECT tenant.set_tenant('acme')",
+                "SELECT tenant.set_tenant('nope')",
+                "SELECT tenant.set_tenant('1')",
+                "SELECT tenant.set_tenant('999')",
+                "SELECT tenant.set_tenant(1::bigint)",
+                "SELECT tenant.set_tenant(999::bigint)",
+            ]
+            .iter()
+            .map(|sql| refusal(c.query_one(*sql, &[])))
+            .collect();
+            assert!(
+                answers.iter().all(|a| a == &answers[0]),
+                "{short} can tell tenants apart: {answers:#?}"
+            );
+            assert_eq!(answers[0].0, "42501", "{short}");
+        }
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    fn null_flags_settings_display_and_local_warnings(c: &'static Cluster) {
+        let db = db_on(c, "small");
+        let mut app = db.connect("app");
+        for sql in [
+            "SELECT tenant.set_tenant('acme', NULL)",
+            "SELECT tenant.set_tenant(1::bigint, NULL)",
+        ] {
+            expect_sqlstate(app.batch_execute(sql), "22004");
+            assert_eq!(visible(&mut app), vec![]);
+        }
+        let t = token(&db, "acme");
+        expect_sqlstate(
+            app.query_one("SELECT tenant.set_tenant_signed($1, NULL)", &[&t]),
+            "22004",
+        );
+        // Refused with NULL, so the token was not spent.
+        app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t])
+            .unwrap();
+        assert_eq!(visible(&mut app), ACME);
+        let mut su = db.superuser();
+        su.batch_execute(&format!(
+            "ALTER ROLE {} IN DATABASE {} SET qualityfoundry_tenant.context_scope = transaction",
+            db.role("app2"),
+            db.name
+        ))
+        .unwrap();
+        let mut app2 = db.connect("app2");
+        app2.batch_execute("SELECT tenant.current_tenant_id()")
+            .unwrap(); // loads the library
+        assert_eq!(
+            one::<String>(&mut app2, "SHOW qualityfoundry_tenant.context_scope"),
+            "transaction"
+        );
+        assert_eq!(
+            one::<String>(&mut app2, "SHOW qualityfoundry_tenant.auto_isolate"),
+            "off"
+        );
+        // The context displays as the bare id.
+        assert_eq!(
+            one::<String>(&mut app, "SHOW qualityfoundry_tenant.tenant_id"),
+            "1"
+        );
+        // A local switch outside a transaction block: a WARNING, as for SET LOCAL.
+        let out = db
+            .cluster
+            .command("psql", &db.role("app"), &db.name)
+            .args(["-X", "-c", "SELECT tenant.set_tenant('acme', true)"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("WARNING:") && stderr.contains("outside a transaction block"),
+            "{stderr}"
+        );
+        let out = db
+            .cluster
+            .command("psql", &db.role("app"), &db.name)
+            .args([
+                "-X",
+                "-c",
+                "BEGIN",
+                "-c",
+                "SELECT tenant.set_tenant('acme', true)",
+                "-c",
+                "COMMIT",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("WARNING"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn the_checker_reports_pooled_roles_that_can_hold_session_contexts(c: &'static Cluster) {
+        let db = db_on(c, "chk_pool");
+        let report = |db: &TestDb| -> Vec<(String, String)> {
+            db.connect("admin")
+                .query(
+                    "SELECT object, fix FROM tenant.check_isolation() WHERE problem LIKE '%session-scope%' ORDER BY 1",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        };
+        assert_eq!(report(&db), vec![], "explicit rules: nothing to report");
+        let mut su = db.superuser();
+        for short in ["app", "support"] {
+            su.batch_execute(&format!(
+                "SELECT tenant.drop_role_rules('{}')",
+                db.role(short)
+            ))
+            .unwrap();
+        }
+        let found = report(&db);
+        let objects: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+        let (app, support) = (
+            format!("role {}", db.role("app")),
+            format!("role {}", db.role("support")),
+        );
+        assert_eq!(objects, vec![app.as_str(), support.as_str()]);
+        for (_, fix) in &found {
+            su.batch_execute(fix).unwrap();
+        }
+        assert_eq!(report(&db), vec![]);
+        // The fix is the safe rule: the role's session-scope set_tenant is now local.
+        let mut app = db.connect("app");
+        app.batch_execute("SELECT tenant.set_tenant('acme')")
+            .unwrap();
+        assert_eq!(visible(&mut app), vec![]);
+        // A bound login role is exempt; NOLOGIN roles are not reported.
+        su.batch_execute(&format!(
+            "SELECT tenant.drop_role_rules('{}')",
+            db.role("app")
+        ))
+        .unwrap();
+        bind(&db, "app", "acme");
+        assert_eq!(report(&db), vec![]);
+        // Bad rule input changes nothing.
+        let mut admin = db.connect("admin");
+        for (sql, code) in [
+            (
+                format!(
+                    "SELECT tenant.set_role_rules('{}', context_scope => 'sometimes')",
+                    db.role("app2")
+                ),
+                "22023",
+            ),
+            (
+                format!("SELECT tenant.set_role_rules('{}')", db.role("app2")),
+                "22023",
+            ),
+            (
+                "SELECT tenant.set_role_rules(NULL, true)".to_string(),
+                "22004",
+            ),
+            (
+                format!("SELECT tenant.drop_role_rules('{}')", db.role("bi")),
+                "22023",
+            ),
+        ] {
+            expect_sqlstate(admin.batch_execute(&sql), code);
+        }
+        expect_sqlstate(
+            db.connect("app2").batch_execute(&format!(
+                "SELECT tenant.set_role_rules('{}', require_signed_context => false)",
+                db.role("app2")
+            )),
+            "42501",
+        );
+        assert_eq!(
+            one::<Option<String>>(
+                &mut su,
+                &format!(
+                    "SELECT context_scope FROM tenant.role_rules WHERE role = '{}'::regrole",
+                    db.role("app2")
+                )
+            ),
+            Some("session".to_string())
         );
     }
 }
