@@ -219,7 +219,8 @@ fn drift_of_a_fresh_tenant_whose_functions_name_their_schema_is_empty() {
         .map(|r| r.get(0))
         .collect();
     for fix in fixes {
-        su.batch_execute(&fix).unwrap_or_else(|e| panic!("{fix}: {e}"));
+        su.batch_execute(&fix)
+            .unwrap_or_else(|e| panic!("{fix}: {e}"));
     }
     su.batch_execute("SELECT tenant.create_tenant('acme', with_schema => true); SELECT tenant.create_tenant('globex', with_schema => true);")
         .unwrap();
