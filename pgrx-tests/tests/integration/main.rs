@@ -3,6 +3,7 @@ mod checker;
 mod clone;
 mod context;
 mod foundation;
+mod identity;
 mod isolation;
 mod migrate;
 mod pooler;
