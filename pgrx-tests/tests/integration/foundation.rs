@@ -92,13 +92,18 @@ fn non_superusers_execute_only_what_they_were_granted() {
         "tenant.cross_tenant_active()",
         "tenant.current_tenant()",
         "tenant.current_tenant_id()",
+        "tenant.current_tenant_role()",
+        "tenant.current_tenant_uuid()",
+        "tenant.current_user_id()",
     ];
     assert_eq!(executable(&mut su, &db.role("nobody")), public);
     let mut app_expected: Vec<&str> = public.to_vec();
     app_expected.extend([
         "tenant.clear_tenant()",
         "tenant.set_tenant(bigint,boolean)",
+        "tenant.set_request_id(text)",
         "tenant.set_tenant(text,boolean)",
+        "tenant.set_tenant_jwt(text,boolean)",
         "tenant.set_tenant_signed(text,boolean)",
     ]);
     app_expected.sort();
@@ -107,6 +112,7 @@ fn non_superusers_execute_only_what_they_were_granted() {
     support_expected.extend([
         "tenant.enter_cross_tenant(text,boolean)",
         "tenant.exit_cross_tenant()",
+        "tenant.set_request_id(text)",
     ]);
     support_expected.sort();
     assert_eq!(executable(&mut su, &db.role("support")), support_expected);
@@ -178,6 +184,8 @@ fn registry_tables_are_dumped_with_the_extension() {
         "tenant.audit_log",
         "tenant.isolated_tables",
         "tenant.shared_tables",
+        "tenant.memberships",
+        "tenant.jwt_keys",
     ] {
         assert!(dumped.iter().any(|d| d == t), "{t} not in {dumped:?}");
     }
