@@ -1075,7 +1075,8 @@ fn audit_rows_name_the_end_user_the_tenant_role_and_the_request() {
     support
         .batch_execute("SELECT tenant.exit_cross_tenant()")
         .unwrap();
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = su
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Row> = su
         .query(
             "SELECT action, end_user, tenant_role, request_id FROM tenant.audit_log \
              WHERE action IN ('cross_tenant_entered', 'cross_tenant_left') ORDER BY id",
