@@ -163,6 +163,11 @@ fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
     if settings::cross_tenant_entry().is_none() || DEPTH.0.get() != 0 {
         return;
     }
+    // In an aborted transaction block only ROLLBACK and friends run, and no catalog or registry
+    // lookup may: they end the block (and whatever it did is gone) without being logged.
+    if unsafe { !pg_sys::IsTransactionState() || pg_sys::IsAbortedTransactionBlockState() } {
+        return;
+    }
     if unsafe { pg_sys::ParallelWorkerNumber } >= 0 || !context::cross_tenant_active() {
         return;
     }
@@ -178,11 +183,7 @@ fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
         query
     );
     let writable = unsafe {
-        pg_sys::IsTransactionState()
-            && !pg_sys::IsAbortedTransactionBlockState()
-            && !pg_sys::XactReadOnly
-            && !pg_sys::RecoveryInProgress()
-            && !pg_sys::IsInParallelMode()
+        !pg_sys::XactReadOnly && !pg_sys::RecoveryInProgress() && !pg_sys::IsInParallelMode()
     };
     if transaction_control || !writable {
         return;

@@ -1169,6 +1169,21 @@ fn cross_tenant_statements_are_audited(c: &'static Cluster) {
         ))
         .unwrap();
     support.batch_execute("ROLLBACK").unwrap();
+    // Statements that fail while running are in the log: a refused one (permission is checked
+    // when the executor starts) and one failing on its data, in a block its ROLLBACK ends.
+    expect_sqlstate(
+        support.batch_execute(&format!(
+            "SELECT secret AS denied_{marker} FROM tenant.signing_keys"
+        )),
+        "42501",
+    );
+    support.batch_execute("BEGIN").unwrap();
+    assert!(support
+        .batch_execute(&format!(
+            "SELECT 1 / (g - 1) AS failed_{marker} FROM generate_series(1, 1) g"
+        ))
+        .is_err());
+    support.batch_execute("ROLLBACK").unwrap();
     // A function's inner statements are part of the statement that called it.
     support
         .batch_execute(&format!(
@@ -1207,6 +1222,8 @@ fn cross_tenant_statements_are_audited(c: &'static Cluster) {
     assert_eq!(has(&format!("read_{marker}")), 1, "{audited:#?}");
     assert_eq!(has(&format!("committed-{marker}")), 1, "{audited:#?}");
     assert_eq!(has(&format!("rolled-back-{marker}")), 0, "{audited:#?}");
+    assert_eq!(has(&format!("failed_{marker}")), 0, "{audited:#?}");
+    assert_eq!(has(&format!("denied_{marker}")), 0, "{audited:#?}");
     assert_eq!(has("DO $$"), 1, "{audited:#?}");
     assert_eq!(has(&format!("ext_{marker}")), 1, "{audited:#?}");
     assert_eq!(
@@ -1239,6 +1256,8 @@ fn cross_tenant_statements_are_audited(c: &'static Cluster) {
         format!("rolled-back-{marker}"),
         format!("ro_{marker}"),
         format!("ext_{marker}"),
+        format!("failed_{marker}"),
+        format!("denied_{marker}"),
     ] {
         assert_eq!(logged(&needle), 1, "{needle} in the server log");
     }
