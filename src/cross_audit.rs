@@ -141,10 +141,15 @@ unsafe fn nested(f: impl FnOnce()) {
 }
 
 /// The statement's own text within the query string (a multi-statement string holds several).
-unsafe fn statement_text(source: *const c_char, location: i32, len: i32) -> String {
+unsafe fn statement_text(source: *const c_char, stmt: *const pg_sys::PlannedStmt) -> String {
     if source.is_null() {
         return String::new();
     }
+    let (location, len) = if stmt.is_null() {
+        (-1, 0)
+    } else {
+        ((*stmt).stmt_location, (*stmt).stmt_len)
+    };
     let bytes = CStr::from_ptr(source).to_bytes();
     let start = usize::try_from(location).unwrap_or(0).min(bytes.len());
     let end = match usize::try_from(len) {
@@ -215,15 +220,7 @@ fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
 #[pg_guard]
 unsafe extern "C-unwind" fn record_executor_start(qd: *mut pg_sys::QueryDesc) {
     record(
-        || {
-            let stmt = (*qd).plannedstmt;
-            let (loc, len) = if stmt.is_null() {
-                (-1, 0)
-            } else {
-                ((*stmt).stmt_location, (*stmt).stmt_len)
-            };
-            statement_text((*qd).sourceText, loc, len)
-        },
+        || statement_text((*qd).sourceText, (*qd).plannedstmt),
         false,
     );
 }
@@ -235,17 +232,7 @@ unsafe extern "C-unwind" fn record_utility(
 ) {
     let transaction_control =
         !pstmt.is_null() && pgrx::is_a((*pstmt).utilityStmt, pg_sys::NodeTag::T_TransactionStmt);
-    record(
-        || {
-            let (loc, len) = if pstmt.is_null() {
-                (-1, 0)
-            } else {
-                ((*pstmt).stmt_location, (*pstmt).stmt_len)
-            };
-            statement_text(query_string, loc, len)
-        },
-        transaction_control,
-    );
+    record(|| statement_text(query_string, pstmt), transaction_control);
 }
 
 /// Cheap exits before any Rust work: mode off, or not a top-level statement.

@@ -22,7 +22,9 @@ unsafe impl<T> Sync for Backend<T> {}
 
 /// A registered key as parsed (or why it cannot be used: a row written around add_jwt_key).
 type Registered = Vec<(String, Result<Key, String>)>;
-static KEYS: Backend<RefCell<Option<(u64, Rc<Registered>)>>> = Backend(RefCell::new(None));
+/// The parsed keys and the registry generation they were read in.
+type Cached = Option<(u64, Rc<Registered>)>;
+static KEYS: Backend<RefCell<Cached>> = Backend(RefCell::new(None));
 
 /// Runs a data-changing statement with RETURNING and says whether it returned a row. Never with a
 /// row limit: SPI stops a limited INSERT/DELETE early, before its statement triggers (the key

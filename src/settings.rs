@@ -291,21 +291,29 @@ unsafe fn check_failed(message: &str) -> bool {
     false
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_tenant_id(
+/// A check hook's verdict on the proposed value's text (NULL reads as empty).
+unsafe fn check_with(
     newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
+    check: impl FnOnce(&str) -> Result<(), &'static str>,
 ) -> bool {
     let text = if newval.is_null() {
         ""
     } else {
         hook_text(*newval)
     };
-    match parse_tenant_setting(text) {
-        Ok(_) => true,
+    match check(text) {
+        Ok(()) => true,
         Err(e) => check_failed(e),
     }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_tenant_id(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    check_with(newval, |t| parse_tenant_setting(t).map(|_| ()))
 }
 
 #[pgrx::pg_guard]
@@ -338,15 +346,7 @@ unsafe extern "C-unwind" fn check_cross_tenant(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let text = if newval.is_null() {
-        ""
-    } else {
-        hook_text(*newval)
-    };
-    match parse_cross_tenant(text) {
-        Ok(_) => true,
-        Err(e) => check_failed(e),
-    }
+    check_with(newval, |t| parse_cross_tenant(t).map(|_| ()))
 }
 
 #[pgrx::pg_guard]
@@ -364,15 +364,7 @@ unsafe extern "C-unwind" fn check_identity(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let text = if newval.is_null() {
-        ""
-    } else {
-        hook_text(*newval)
-    };
-    match parse_identity(text) {
-        Ok(_) => true,
-        Err(e) => check_failed(e),
-    }
+    check_with(newval, |t| parse_identity(t).map(|_| ()))
 }
 
 #[pgrx::pg_guard]
@@ -398,16 +390,13 @@ unsafe extern "C-unwind" fn check_request_id(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let text = if newval.is_null() {
-        ""
-    } else {
-        hook_text(*newval)
-    };
-    if text.is_empty() || qft_jwt::check_text(text, qft_jwt::MAX_REQUEST_ID_BYTES).is_ok() {
-        true
-    } else {
-        check_failed("a request id is at most 200 bytes, without control characters")
-    }
+    check_with(newval, |t| {
+        if t.is_empty() || qft_jwt::check_text(t, qft_jwt::MAX_REQUEST_ID_BYTES).is_ok() {
+            Ok(())
+        } else {
+            Err("a request id is at most 200 bytes, without control characters")
+        }
+    })
 }
 
 #[pgrx::pg_guard]
@@ -416,16 +405,10 @@ unsafe extern "C-unwind" fn check_claim_name(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let text = if newval.is_null() {
-        ""
-    } else {
-        hook_text(*newval)
-    };
-    if qft_jwt::check_text(text, 63).is_ok() {
-        true
-    } else {
-        check_failed("a claim name is 1 to 63 bytes, without control characters")
-    }
+    check_with(newval, |t| {
+        qft_jwt::check_text(t, 63)
+            .map_err(|_| "a claim name is 1 to 63 bytes, without control characters")
+    })
 }
 
 #[pgrx::pg_guard]

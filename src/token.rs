@@ -246,9 +246,8 @@ mod tests {
         let empty_v3 = format!("{}...{}", parts[..6].join("."), parts[6]);
         assert_eq!(empty_v3.split('.').count(), 9);
         assert_eq!(parse(&empty_v3).map(|_| ()), Err(TokenError::Malformed));
-        for bad in ["v3.3.42.500.1000.abababababababababababababababab.!!.x.abc"] {
-            assert_eq!(parse(bad).map(|_| ()), Err(TokenError::Malformed), "{bad}");
-        }
+        let bad = "v3.3.42.500.1000.abababababababababababababababab.!!.x.abc";
+        assert_eq!(parse(bad).map(|_| ()), Err(TokenError::Malformed), "{bad}");
     }
 
     #[test]

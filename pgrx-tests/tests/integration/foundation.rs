@@ -288,48 +288,7 @@ fn the_registry_survives_pg_dump_and_restore() {
             db.role("bi")
         ))
         .unwrap();
-    let target = format!("{}_restored", db.name);
-    let c = cluster();
-    let dump = c
-        .command("pg_dump", "postgres", &db.name)
-        .output()
-        .expect("pg_dump");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let mut su = db.superuser();
-    su.batch_execute(&format!("CREATE DATABASE {target}"))
-        .unwrap();
-    let mut restore = c
-        .command("psql", "postgres", &target)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("psql");
-    {
-        use std::io::Write;
-        restore
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&dump.stdout)
-            .unwrap();
-    }
-    let out = restore.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut restored = qft_integration_tests::postgres::Client::connect(
-        &c.conninfo("postgres", &target),
-        qft_integration_tests::postgres::NoTls,
-    )
-    .unwrap();
+    let mut restored = db.dump_and_restore();
     let rows: Vec<String> = restored
         .query(
             "SELECT id || ':' || slug FROM tenant.tenants ORDER BY id",

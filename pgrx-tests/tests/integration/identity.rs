@@ -1303,48 +1303,7 @@ fn registry_identity_survives_pg_dump_and_restore() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let target = format!("{}_restored", db.name);
-    let dump = db
-        .cluster
-        .command("pg_dump", "postgres", &db.name)
-        .output()
-        .unwrap();
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    su.batch_execute(&format!("CREATE DATABASE {target}"))
-        .unwrap();
-    let mut restore = db
-        .cluster
-        .command("psql", "postgres", &target)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        restore
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&dump.stdout)
-            .unwrap();
-    }
-    let out = restore.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut restored = qft_integration_tests::postgres::Client::connect(
-        &db.cluster.conninfo("postgres", &target),
-        qft_integration_tests::postgres::NoTls,
-    )
-    .unwrap();
+    let mut restored = db.dump_and_restore();
     let got: Vec<String> = restored
         .query("SELECT uuid::text FROM tenant.tenants ORDER BY id", &[])
         .unwrap()
@@ -1364,9 +1323,6 @@ fn registry_identity_survives_pg_dump_and_restore() {
         &mut restored,
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'tenant.jwt_keys'::regclass"
     ));
-    drop(restored);
-    su.batch_execute(&format!("DROP DATABASE {target}"))
-        .unwrap();
 }
 
 /// The statement hooks sit around every statement of a session that loaded the library: an
