@@ -229,8 +229,8 @@ mod tests {
             // The user and role are covered by the MAC.
             let parts: Vec<&str> = t.split('.').collect();
             let mut forged = parts.clone();
-            let admin = URL_SAFE_NO_PAD.encode("admin");
-            forged[7] = &admin;
+            let escalated = URL_SAFE_NO_PAD.encode("owner");
+            forged[7] = &escalated;
             assert_eq!(
                 verify(&forged.join("."), KEY, 999, 0),
                 Err(TokenError::BadSignature)
