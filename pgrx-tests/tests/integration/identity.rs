@@ -1375,3 +1375,49 @@ fn errors_keep_their_fields_with_the_statement_hooks_installed() {
     );
     assert_eq!(db.all_projects().len(), 6);
 }
+
+/// The identity reaches parallel workers with the context (the getters are PARALLEL SAFE and will
+/// sit in policies): a per-row filter on the end user and role counts the same in the workers.
+#[test]
+fn parallel_workers_see_the_end_user_and_role() {
+    let db = jwt_db("jwt_parallel");
+    db.superuser()
+        .batch_execute(
+            "INSERT INTO public.projects SELECT 1 + g % 2, 1000 + g, CASE WHEN g % 4 = 0 THEN 'alice' ELSE 'viewer' END \
+             FROM generate_series(1, 20000) g; ANALYZE public.projects",
+        )
+        .unwrap();
+    let mut app = db.connect("app");
+    app.batch_execute(
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; \
+         SET max_parallel_workers_per_gather = 2; SET enable_indexscan = off; SET enable_bitmapscan = off",
+    )
+    .unwrap();
+    set_jwt(&mut app, &hs(&claims("acme", "alice", "viewer"))).unwrap();
+    let query = "SELECT count(*) FROM public.projects \
+                 WHERE name IN (tenant.current_user_id(), tenant.current_tenant_role())";
+    let plan: Vec<String> = app
+        .query(
+            &format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {query}"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    let launched = plan
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Workers Launched: "))
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(launched.is_some_and(|n| n >= 1), "{plan}");
+    // acme has the 10,000 even g: a quarter 'alice', the rest 'viewer'.
+    assert_eq!(one::<i64>(&mut app, query), 10_000);
+    app.batch_execute("SELECT tenant.set_tenant('acme')")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(&mut app, query),
+        0,
+        "plain set_tenant carries no identity"
+    );
+}
