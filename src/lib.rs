@@ -5,7 +5,9 @@ pgrx::pg_module_magic!();
 mod backup;
 mod catalog;
 mod context;
+mod cross_audit;
 mod error;
+mod jwt;
 mod migrate;
 mod privilege;
 mod settings;
@@ -37,6 +39,9 @@ pgrx::extension_sql_file!(
         "context_tables",
         context::registry_changed,
         context::require_superuser_sql,
+        context::current_user_id,
+        context::current_tenant_role,
+        jwt::request_id_sql,
         privilege::require_member_sql,
         privilege::acting_role_sql
     ]
@@ -104,6 +109,11 @@ pgrx::extension_sql_file!(
     requires = ["isolation", "schemas"]
 );
 pgrx::extension_sql_file!(
+    "../sql/identity.sql",
+    name = "identity",
+    requires = ["registry", "context_tables"]
+);
+pgrx::extension_sql_file!(
     "../sql/superuser.sql",
     name = "superuser",
     requires = ["registry"]
@@ -114,6 +124,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
     context::init();
+    cross_audit::init();
 }
 
 #[cfg(test)]

@@ -298,7 +298,8 @@ fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
 
 /// Runs `migration` in `schema` as the calling role: `search_path` = the schema, then
 /// `pg_catalog`, `pg_temp`; the tenant context = `tenant` (transaction-local, fixed for the step,
-/// cross-tenant mode off, no parallel workers, which would not share the fixed context); every
+/// cross-tenant mode off, no end user or tenant role, no parallel workers, which would not share
+/// the fixed context); every
 /// setting the migration changes (`SET ROLE`, `SET search_path`, ...) is rolled back afterwards
 /// and the user id restored, so nothing of it outlives the step or the CALL.
 fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
@@ -319,6 +320,8 @@ fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
         (c"search_path", path.as_c_str()),
         (settings::TENANT_ID, context.as_c_str()),
         (settings::CROSS_TENANT, c"off"),
+        // A step acts for its tenant, not for an end user the calling session may carry.
+        (settings::IDENTITY, c""),
         (c"max_parallel_workers_per_gather", c"0"),
     ];
     // As the calling role itself (no security-context bits): a migration may SET ROLE.
