@@ -1554,3 +1554,44 @@ fn a_migration_runs_with_the_callers_rights_only() {
     .unwrap();
     assert_escalation_failed(&db, "migration");
 }
+
+#[test]
+fn a_migration_step_carries_no_end_user_of_the_calling_session() {
+    // The migrator's session is in tenant a for end user alice (a signed context); the step for
+    // a's schema acts for the tenant, not for alice.
+    let db = pinned_fixture("mig_identity", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    su.batch_execute(&format!("GRANT tenant_user TO {}", db.role("admin")))
+        .unwrap();
+    let mut admin = db.connect("admin");
+    let token: String = one(
+        &mut admin,
+        "SELECT tenant.sign_context('a', user_id => 'alice', tenant_role => 'owner')",
+    );
+    admin
+        .execute("SELECT tenant.set_tenant_signed($1)", &[&token])
+        .unwrap();
+    assert_eq!(
+        one::<Option<String>>(&mut admin, "SELECT tenant.current_user_id()"),
+        Some("alice".to_string())
+    );
+    migrate(
+        &mut admin,
+        "v1",
+        "INSERT INTO items (label) SELECT coalesce(tenant.current_user_id(), 'no user') || '/'
+                                          || coalesce(tenant.current_tenant_role(), 'no role')",
+    )
+    .unwrap();
+    for slug in ["a", "b"] {
+        assert_eq!(
+            items(&mut su, slug)[1].1,
+            "no user/no role",
+            "tenant_{slug}"
+        );
+    }
+    // ... and the session's own context is as it was.
+    assert_eq!(
+        one::<Option<String>>(&mut admin, "SELECT tenant.current_user_id()"),
+        Some("alice".to_string())
+    );
+}
