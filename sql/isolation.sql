@@ -139,6 +139,7 @@ BEGIN
         SELECT c.relname INTO idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
          WHERE i.indrelid = tbl AND i.indkey[0] = att.attnum AND i.indnatts = 1 ORDER BY c.oid DESC LIMIT 1;
     END IF;
+    PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
     INSERT INTO tenant.isolated_tables (relid, tenant_column, allow_shared_rows, prior_rls, prior_force,
                                         added_default, added_not_null, added_index)
     VALUES (tbl, tenant_column, allow_shared_rows, rel.relrowsecurity, rel.relforcerowsecurity,
@@ -171,6 +172,7 @@ BEGIN
         PERFORM tenant._disable_isolation(part);
     END LOOP;
     PERFORM tenant._drop_qft_policies(tbl);
+    PERFORM tenant._quota_detach(tbl); -- usage and quotas (sql/quotas.sql)
     IF NOT rec.prior_force THEN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
     END IF;

@@ -79,6 +79,7 @@ BEGIN
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = '42710';
     END;
+    PERFORM tenant._quota_tenant_created(new_id); -- the tenant cap and tier defaults (sql/quotas.sql)
     IF with_schema THEN
         PERFORM tenant._create_tenant_schema(new_id);
     END IF;

@@ -589,7 +589,7 @@ fn current_tenant() -> Option<String> {
 /// whose binding does not allow it. Policies OR it into the tenant check; the permissive policy
 /// that uses it applies only to tenant_superuser.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
-fn cross_tenant_active() -> bool {
+pub fn cross_tenant_active() -> bool {
     let Some(local) = settings::cross_tenant_entry() else {
         return false;
     };
