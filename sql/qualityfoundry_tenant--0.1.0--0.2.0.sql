@@ -67,7 +67,8 @@ CREATE TABLE tenant.quota_status (
     singleton boolean PRIMARY KEY DEFAULT true CONSTRAINT quota_status_singleton CHECK (singleton),
     last_refresh_at timestamptz,
     last_refresh_ms double precision,
-    last_cap_check_at timestamptz
+    last_cap_check_at timestamptz,
+    worker_interval_s integer
 );
 INSERT INTO tenant.quota_status DEFAULT VALUES;
 CREATE TABLE tenant.rate_limits (
@@ -243,7 +244,7 @@ AS 'MODULE_PATHNAME', 'quota_changed_wrapper';
 
 -- qualityfoundry_tenant::quota::_quota_max_tenants
 CREATE OR REPLACE FUNCTION tenant."_quota_max_tenants"() RETURNS INT /* i32 */
-STRICT STABLE PARALLEL SAFE  
+STRICT STABLE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'max_tenants_wrapper';
 
@@ -4581,15 +4582,21 @@ BEGIN
 END
 $$;
 
--- For the usage worker: a failed sweep is a WARNING in the server log, and the worker goes on.
-CREATE OR REPLACE FUNCTION tenant._refresh_usage_logged() RETURNS void
+-- For the usage worker: records the interval it runs with (0: it is stopping), and sweeps. A
+-- failed sweep is a WARNING in the server log, and the worker goes on.
+CREATE OR REPLACE FUNCTION tenant._refresh_usage_logged(worker_interval integer) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM tenant._refresh_usage();
-EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'qualityfoundry_tenant: the usage sweep failed: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+    UPDATE tenant.quota_status SET worker_interval_s = worker_interval;
+    IF worker_interval > 0 THEN
+        BEGIN
+            PERFORM tenant._refresh_usage();
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'qualityfoundry_tenant: the usage sweep failed: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+        END;
+    END IF;
 END
 $$;
 

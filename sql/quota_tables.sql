@@ -33,14 +33,17 @@ CREATE TABLE tenant.quota_state (
 );
 COMMENT ON TABLE tenant.quota_state IS 'Measured usage and the storage write-limit flag per tenant. Maintained by tenant.refresh_usage().';
 
--- One row: when the last sweep ran (the usage worker's liveness), and the row every create_tenant
--- updates while qualityfoundry_tenant.max_tenants is set, so concurrent creates serialise on it
--- and the cap holds in every isolation level.
+-- One row: when the last sweep ran and the interval the usage worker last ran with (its liveness,
+-- which backends judge by: a client option can shadow the setting in a session that has not
+-- loaded the library, the table it cannot), and the row every create_tenant updates while
+-- qualityfoundry_tenant.max_tenants is set, so concurrent creates serialise on it and the cap
+-- holds in every isolation level.
 CREATE TABLE tenant.quota_status (
     singleton boolean PRIMARY KEY DEFAULT true CONSTRAINT quota_status_singleton CHECK (singleton),
     last_refresh_at timestamptz,
     last_refresh_ms double precision,
-    last_cap_check_at timestamptz
+    last_cap_check_at timestamptz,
+    worker_interval_s integer
 );
 INSERT INTO tenant.quota_status DEFAULT VALUES;
 

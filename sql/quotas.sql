@@ -319,15 +319,21 @@ BEGIN
 END
 $$;
 
--- For the usage worker: a failed sweep is a WARNING in the server log, and the worker goes on.
-CREATE OR REPLACE FUNCTION tenant._refresh_usage_logged() RETURNS void
+-- For the usage worker: records the interval it runs with (0: it is stopping), and sweeps. A
+-- failed sweep is a WARNING in the server log, and the worker goes on.
+CREATE OR REPLACE FUNCTION tenant._refresh_usage_logged(worker_interval integer) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM tenant._refresh_usage();
-EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'qualityfoundry_tenant: the usage sweep failed: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+    UPDATE tenant.quota_status SET worker_interval_s = worker_interval;
+    IF worker_interval > 0 THEN
+        BEGIN
+            PERFORM tenant._refresh_usage();
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'qualityfoundry_tenant: the usage sweep failed: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+        END;
+    END IF;
 END
 $$;
 

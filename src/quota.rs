@@ -148,6 +148,38 @@ pub fn sweep_overdue(last: Option<i64>, now: i64, interval_s: i32) -> bool {
     }
 }
 
+/// The interval a backend goes by: its setting, or, when that reads 0, the one the usage worker
+/// last ran with (`tenant.quota_status`). A client option can shadow the setting (to its default,
+/// 0) in a session that had not loaded the library; the table it cannot, and the worker itself
+/// records 0 when a DBA turns it off.
+pub fn effective_interval(setting: i32, worker_ran_with: Option<i32>) -> i32 {
+    if setting > 0 {
+        setting
+    } else {
+        worker_ran_with.unwrap_or(0).max(0)
+    }
+}
+
+/// A stored `max_tenants` value ("12", "-1"); None for anything else.
+pub fn parse_cap(text: &str) -> Option<i32> {
+    let t = text.trim();
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<i32>().ok().filter(|&v| v >= -1)
+}
+
+/// The stricter of two caps (-1, or any negative: none).
+pub fn stricter_cap(a: i32, b: i32) -> i32 {
+    match (a >= 0, b >= 0) {
+        (true, true) => a.min(b),
+        (true, false) => a,
+        (false, true) => b,
+        (false, false) => -1,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The per-backend cache of write-limited tenants.
 
@@ -215,6 +247,7 @@ fn with_latest_snapshot<R>(f: impl FnOnce() -> R) -> R {
 /// What a reload reads besides the flags.
 struct Status {
     last_refresh_at: Option<i64>,
+    worker_interval: Option<i32>,
     any_storage_limit: bool,
     owner: Oid,
 }
@@ -222,6 +255,7 @@ struct Status {
 const STATUS: &str = "SELECT 'tenant.quota_state'::regclass::oid, \
      (SELECT ((pg_catalog.date_part('epoch', s.last_refresh_at) - 946684800) * 1000000)::int8 \
         FROM tenant.quota_status s), \
+     (SELECT s.worker_interval_s FROM tenant.quota_status s), \
      EXISTS (SELECT FROM tenant.tenants t WHERE t.max_storage_mb IS NOT NULL), \
      (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'tenant')";
 const OVER: &str = "SELECT q.tenant_id, t.slug, q.bytes, q.max_storage_mb, q.measured_at::text \
@@ -235,8 +269,9 @@ fn load_flags() -> (HashMap<i64, Over>, Status) {
                 let relid = s.get::<Oid>(1)?.map(|o| o.to_u32()).unwrap_or(0);
                 let status = Status {
                     last_refresh_at: s.get::<i64>(2)?,
-                    any_storage_limit: s.get::<bool>(3)?.unwrap_or(false),
-                    owner: s.get::<Oid>(4)?.unwrap_or(pg_sys::InvalidOid),
+                    worker_interval: s.get::<i32>(3)?,
+                    any_storage_limit: s.get::<bool>(4)?.unwrap_or(false),
+                    owner: s.get::<Oid>(5)?.unwrap_or(pg_sys::InvalidOid),
                 };
                 STATE_RELID.0.set(relid);
                 let mut over = HashMap::new();
@@ -280,7 +315,7 @@ fn over_quota(tenant: i64) -> Option<Over> {
     }
     let generation = GENERATION.0.get();
     let (over, status) = load_flags();
-    let interval = REFRESH_INTERVAL.get();
+    let interval = effective_interval(REFRESH_INTERVAL.get(), status.worker_interval);
     let expires_at = if interval > 0 {
         now.saturating_add(i64::from(interval) * 1_000_000)
     } else {
@@ -351,11 +386,54 @@ fn quota_changed() {
     }
 }
 
-/// The cap, read here so that the library is loaded first (loading discards a placeholder a
-/// non-superuser SET before it was), whatever the SQL caller.
-#[pg_extern(schema = "tenant", name = "_quota_max_tenants", stable, parallel_safe)]
+// What `ALTER ROLE/DATABASE ... SET` and the configuration files say about the cap for the
+// session user in this database, most specific first (as PostgreSQL applies them at login).
+const STORED_CAP: &str = "SELECT s.v FROM ( \
+       SELECT pg_catalog.substr(cfg, 35) AS v, \
+              CASE WHEN d.setrole <> 0 AND d.setdatabase <> 0 THEN 1 WHEN d.setrole <> 0 THEN 2 ELSE 3 END AS prio \
+         FROM pg_catalog.pg_db_role_setting d CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg \
+        WHERE cfg LIKE 'qualityfoundry\\_tenant.max\\_tenants=%' \
+          AND ((d.setrole = $1 AND d.setdatabase IN (0, $2)) OR (d.setrole = 0 AND d.setdatabase = $2)) \
+       UNION ALL \
+       SELECT f.setting, 4 FROM pg_catalog.pg_file_settings f \
+        WHERE f.name = 'qualityfoundry_tenant.max_tenants' AND f.applied \
+     ) s ORDER BY s.prio LIMIT 1";
+
+/// The cap in force for this call. Read here, so the library is loaded first (loading discards a
+/// placeholder a non-superuser SET before it was). For a non-superuser the configured cap also
+/// holds when a client option shadowed it: in a session that had not loaded the library, a
+/// startup option (`-c qualityfoundry_tenant.max_tenants=...`) replaces the ALTER ROLE/DATABASE or
+/// postgresql.conf value in the placeholder and is then discarded, leaving the default (no cap).
+/// So the configured value is read from the catalog and the files too, and the stricter wins.
+#[pg_extern(
+    schema = "tenant",
+    name = "_quota_max_tenants",
+    stable,
+    parallel_unsafe
+)]
 fn max_tenants() -> i32 {
-    MAX_TENANTS.get()
+    let session = MAX_TENANTS.get();
+    if unsafe { pg_sys::superuser_arg(privilege::outer_caller()) } {
+        return session;
+    }
+    let stored = privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                STORED_CAP,
+                Some(1),
+                &[
+                    unsafe { pg_sys::GetSessionUserId() }.into(),
+                    unsafe { pg_sys::MyDatabaseId }.into(),
+                ],
+            )?;
+            context::first_value::<String>(t)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("reading the configured tenant cap", e));
+    match stored.as_deref().and_then(parse_cap) {
+        Some(cap) => stricter_cap(session, cap),
+        None => session,
+    }
 }
 
 #[pg_extern(
@@ -569,7 +647,7 @@ fn worker_alive(database: Oid) -> bool {
 /// the last sweep is overdue and no worker holds the lock. At most one attempt per interval per
 /// backend. Never fails the caller's statement: a full max_worker_processes is a WARNING.
 fn maybe_start_worker(status: &Status, now: i64) {
-    let interval = REFRESH_INTERVAL.get();
+    let interval = effective_interval(REFRESH_INTERVAL.get(), status.worker_interval);
     if !status.any_storage_limit || !sweep_overdue(status.last_refresh_at, now, interval) {
         return;
     }
@@ -640,6 +718,10 @@ pub extern "C-unwind" fn qft_usage_worker(_arg: pg_sys::Datum) {
         }
         let interval = REFRESH_INTERVAL.get();
         if interval <= 0 {
+            // Backends whose setting a client shadowed go by this (effective_interval).
+            BackgroundWorker::transaction(|| {
+                Spi::run("SELECT tenant._refresh_usage_logged(0)").expect("record the interval")
+            });
             break;
         }
         let present = BackgroundWorker::transaction(|| {
@@ -647,7 +729,11 @@ pub extern "C-unwind" fn qft_usage_worker(_arg: pg_sys::Datum) {
                 "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'qualityfoundry_tenant')",
             );
             if present == Ok(Some(true)) {
-                Spi::run("SELECT tenant._refresh_usage_logged()").expect("sweep");
+                Spi::run_with_args(
+                    "SELECT tenant._refresh_usage_logged($1)",
+                    &[interval.into()],
+                )
+                .expect("sweep");
                 true
             } else {
                 false
@@ -738,6 +824,31 @@ mod tests {
             !sweep_overdue(Some(10 * s), 0, 60),
             "a clock behind the sweep"
         );
+    }
+
+    #[test]
+    fn the_interval_falls_back_to_the_workers_own() {
+        assert_eq!(effective_interval(60, None), 60);
+        assert_eq!(effective_interval(60, Some(5)), 60);
+        assert_eq!(effective_interval(0, Some(5)), 5, "a shadowed setting");
+        assert_eq!(effective_interval(0, Some(0)), 0, "turned off");
+        assert_eq!(effective_interval(0, None), 0);
+        assert_eq!(effective_interval(0, Some(-3)), 0);
+    }
+
+    #[test]
+    fn stored_caps_parse_and_the_stricter_wins() {
+        assert_eq!(parse_cap("12"), Some(12));
+        assert_eq!(parse_cap("0"), Some(0));
+        assert_eq!(parse_cap("-1"), Some(-1));
+        for bad in ["", "-", "1e3", "12x", "-2", "99999999999", "+3"] {
+            assert_eq!(parse_cap(bad), None, "{bad:?}");
+        }
+        assert_eq!(stricter_cap(-1, 5), 5);
+        assert_eq!(stricter_cap(5, -1), 5);
+        assert_eq!(stricter_cap(3, 5), 3);
+        assert_eq!(stricter_cap(0, 5), 0);
+        assert_eq!(stricter_cap(-1, -1), -1);
     }
 
     #[test]

@@ -62,7 +62,8 @@ CREATE TABLE tenant.quota_status (
     singleton boolean PRIMARY KEY DEFAULT true CONSTRAINT quota_status_singleton CHECK (singleton),
     last_refresh_at timestamptz,
     last_refresh_ms double precision,
-    last_cap_check_at timestamptz
+    last_cap_check_at timestamptz,
+    worker_interval_s integer
 );
 INSERT INTO tenant.quota_status DEFAULT VALUES;
 CREATE TABLE tenant.rate_limits (

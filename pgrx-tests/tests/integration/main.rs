@@ -6,6 +6,7 @@ mod foundation;
 mod isolation;
 mod migrate;
 mod pooler;
+mod quotas;
 mod review;
 mod schemas;
 mod versions;
