@@ -114,6 +114,14 @@ FROM pg_catalog.pg_policy pol JOIN pg_catalog.pg_class c ON c.oid = pol.polrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname <> 'tenant'
 UNION ALL
+-- The extension's triggers on user tables (the storage guard, rate limits).
+SELECT 'user trigger ' || pg_catalog.quote_ident(t.tgname) || ' on ' || t.tgrelid::pg_catalog.regclass::text,
+       pg_catalog.pg_get_triggerdef(t.oid) || ' enabled ' || t.tgenabled::text
+FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant')
+  AND t.tgname LIKE 'qft\_%'
+UNION ALL
 SELECT 'user default ' || a.attrelid::pg_catalog.regclass::text || '.' || pg_catalog.quote_ident(a.attname),
        pg_catalog.pg_get_expr(d.adbin, d.adrelid)
 FROM pg_catalog.pg_attrdef d
