@@ -107,6 +107,7 @@ BEGIN
             -- Idempotent: re-assert what may have drifted, change nothing else.
             EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
             PERFORM tenant._isolation_policies(tbl, tenant_column, allow_shared_rows);
+            PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
             RETURN;
         END IF;
         PERFORM tenant._disable_isolation(tbl);
