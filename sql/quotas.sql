@@ -412,6 +412,33 @@ BEGIN
 END
 $$;
 
+-- Sets the limits flagged (the others stay) for set_limits and clear_limits: under the lock that
+-- keeps the sweep out, audited with the values they replace, the tenant's flag re-evaluated at once.
+CREATE OR REPLACE FUNCTION tenant._quota_change_limits(tid bigint, set_storage boolean, storage_mb integer,
+                                                       set_runs boolean, runs_per_day integer, action text)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before tenant.tenants;
+    after tenant.tenants;
+BEGIN
+    LOCK TABLE tenant.quota_state IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO before FROM tenant.tenants x WHERE x.id = tid FOR UPDATE;
+    UPDATE tenant.tenants x
+       SET max_storage_mb = CASE WHEN set_storage THEN storage_mb ELSE x.max_storage_mb END,
+           max_runs_per_day = CASE WHEN set_runs THEN runs_per_day ELSE x.max_runs_per_day END
+     WHERE x.id = tid
+    RETURNING x.* INTO after;
+    PERFORM tenant._audit(action, after.slug, tid,
+                          jsonb_build_object('max_storage_mb', after.max_storage_mb,
+                                             'max_runs_per_day', after.max_runs_per_day,
+                                             'previous', jsonb_build_object('max_storage_mb', before.max_storage_mb,
+                                                                            'max_runs_per_day', before.max_runs_per_day)));
+    PERFORM tenant._quota_reassess(tid);
+END
+$$;
+
 -- NULL leaves a limit as it is (as set_role_rules does); tenant.clear_limits() removes one.
 CREATE OR REPLACE FUNCTION tenant.set_limits(tenant text, max_storage_mb integer DEFAULT NULL,
                                              max_runs_per_day integer DEFAULT NULL) RETURNS void
@@ -420,7 +447,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tenant.tenants;
-    changed tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tenant');
     t := tenant._resolve(tenant);
@@ -430,18 +456,9 @@ BEGIN
     END IF;
     PERFORM tenant._quota_check_limit('max_storage_mb', set_limits.max_storage_mb);
     PERFORM tenant._quota_check_limit('max_runs_per_day', set_limits.max_runs_per_day);
-    LOCK TABLE tenant.quota_state IN SHARE ROW EXCLUSIVE MODE;
-    UPDATE tenant.tenants x
-       SET max_storage_mb = coalesce(set_limits.max_storage_mb, x.max_storage_mb),
-           max_runs_per_day = coalesce(set_limits.max_runs_per_day, x.max_runs_per_day)
-     WHERE x.id = t.id
-    RETURNING x.* INTO changed;
-    PERFORM tenant._audit('limits_set', t.slug, t.id,
-                          jsonb_build_object('max_storage_mb', changed.max_storage_mb,
-                                             'max_runs_per_day', changed.max_runs_per_day,
-                                             'previous', jsonb_build_object('max_storage_mb', t.max_storage_mb,
-                                                                            'max_runs_per_day', t.max_runs_per_day)));
-    PERFORM tenant._quota_reassess(t.id);
+    PERFORM tenant._quota_change_limits(t.id, set_limits.max_storage_mb IS NOT NULL, set_limits.max_storage_mb,
+                                        set_limits.max_runs_per_day IS NOT NULL, set_limits.max_runs_per_day,
+                                        'limits_set');
     PERFORM tenant._usage_worker_check();
 END
 $$;
@@ -454,7 +471,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tenant.tenants;
-    changed tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'clear the limits of a tenant');
     t := tenant._resolve(tenant);
@@ -465,18 +481,8 @@ BEGIN
         RAISE EXCEPTION 'no limit to clear for tenant "%"', t.slug USING ERRCODE = '22023',
             HINT = 'Pass max_storage_mb => true and/or max_runs_per_day => true.';
     END IF;
-    LOCK TABLE tenant.quota_state IN SHARE ROW EXCLUSIVE MODE;
-    UPDATE tenant.tenants x
-       SET max_storage_mb = CASE WHEN clear_limits.max_storage_mb THEN NULL ELSE x.max_storage_mb END,
-           max_runs_per_day = CASE WHEN clear_limits.max_runs_per_day THEN NULL ELSE x.max_runs_per_day END
-     WHERE x.id = t.id
-    RETURNING x.* INTO changed;
-    PERFORM tenant._audit('limits_cleared', t.slug, t.id,
-                          jsonb_build_object('max_storage_mb', changed.max_storage_mb,
-                                             'max_runs_per_day', changed.max_runs_per_day,
-                                             'previous', jsonb_build_object('max_storage_mb', t.max_storage_mb,
-                                                                            'max_runs_per_day', t.max_runs_per_day)));
-    PERFORM tenant._quota_reassess(t.id);
+    PERFORM tenant._quota_change_limits(t.id, clear_limits.max_storage_mb, NULL,
+                                        clear_limits.max_runs_per_day, NULL, 'limits_cleared');
 END
 $$;
 

@@ -1267,3 +1267,108 @@ fn the_usage_worker_starts_without_preloading_and_keeps_the_flags_fresh() {
     );
     drop(others);
 }
+
+fn quota_triggers(su: &mut Client) -> Vec<String> {
+    su.query(
+        "SELECT tgrelid::regclass::text || ' ' || tgname FROM pg_trigger WHERE tgname LIKE 'qft%' ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn isolation_and_pinning_install_the_guards_and_disabling_removes_them() {
+    let db = quota_db("quota_lifecycle");
+    let mut su = db.superuser();
+    su.batch_execute(
+        "CREATE SCHEMA tenant_template;
+         CREATE TABLE tenant_template.runs (id serial PRIMARY KEY, at timestamptz DEFAULT now());
+         SELECT tenant.create_tenant('initech', with_schema => true);
+         CREATE TABLE public.jobs (tenant_id bigint NOT NULL, id int);",
+    )
+    .unwrap();
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute(
+            "SELECT tenant.enable_isolation('public.jobs');
+             SELECT tenant.limit_rate('public.jobs', 10);
+             SELECT tenant.limit_rate('tenant_initech.runs', 2);",
+        )
+        .unwrap();
+    // The extension's triggers are not drift: the template has none, as it has no pins.
+    assert_eq!(
+        one::<i64>(&mut admin, "SELECT count(*) FROM tenant.schema_drift()"),
+        0
+    );
+    // A table created later in the tenant schema is pinned, and guarded, too.
+    su.batch_execute("CREATE TABLE tenant_initech.later (id int)")
+        .unwrap();
+    assert_eq!(
+        quota_triggers(&mut su),
+        [
+            "jobs qft_rate_limit",
+            "jobs qft_storage_quota",
+            "projects qft_storage_quota",
+            "tenant_initech.later qft_storage_quota",
+            "tenant_initech.runs qft_rate_limit",
+            "tenant_initech.runs qft_storage_quota",
+        ]
+    );
+    // A pinned table is rate-limited for its tenant.
+    let mut app = db.connect_in("app", "initech");
+    app.batch_execute("INSERT INTO tenant_initech.runs DEFAULT VALUES; INSERT INTO tenant_initech.runs DEFAULT VALUES")
+        .unwrap();
+    expect_sqlstate(
+        app.batch_execute("INSERT INTO tenant_initech.runs DEFAULT VALUES"),
+        "53400",
+    );
+    // disable_isolation removes what isolation and limit_rate added (audited); enabling again
+    // brings the storage guard back, not the rate limit.
+    admin
+        .batch_execute("SELECT tenant.disable_isolation('public.jobs')")
+        .unwrap();
+    assert!(!quota_triggers(&mut su)
+        .iter()
+        .any(|t| t.starts_with("jobs ")));
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM tenant.rate_limits WHERE relid = 'public.jobs'::regclass"
+        ),
+        0
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT count(*) FROM tenant.audit_log WHERE action = 'rate_limit_removed' AND target = 'public.jobs'"
+        ),
+        1
+    );
+    admin
+        .batch_execute("SELECT tenant.enable_isolation('public.jobs'); SELECT tenant.enable_isolation('public.jobs')")
+        .unwrap();
+    assert_eq!(
+        quota_triggers(&mut su)
+            .into_iter()
+            .filter(|t| t.starts_with("jobs "))
+            .collect::<Vec<_>>(),
+        ["jobs qft_storage_quota"]
+    );
+    // A tenant with measurements and counters can be dropped; they go with it.
+    admin
+        .batch_execute(
+            "CALL tenant.refresh_usage();
+             SELECT tenant.drop_tenant('initech', drop_schema => true);",
+        )
+        .unwrap();
+    assert_eq!(
+        one::<i64>(
+            &mut su,
+            "SELECT (SELECT count(*) FROM tenant.quota_state WHERE tenant_id = 3) + (SELECT count(*) FROM tenant.rate_counters WHERE tenant_id = 3)"
+        ),
+        0
+    );
+}
