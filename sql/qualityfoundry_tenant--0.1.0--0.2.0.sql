@@ -242,6 +242,12 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'quota_changed_wrapper';
 
+-- qualityfoundry_tenant::quota::_quota_exempt
+CREATE OR REPLACE FUNCTION tenant."_quota_exempt"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'quota_exempt_wrapper';
+
 -- qualityfoundry_tenant::quota::_quota_max_tenants
 CREATE OR REPLACE FUNCTION tenant."_quota_max_tenants"() RETURNS INT /* i32 */
 STRICT STABLE PARALLEL UNSAFE  
@@ -4310,8 +4316,8 @@ DECLARE
     total bigint;
     today date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
-    IF tenant.cross_tenant_active() THEN
-        RETURN NULL;
+    IF tenant.cross_tenant_active() OR tenant._quota_exempt() THEN
+        RETURN NULL; -- audited cross-tenant mode, tenant_admin members: neither limited nor counted
     END IF;
     tid := tenant.current_tenant_id();
     IF tid IS NULL THEN

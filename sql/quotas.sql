@@ -46,8 +46,8 @@ DECLARE
     total bigint;
     today date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
-    IF tenant.cross_tenant_active() THEN
-        RETURN NULL;
+    IF tenant.cross_tenant_active() OR tenant._quota_exempt() THEN
+        RETURN NULL; -- audited cross-tenant mode, tenant_admin members: neither limited nor counted
     END IF;
     tid := tenant.current_tenant_id();
     IF tid IS NULL THEN

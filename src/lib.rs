@@ -103,7 +103,8 @@ pgrx::extension_sql_file!(
         quota::over_storage_limit_sql,
         quota::estimated_rows_sql,
         quota::table_usage,
-        quota::usage_worker_check
+        quota::usage_worker_check,
+        quota::quota_exempt
     ]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

@@ -334,6 +334,13 @@ fn over_quota(tenant: i64) -> Option<Over> {
     hit
 }
 
+/// Whether the role acting (the outer one) is exempt from quotas: tenant_admin members and
+/// superusers. For the rate guard; the storage guard asks the same.
+#[pg_extern(schema = "tenant", name = "_quota_exempt", stable, parallel_safe)]
+fn quota_exempt() -> bool {
+    privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
+}
+
 /// Refuses the statement if the current tenant is write-limited. Statement level: outside
 /// cross-tenant mode row security confines the statement's rows to the current tenant.
 #[pg_trigger(sql = false)]
@@ -357,7 +364,13 @@ fn storage_guard<'a>(
         return Ok(None);
     };
     if let Some(over) = over_quota(tenant) {
-        if !context::cross_tenant_active() {
+        // Quotas limit what a tenant's application writes: audited cross-tenant mode, and
+        // tenant_admin members (migrations, DBAs) acting in a tenant's context, go through. The
+        // role asked is the outer one, so a SECURITY DEFINER function the application calls does
+        // not lend its owner's exemption.
+        if !context::cross_tenant_active()
+            && !privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
+        {
             error::raise(
                 PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
                 storage_refusal(&over.slug, over.bytes, over.max_mb),

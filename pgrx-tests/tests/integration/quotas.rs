@@ -160,6 +160,12 @@ fn a_tenant_over_its_storage_limit_is_write_limited_exactly_while_over() {
              UPDATE public.projects SET name = 'fixed' WHERE tenant_id = 1 AND id = 9000;",
         )
         .expect("cross-tenant mode keeps working");
+    // A tenant_admin member working in acme's context (a migration, a DBA) is not limited.
+    su.batch_execute(&format!("GRANT tenant_user TO {}", db.role("admin")))
+        .unwrap();
+    let mut dba = db.connect_in("admin", "acme");
+    dba.batch_execute("INSERT INTO public.projects (id, name) VALUES (9001, 'dba fix')")
+        .expect("tenant_admin members are not limited");
 
     // Deleting brings acme under the limit (its share is by rows: the space its rows left is
     // everyone's until VACUUM): writable again after the next sweep, not before.
@@ -472,6 +478,19 @@ fn the_storage_guard_cannot_be_dodged_or_switched_off_by_the_application() {
              AS $$ INSERT INTO public.projects (id, name) VALUES (i, 'sneak') $$;",
     )
     .unwrap();
+    // A SECURITY DEFINER function of a tenant_admin member, callable by the application: its
+    // owner's exemption is not lent to the caller.
+    su.batch_execute(&format!(
+        "CREATE SCHEMA adminown AUTHORIZATION {admin};
+         SET ROLE {admin};
+         CREATE FUNCTION adminown.insert_for_me(i int) RETURNS void LANGUAGE sql SECURITY DEFINER
+             SET search_path = pg_catalog AS $$ INSERT INTO public.projects (id, name) VALUES (i, 'lent') $$;
+         GRANT USAGE ON SCHEMA adminown TO {app_role};
+         GRANT EXECUTE ON FUNCTION adminown.insert_for_me(int) TO {app_role};
+         RESET ROLE;",
+        admin = db.role("admin")
+    ))
+    .unwrap();
     let mut admin = db.connect("admin");
     admin
         .batch_execute(
@@ -504,6 +523,7 @@ fn the_storage_guard_cannot_be_dodged_or_switched_off_by_the_application() {
         "INSERT INTO appown.v (id, name) VALUES (5004, 'view')",
         "UPDATE appown.v SET name = 'view' WHERE id = 100",
         "SELECT appown.sneak(5005)",
+        "SELECT adminown.insert_for_me(5009)",
         "INSERT INTO public.parts VALUES (1, 2, 'parent')",
         "INSERT INTO public.parts_acme VALUES (1, 3, 'partition directly')",
         "UPDATE public.parts_acme SET name = 'partition directly'",
