@@ -4409,6 +4409,19 @@ BEGIN
 END
 $$;
 
+-- Drops one of the extension's triggers from tbl if it is there (DROP TRIGGER IF EXISTS would
+-- say NOTICE for every table that has none).
+CREATE OR REPLACE FUNCTION tenant._quota_drop_trigger(tbl regclass, trigger_name name) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl AND g.tgname = trigger_name) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+    END IF;
+END
+$$;
+
 -- The one call _disable_isolation makes: removes what _quota_attach and limit_rate put on tbl.
 CREATE OR REPLACE FUNCTION tenant._quota_detach(tbl regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -4417,8 +4430,8 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS qft_storage_quota ON %s', tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS qft_rate_limit ON %s', tbl);
+    PERFORM tenant._quota_drop_trigger(tbl, 'qft_storage_quota');
+    PERFORM tenant._quota_drop_trigger(tbl, 'qft_rate_limit');
     FOR r IN DELETE FROM tenant.rate_limits l WHERE l.relid = tbl OR l.counted_as = tbl
              RETURNING l.relid, l.counted_as, l.max_inserts_per_day LOOP
         IF r.relid = tbl AND r.counted_as = tbl THEN
@@ -4426,7 +4439,7 @@ BEGIN
                                   jsonb_build_object('max_inserts_per_day', r.max_inserts_per_day,
                                                      'reason', 'isolation disabled'));
         ELSIF r.relid <> tbl AND EXISTS (SELECT FROM pg_class c WHERE c.oid = r.relid) THEN
-            EXECUTE format('DROP TRIGGER IF EXISTS qft_rate_limit ON %s', r.relid);
+            PERFORM tenant._quota_drop_trigger(r.relid, 'qft_rate_limit');
         END IF;
     END LOOP;
 END
@@ -4889,7 +4902,9 @@ BEGIN
             HINT = 'tenant.rate_limits lists them; a partition counts against its partitioned table''s limit.';
     END IF;
     FOR part IN DELETE FROM tenant.rate_limits l WHERE l.counted_as = tbl RETURNING l.relid LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS qft_rate_limit ON %s', part);
+        IF EXISTS (SELECT FROM pg_class c WHERE c.oid = part) THEN
+            PERFORM tenant._quota_drop_trigger(part, 'qft_rate_limit');
+        END IF;
     END LOOP;
     PERFORM tenant._audit('rate_limit_removed', tbl::text, NULL,
                           jsonb_build_object('max_inserts_per_day', prev.max_inserts_per_day));
