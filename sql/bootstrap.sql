@@ -3,6 +3,8 @@
 -- replays every other SQL file, but tables change only through the prelude in sql/upgrade/.
 -- CREATE SCHEMA without IF NOT EXISTS: an existing schema "tenant" makes CREATE EXTENSION fail
 -- (42P06) instead of being adopted, so DROP EXTENSION never removes something it did not create.
+-- The schema is an extension member (the control file names no schema), so pg_dump never dumps it
+-- on its own and DROP EXTENSION removes it.
 CREATE SCHEMA tenant;
 COMMENT ON SCHEMA tenant IS 'qualityfoundry_tenant: tenant registry, context and isolation';
 

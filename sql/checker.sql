@@ -501,14 +501,22 @@ BEGIN
     -- 10. Unique and primary-key constraints, and unique indexes, on isolated tables whose key does
     --     not include the tenant column: a duplicate-key error tells whether a key exists in another
     --     tenant. (Indexes of partitions attached to a partitioned index are fixed at the parent.)
+    --     A key of one column whose values come from a sequence (identity, serial) is a warning: the
+    --     sequence is shared by every tenant, so each tenant already sees which values were handed
+    --     out (the gaps between its own keys); the probe adds little, but a tenant can still take a
+    --     value another tenant's insert is about to get, making that insert fail.
     RETURN QUERY
-        SELECT 'error',
+        SELECT CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts) THEN 'warning' ELSE 'error' END,
                CASE WHEN k.oid IS NOT NULL THEN format('constraint %I on table %s', k.conname, c.oid::regclass)
                     ELSE format('index %s', x.indexrelid::regclass) END,
-               format('is a %s on isolated table %s without its tenant column %I: a duplicate-key error tells whether a key '
-                      'exists in another tenant',
+               format('is a %s on isolated table %s without its tenant column %I: %s',
                       CASE WHEN x.indisprimary THEN 'primary key' WHEN k.oid IS NOT NULL THEN 'unique constraint' ELSE 'unique index' END,
-                      c.oid::regclass, i.tenant_column),
+                      c.oid::regclass, i.tenant_column,
+                      CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts)
+                           THEN 'its values come from a sequence that every tenant draws from, so a duplicate-key error only '
+                                'confirms what the gaps in a tenant''s own keys already show (which values were handed out); '
+                                'but a tenant that inserts a value explicitly can make another tenant''s next insert fail'
+                           ELSE 'a duplicate-key error tells whether a key exists in another tenant' END),
                CASE WHEN k.oid IS NOT NULL THEN
                         -- Where the tenant column may be NULL (shared rows) a primary key cannot hold
                         -- it: the key becomes UNIQUE NULLS NOT DISTINCT, which keeps shared rows unique too.
@@ -634,8 +642,9 @@ BEGIN
            AND NOT r.rolsuper AND r.oid <> c.relowner
            AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
                 OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           -- (superusers are members of every role: they do not count)
            AND EXISTS (SELECT FROM pg_roles l
-                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
                           AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
         UNION ALL
         SELECT 'error', 'table tenant.signing_keys',
@@ -651,3 +660,18 @@ REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
     tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
+
+-- Whether a unique key is a single column whose values come from a sequence: an identity column,
+-- or a default that calls nextval() of a sequence (serial, bigserial). For check kind 10.
+CREATE OR REPLACE FUNCTION tenant._chk_sequence_key(rel oid, indkey int2vector, nkeys smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $3 = 1 AND (
+        EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum = $2[0] AND a.attidentity IN ('a', 'd'))
+        OR EXISTS (SELECT FROM pg_attrdef d
+                     JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                                     AND p.refclassid = 'pg_class'::regclass
+                     JOIN pg_class s ON s.oid = p.refobjid AND s.relkind = 'S'
+                    WHERE d.adrelid = $1 AND d.adnum = $2[0]))
+$$;

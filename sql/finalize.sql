@@ -6,6 +6,9 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tenant FROM PUBLIC;
 REVOKE ALL ON SCHEMA tenant FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA tenant TO tenant_user, tenant_superuser, tenant_admin;
+-- And to everyone: the getters are PUBLIC, and a role that calls one by name (a BI login bound to
+-- a tenant showing tenant.current_tenant()) needs it; everything else in the schema stays revoked.
+GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active() TO PUBLIC;
 
@@ -17,17 +20,19 @@ TO tenant_user;
 GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text, boolean), tenant.exit_cross_tenant() TO tenant_superuser;
 
 GRANT EXECUTE ON FUNCTION
-    tenant.create_tenant(text, text, text, boolean), tenant.suspend_tenant(text), tenant.resume_tenant(text),
+    tenant.create_tenant(text, text, text, boolean, bigint), tenant.suspend_tenant(text), tenant.resume_tenant(text),
     tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text, boolean), tenant.unbind_role(regrole),
     tenant.set_role_rules(regrole, boolean, text), tenant.drop_role_rules(regrole),
     tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
-    tenant.mark_shared(regclass), tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
+    tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
+    tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
-GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables
+GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables,
+    tenant.shared_patterns
 TO tenant_admin;
 
 -- migrate_all (sql/migrate.sql). The procedures are SECURITY INVOKER and call the helpers as the

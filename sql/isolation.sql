@@ -80,6 +80,8 @@ DECLARE
     added_default boolean := false;
     added_not_null boolean := false;
     part regclass;
+    unknown bigint;
+    unknown_ids bigint[];
 BEGIN
     IF tbl IS NULL OR tenant_column IS NULL OR allow_shared_rows IS NULL THEN
         RAISE EXCEPTION 'tbl, tenant_column and allow_shared_rows must not be NULL' USING ERRCODE = '22004';
@@ -107,6 +109,11 @@ BEGIN
             -- Idempotent: re-assert what may have drifted, change nothing else.
             EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
             PERFORM tenant._isolation_policies(tbl, tenant_column, allow_shared_rows);
+            PERFORM tenant._add_fill_trigger(tbl, tenant_column, allow_shared_rows);
+            FOR part IN SELECT h.inhrelid::regclass FROM pg_inherits h WHERE h.inhparent = tbl
+                           AND NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::oid = h.inhrelid) LOOP
+                PERFORM tenant._enable_isolation(part, tenant_column, allow_shared_rows);
+            END LOOP;
             PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
             RETURN;
         END IF;
@@ -117,12 +124,18 @@ BEGIN
           FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped;
     END IF;
 
-    IF NOT allow_shared_rows THEN
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NULL', tbl, tenant_column) INTO n;
-        IF n > 0 THEN
-            RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
-                HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
-        END IF;
+    -- One scan: NULL tenants, and tenant ids the registry does not know (rows left by DROP
+    -- EXTENSION ... CASCADE). Children of an isolated parent were scanned with it.
+    EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
+                           count(*) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)),
+                           (array_agg(DISTINCT x.%1$I::bigint) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)))[1:10]
+                      FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_ids;
+    IF NOT allow_shared_rows AND n > 0 THEN
+        RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
+            HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent WHERE h.inhrelid = tbl) THEN
+        PERFORM tenant._warn_unknown_tenant_ids(tbl, unknown, unknown_ids);
     END IF;
 
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
@@ -140,6 +153,7 @@ BEGIN
         SELECT c.relname INTO idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
          WHERE i.indrelid = tbl AND i.indkey[0] = att.attnum AND i.indnatts = 1 ORDER BY c.oid DESC LIMIT 1;
     END IF;
+    PERFORM tenant._add_fill_trigger(tbl, tenant_column, allow_shared_rows);
     PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
     INSERT INTO tenant.isolated_tables (relid, tenant_column, allow_shared_rows, prior_rls, prior_force,
                                         added_default, added_not_null, added_index)
@@ -173,6 +187,7 @@ BEGIN
         PERFORM tenant._disable_isolation(part);
     END LOOP;
     PERFORM tenant._drop_qft_policies(tbl);
+    PERFORM tenant._drop_fill_trigger(tbl);
     PERFORM tenant._quota_detach(tbl); -- usage and quotas (sql/quotas.sql)
     IF NOT rec.prior_force THEN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
@@ -292,7 +307,12 @@ END
 $$;
 
 -- auto_isolate: isolate every new table that has a tenant_id column; in strict mode, also reject
--- new tables without one in schemas that already hold isolated tables.
+-- new tables without one in schemas that already hold isolated tables; in add_column mode give
+-- such tables a tenant_id column (defaulting to the context) and isolate them instead. New tables
+-- matching a shared pattern (tenant.mark_shared_like) are marked shared in every mode.
+-- Never touched: the tables of any extension (CREATE EXTENSION runs its script with this trigger
+-- in force -- this extension's own ledger has a tenant_id column), schema tenant, partitions (they
+-- follow their parent, sql/lifecycle.sql), temporary tables, and the tables of a restore.
 -- SECURITY DEFINER: it fires for whoever creates the table, who cannot (and must not) alter policies.
 CREATE OR REPLACE FUNCTION tenant._auto_isolate() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -307,26 +327,43 @@ BEGIN
     -- and loading discards it. Then the setting can only hold what a superuser chose.
     PERFORM tenant.cross_tenant_active();
     mode := lower(coalesce(current_setting('qualityfoundry_tenant.auto_isolate', true), 'off'));
-    IF mode NOT IN ('on', 'strict') THEN
+    IF tenant._restoring() THEN
         RETURN;
     END IF;
-    FOR cmd IN SELECT objid::regclass AS rel FROM pg_event_trigger_ddl_commands()
-                WHERE object_type IN ('table') AND command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') LOOP
-        CONTINUE WHEN EXISTS (SELECT FROM pg_class WHERE oid = cmd.rel AND (relispartition OR relpersistence = 't'));
+    FOR cmd IN SELECT d.objid::regclass AS rel, s.nspname, c.relname, c.relnamespace
+                 FROM pg_event_trigger_ddl_commands() d
+                 JOIN pg_class c ON c.oid = d.objid
+                 JOIN pg_namespace s ON s.oid = c.relnamespace
+                WHERE d.object_type = 'table' AND d.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+                  AND NOT d.in_extension AND s.nspname <> 'tenant'
+                  AND NOT c.relispartition AND c.relpersistence <> 't'
+                  AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid
+                                    AND e.deptype = 'e')
+                  AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid::oid = c.oid)
+                  AND NOT EXISTS (SELECT FROM tenant.shared_tables x WHERE x.relid::oid = c.oid) LOOP
+        IF EXISTS (SELECT FROM tenant.shared_patterns p WHERE p.schema_name = cmd.nspname AND cmd.relname LIKE p.pattern) THEN
+            INSERT INTO tenant.shared_tables (relid) VALUES (cmd.rel);
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN mode NOT IN ('on', 'strict', 'add_column');
         IF EXISTS (SELECT FROM pg_attribute WHERE attrelid = cmd.rel AND attname = 'tenant_id' AND attnum > 0
                      AND NOT attisdropped) THEN
-            IF NOT EXISTS (SELECT FROM tenant.isolated_tables WHERE relid = cmd.rel) THEN
-                PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
-            END IF;
-        ELSIF mode = 'strict' THEN
+            PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
+        ELSIF mode IN ('strict', 'add_column') THEN
             SELECT EXISTS (SELECT FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
-                            WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = cmd.rel))
+                            WHERE c.relnamespace = cmd.relnamespace)
               INTO schema_isolated;
-            IF schema_isolated AND NOT EXISTS (SELECT FROM tenant.shared_tables WHERE relid = cmd.rel) THEN
+            CONTINUE WHEN NOT schema_isolated;
+            IF mode = 'add_column' THEN
+                EXECUTE format('ALTER TABLE %I.%I ADD COLUMN tenant_id bigint DEFAULT tenant.current_tenant_id()',
+                               cmd.nspname, cmd.relname);
+                PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
+            ELSE
                 RAISE EXCEPTION 'table % has no tenant_id column', cmd.rel USING ERRCODE = '42P16',
                     DETAIL = 'qualityfoundry_tenant.auto_isolate is strict and its schema holds isolated tables.',
                     HINT = 'Add a tenant_id column; for a deliberately global table a superuser can SET LOCAL '
-                           'qualityfoundry_tenant.auto_isolate = on, create it, then call tenant.mark_shared().';
+                           'qualityfoundry_tenant.auto_isolate = on, create it, then call tenant.mark_shared() '
+                           '(or mark its name shared beforehand with tenant.mark_shared_like()).';
             END IF;
         END IF;
     END LOOP;

@@ -10,6 +10,28 @@
 -- those). Keep the policy getters (current_tenant_id, cross_tenant_active): user policies depend
 -- on them, so their signatures never change.
 
+-- First: 0.1.0's auto_isolate event trigger would isolate tables this script creates (with
+-- auto_isolate on, any table with a tenant_id column). sql/isolation.sql, replayed below,
+-- re-creates it (enabled) with 0.2.0's function, which leaves extension tables alone.
+DO $quiet$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_auto_isolate') THEN
+        ALTER EVENT TRIGGER qft_auto_isolate DISABLE;
+    END IF;
+END
+$quiet$;
+
+-- sql/lifecycle_tables.sql: shared table name patterns.
+CREATE TABLE tenant.shared_patterns (
+    schema_name name NOT NULL,
+    pattern text NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (schema_name, pattern)
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.shared_patterns', '');
+
+-- create_tenant gained a trailing `id bigint DEFAULT NULL`.
+DROP FUNCTION tenant.create_tenant(text, text, text, boolean);
 -- Tenant context hardening (issue 10): the rules that guard a role live in the registry.
 ALTER TABLE tenant.role_bindings ADD COLUMN allow_cross_tenant boolean NOT NULL DEFAULT false;
 CREATE TABLE tenant.role_rules (
@@ -88,6 +110,62 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.rate_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
 
 -- ===== every replayable object of the 0.2.0 install script =====
+-- qualityfoundry_tenant::catalog::_clone_plan_rs
+CREATE OR REPLACE FUNCTION tenant."_clone_plan_rs"(
+	"source" TEXT, /* & str */
+	"target" TEXT /* & str */
+) RETURNS TABLE (
+	"step" INT,  /* i32 */
+	"phase" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"ddl" TEXT  /* String */
+)
+STRICT STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'clone_plan_rs_wrapper';
+
+-- qualityfoundry_tenant::catalog::_clone_schema_rs
+CREATE OR REPLACE FUNCTION tenant."_clone_schema_rs"(
+	"source" TEXT, /* & str */
+	"target" TEXT /* & str */
+) RETURNS INT /* i32 */
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'clone_schema_rs_wrapper';
+
+-- qualityfoundry_tenant::catalog::_schema_describe_rs
+CREATE OR REPLACE FUNCTION tenant."_schema_describe_rs"(
+	"schema" TEXT /* & str */
+) RETURNS json /* pgrx :: Json */
+STRICT STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schema_describe_rs_wrapper';
+
+-- qualityfoundry_tenant::catalog::_schema_diff_rs
+CREATE OR REPLACE FUNCTION tenant."_schema_diff_rs"(
+	"a" TEXT, /* & str */
+	"b" TEXT /* & str */
+) RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"property" TEXT,  /* Option < String > */
+	"difference" TEXT  /* String */
+)
+STRICT STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schema_diff_rs_wrapper';
+
+-- qualityfoundry_tenant::catalog::_schema_drift_rs
+CREATE OR REPLACE FUNCTION tenant."_schema_drift_rs"(
+	"schema" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"schema" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"difference" TEXT  /* String */
+)
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schema_drift_rs_wrapper';
+
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE  
@@ -330,6 +408,28 @@ CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR T
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_rules
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+-- On a logical replication subscriber the registry changes too, by the apply worker, which runs
+-- with session_replication_role = replica (ordinary triggers do not fire) and fires only row
+-- triggers (statement triggers only for TRUNCATE and the initial copy). So the statement triggers
+-- fire ALWAYS, and a row trigger fires in replica sessions only: a tenant suspended on the
+-- publisher is suspended in every subscriber session from its next statement, and the primary
+-- pays nothing per row.
+ALTER TABLE tenant.tenants ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.role_bindings ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.signing_keys ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.role_rules ENABLE ALWAYS TRIGGER registry_changed;
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.tenants
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.role_bindings
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.signing_keys
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.role_rules
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+ALTER TABLE tenant.tenants ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.role_bindings ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.signing_keys ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.role_rules ENABLE REPLICA TRIGGER registry_changed_replica;
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
 CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
@@ -355,13 +455,18 @@ BEGIN
 END
 $$;
 
+-- id: re-create a tenant with the id its rows still carry (after DROP EXTENSION ... CASCADE and
+-- CREATE EXTENSION). Without it the id comes from the registry's sequence, and a generated id that
+-- isolated tables already hold rows for is refused: the new tenant would inherit them.
 CREATE OR REPLACE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
-                                     with_schema boolean DEFAULT false)
+                                     with_schema boolean DEFAULT false, id bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
+    held record;
+    conflict name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'create a tenant');
     IF slug IS NULL OR slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
@@ -375,14 +480,47 @@ BEGIN
     IF with_schema IS NULL THEN
         RAISE EXCEPTION 'with_schema must not be NULL' USING ERRCODE = '22004';
     END IF;
+    IF create_tenant.id <= 0 THEN
+        RAISE EXCEPTION 'tenant id % is not valid', create_tenant.id USING ERRCODE = '22023', HINT = 'Tenant ids are positive.';
+    END IF;
     -- The row goes in first: a concurrent create_tenant of the same slug waits on it here and then
     -- fails with 42710 before it has built anything.
     BEGIN
-        INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING id INTO new_id;
+        IF create_tenant.id IS NULL THEN
+            INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING tenants.id INTO new_id;
+        ELSE
+            INSERT INTO tenant.tenants (id, slug, name, tier) VALUES (create_tenant.id, slug, name, tier)
+                RETURNING tenants.id INTO new_id;
+        END IF;
     EXCEPTION WHEN unique_violation THEN
+        GET STACKED DIAGNOSTICS conflict = CONSTRAINT_NAME;
+        IF conflict = 'tenants_pkey' AND create_tenant.id IS NOT NULL THEN
+            RAISE EXCEPTION 'tenant id % already exists', create_tenant.id USING ERRCODE = '42710';
+        ELSIF conflict = 'tenants_pkey' THEN
+            RAISE EXCEPTION 'tenant id % (the next one the registry generates) already exists', currval('tenant.tenants_id_seq')
+                USING ERRCODE = '42710', DETAIL = 'tenant.tenants_id_seq is behind the ids in tenant.tenants.',
+                      HINT = 'A superuser can fix it: SELECT setval(''tenant.tenants_id_seq'', (SELECT max(id) FROM tenant.tenants));';
+        END IF;
         RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = '42710';
     END;
     PERFORM tenant._quota_tenant_created(new_id); -- the tenant cap and tier defaults (sql/quotas.sql)
+    IF create_tenant.id IS NOT NULL THEN
+        -- Generated ids continue after the largest one given.
+        PERFORM setval('tenant.tenants_id_seq', max(t.id)) FROM tenant.tenants t
+          HAVING max(t.id) >= (SELECT q.last_value FROM tenant.tenants_id_seq q);
+        FOR held IN SELECT * FROM tenant._tenant_rows(new_id) LOOP
+            RAISE NOTICE 'tenant "%" (id %) owns the % existing row(s) of % with that id', slug, new_id, held.n, held.relid;
+        END LOOP;
+    ELSE
+        FOR held IN SELECT * FROM tenant._tenant_rows(new_id) LOOP
+            RAISE EXCEPTION 'tenant id % already has % row(s) in %, left by a tenant that is no longer in the registry',
+                            new_id, held.n, held.relid USING ERRCODE = '55000',
+                DETAIL = 'A new tenant with this id would own them.',
+                HINT = format('If they belong to a tenant lost with DROP EXTENSION ... CASCADE, re-create it with '
+                              'tenant.create_tenant(''<its slug>'', id => %s); otherwise delete the rows, or create '
+                              'this tenant with an id of your choosing (id => n).', new_id);
+        END LOOP;
+    END IF;
     IF with_schema THEN
         PERFORM tenant._create_tenant_schema(new_id);
     END IF;
@@ -538,7 +676,6 @@ AS $$
 DECLARE
     t tenant.tenants;
     holder record;
-    n bigint;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'drop a tenant');
     t := tenant._resolve(tenant);
@@ -550,16 +687,14 @@ BEGIN
         RAISE EXCEPTION 'tenant "%" still has schema %', t.slug, quote_ident(t.schema_name) USING ERRCODE = '2BP01',
             HINT = 'Pass drop_schema => true to drop it with the tenant.';
     END IF;
-    -- Rows in isolated tables: refuse, or delete them with delete_rows.
-    FOR holder IN SELECT i.relid, i.tenant_column FROM tenant.isolated_tables i ORDER BY i.relid::text LOOP
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I = $1', holder.relid, holder.tenant_column)
-            INTO n USING t.id;
-        IF n > 0 AND NOT delete_rows THEN
-            RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, n, holder.relid USING ERRCODE = '2BP01',
+    -- Rows in isolated tables: refuse, or delete them with delete_rows. Only tables that exist now
+    -- (tenant._tenant_rows reads the catalog), each locked by its count until commit.
+    FOR holder IN SELECT * FROM tenant._tenant_rows(t.id) LOOP
+        IF NOT delete_rows THEN
+            RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, holder.n, holder.relid USING ERRCODE = '2BP01',
                 HINT = 'Delete them first, or pass delete_rows => true.';
-        ELSIF n > 0 THEN
-            EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
         END IF;
+        EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
     END LOOP;
     IF t.schema_name IS NOT NULL AND drop_schema THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);
@@ -656,6 +791,8 @@ DECLARE
     added_default boolean := false;
     added_not_null boolean := false;
     part regclass;
+    unknown bigint;
+    unknown_ids bigint[];
 BEGIN
     IF tbl IS NULL OR tenant_column IS NULL OR allow_shared_rows IS NULL THEN
         RAISE EXCEPTION 'tbl, tenant_column and allow_shared_rows must not be NULL' USING ERRCODE = '22004';
@@ -683,6 +820,11 @@ BEGIN
             -- Idempotent: re-assert what may have drifted, change nothing else.
             EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
             PERFORM tenant._isolation_policies(tbl, tenant_column, allow_shared_rows);
+            PERFORM tenant._add_fill_trigger(tbl, tenant_column, allow_shared_rows);
+            FOR part IN SELECT h.inhrelid::regclass FROM pg_inherits h WHERE h.inhparent = tbl
+                           AND NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::oid = h.inhrelid) LOOP
+                PERFORM tenant._enable_isolation(part, tenant_column, allow_shared_rows);
+            END LOOP;
             PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
             RETURN;
         END IF;
@@ -693,12 +835,18 @@ BEGIN
           FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped;
     END IF;
 
-    IF NOT allow_shared_rows THEN
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NULL', tbl, tenant_column) INTO n;
-        IF n > 0 THEN
-            RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
-                HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
-        END IF;
+    -- One scan: NULL tenants, and tenant ids the registry does not know (rows left by DROP
+    -- EXTENSION ... CASCADE). Children of an isolated parent were scanned with it.
+    EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
+                           count(*) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)),
+                           (array_agg(DISTINCT x.%1$I::bigint) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)))[1:10]
+                      FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_ids;
+    IF NOT allow_shared_rows AND n > 0 THEN
+        RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
+            HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent WHERE h.inhrelid = tbl) THEN
+        PERFORM tenant._warn_unknown_tenant_ids(tbl, unknown, unknown_ids);
     END IF;
 
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
@@ -716,6 +864,7 @@ BEGIN
         SELECT c.relname INTO idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
          WHERE i.indrelid = tbl AND i.indkey[0] = att.attnum AND i.indnatts = 1 ORDER BY c.oid DESC LIMIT 1;
     END IF;
+    PERFORM tenant._add_fill_trigger(tbl, tenant_column, allow_shared_rows);
     PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
     INSERT INTO tenant.isolated_tables (relid, tenant_column, allow_shared_rows, prior_rls, prior_force,
                                         added_default, added_not_null, added_index)
@@ -749,6 +898,7 @@ BEGIN
         PERFORM tenant._disable_isolation(part);
     END LOOP;
     PERFORM tenant._drop_qft_policies(tbl);
+    PERFORM tenant._drop_fill_trigger(tbl);
     PERFORM tenant._quota_detach(tbl); -- usage and quotas (sql/quotas.sql)
     IF NOT rec.prior_force THEN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
@@ -868,7 +1018,12 @@ END
 $$;
 
 -- auto_isolate: isolate every new table that has a tenant_id column; in strict mode, also reject
--- new tables without one in schemas that already hold isolated tables.
+-- new tables without one in schemas that already hold isolated tables; in add_column mode give
+-- such tables a tenant_id column (defaulting to the context) and isolate them instead. New tables
+-- matching a shared pattern (tenant.mark_shared_like) are marked shared in every mode.
+-- Never touched: the tables of any extension (CREATE EXTENSION runs its script with this trigger
+-- in force -- this extension's own ledger has a tenant_id column), schema tenant, partitions (they
+-- follow their parent, sql/lifecycle.sql), temporary tables, and the tables of a restore.
 -- SECURITY DEFINER: it fires for whoever creates the table, who cannot (and must not) alter policies.
 CREATE OR REPLACE FUNCTION tenant._auto_isolate() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -883,26 +1038,43 @@ BEGIN
     -- and loading discards it. Then the setting can only hold what a superuser chose.
     PERFORM tenant.cross_tenant_active();
     mode := lower(coalesce(current_setting('qualityfoundry_tenant.auto_isolate', true), 'off'));
-    IF mode NOT IN ('on', 'strict') THEN
+    IF tenant._restoring() THEN
         RETURN;
     END IF;
-    FOR cmd IN SELECT objid::regclass AS rel FROM pg_event_trigger_ddl_commands()
-                WHERE object_type IN ('table') AND command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') LOOP
-        CONTINUE WHEN EXISTS (SELECT FROM pg_class WHERE oid = cmd.rel AND (relispartition OR relpersistence = 't'));
+    FOR cmd IN SELECT d.objid::regclass AS rel, s.nspname, c.relname, c.relnamespace
+                 FROM pg_event_trigger_ddl_commands() d
+                 JOIN pg_class c ON c.oid = d.objid
+                 JOIN pg_namespace s ON s.oid = c.relnamespace
+                WHERE d.object_type = 'table' AND d.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+                  AND NOT d.in_extension AND s.nspname <> 'tenant'
+                  AND NOT c.relispartition AND c.relpersistence <> 't'
+                  AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid
+                                    AND e.deptype = 'e')
+                  AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid::oid = c.oid)
+                  AND NOT EXISTS (SELECT FROM tenant.shared_tables x WHERE x.relid::oid = c.oid) LOOP
+        IF EXISTS (SELECT FROM tenant.shared_patterns p WHERE p.schema_name = cmd.nspname AND cmd.relname LIKE p.pattern) THEN
+            INSERT INTO tenant.shared_tables (relid) VALUES (cmd.rel);
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN mode NOT IN ('on', 'strict', 'add_column');
         IF EXISTS (SELECT FROM pg_attribute WHERE attrelid = cmd.rel AND attname = 'tenant_id' AND attnum > 0
                      AND NOT attisdropped) THEN
-            IF NOT EXISTS (SELECT FROM tenant.isolated_tables WHERE relid = cmd.rel) THEN
-                PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
-            END IF;
-        ELSIF mode = 'strict' THEN
+            PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
+        ELSIF mode IN ('strict', 'add_column') THEN
             SELECT EXISTS (SELECT FROM tenant.isolated_tables i JOIN pg_class c ON c.oid = i.relid
-                            WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = cmd.rel))
+                            WHERE c.relnamespace = cmd.relnamespace)
               INTO schema_isolated;
-            IF schema_isolated AND NOT EXISTS (SELECT FROM tenant.shared_tables WHERE relid = cmd.rel) THEN
+            CONTINUE WHEN NOT schema_isolated;
+            IF mode = 'add_column' THEN
+                EXECUTE format('ALTER TABLE %I.%I ADD COLUMN tenant_id bigint DEFAULT tenant.current_tenant_id()',
+                               cmd.nspname, cmd.relname);
+                PERFORM tenant._enable_isolation(cmd.rel, 'tenant_id', false);
+            ELSE
                 RAISE EXCEPTION 'table % has no tenant_id column', cmd.rel USING ERRCODE = '42P16',
                     DETAIL = 'qualityfoundry_tenant.auto_isolate is strict and its schema holds isolated tables.',
                     HINT = 'Add a tenant_id column; for a deliberately global table a superuser can SET LOCAL '
-                           'qualityfoundry_tenant.auto_isolate = on, create it, then call tenant.mark_shared().';
+                           'qualityfoundry_tenant.auto_isolate = on, create it, then call tenant.mark_shared() '
+                           '(or mark its name shared beforehand with tenant.mark_shared_like()).';
             END IF;
         END IF;
     END LOOP;
@@ -919,6 +1091,303 @@ BEGIN
         EXECUTE FUNCTION tenant._auto_isolate();
 END
 $evt$;
+
+-- sql/lifecycle.sql
+-- What happens to isolation over a table's life, beyond enable/disable: partitions and children
+-- created or attached later, tables dropped, restores, explicit NULL tenants from ORMs, tables a
+-- framework creates (shared by name pattern), and tenant ids that outlive their registry row
+-- (DROP EXTENSION ... CASCADE, then CREATE EXTENSION).
+
+-- A session restoring a dump: pg_restore, or psql running pg_dump's output, as a superuser. Both
+-- turn check_function_bodies off first (PostgreSQL's documented setting for loading definitions
+-- made elsewhere). A restore re-creates isolation exactly as it was dumped -- policies, defaults,
+-- triggers and the registry rows -- so the event triggers must not act on the tables it creates:
+-- they would collide with it (duplicate policies and registry rows, NOT NULL on shared rows).
+-- Only superusers count: the extension can only be restored by one, and a non-superuser must not
+-- be able to switch auto_isolate off for its own new tables this way.
+CREATE OR REPLACE FUNCTION tenant._restoring() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT current_setting('check_function_bodies') = 'off'
+       AND COALESCE((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
+$$;
+
+-- Rows a tenant id has in isolated tables, per table, counted through the live catalog: a
+-- registry row whose table was dropped is never turned into SQL. Children (partitions, inheritance)
+-- of an isolated parent are counted through the parent.
+CREATE OR REPLACE FUNCTION tenant._tenant_rows(tenant_id bigint)
+RETURNS TABLE(relid regclass, tenant_column name, n bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid, s.nspname, c.relname, i.tenant_column AS col
+               FROM tenant.isolated_tables i
+               JOIN pg_class c ON c.oid = i.relid::oid
+               JOIN pg_namespace s ON s.oid = c.relnamespace
+              WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = i.tenant_column
+                              AND a.attnum > 0 AND NOT a.attisdropped)
+                AND NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent
+                                 WHERE h.inhrelid = c.oid)
+              ORDER BY s.nspname, c.relname LOOP
+        EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n USING tenant_id;
+        IF n > 0 THEN
+            relid := r.oid;
+            tenant_column := r.col;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- ORMs send every column on INSERT, so a model that leaves the tenant unset sends tenant_id = NULL
+-- explicitly and the column default never applies; the error would be a puzzling "new row
+-- violates row-level security policy". This trigger fills an explicit NULL from the context, as
+-- the default would. Without a context it leaves the NULL alone, and row security refuses the row
+-- (42501) exactly as it refuses any row then; in cross-tenant mode the context does not say whose
+-- row it is, so a NULL stays NULL too. On a table with shared rows a NULL tenant means a system
+-- row, so it is not filled there: a tenant is told that it cannot write one.
+-- TG_ARGV: the tenant column, and 'shared' for tables with allow_shared_rows.
+CREATE OR REPLACE FUNCTION tenant._fill_tenant() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t bigint;
+BEGIN
+    IF tenant.cross_tenant_active() THEN
+        RETURN NEW;
+    END IF;
+    t := tenant.current_tenant_id();
+    IF t IS NULL THEN
+        RETURN NEW;
+    ELSIF TG_ARGV[1] = 'shared' THEN
+        RAISE EXCEPTION 'a NULL % makes a shared row, which tenant % cannot write to %.%',
+                        quote_ident(TG_ARGV[0]), t, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
+            USING ERRCODE = '42501', SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME, COLUMN = TG_ARGV[0],
+                  DETAIL = 'The table has shared rows: a NULL tenant marks a system row, readable by every tenant and written only in cross-tenant mode.',
+                  HINT = 'Leave the column out (it defaults to the current tenant) or give the row the current tenant''s id.';
+    END IF;
+    RETURN jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], t));
+END
+$$;
+
+-- One trigger per ordinary table; none on a partitioned parent, whose rows live in its partitions
+-- (a parent's row trigger would be cloned onto every partition and make attaching a table that
+-- has its own fail).
+CREATE OR REPLACE FUNCTION tenant._add_fill_trigger(tbl regclass, col name, shared boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r'
+       AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl AND g.tgname = 'qft_fill_tenant') THEN
+        EXECUTE format('CREATE TRIGGER qft_fill_tenant BEFORE INSERT ON %s FOR EACH ROW WHEN (NEW.%I IS NULL) '
+                       'EXECUTE FUNCTION tenant._fill_tenant(%L, %L)',
+                       tbl, col, col, CASE WHEN shared THEN 'shared' ELSE 'isolated' END);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tenant._drop_fill_trigger(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl AND g.tgname = 'qft_fill_tenant' AND g.tgparentid = 0) THEN
+        EXECUTE format('DROP TRIGGER qft_fill_tenant ON %s', tbl);
+    END IF;
+END
+$$;
+
+-- enable_isolation's warning about rows whose tenant id is not in the registry: nobody can read
+-- them, and they would belong to whichever tenant is created with that id.
+CREATE OR REPLACE FUNCTION tenant._warn_unknown_tenant_ids(tbl regclass, n bigint, ids bigint[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF n > 0 THEN
+        RAISE WARNING 'table % holds % row(s) of tenant ids that are not in tenant.tenants: %', tbl, n,
+                      array_to_string(ids, ', ') || CASE WHEN cardinality(ids) >= 10 THEN ', ...' ELSE '' END
+            USING DETAIL = 'No tenant can read them, and a tenant created with one of these ids would own them.',
+                  HINT = 'If they belong to tenants lost with DROP EXTENSION ... CASCADE, re-create each with '
+                         'tenant.create_tenant(slug, ..., id => <its id>); otherwise delete them.';
+    END IF;
+END
+$$;
+
+-- Partitions and inheritance children created or attached after their parent was isolated are
+-- isolated like it: a query naming a child directly does not see the parent's policies.
+-- CREATE TABLE reports the new child; ALTER TABLE ... ATTACH PARTITION reports the parent. (For
+-- ALTER TABLE only the parent side is followed: enable_isolation's own ALTER TABLE statements on
+-- a child it is isolating must not start isolating that child again.)
+CREATE OR REPLACE FUNCTION tenant._isolate_new_children() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF tenant._restoring() THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT DISTINCT h.inhrelid::regclass AS child, i.tenant_column, i.allow_shared_rows
+               FROM pg_event_trigger_ddl_commands() d
+               JOIN pg_inherits h ON (CASE WHEN d.command_tag = 'ALTER TABLE' THEN h.inhparent ELSE h.inhrelid END) = d.objid
+               JOIN tenant.isolated_tables i ON i.relid::oid = h.inhparent
+              WHERE d.classid = 'pg_class'::regclass
+                AND NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::oid = h.inhrelid)
+              ORDER BY 1 LOOP
+        PERFORM tenant._enable_isolation(r.child, r.tenant_column, r.allow_shared_rows);
+    END LOOP;
+END
+$$;
+-- Replayable (the upgrade script runs this file again): drop and re-create.
+DO $evt$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_isolate_new_children') THEN
+        DROP EVENT TRIGGER qft_isolate_new_children;
+    END IF;
+    CREATE EVENT TRIGGER qft_isolate_new_children ON ddl_command_end
+        WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+        EXECUTE FUNCTION tenant._isolate_new_children();
+END
+$evt$;
+
+-- A dropped table leaves no row behind in tenant.isolated_tables or tenant.shared_tables (DROP
+-- TABLE, DROP SCHEMA ... CASCADE, DROP OWNED, `manage.py migrate app zero`).
+CREATE OR REPLACE FUNCTION tenant._forget_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT d.objid, d.object_identity FROM pg_event_trigger_dropped_objects() d
+              WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 LOOP
+        DELETE FROM tenant.isolated_tables WHERE relid::oid = r.objid;
+        IF FOUND THEN
+            PERFORM tenant._audit('isolated_table_dropped', r.object_identity, NULL, NULL);
+        END IF;
+        DELETE FROM tenant.shared_tables WHERE relid::oid = r.objid;
+    END LOOP;
+END
+$$;
+DO $evt$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_forget_dropped_tables') THEN
+        DROP EVENT TRIGGER qft_forget_dropped_tables;
+    END IF;
+    CREATE EVENT TRIGGER qft_forget_dropped_tables ON sql_drop
+        EXECUTE FUNCTION tenant._forget_dropped_tables();
+END
+$evt$;
+
+-- Tables marked shared by name, before they exist: for tables a framework creates itself (Django's
+-- django_migrations, django_session, auth_*), so auto_isolate neither isolates, rejects nor adds a
+-- tenant column to them. Existing tables that match are marked at once.
+CREATE OR REPLACE FUNCTION tenant.mark_shared_like(schema name, name_pattern text) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+    n integer := 0;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'mark tables shared');
+    IF schema IS NULL OR name_pattern IS NULL THEN
+        RAISE EXCEPTION 'schema and name_pattern must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF btrim(name_pattern) = '' THEN
+        RAISE EXCEPTION 'name_pattern must not be empty' USING ERRCODE = '22023',
+            HINT = 'A LIKE pattern over table names, e.g. ''django\_%'' (escape _ with a backslash to match it literally).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = schema) THEN
+        RAISE EXCEPTION 'schema % does not exist', quote_ident(schema) USING ERRCODE = '3F000';
+    END IF;
+    INSERT INTO tenant.shared_patterns (schema_name, pattern) VALUES (schema, name_pattern) ON CONFLICT DO NOTHING;
+    FOR t IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+              WHERE s.nspname = schema AND c.relname LIKE name_pattern AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid::oid = c.oid)
+                AND NOT EXISTS (SELECT FROM tenant.shared_tables x WHERE x.relid::oid = c.oid)
+              ORDER BY c.relname LOOP
+        INSERT INTO tenant.shared_tables (relid) VALUES (t);
+        n := n + 1;
+    END LOOP;
+    PERFORM tenant._audit('shared_pattern_added', format('%I.%s', schema, name_pattern), NULL,
+                          jsonb_build_object('tables_marked', n));
+    RETURN n;
+END
+$$;
+
+-- Forgets a pattern; tables it marked stay marked (tenant.shared_tables).
+CREATE OR REPLACE FUNCTION tenant.unmark_shared_like(schema name, name_pattern text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'unmark tables shared');
+    IF schema IS NULL OR name_pattern IS NULL THEN
+        RAISE EXCEPTION 'schema and name_pattern must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM tenant.shared_patterns p WHERE p.schema_name = schema AND p.pattern = name_pattern;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no shared pattern % in schema %', quote_literal(name_pattern), quote_ident(schema)
+            USING ERRCODE = '22023', HINT = 'tenant.shared_patterns lists them.';
+    END IF;
+    PERFORM tenant._audit('shared_pattern_removed', format('%I.%s', schema, name_pattern), NULL, NULL);
+END
+$$;
+
+-- The backup role's reads (Backups and restores in the README): exactly what pg_dump of this
+-- database reads, and never a secret. CONNECT, USAGE on every schema but the system ones, SELECT
+-- on every table, view, materialized view and sequence in them -- except in schema tenant, where
+-- only the configuration tables pg_dump dumps (pg_extension's extconfig) are granted: the signing
+-- keys and the used-token table are not, so the role cannot sign a context for anyone. Together
+-- with BYPASSRLS on the role (row security would otherwise hide every tenant's rows from it) this
+-- is a complete, read-only dump role. Superuser only: it hands out reads of every tenant.
+-- Idempotent; objects created later need another call (pg_dump then fails loudly with
+-- "permission denied", never silently). Returns the number of relations granted.
+CREATE OR REPLACE FUNCTION tenant.grant_backup_reads(role regrole) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    PERFORM tenant._require_superuser('grant a backup role every tenant''s rows');
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF (SELECT rolsuper FROM pg_roles WHERE oid = role) THEN
+        RAISE EXCEPTION 'role % is a superuser; it reads everything already', role USING ERRCODE = '22023',
+            HINT = 'Create a dedicated NOSUPERUSER LOGIN BYPASSRLS role for backups.';
+    END IF;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %s', current_database(), role);
+    FOR r IN SELECT n.nspname FROM pg_namespace n
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+              ORDER BY n.nspname LOOP
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', r.nspname, role);
+    END LOOP;
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+                AND (n.nspname <> 'tenant'
+                     OR c.oid = ANY ((SELECT e.extconfig FROM pg_extension e WHERE e.extname = 'qualityfoundry_tenant')::oid[]))
+              ORDER BY c.oid LOOP
+        EXECUTE format('GRANT SELECT ON %s %s TO %s', CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.rel, role);
+        n := n + 1;
+    END LOOP;
+    PERFORM tenant._audit('backup_reads_granted', role::text, NULL, jsonb_build_object('relations', n));
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION tenant.grant_backup_reads(regrole) FROM PUBLIC;
 
 -- sql/migrate.sql
 -- migrate_all: apply one migration to the template schema, then to every tenant schema in the
@@ -3201,6 +3670,315 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT tenant.clone_schema(source::text, target::text, copy_data) $$;
 
+-- sql/catalog.sql
+-- The catalog reader of the schema engine (src/catalog/, crates/schema): one query that reads
+-- each catalog once for one schema and returns its rows as jsonb, with oids and node trees; the
+-- Rust adapter then deparses them (PostgreSQL's pg_get_* functions, with the schema on
+-- search_path) into the model. It runs with search_path = pg_catalog, pg_temp, so no name in it
+-- resolves to anything in the schema it reads.
+--
+-- Objects of the schema are found through pg_depend (indexed by referenced object), not through
+-- namespace columns, which have no index: the cost follows the schema's size, not the database's.
+
+-- An ACL as [{grantee, privilege, grantable}] (grantee NULL: PUBLIC); NULL for the default ACL,
+-- [] for an ACL with nothing granted.
+CREATE OR REPLACE FUNCTION tenant._catalog_acl(acl aclitem[]) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN acl IS NULL THEN NULL ELSE coalesce(
+        (SELECT jsonb_agg(jsonb_build_object('grantee', CASE WHEN e.grantee = 0 THEN NULL ELSE pg_get_userbyid(e.grantee) END,
+                                             'privilege', e.privilege_type, 'grantable', e.is_grantable)
+                          ORDER BY e.grantee, e.privilege_type)
+           FROM aclexplode(acl) e), '[]'::jsonb) END
+$$;
+
+-- A relation, type or other object named from schema nsp: {schema (NULL: nsp itself), name}.
+CREATE OR REPLACE FUNCTION tenant._catalog_ref(obj_nsp oid, obj_name name, nsp oid) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('schema', CASE WHEN obj_nsp = nsp THEN NULL
+                                             ELSE (SELECT n.nspname FROM pg_namespace n WHERE n.oid = obj_nsp) END,
+                              'name', obj_name)
+$$;
+
+CREATE OR REPLACE FUNCTION tenant._catalog_read(nsp oid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH ns AS MATERIALIZED (
+    SELECT d.classid, d.objid FROM pg_depend d
+     WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = nsp AND d.refobjsubid = 0 AND d.deptype = 'n'
+), rel AS MATERIALIZED (
+    SELECT c.* FROM pg_class c
+     WHERE c.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_class'::regclass) AND c.relnamespace = nsp
+), typ AS MATERIALIZED (
+    SELECT t.* FROM pg_type t
+     WHERE t.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_type'::regclass) AND t.typnamespace = nsp
+), prc AS MATERIALIZED (
+    SELECT p.* FROM pg_proc p
+     WHERE p.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_proc'::regclass) AND p.pronamespace = nsp
+), idx AS MATERIALIZED (
+    SELECT x.*, i.relname, i.relkind FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+     WHERE x.indrelid IN (SELECT rel.oid FROM rel)
+), con AS MATERIALIZED (
+    SELECT k.* FROM pg_constraint k WHERE k.conrelid IN (SELECT rel.oid FROM rel)
+    UNION ALL
+    SELECT k.* FROM pg_constraint k WHERE k.conrelid = 0 AND k.contypid IN (SELECT typ.oid FROM typ) AND k.contype <> 'n'
+), opf AS MATERIALIZED (
+    SELECT f.* FROM pg_opfamily f
+     WHERE f.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_opfamily'::regclass) AND f.opfnamespace = nsp
+), opc AS MATERIALIZED (
+    SELECT c.* FROM pg_opclass c
+     WHERE c.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_opclass'::regclass) AND c.opcnamespace = nsp
+), amop AS MATERIALIZED (
+    SELECT a.*, (SELECT d.refobjid FROM pg_depend d WHERE d.classid = 'pg_amop'::regclass AND d.objid = a.oid
+                    AND d.refclassid = 'pg_opclass'::regclass AND d.deptype = 'i' LIMIT 1) AS class
+      FROM pg_amop a WHERE a.amopfamily IN (SELECT opf.oid FROM opf)
+), amproc AS MATERIALIZED (
+    SELECT a.*, (SELECT d.refobjid FROM pg_depend d WHERE d.classid = 'pg_amproc'::regclass AND d.objid = a.oid
+                    AND d.refclassid = 'pg_opclass'::regclass AND d.deptype = 'i' LIMIT 1) AS class
+      FROM pg_amproc a WHERE a.amprocfamily IN (SELECT opf.oid FROM opf)
+), links AS MATERIALIZED (
+    -- Types that stand for another object of the schema: row types (and their arrays) for their
+    -- relation, arrays for their element type, multiranges for their range.
+    SELECT c.reltype AS oid, 'pg_class' AS to_class, c.oid AS "to" FROM rel c WHERE c.reltype <> 0
+    UNION ALL SELECT t.typarray, 'pg_type', t.oid FROM typ t WHERE t.typarray <> 0
+    UNION ALL SELECT r.typarray, 'pg_type', r.oid FROM pg_type r WHERE r.oid IN (SELECT c.reltype FROM rel c) AND r.typarray <> 0
+    UNION ALL SELECT g.rngmultitypid, 'pg_type', g.rngtypid FROM pg_range g WHERE g.rngtypid IN (SELECT typ.oid FROM typ)
+    UNION ALL SELECT m.typarray, 'pg_type', m.oid FROM pg_type m
+     WHERE m.oid IN (SELECT g.rngmultitypid FROM pg_range g WHERE g.rngtypid IN (SELECT typ.oid FROM typ)) AND m.typarray <> 0
+), objs AS MATERIALIZED (
+    SELECT ns.classid, ns.objid FROM ns
+    UNION ALL SELECT 'pg_class'::regclass::oid, t.typrelid FROM typ t WHERE t.typrelid <> 0
+    UNION ALL SELECT 'pg_class'::regclass::oid, idx.indexrelid FROM idx
+    UNION ALL SELECT 'pg_constraint'::regclass::oid, con.oid FROM con
+    UNION ALL SELECT 'pg_attrdef'::regclass::oid, d.oid FROM pg_attrdef d WHERE d.adrelid IN (SELECT rel.oid FROM rel)
+    UNION ALL SELECT 'pg_rewrite'::regclass::oid, r.oid FROM pg_rewrite r WHERE r.ev_class IN (SELECT rel.oid FROM rel)
+    UNION ALL SELECT 'pg_amop'::regclass::oid, amop.oid FROM amop
+    UNION ALL SELECT 'pg_amproc'::regclass::oid, amproc.oid FROM amproc
+    UNION ALL SELECT 'pg_type'::regclass::oid, l.oid FROM links l
+)
+SELECT jsonb_build_object(
+'schema', (SELECT jsonb_build_object('oid', n.oid, 'name', n.nspname, 'owner', pg_get_userbyid(n.nspowner),
+                                     'acl', tenant._catalog_acl(n.nspacl), 'comment', obj_description(n.oid, 'pg_namespace'))
+             FROM pg_namespace n WHERE n.oid = nsp),
+'default_acls', (SELECT coalesce(jsonb_agg(jsonb_build_object('role', pg_get_userbyid(a.defaclrole), 'objtype', a.defaclobjtype,
+                                          'acl', tenant._catalog_acl(a.defaclacl)) ORDER BY a.defaclrole, a.defaclobjtype), '[]')
+                   FROM pg_default_acl a WHERE a.defaclnamespace = nsp),
+'relations', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', c.oid, 'name', c.relname, 'kind', c.relkind, 'persistence', c.relpersistence,
+        'am', (SELECT am.amname FROM pg_am am WHERE am.oid = c.relam),
+        'options', coalesce(c.reloptions, '{}'),
+        'toast_options', coalesce((SELECT t.reloptions FROM pg_class t WHERE t.oid = c.reltoastrelid), '{}'),
+        'tablespace', (SELECT ts.spcname FROM pg_tablespace ts WHERE ts.oid = c.reltablespace),
+        'is_partition', c.relispartition, 'partbound', c.relpartbound::text,
+        'parents', (SELECT coalesce(jsonb_agg(tenant._catalog_ref(p.relnamespace, p.relname, nsp) ORDER BY i.inhseqno), '[]')
+                      FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid),
+        'children_elsewhere', (SELECT coalesce(jsonb_agg(tenant._catalog_ref(ch.relnamespace, ch.relname, nsp) ORDER BY ch.relname), '[]')
+                                 FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid
+                                WHERE i.inhparent = c.oid AND ch.relnamespace <> nsp AND ch.relispartition),
+        'typed', c.reloftype <> 0,
+        'row_security', c.relrowsecurity, 'force_row_security', c.relforcerowsecurity, 'replident', c.relreplident,
+        'populated', c.relispopulated,
+        'owner', pg_get_userbyid(c.relowner), 'acl', tenant._catalog_acl(c.relacl),
+        'comment', obj_description(c.oid, 'pg_class')) ORDER BY c.relname), '[]') FROM rel c),
+'attributes', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'rel', a.attrelid, 'num', a.attnum, 'name', a.attname, 'typid', a.atttypid, 'typmod', a.atttypmod,
+        'collation', a.attcollation, 'type_collation', t.typcollation, 'not_null', a.attnotnull,
+        'default_oid', d.oid, 'default', d.adbin::text, 'identity', a.attidentity, 'generated', a.attgenerated,
+        'storage', a.attstorage, 'type_storage', t.typstorage, 'compression', a.attcompression,
+        'statistics', coalesce(a.attstattarget::integer, -1), 'options', coalesce(a.attoptions, '{}'), 'local', a.attislocal,
+        'inherited', a.attinhcount, 'acl', tenant._catalog_acl(a.attacl),
+        'comment', col_description(a.attrelid, a.attnum)) ORDER BY a.attrelid, a.attnum), '[]')
+      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attnum > 0 AND NOT a.attisdropped
+       AND (a.attrelid IN (SELECT rel.oid FROM rel) OR a.attrelid IN (SELECT typ.typrelid FROM typ WHERE typ.typtype = 'c'))),
+-- (Domain NOT NULL constraints, in pg_constraint from PostgreSQL 17 on, are the domain's typnotnull.)
+'constraints', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', k.oid, 'rel', k.conrelid, 'typ', k.contypid, 'name', k.conname, 'kind', k.contype,
+        'validated', k.convalidated, 'local', k.conislocal, 'inherited', k.coninhcount,
+        'parent', (SELECT p.conname FROM pg_constraint p WHERE p.oid = k.conparentid),
+        'comment', obj_description(k.oid, 'pg_constraint')) ORDER BY k.conrelid, k.contypid, k.conname), '[]') FROM con k),
+'indexes', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', x.indexrelid, 'rel', x.indrelid, 'name', x.relname, 'unique', x.indisunique, 'partitioned', x.relkind = 'I',
+        'constraint', (SELECT k.conname FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid
+                          AND k.contype IN ('p', 'u', 'x')),
+        'clustered', x.indisclustered, 'replident', x.indisreplident, 'valid', x.indisvalid,
+        'parent', (SELECT tenant._catalog_ref(p.relnamespace, p.relname, nsp) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+                    WHERE i.inhrelid = x.indexrelid),
+        'statistics', (SELECT coalesce(jsonb_agg(jsonb_build_object('column', a.attnum, 'target', a.attstattarget::integer) ORDER BY a.attnum), '[]')
+                         FROM pg_attribute a WHERE a.attrelid = x.indexrelid AND a.attnum > 0 AND coalesce(a.attstattarget::integer, -1) >= 0),
+        'comment', obj_description(x.indexrelid, 'pg_class')) ORDER BY x.indrelid, x.relname), '[]') FROM idx x),
+'triggers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', g.oid, 'rel', g.tgrelid, 'name', g.tgname, 'enabled', g.tgenabled, 'from_parent', g.tgparentid <> 0,
+        'comment', obj_description(g.oid, 'pg_trigger')) ORDER BY g.tgrelid, g.tgname), '[]')
+      FROM pg_trigger g WHERE g.tgrelid IN (SELECT rel.oid FROM rel) AND NOT g.tgisinternal),
+'policies', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'rel', p.polrelid, 'name', p.polname, 'permissive', p.polpermissive, 'command', p.polcmd,
+        'roles', (SELECT coalesce(jsonb_agg(CASE WHEN r = 0 THEN NULL ELSE pg_get_userbyid(r) END ORDER BY r), '[]') FROM unnest(p.polroles) r),
+        'using', p.polqual::text, 'with_check', p.polwithcheck::text,
+        'comment', obj_description(p.oid, 'pg_policy')) ORDER BY p.polrelid, p.polname), '[]')
+      FROM pg_policy p WHERE p.polrelid IN (SELECT rel.oid FROM rel)),
+'rules', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', r.oid, 'rel', r.ev_class, 'name', r.rulename, 'comment', obj_description(r.oid, 'pg_rewrite')) ORDER BY r.ev_class, r.rulename), '[]')
+      FROM pg_rewrite r WHERE r.ev_class IN (SELECT rel.oid FROM rel) AND r.rulename <> '_RETURN'),
+'view_rules', (SELECT coalesce(jsonb_agg(jsonb_build_object('oid', r.oid, 'rel', r.ev_class)), '[]')
+      FROM pg_rewrite r WHERE r.ev_class IN (SELECT rel.oid FROM rel) AND r.rulename = '_RETURN'),
+'sequences', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'rel', q.seqrelid, 'typid', q.seqtypid, 'start', q.seqstart, 'increment', q.seqincrement, 'min', q.seqmin,
+        'max', q.seqmax, 'cache', q.seqcache, 'cycle', q.seqcycle,
+        'owned_by', (SELECT jsonb_build_object('rel', d.refobjid, 'table', t.relname, 'same_schema', t.relnamespace = nsp,
+                                               'column', a.attname, 'identity', d.deptype = 'i')
+                       FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+                       JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = q.seqrelid AND d.refclassid = 'pg_class'::regclass
+                        AND d.deptype IN ('a', 'i') LIMIT 1)) ORDER BY q.seqrelid), '[]')
+      FROM pg_sequence q WHERE q.seqrelid IN (SELECT rel.oid FROM rel)),
+'types', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', t.oid, 'name', t.typname, 'kind', t.typtype, 'defined', t.typisdefined, 'relid', t.typrelid,
+        'relkind', (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid),
+        'elem', t.typelem, 'is_array', EXISTS (SELECT FROM pg_type e WHERE e.oid = t.typelem AND e.typarray = t.oid),
+        'basetype', t.typbasetype, 'typmod', t.typtypmod, 'not_null', t.typnotnull, 'default', t.typdefaultbin::text,
+        'collation', t.typcollation, 'base_collation', (SELECT b.typcollation FROM pg_type b WHERE b.oid = t.typbasetype),
+        'labels', (SELECT coalesce(jsonb_agg(e.enumlabel ORDER BY e.enumsortorder), '[]') FROM pg_enum e WHERE e.enumtypid = t.oid),
+        'range', (SELECT jsonb_build_object('subtype', r.rngsubtype, 'collation', r.rngcollation,
+                                            'opclass', (SELECT tenant._catalog_ref(o.opcnamespace, o.opcname, nsp) FROM pg_opclass o WHERE o.oid = r.rngsubopc),
+                                            'canonical', r.rngcanonical::oid, 'subdiff', r.rngsubdiff::oid,
+                                            'multirange', (SELECT m.typname FROM pg_type m WHERE m.oid = r.rngmultitypid))
+                    FROM pg_range r WHERE r.rngtypid = t.oid),
+        'multirange_of', (SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = t.oid),
+        'owner', pg_get_userbyid(t.typowner), 'acl', tenant._catalog_acl(t.typacl),
+        'comment', obj_description(t.oid, 'pg_type')) ORDER BY t.typname), '[]') FROM typ t),
+'type_links', (SELECT coalesce(jsonb_agg(jsonb_build_object('oid', l.oid, 'to_class', l.to_class, 'to', l."to")), '[]') FROM links l),
+'functions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', p.oid, 'name', p.proname, 'kind', p.prokind,
+        'language', (SELECT l.lanname FROM pg_language l WHERE l.oid = p.prolang),
+        'volatility', p.provolatile, 'strict', p.proisstrict, 'security_definer', p.prosecdef, 'leakproof', p.proleakproof,
+        'parallel', p.proparallel, 'cost', p.procost::text, 'rows', p.prorows::text, 'support', p.prosupport::oid,
+        'config', coalesce(p.proconfig, '{}'), 'src', p.prosrc, 'bin', p.probin, 'sqlbody', p.prosqlbody IS NOT NULL,
+        'transforms', p.protrftypes IS NOT NULL,
+        'type_owner', (SELECT d.refobjid FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                          AND d.refclassid = 'pg_type'::regclass AND d.deptype = 'i' LIMIT 1),
+        'aggregate', (SELECT jsonb_build_object('kind', g.aggkind, 'direct', g.aggnumdirectargs,
+                          'transfn', g.aggtransfn::oid, 'finalfn', g.aggfinalfn::oid, 'combinefn', g.aggcombinefn::oid,
+                          'serialfn', g.aggserialfn::oid, 'deserialfn', g.aggdeserialfn::oid, 'mtransfn', g.aggmtransfn::oid,
+                          'minvtransfn', g.aggminvtransfn::oid, 'mfinalfn', g.aggmfinalfn::oid, 'finalextra', g.aggfinalextra,
+                          'mfinalextra', g.aggmfinalextra, 'finalmodify', g.aggfinalmodify, 'mfinalmodify', g.aggmfinalmodify,
+                          'sortop', (SELECT jsonb_build_object('schema', n.nspname, 'name', o.oprname) FROM pg_operator o
+                                       JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oid = g.aggsortop),
+                          'transtype', g.aggtranstype, 'transspace', g.aggtransspace,
+                          'mtranstype', g.aggmtranstype, 'mtransspace', g.aggmtransspace,
+                          'initval', g.agginitval, 'minitval', g.aggminitval)
+                        FROM pg_aggregate g WHERE g.aggfnoid = p.oid),
+        'owner', pg_get_userbyid(p.proowner), 'acl', tenant._catalog_acl(p.proacl),
+        'comment', obj_description(p.oid, 'pg_proc')) ORDER BY p.proname, p.oid), '[]') FROM prc p),
+'operators', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', o.oid, 'name', o.oprname, 'left', o.oprleft, 'right', o.oprright, 'result', o.oprresult,
+        'function', o.oprcode::oid, 'restrict', o.oprrest::oid, 'join', o.oprjoin::oid,
+        'commutator', (SELECT jsonb_build_object('schema', n.nspname, 'name', c.oprname) FROM pg_operator c
+                         JOIN pg_namespace n ON n.oid = c.oprnamespace WHERE c.oid = o.oprcom),
+        'negator', (SELECT jsonb_build_object('schema', n.nspname, 'name', c.oprname) FROM pg_operator c
+                      JOIN pg_namespace n ON n.oid = c.oprnamespace WHERE c.oid = o.oprnegate),
+        'hashes', o.oprcanhash, 'merges', o.oprcanmerge, 'owner', pg_get_userbyid(o.oprowner),
+        'comment', obj_description(o.oid, 'pg_operator')) ORDER BY o.oprname, o.oid), '[]')
+      FROM pg_operator o WHERE o.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_operator'::regclass) AND o.oprnamespace = nsp),
+'operator_families', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', f.oid, 'name', f.opfname, 'method', (SELECT am.amname FROM pg_am am WHERE am.oid = f.opfmethod),
+        'owner', pg_get_userbyid(f.opfowner), 'comment', obj_description(f.oid, 'pg_opfamily')) ORDER BY f.opfname), '[]') FROM opf f),
+'operator_classes', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', c.oid, 'name', c.opcname, 'method', (SELECT am.amname FROM pg_am am WHERE am.oid = c.opcmethod),
+        'type', c.opcintype, 'default', c.opcdefault, 'keytype', c.opckeytype,
+        'family', (SELECT tenant._catalog_ref(f.opfnamespace, f.opfname, nsp) FROM pg_opfamily f WHERE f.oid = c.opcfamily),
+        'owner', pg_get_userbyid(c.opcowner), 'comment', obj_description(c.oid, 'pg_opclass')) ORDER BY c.opcname), '[]') FROM opc c),
+'amops', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', a.oid, 'family', a.amopfamily, 'class', a.class, 'strategy', a.amopstrategy, 'left', a.amoplefttype, 'right', a.amoprighttype,
+        'operator', (SELECT jsonb_build_object('schema', n.nspname, 'name', o.oprname) FROM pg_operator o
+                       JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oid = a.amopopr),
+        'order_family', (SELECT tenant._catalog_ref(f.opfnamespace, f.opfname, nsp) FROM pg_opfamily f
+                          WHERE f.oid = a.amopsortfamily AND a.amoppurpose = 'o')) ORDER BY a.amopfamily, a.amopstrategy, a.oid), '[]') FROM amop a),
+'amprocs', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', a.oid, 'family', a.amprocfamily, 'class', a.class, 'number', a.amprocnum, 'left', a.amproclefttype, 'right', a.amprocrighttype,
+        'function', a.amproc::oid) ORDER BY a.amprocfamily, a.amprocnum, a.oid), '[]') FROM amproc a),
+'collations', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', c.oid, 'name', c.collname, 'provider', c.collprovider, 'deterministic', c.collisdeterministic,
+        -- colliculocale (15, 16) is colllocale from 17 on.
+        'collate', c.collcollate, 'ctype', c.collctype,
+        'icu_locale', coalesce(to_jsonb(c) ->> 'colliculocale', to_jsonb(c) ->> 'colllocale'),
+        'owner', pg_get_userbyid(c.collowner), 'comment', obj_description(c.oid, 'pg_collation')) ORDER BY c.collname), '[]')
+      FROM pg_collation c WHERE c.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_collation'::regclass) AND c.collnamespace = nsp),
+'ts_dictionaries', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', d.oid, 'name', d.dictname,
+        'template', (SELECT jsonb_build_object('schema', n.nspname, 'name', t.tmplname) FROM pg_ts_template t
+                       JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE t.oid = d.dicttemplate),
+        'template_nsp', (SELECT t.tmplnamespace FROM pg_ts_template t WHERE t.oid = d.dicttemplate),
+        'options', d.dictinitoption, 'owner', pg_get_userbyid(d.dictowner),
+        'comment', obj_description(d.oid, 'pg_ts_dict')) ORDER BY d.dictname), '[]')
+      FROM pg_ts_dict d WHERE d.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_ts_dict'::regclass) AND d.dictnamespace = nsp),
+'ts_configs', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', c.oid, 'name', c.cfgname,
+        'parser', (SELECT jsonb_build_object('schema', n.nspname, 'name', p.prsname) FROM pg_ts_parser p
+                     JOIN pg_namespace n ON n.oid = p.prsnamespace WHERE p.oid = c.cfgparser),
+        'mappings', (SELECT coalesce(jsonb_agg(jsonb_build_object('token', m.alias, 'dictionaries', m.dicts) ORDER BY m.tokid), '[]')
+                       FROM (SELECT t.tokid, t.alias,
+                                    (SELECT jsonb_agg(tenant._catalog_ref(d.dictnamespace, d.dictname, nsp) ORDER BY cm.mapseqno)
+                                       FROM pg_ts_config_map cm JOIN pg_ts_dict d ON d.oid = cm.mapdict
+                                      WHERE cm.mapcfg = c.oid AND cm.maptokentype = t.tokid) AS dicts
+                               FROM ts_token_type(c.cfgparser) t) m WHERE m.dicts IS NOT NULL),
+        'owner', pg_get_userbyid(c.cfgowner), 'comment', obj_description(c.oid, 'pg_ts_config')) ORDER BY c.cfgname), '[]')
+      FROM pg_ts_config c WHERE c.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_ts_config'::regclass) AND c.cfgnamespace = nsp),
+'statistics', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'oid', x.oid, 'name', x.stxname, 'rel', x.stxrelid, 'table', c.relname, 'same_schema', c.relnamespace = nsp,
+        'target', coalesce(x.stxstattarget::integer, -1), 'owner', pg_get_userbyid(x.stxowner),
+        'comment', obj_description(x.oid, 'pg_statistic_ext')) ORDER BY x.stxname), '[]')
+      FROM pg_statistic_ext x JOIN pg_class c ON c.oid = x.stxrelid
+     WHERE x.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_statistic_ext'::regclass) AND x.stxnamespace = nsp),
+'depends', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'class', d.classid::regclass::text, 'obj', d.objid, 'ref_class', d.refclassid::regclass::text, 'ref', d.refobjid)), '[]')
+      FROM (SELECT DISTINCT d.classid, d.objid, d.refclassid, d.refobjid FROM objs o
+              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+             WHERE d.deptype IN ('n', 'a') AND (d.refclassid, d.refobjid) IN (SELECT objs.classid, objs.objid FROM objs)) d),
+'unsupported', (SELECT coalesce(jsonb_agg(jsonb_build_object('object', u.object, 'reason', u.reason) ORDER BY u.object), '[]') FROM (
+        SELECT pg_describe_object(o.classid, o.objid, 0) AS object,
+               'a member of extension ' || quote_ident(e.extname) || ': create the extension in the copy instead' AS reason
+          FROM ns o JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'e'
+          JOIN pg_extension e ON e.oid = d.refobjid
+        UNION ALL
+        SELECT pg_describe_object(o.classid, o.objid, 0),
+               CASE o.classid WHEN 'pg_conversion'::regclass THEN 'encoding conversions are not copied'
+                              ELSE 'text search parsers and templates are C code: they belong in an extension' END
+          FROM ns o WHERE o.classid IN ('pg_conversion'::regclass, 'pg_ts_parser'::regclass, 'pg_ts_template'::regclass)
+        UNION ALL
+        SELECT pg_describe_object('pg_class'::regclass, c.oid, 0),
+               CASE WHEN c.relkind = 'f' THEN 'foreign tables are not copied (their server and user mappings are database objects)'
+                    WHEN c.reloftype <> 0 THEN 'typed tables are not copied'
+                    ELSE 'relation kind ' || c.relkind::text || ' is not copied' END
+          FROM rel c WHERE c.relkind NOT IN ('r', 'p', 'v', 'm', 'S') OR c.reloftype <> 0
+        UNION ALL
+        SELECT pg_describe_object('pg_type'::regclass, t.oid, 0),
+               CASE WHEN NOT t.typisdefined THEN 'a shell type (never defined)'
+                    ELSE 'base and pseudo types are defined by C functions: they belong in an extension' END
+          FROM typ t WHERE (t.typtype IN ('b', 'p') AND NOT EXISTS (SELECT FROM pg_type e WHERE e.oid = t.typelem AND e.typarray = t.oid))
+                        OR NOT t.typisdefined
+        UNION ALL
+        SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0), 'functions with TRANSFORM FOR TYPE are not copied'
+          FROM prc p WHERE p.protrftypes IS NOT NULL
+        UNION ALL
+        SELECT pg_describe_object('pg_class'::regclass, q.seqrelid, 0), 'owned by a column of a table in another schema'
+          FROM pg_sequence q JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = q.seqrelid
+                                          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+          JOIN pg_class t ON t.oid = d.refobjid
+         WHERE q.seqrelid IN (SELECT rel.oid FROM rel) AND t.relnamespace <> nsp
+        UNION ALL
+        SELECT pg_describe_object('pg_statistic_ext'::regclass, x.oid, 0), 'statistics on a table in another schema'
+          FROM pg_statistic_ext x JOIN pg_class c ON c.oid = x.stxrelid
+         WHERE x.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_statistic_ext'::regclass) AND c.relnamespace <> nsp
+    ) u)
+)
+$$;
+
 -- sql/schemas.sql
 -- Schema per tenant: tenant_<slug> schemas cloned from the template, every table in them pinned to
 -- the schema's tenant. Pinning does not need a tenant column: the policy compares the *context*
@@ -3935,14 +4713,22 @@ BEGIN
     -- 10. Unique and primary-key constraints, and unique indexes, on isolated tables whose key does
     --     not include the tenant column: a duplicate-key error tells whether a key exists in another
     --     tenant. (Indexes of partitions attached to a partitioned index are fixed at the parent.)
+    --     A key of one column whose values come from a sequence (identity, serial) is a warning: the
+    --     sequence is shared by every tenant, so each tenant already sees which values were handed
+    --     out (the gaps between its own keys); the probe adds little, but a tenant can still take a
+    --     value another tenant's insert is about to get, making that insert fail.
     RETURN QUERY
-        SELECT 'error',
+        SELECT CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts) THEN 'warning' ELSE 'error' END,
                CASE WHEN k.oid IS NOT NULL THEN format('constraint %I on table %s', k.conname, c.oid::regclass)
                     ELSE format('index %s', x.indexrelid::regclass) END,
-               format('is a %s on isolated table %s without its tenant column %I: a duplicate-key error tells whether a key '
-                      'exists in another tenant',
+               format('is a %s on isolated table %s without its tenant column %I: %s',
                       CASE WHEN x.indisprimary THEN 'primary key' WHEN k.oid IS NOT NULL THEN 'unique constraint' ELSE 'unique index' END,
-                      c.oid::regclass, i.tenant_column),
+                      c.oid::regclass, i.tenant_column,
+                      CASE WHEN tenant._chk_sequence_key(c.oid, x.indkey, x.indnkeyatts)
+                           THEN 'its values come from a sequence that every tenant draws from, so a duplicate-key error only '
+                                'confirms what the gaps in a tenant''s own keys already show (which values were handed out); '
+                                'but a tenant that inserts a value explicitly can make another tenant''s next insert fail'
+                           ELSE 'a duplicate-key error tells whether a key exists in another tenant' END),
                CASE WHEN k.oid IS NOT NULL THEN
                         -- Where the tenant column may be NULL (shared rows) a primary key cannot hold
                         -- it: the key becomes UNIQUE NULLS NOT DISTINCT, which keeps shared rows unique too.
@@ -4068,8 +4854,9 @@ BEGIN
            AND NOT r.rolsuper AND r.oid <> c.relowner
            AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
                 OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           -- (superusers are members of every role: they do not count)
            AND EXISTS (SELECT FROM pg_roles l
-                        WHERE l.rolcanlogin AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
                           AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
         UNION ALL
         SELECT 'error', 'table tenant.signing_keys',
@@ -4085,6 +4872,21 @@ REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
     tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
+
+-- Whether a unique key is a single column whose values come from a sequence: an identity column,
+-- or a default that calls nextval() of a sequence (serial, bigserial). For check kind 10.
+CREATE OR REPLACE FUNCTION tenant._chk_sequence_key(rel oid, indkey int2vector, nkeys smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $3 = 1 AND (
+        EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum = $2[0] AND a.attidentity IN ('a', 'd'))
+        OR EXISTS (SELECT FROM pg_attrdef d
+                     JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                                     AND p.refclassid = 'pg_class'::regclass
+                     JOIN pg_class s ON s.oid = p.refobjid AND s.relkind = 'S'
+                    WHERE d.adrelid = $1 AND d.adnum = $2[0]))
+$$;
 
 -- sql/superuser.sql
 -- Superuser consistency for an application's users table.
@@ -4931,6 +5733,9 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tenant FROM PUBLIC;
 REVOKE ALL ON SCHEMA tenant FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA tenant TO tenant_user, tenant_superuser, tenant_admin;
+-- And to everyone: the getters are PUBLIC, and a role that calls one by name (a BI login bound to
+-- a tenant showing tenant.current_tenant()) needs it; everything else in the schema stays revoked.
+GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active() TO PUBLIC;
 
@@ -4942,17 +5747,19 @@ TO tenant_user;
 GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text, boolean), tenant.exit_cross_tenant() TO tenant_superuser;
 
 GRANT EXECUTE ON FUNCTION
-    tenant.create_tenant(text, text, text, boolean), tenant.suspend_tenant(text), tenant.resume_tenant(text),
+    tenant.create_tenant(text, text, text, boolean, bigint), tenant.suspend_tenant(text), tenant.resume_tenant(text),
     tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text, boolean), tenant.unbind_role(regrole),
     tenant.set_role_rules(regrole, boolean, text), tenant.drop_role_rules(regrole),
     tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
-    tenant.mark_shared(regclass), tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
+    tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
+    tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
-GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables
+GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables,
+    tenant.shared_patterns
 TO tenant_admin;
 
 -- migrate_all (sql/migrate.sql). The procedures are SECURITY INVOKER and call the helpers as the
@@ -5024,6 +5831,48 @@ BEGIN
     END LOOP;
 END
 $qft_context$;
+-- Registry rows of tables dropped under 0.1.0 (which had no sql_drop trigger).
+DELETE FROM tenant.isolated_tables i
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid);
+DELETE FROM tenant.shared_tables s
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid::pg_catalog.oid);
+
+-- 0.1.0's auto_isolate isolated the extension's own tables when it was on during CREATE EXTENSION
+-- (tenant.schema_migrations has a tenant_id column): undo exactly what enable_isolation added.
+DO $own$
+DECLARE
+    t pg_catalog.regclass;
+BEGIN
+    FOR t IN SELECT i.relid FROM tenant.isolated_tables i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) 'tenant'::pg_catalog.regnamespace LOOP
+        PERFORM tenant._disable_isolation(t);
+    END LOOP;
+END
+$own$;
+
+-- What 0.2.0 gives every isolated table: partitions and children attached after their parent was
+-- isolated are isolated too, and an explicit NULL tenant is filled from the context. A table that
+-- cannot be brought there is named, not allowed to stop the upgrade.
+DO $isolated$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT h.inhrelid::pg_catalog.regclass AS child, i.tenant_column, i.allow_shared_rows
+               FROM tenant.isolated_tables i JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid
+              WHERE NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::pg_catalog.oid OPERATOR(pg_catalog.=) h.inhrelid)
+              ORDER BY h.inhrelid LOOP
+        BEGIN
+            PERFORM tenant._enable_isolation(r.child, r.tenant_column, r.allow_shared_rows);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not isolate %, a child of an isolated table: %', r.child, SQLERRM
+                USING HINT = pg_catalog.format('Fix it, then run SELECT tenant.enable_isolation(%L);', r.child::text);
+        END;
+    END LOOP;
+    FOR r IN SELECT i.relid, i.tenant_column, i.allow_shared_rows FROM tenant.isolated_tables i ORDER BY i.relid::pg_catalog.oid LOOP
+        PERFORM tenant._add_fill_trigger(r.relid, r.tenant_column, r.allow_shared_rows);
+    END LOOP;
+END
+$isolated$;
 
 -- Usage and quotas (issue 16): the storage guard on every table isolated or pinned before the
 -- upgrade (isolation and pinning install it on every table from now on).

@@ -27,6 +27,28 @@ CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR T
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_rules
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+-- On a logical replication subscriber the registry changes too, by the apply worker, which runs
+-- with session_replication_role = replica (ordinary triggers do not fire) and fires only row
+-- triggers (statement triggers only for TRUNCATE and the initial copy). So the statement triggers
+-- fire ALWAYS, and a row trigger fires in replica sessions only: a tenant suspended on the
+-- publisher is suspended in every subscriber session from its next statement, and the primary
+-- pays nothing per row.
+ALTER TABLE tenant.tenants ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.role_bindings ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.signing_keys ENABLE ALWAYS TRIGGER registry_changed;
+ALTER TABLE tenant.role_rules ENABLE ALWAYS TRIGGER registry_changed;
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.tenants
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.role_bindings
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.signing_keys
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+CREATE OR REPLACE TRIGGER registry_changed_replica AFTER INSERT OR UPDATE OR DELETE ON tenant.role_rules
+    FOR EACH ROW EXECUTE FUNCTION tenant._registry_changed_trigger();
+ALTER TABLE tenant.tenants ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.role_bindings ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.signing_keys ENABLE REPLICA TRIGGER registry_changed_replica;
+ALTER TABLE tenant.role_rules ENABLE REPLICA TRIGGER registry_changed_replica;
 
 -- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
 CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
@@ -52,13 +74,18 @@ BEGIN
 END
 $$;
 
+-- id: re-create a tenant with the id its rows still carry (after DROP EXTENSION ... CASCADE and
+-- CREATE EXTENSION). Without it the id comes from the registry's sequence, and a generated id that
+-- isolated tables already hold rows for is refused: the new tenant would inherit them.
 CREATE OR REPLACE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
-                                     with_schema boolean DEFAULT false)
+                                     with_schema boolean DEFAULT false, id bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
+    held record;
+    conflict name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'create a tenant');
     IF slug IS NULL OR slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
@@ -72,14 +99,47 @@ BEGIN
     IF with_schema IS NULL THEN
         RAISE EXCEPTION 'with_schema must not be NULL' USING ERRCODE = '22004';
     END IF;
+    IF create_tenant.id <= 0 THEN
+        RAISE EXCEPTION 'tenant id % is not valid', create_tenant.id USING ERRCODE = '22023', HINT = 'Tenant ids are positive.';
+    END IF;
     -- The row goes in first: a concurrent create_tenant of the same slug waits on it here and then
     -- fails with 42710 before it has built anything.
     BEGIN
-        INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING id INTO new_id;
+        IF create_tenant.id IS NULL THEN
+            INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING tenants.id INTO new_id;
+        ELSE
+            INSERT INTO tenant.tenants (id, slug, name, tier) VALUES (create_tenant.id, slug, name, tier)
+                RETURNING tenants.id INTO new_id;
+        END IF;
     EXCEPTION WHEN unique_violation THEN
+        GET STACKED DIAGNOSTICS conflict = CONSTRAINT_NAME;
+        IF conflict = 'tenants_pkey' AND create_tenant.id IS NOT NULL THEN
+            RAISE EXCEPTION 'tenant id % already exists', create_tenant.id USING ERRCODE = '42710';
+        ELSIF conflict = 'tenants_pkey' THEN
+            RAISE EXCEPTION 'tenant id % (the next one the registry generates) already exists', currval('tenant.tenants_id_seq')
+                USING ERRCODE = '42710', DETAIL = 'tenant.tenants_id_seq is behind the ids in tenant.tenants.',
+                      HINT = 'A superuser can fix it: SELECT setval(''tenant.tenants_id_seq'', (SELECT max(id) FROM tenant.tenants));';
+        END IF;
         RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = '42710';
     END;
     PERFORM tenant._quota_tenant_created(new_id); -- the tenant cap and tier defaults (sql/quotas.sql)
+    IF create_tenant.id IS NOT NULL THEN
+        -- Generated ids continue after the largest one given.
+        PERFORM setval('tenant.tenants_id_seq', max(t.id)) FROM tenant.tenants t
+          HAVING max(t.id) >= (SELECT q.last_value FROM tenant.tenants_id_seq q);
+        FOR held IN SELECT * FROM tenant._tenant_rows(new_id) LOOP
+            RAISE NOTICE 'tenant "%" (id %) owns the % existing row(s) of % with that id', slug, new_id, held.n, held.relid;
+        END LOOP;
+    ELSE
+        FOR held IN SELECT * FROM tenant._tenant_rows(new_id) LOOP
+            RAISE EXCEPTION 'tenant id % already has % row(s) in %, left by a tenant that is no longer in the registry',
+                            new_id, held.n, held.relid USING ERRCODE = '55000',
+                DETAIL = 'A new tenant with this id would own them.',
+                HINT = format('If they belong to a tenant lost with DROP EXTENSION ... CASCADE, re-create it with '
+                              'tenant.create_tenant(''<its slug>'', id => %s); otherwise delete the rows, or create '
+                              'this tenant with an id of your choosing (id => n).', new_id);
+        END LOOP;
+    END IF;
     IF with_schema THEN
         PERFORM tenant._create_tenant_schema(new_id);
     END IF;
@@ -235,7 +295,6 @@ AS $$
 DECLARE
     t tenant.tenants;
     holder record;
-    n bigint;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'drop a tenant');
     t := tenant._resolve(tenant);
@@ -247,16 +306,14 @@ BEGIN
         RAISE EXCEPTION 'tenant "%" still has schema %', t.slug, quote_ident(t.schema_name) USING ERRCODE = '2BP01',
             HINT = 'Pass drop_schema => true to drop it with the tenant.';
     END IF;
-    -- Rows in isolated tables: refuse, or delete them with delete_rows.
-    FOR holder IN SELECT i.relid, i.tenant_column FROM tenant.isolated_tables i ORDER BY i.relid::text LOOP
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I = $1', holder.relid, holder.tenant_column)
-            INTO n USING t.id;
-        IF n > 0 AND NOT delete_rows THEN
-            RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, n, holder.relid USING ERRCODE = '2BP01',
+    -- Rows in isolated tables: refuse, or delete them with delete_rows. Only tables that exist now
+    -- (tenant._tenant_rows reads the catalog), each locked by its count until commit.
+    FOR holder IN SELECT * FROM tenant._tenant_rows(t.id) LOOP
+        IF NOT delete_rows THEN
+            RAISE EXCEPTION 'tenant "%" still has % rows in %', t.slug, holder.n, holder.relid USING ERRCODE = '2BP01',
                 HINT = 'Delete them first, or pass delete_rows => true.';
-        ELSIF n > 0 THEN
-            EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
         END IF;
+        EXECUTE format('DELETE FROM %s WHERE %I = $1', holder.relid, holder.tenant_column) USING t.id;
     END LOOP;
     IF t.schema_name IS NOT NULL AND drop_schema THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);

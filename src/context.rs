@@ -560,6 +560,7 @@ pub fn current_tenant_id() -> Option<i64> {
                 || (setting.owner != 0 && setting.owner != session.to_u32())
                 || (rules.transaction_scope && !setting.local && setting.owner != 0)
             {
+                crate::backup::reading_without_context();
                 return None;
             }
             setting.id

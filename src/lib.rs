@@ -2,6 +2,8 @@
 
 pgrx::pg_module_magic!();
 
+mod backup;
+mod catalog;
 mod context;
 mod error;
 mod migrate;
@@ -15,7 +17,10 @@ mod token;
 mod tests;
 
 /// Declares schema `tenant` to pgrx so `#[pg_extern(schema = "tenant")]` can name it; the schema
-/// itself is created (and must not pre-exist) in `sql/bootstrap.sql`, which runs first.
+/// itself is created (and must not pre-exist) in `sql/bootstrap.sql`, which runs first. It is an
+/// extension member, so the control file names no schema: a schema holding its extension could
+/// not be one, and CREATE EXTENSION would then have to adopt a pre-existing schema `tenant`, which
+/// the SPEC forbids.
 #[pgrx::pg_schema]
 mod tenant {}
 
@@ -52,6 +57,16 @@ pgrx::extension_sql_file!(
     requires = ["bootstrap"]
 );
 pgrx::extension_sql_file!(
+    "../sql/lifecycle_tables.sql",
+    name = "lifecycle_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/lifecycle.sql",
+    name = "lifecycle",
+    requires = ["registry", "isolation", "lifecycle_tables"]
+);
+pgrx::extension_sql_file!(
     "../sql/migrate.sql",
     name = "migrate",
     requires = [
@@ -69,6 +84,11 @@ pgrx::extension_sql_file!(
     "../sql/clone.sql",
     name = "clone",
     requires = ["registry", "isolation"]
+);
+pgrx::extension_sql_file!(
+    "../sql/catalog.sql",
+    name = "catalog",
+    requires = ["bootstrap"]
 );
 pgrx::extension_sql_file!(
     "../sql/schemas.sql",

@@ -40,14 +40,21 @@ pub enum ContextScope {
     Transaction,
 }
 
+/// What the `qft_auto_isolate` event trigger does with a new table (read in SQL, `sql/isolation.sql`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
 pub enum AutoIsolate {
     #[name = c"off"]
     Off,
+    /// Isolate new tables that have a `tenant_id` column.
     #[name = c"on"]
     On,
+    /// Also reject new tables without one in schemas that hold isolated tables.
     #[name = c"strict"]
     Strict,
+    /// Instead of rejecting such a table, give it `tenant_id` (defaulting to the context) and
+    /// isolate it: for tables a framework creates without asking (Django's many-to-many tables).
+    #[name = c"add_column"]
+    AddColumn,
 }
 
 // Backend-local; PostgreSQL backends are single-threaded.
@@ -307,7 +314,7 @@ pub fn init() {
     );
     GucRegistry::define_enum_guc(
         c"qualityfoundry_tenant.auto_isolate",
-        c"off | on (isolate new tables with the tenant column) | strict (also reject new tables without one).",
+        c"off | on (isolate new tables with the tenant column) | strict (also reject new tables without one) | add_column (give them one instead).",
         c"Applied by the extension's event trigger.",
         &AUTO_ISOLATE,
         GucContext::Suset,

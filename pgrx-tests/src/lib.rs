@@ -540,6 +540,73 @@ impl TestDb {
     }
 }
 
+/// The server's NOTICEs and WARNINGs on a connection, as their message texts.
+pub type Notices = std::sync::Arc<Mutex<Vec<String>>>;
+
+/// Connects with `conninfo`, collecting every notice and warning the server sends.
+pub fn connect_noticed(conninfo: &str) -> (Client, Notices) {
+    let notices: Notices = Default::default();
+    let sink = notices.clone();
+    let mut cfg: postgres::Config = conninfo.parse().expect("conninfo");
+    cfg.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+    (cfg.connect(NoTls).expect("connect"), notices)
+}
+
+impl TestDb {
+    /// The superuser, with the notices and warnings it receives collected.
+    pub fn superuser_noticed(&self) -> (Client, Notices) {
+        connect_noticed(&cluster().conninfo("postgres", &self.name))
+    }
+
+    /// Role `short`, with the notices and warnings it receives collected.
+    pub fn connect_noticed(&self, short: &str) -> (Client, Notices) {
+        connect_noticed(&cluster().conninfo(&self.role(short), &self.name))
+    }
+}
+
+/// The first column of every row of `sql`, as text (`NULL` for a NULL).
+#[track_caller]
+pub fn strings(client: &mut Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| {
+            r.get::<_, Option<String>>(0)
+                .unwrap_or_else(|| "NULL".to_string())
+        })
+        .collect()
+}
+
+/// The code block after the marker `<!-- KIND: NAME ...` in README.md, without its fences: the
+/// README's snippets that tests run (`test`) or compare with the examples' code (`example`).
+pub fn readme_block(kind: &str, name: &str) -> String {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let marker = format!("<!-- {kind}: {name}");
+    let after = readme
+        .split(&marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"));
+    let body = after
+        .split("```")
+        .nth(1)
+        .expect("a code block after the marker");
+    body.split_once('\n')
+        .expect("a language line")
+        .1
+        .to_string()
+}
+
+impl Cluster {
+    /// psql running the script `file` as `user`@`db`, stopping at the first error.
+    pub fn psql_script(&self, user: &str, db: &str, file: &Path) -> Command {
+        let mut c = self.command("psql", user, db);
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file);
+        c
+    }
+}
+
 /// The SQLSTATE of a database error ("" when the error did not come from the server).
 pub fn sqlstate(e: &postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_default()

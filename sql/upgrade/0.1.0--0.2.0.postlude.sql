@@ -46,6 +46,48 @@ BEGIN
     END LOOP;
 END
 $qft_context$;
+-- Registry rows of tables dropped under 0.1.0 (which had no sql_drop trigger).
+DELETE FROM tenant.isolated_tables i
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid);
+DELETE FROM tenant.shared_tables s
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid::pg_catalog.oid);
+
+-- 0.1.0's auto_isolate isolated the extension's own tables when it was on during CREATE EXTENSION
+-- (tenant.schema_migrations has a tenant_id column): undo exactly what enable_isolation added.
+DO $own$
+DECLARE
+    t pg_catalog.regclass;
+BEGIN
+    FOR t IN SELECT i.relid FROM tenant.isolated_tables i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) 'tenant'::pg_catalog.regnamespace LOOP
+        PERFORM tenant._disable_isolation(t);
+    END LOOP;
+END
+$own$;
+
+-- What 0.2.0 gives every isolated table: partitions and children attached after their parent was
+-- isolated are isolated too, and an explicit NULL tenant is filled from the context. A table that
+-- cannot be brought there is named, not allowed to stop the upgrade.
+DO $isolated$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT h.inhrelid::pg_catalog.regclass AS child, i.tenant_column, i.allow_shared_rows
+               FROM tenant.isolated_tables i JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) i.relid::pg_catalog.oid
+              WHERE NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::pg_catalog.oid OPERATOR(pg_catalog.=) h.inhrelid)
+              ORDER BY h.inhrelid LOOP
+        BEGIN
+            PERFORM tenant._enable_isolation(r.child, r.tenant_column, r.allow_shared_rows);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not isolate %, a child of an isolated table: %', r.child, SQLERRM
+                USING HINT = pg_catalog.format('Fix it, then run SELECT tenant.enable_isolation(%L);', r.child::text);
+        END;
+    END LOOP;
+    FOR r IN SELECT i.relid, i.tenant_column, i.allow_shared_rows FROM tenant.isolated_tables i ORDER BY i.relid::pg_catalog.oid LOOP
+        PERFORM tenant._add_fill_trigger(r.relid, r.tenant_column, r.allow_shared_rows);
+    END LOOP;
+END
+$isolated$;
 
 -- Usage and quotas (issue 16): the storage guard on every table isolated or pinned before the
 -- upgrade (isolation and pinning install it on every table from now on).

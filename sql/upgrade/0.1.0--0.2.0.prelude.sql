@@ -5,6 +5,28 @@
 -- those). Keep the policy getters (current_tenant_id, cross_tenant_active): user policies depend
 -- on them, so their signatures never change.
 
+-- First: 0.1.0's auto_isolate event trigger would isolate tables this script creates (with
+-- auto_isolate on, any table with a tenant_id column). sql/isolation.sql, replayed below,
+-- re-creates it (enabled) with 0.2.0's function, which leaves extension tables alone.
+DO $quiet$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'qft_auto_isolate') THEN
+        ALTER EVENT TRIGGER qft_auto_isolate DISABLE;
+    END IF;
+END
+$quiet$;
+
+-- sql/lifecycle_tables.sql: shared table name patterns.
+CREATE TABLE tenant.shared_patterns (
+    schema_name name NOT NULL,
+    pattern text NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (schema_name, pattern)
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.shared_patterns', '');
+
+-- create_tenant gained a trailing `id bigint DEFAULT NULL`.
+DROP FUNCTION tenant.create_tenant(text, text, text, boolean);
 -- Tenant context hardening (issue 10): the rules that guard a role live in the registry.
 ALTER TABLE tenant.role_bindings ADD COLUMN allow_cross_tenant boolean NOT NULL DEFAULT false;
 CREATE TABLE tenant.role_rules (

@@ -4,7 +4,7 @@
 -- members it describes what the extension shaped on user tables: row security flags, policies
 -- and tenant-column defaults.
 WITH ext AS (
-    SELECT e.oid, e.extversion, e.extconfig, e.extcondition
+    SELECT e.oid, e.extversion, e.extconfig, e.extcondition, e.extnamespace
     FROM pg_catalog.pg_extension e WHERE e.extname = 'qualityfoundry_tenant'
 ), members AS (
     SELECT d.classid, d.objid, d.objsubid
@@ -16,7 +16,10 @@ WITH ext AS (
     WHERE c.oid IN (SELECT objid FROM members WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
 )
 SELECT 'extension' AS object,
-       pg_catalog.concat_ws(' | ', ext.extversion,
+       pg_catalog.concat_ws(' | ', ext.extversion, 'schema ' || ext.extnamespace::pg_catalog.regnamespace::text,
+           (SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid) || ' ' || d.deptype::text, ','
+                                         ORDER BY 1)
+            FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.objid = ext.oid),
            (SELECT pg_catalog.string_agg(x::pg_catalog.regclass::text, ',' ORDER BY x::pg_catalog.regclass::text)
             FROM pg_catalog.unnest(ext.extconfig) x),
            (SELECT pg_catalog.string_agg(x, ',' ORDER BY x) FROM pg_catalog.unnest(ext.extcondition) x)) AS definition
@@ -79,10 +82,11 @@ FROM pg_catalog.pg_event_trigger e
 WHERE e.oid IN (SELECT objid FROM members WHERE classid = 'pg_catalog.pg_event_trigger'::pg_catalog.regclass)
 UNION ALL
 SELECT 'schema ' || pg_catalog.quote_ident(n.nspname),
-       pg_catalog.concat_ws(' | ', 'acl ' || COALESCE(n.nspacl::text, 'default'),
+       pg_catalog.concat_ws(' | ', 'owner ' || n.nspowner::pg_catalog.regrole::text, 'acl ' || COALESCE(n.nspacl::text, 'default'),
                             pg_catalog.obj_description(n.oid, 'pg_namespace'))
 FROM pg_catalog.pg_namespace n
 WHERE n.oid IN (SELECT objid FROM members WHERE classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass)
+   OR n.nspname = 'tenant'
 UNION ALL
 SELECT 'type ' || t.oid::pg_catalog.regtype::text, t.typtype::text
 FROM pg_catalog.pg_type t
@@ -114,13 +118,11 @@ FROM pg_catalog.pg_policy pol JOIN pg_catalog.pg_class c ON c.oid = pol.polrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname <> 'tenant'
 UNION ALL
--- The extension's triggers on user tables (the storage guard, rate limits).
 SELECT 'user trigger ' || pg_catalog.quote_ident(t.tgname) || ' on ' || t.tgrelid::pg_catalog.regclass::text,
        pg_catalog.pg_get_triggerdef(t.oid) || ' enabled ' || t.tgenabled::text
 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant')
-  AND t.tgname LIKE 'qft\_%'
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant') AND t.tgname LIKE 'qft%' AND NOT t.tgisinternal
 UNION ALL
 SELECT 'user default ' || a.attrelid::pg_catalog.regclass::text || '.' || pg_catalog.quote_ident(a.attname),
        pg_catalog.pg_get_expr(d.adbin, d.adrelid)

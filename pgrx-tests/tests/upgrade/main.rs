@@ -33,8 +33,35 @@ const FILL: &str = "
     GRANT SELECT, INSERT, UPDATE, DELETE ON public.projects, public.plans TO upgrade_app, upgrade_bi;
     GRANT USAGE ON SCHEMA tenant_globex TO upgrade_app;
     SELECT tenant.bind_role('upgrade_bi', 'acme');
+    -- 0.1.0 left a partition attached after enable_isolation unisolated, and the registry row of a
+    -- dropped isolated table behind; 0.2.0 does neither, and the upgrade repairs both.
+    CREATE TABLE public.events (tenant_id bigint NOT NULL, id integer NOT NULL, what text) PARTITION BY RANGE (id);
+    CREATE TABLE public.events_a PARTITION OF public.events FOR VALUES FROM (0) TO (100);
+    SELECT tenant.enable_isolation('public.events');
+    CREATE TABLE public.events_b PARTITION OF public.events FOR VALUES FROM (100) TO (200);
+    INSERT INTO public.events VALUES (1, 1, 'acme-a'), (2, 2, 'globex-a'), (1, 101, 'acme-b'), (2, 102, 'globex-b');
+    GRANT SELECT, INSERT ON public.events, public.events_b TO upgrade_app;
+    CREATE TABLE public.gone (tenant_id bigint NOT NULL);
+    SELECT tenant.enable_isolation('public.gone');
+    DROP TABLE public.gone;
     UPDATE tenant.tenants SET max_storage_mb = 1 WHERE slug = 'acme';
 ";
+
+/// The registry rows an upgrade must carry over exactly (what a fresh install filled the same way
+/// holds), without timestamps and generated keys.
+const REGISTRY: &str = "
+    SELECT 'tenant ' || id || ' ' || slug || ' ' || tier || ' ' || status || ' ' || coalesce(schema_name, '-') FROM tenant.tenants
+    UNION ALL
+    SELECT 'isolated ' || relid::text || ' ' || tenant_column || ' shared=' || allow_shared_rows || ' rls=' || prior_rls
+           || '/' || prior_force || ' default=' || added_default || ' notnull=' || added_not_null || ' index=' || coalesce(added_index, '-')
+      FROM tenant.isolated_tables
+    UNION ALL
+    SELECT 'shared ' || relid::text FROM tenant.shared_tables
+    UNION ALL
+    SELECT 'binding ' || role::text || ' ' || tenant_id FROM tenant.role_bindings
+    UNION ALL
+    SELECT 'ledger ' || schema_name || ' ' || version || ' ' || status FROM tenant.schema_migrations
+    ORDER BY 1";
 
 fn describe(client: &mut Client) -> BTreeMap<String, String> {
     client
@@ -61,6 +88,32 @@ fn built_version() -> String {
         .and_then(|v| v.strip_suffix('"'))
         .expect("a version")
         .to_string()
+}
+
+/// Every object of `fresh` is in `upgraded` with the same definition, and nothing else is.
+#[track_caller]
+fn assert_same(upgraded: &BTreeMap<String, String>, fresh: &BTreeMap<String, String>) {
+    let mut problems = Vec::new();
+    for (k, v) in fresh {
+        match upgraded.get(k) {
+            None => problems.push(format!("missing after upgrade: {k}\n    {v}")),
+            Some(w) if w != v => problems.push(format!(
+                "differs: {k}\n    upgraded: {w}\n    fresh:    {v}"
+            )),
+            _ => {}
+        }
+    }
+    for k in upgraded.keys().filter(|k| !fresh.contains_key(*k)) {
+        problems.push(format!(
+            "left over after upgrade (a fresh install has no such object): {k}"
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 fn connect(cluster: &Cluster, user: &str, db: &str) -> Client {
@@ -95,10 +148,31 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
 
     let cluster = Cluster::start(&format!("upgrade-{}", std::process::id()), &copy, "");
     let mut su = connect(&cluster, "postgres", "postgres");
-    for db in ["up", "fresh"] {
+    for db in ["up", "fresh", "up_auto", "fresh_auto"] {
         su.batch_execute(&format!("CREATE DATABASE {db}"))
             .expect("create database");
     }
+    // auto_isolate on while the extension is created: 0.1.0 isolated its own migration ledger
+    // (tenant.schema_migrations has a tenant_id column), so migrate_all failed there.
+    for db in ["up_auto", "fresh_auto"] {
+        su.batch_execute(&format!(
+            "ALTER DATABASE {db} SET qualityfoundry_tenant.auto_isolate = 'on'"
+        ))
+        .expect("auto_isolate on");
+    }
+    let mut up_auto = connect(&cluster, "postgres", "up_auto");
+    up_auto
+        .batch_execute("CREATE EXTENSION qualityfoundry_tenant VERSION '0.1.0'")
+        .expect("create 0.1.0 with auto_isolate on");
+    assert_eq!(
+        one::<i64>(
+            &mut up_auto,
+            "SELECT count(*) FROM tenant.isolated_tables WHERE relid::text LIKE 'tenant.%'"
+        ),
+        1,
+        "0.1.0 isolates its own ledger (the defect the upgrade repairs)"
+    );
+    drop(up_auto);
     // 0.1.0, with its own library.
     let mut up = connect(&cluster, "postgres", "up");
     up.batch_execute("CREATE EXTENSION qualityfoundry_tenant VERSION '0.1.0'")
@@ -167,32 +241,51 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
         .expect("migrate the fresh install");
 
     let (a, b) = (describe(&mut up), describe(&mut fresh));
-    let mut problems = Vec::new();
-    for (k, v) in &b {
-        match a.get(k) {
-            None => problems.push(format!("missing after upgrade: {k}\n    {v}")),
-            Some(w) if w != v => problems.push(format!(
-                "differs: {k}\n    upgraded: {w}\n    fresh:    {v}"
-            )),
-            _ => {}
-        }
-    }
-    for k in a.keys().filter(|k| !b.contains_key(*k)) {
-        problems.push(format!(
-            "left over after upgrade (a fresh install has no such object): {k}"
-        ));
-    }
-    assert!(
-        problems.is_empty(),
-        "{} differences:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_same(&a, &b);
     assert!(
         a.len() > 150,
         "the description covers the extension ({} rows)",
         a.len()
     );
+    assert_eq!(strings(&mut up, REGISTRY), strings(&mut fresh, REGISTRY));
+
+    // The database created at 0.1.0 with auto_isolate on: after the upgrade the extension's own
+    // tables are as a fresh install (with auto_isolate on too) has them, and migrate_all works.
+    let mut up_auto = connect(&cluster, "postgres", "up_auto");
+    up_auto
+        .batch_execute("ALTER EXTENSION qualityfoundry_tenant UPDATE")
+        .expect("ALTER EXTENSION UPDATE with auto_isolate on");
+    let mut fresh_auto = connect(&cluster, "postgres", "fresh_auto");
+    fresh_auto
+        .batch_execute("CREATE EXTENSION qualityfoundry_tenant")
+        .expect("fresh install with auto_isolate on");
+    assert_same(&describe(&mut up_auto), &describe(&mut fresh_auto));
+    assert_eq!(
+        one::<String>(&mut up_auto, "SHOW qualityfoundry_tenant.auto_isolate"),
+        "on",
+        "the upgrade leaves the session's auto_isolate as it was"
+    );
+    up_auto
+        .batch_execute(
+            "CREATE SCHEMA tenant_template;
+             CREATE TABLE tenant_template.notes (id integer PRIMARY KEY);
+             SELECT tenant.create_tenant('acme', with_schema => true);",
+        )
+        .expect("a tenant schema after the upgrade");
+    drop(up_auto);
+    let mut up_auto = connect(&cluster, "postgres", "up_auto");
+    up_auto
+        .batch_execute("CALL tenant.migrate_all('1', 'ALTER TABLE notes ADD COLUMN tag text')")
+        .expect("migrate_all after the upgrade of an auto-isolated 0.1.0");
+    assert_eq!(
+        one::<i64>(
+            &mut up_auto,
+            "SELECT count(*) FROM tenant.schema_migrations WHERE status = 'applied'"
+        ),
+        2
+    );
+    drop(up_auto);
+    drop(fresh_auto);
 
     // Data and the deployment survived.
     assert_eq!(
@@ -201,7 +294,7 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
     );
     assert_eq!(
         one::<i64>(&mut up, "SELECT count(*) FROM tenant.isolated_tables"),
-        2
+        5
     );
     assert_eq!(
         one::<i64>(&mut up, "SELECT count(*) FROM tenant.role_bindings"),
@@ -234,6 +327,28 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
         0,
         "another tenant's schema shows nothing"
     );
+    // The partition attached after enable_isolation at 0.1.0, read directly, and an explicit
+    // NULL tenant (an ORM) filled from the context, on tables isolated at 0.1.0.
+    let events: Vec<String> = app
+        .query("SELECT what FROM public.events_b ORDER BY what", &[])
+        .expect("read the partition directly")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(events, ["acme-b"]);
+    app.batch_execute(
+        "INSERT INTO public.projects (tenant_id, id, name) VALUES (NULL, 101, 'from an ORM')",
+    )
+    .expect("an explicit NULL tenant is filled");
+    assert_eq!(
+        one::<i64>(
+            &mut up,
+            "SELECT tenant_id FROM public.projects WHERE id = 101"
+        ),
+        1
+    );
+    app.batch_execute("DELETE FROM public.projects WHERE id = 101")
+        .expect("delete it again");
     // 0.1.0's tokens were bearer tokens without a token id, replayable by whoever saw one:
     // 0.2.0 refuses them (tokens live minutes; the auth service signs new single-use ones).
     let mut signed = connect(&cluster, "upgrade_app", "up");

@@ -1,0 +1,518 @@
+//! Ordinary and partitioned tables: the sequences owned by their columns (serial), the table
+//! with its columns, defaults, identity and generated columns, persistence, partitioning or
+//! inheritance, column settings, its validated check / primary key / unique / exclusion
+//! constraints, sequence ownership and owner. Foreign keys, NOT VALID checks, indexes,
+//! triggers, row security, comments and grants are later steps of the plan.
+
+use super::{options, owner_statement, q, sequence};
+use crate::ident::quote_ident;
+use crate::model::*;
+use crate::plan::PlanError;
+
+fn storage_word(s: Storage) -> &'static str {
+    match s {
+        Storage::Plain => "PLAIN",
+        Storage::Main => "MAIN",
+        Storage::External => "EXTERNAL",
+        Storage::Extended => "EXTENDED",
+    }
+}
+
+/// The parent a column's settings are inherited from, when it is a table of this schema.
+fn parent_column<'a>(schema: &'a Schema, t: &Table, column: &str) -> Option<&'a Column> {
+    let parent = t
+        .partition_of
+        .as_ref()
+        .map(|p| &p.parent)
+        .or(t.inherits.first())?;
+    if parent.schema.is_some() {
+        return None;
+    }
+    schema
+        .table(&parent.name)?
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+}
+
+/// Whether the partition is created with `PARTITION OF` (columns from the parent) or as a table
+/// of its own that is then attached (its columns were its own in the source: `attislocal`).
+fn attach_later(t: &Table) -> bool {
+    t.partition_of.is_some() && t.columns.iter().any(|c| c.local)
+}
+
+fn column_definition(
+    schema: &Schema,
+    t: &Table,
+    c: &Column,
+    target: &str,
+) -> Result<String, PlanError> {
+    let mut s = format!("{} {}", quote_ident(&c.name), c.data_type.render(target));
+    if let Some(coll) = &c.collation {
+        s += &format!(" COLLATE {}", coll.render(target));
+    }
+    if let Some(identity) = c.identity {
+        let seq = schema
+            .sequences
+            .iter()
+            .find(|s| {
+                s.owned_by
+                    .as_ref()
+                    .is_some_and(|o| o.identity && o.table == t.name && o.column == c.name)
+            })
+            .ok_or_else(|| {
+                PlanError::Invalid(format!(
+                    "identity column {}.{} has no sequence in the model",
+                    quote_ident(&t.name),
+                    quote_ident(&c.name)
+                ))
+            })?;
+        s += &format!(
+            " GENERATED {} AS IDENTITY (SEQUENCE NAME {} {})",
+            match identity {
+                Identity::Always => "ALWAYS",
+                Identity::ByDefault => "BY DEFAULT",
+            },
+            q(target, &seq.name),
+            sequence::options(seq, target, false)
+        );
+    } else if let Some(g) = &c.generated {
+        s += &format!(" GENERATED ALWAYS AS ({}) STORED", g.render(target));
+    } else if let Some(d) = &c.default {
+        s += &format!(" DEFAULT {}", d.render(target));
+    }
+    if c.not_null {
+        s += " NOT NULL";
+    }
+    Ok(s)
+}
+
+fn trailer(t: &Table, target: &str) -> String {
+    let mut s = String::new();
+    if let Some(k) = &t.partition_key {
+        s += &format!(" PARTITION BY {}", k.render(target));
+    }
+    if let Some(am) = &t.access_method {
+        if !t.partitioned {
+            s += &format!(" USING {}", quote_ident(am));
+        }
+    }
+    let mut opts = options(&t.options, "");
+    opts.extend(options(&t.toast_options, "toast."));
+    if !opts.is_empty() {
+        s += &format!(" WITH ({})", opts.join(", "));
+    }
+    if let Some(ts) = &t.tablespace {
+        s += &format!(" TABLESPACE {}", quote_ident(ts));
+    }
+    s
+}
+
+pub fn create(schema: &Schema, t: &Table, target: &str) -> Result<Vec<String>, PlanError> {
+    let name = q(target, &t.name);
+    let mut out = Vec::new();
+    let owned: Vec<&Sequence> = schema
+        .sequences
+        .iter()
+        .filter(|s| {
+            s.owned_by
+                .as_ref()
+                .is_some_and(|o| !o.identity && o.table == t.name)
+        })
+        .collect();
+    for s in &owned {
+        out.push(sequence::create(s, target));
+    }
+    let unlogged = if t.unlogged { "UNLOGGED " } else { "" };
+    match (&t.partition_of, attach_later(t)) {
+        (Some(p), false) => out.push(format!(
+            "CREATE {unlogged}TABLE {name} PARTITION OF {} {}{}",
+            p.parent.render(target),
+            p.bound.render(target),
+            trailer(t, target)
+        )),
+        _ => {
+            let cols = t
+                .columns
+                .iter()
+                .filter(|c| c.local)
+                .map(|c| column_definition(schema, t, c, target))
+                .collect::<Result<Vec<_>, _>>()?;
+            let inherits = if t.inherits.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " INHERITS ({})",
+                    t.inherits
+                        .iter()
+                        .map(|r| r.render(target))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            out.push(format!(
+                "CREATE {unlogged}TABLE {name} ({}){inherits}{}",
+                cols.join(", "),
+                trailer(t, target)
+            ));
+            if let Some(p) = &t.partition_of {
+                out.push(format!(
+                    "ALTER TABLE {} ATTACH PARTITION {name} {}",
+                    p.parent.render(target),
+                    p.bound.render(target)
+                ));
+            }
+        }
+    }
+    let inherited_from_parent = t.partition_of.is_some() || !t.inherits.is_empty();
+    for c in &t.columns {
+        let col = format!(
+            "ALTER TABLE ONLY {name} ALTER COLUMN {}",
+            quote_ident(&c.name)
+        );
+        let parent = parent_column(schema, t, &c.name);
+        // Columns a partition or child did not define itself: its own default and NOT NULL.
+        if inherited_from_parent && !c.local && c.generated.is_none() {
+            match (&c.default, parent.map(|p| &p.default)) {
+                (Some(d), Some(pd)) if Some(d) == pd.as_ref() => {}
+                (Some(d), _) => out.push(format!("{col} SET DEFAULT {}", d.render(target))),
+                (None, Some(Some(_))) | (None, None) => out.push(format!("{col} DROP DEFAULT")),
+                (None, Some(None)) => {}
+            }
+            if c.not_null && !parent.is_some_and(|p| p.not_null) {
+                out.push(format!("{col} SET NOT NULL"));
+            }
+        }
+        // What the column has after CREATE: inherited at creation from the parent (PARTITION OF,
+        // INHERITS), else the type's default.
+        let created_from = parent.filter(|_| c.inherited > 0 && !attach_later(t));
+        let expected_storage = created_from.map_or(c.type_storage, |p| p.storage);
+        if c.storage != expected_storage {
+            out.push(format!("{col} SET STORAGE {}", storage_word(c.storage)));
+        }
+        let expected_compression = created_from.and_then(|p| p.compression);
+        if c.compression != expected_compression {
+            out.push(format!(
+                "{col} SET COMPRESSION {}",
+                match c.compression {
+                    Some(Compression::Pglz) => "pglz",
+                    Some(Compression::Lz4) => "lz4",
+                    None => "default",
+                }
+            ));
+        }
+        if let Some(s) = c.statistics {
+            out.push(format!("{col} SET STATISTICS {s}"));
+        }
+        let opts = options(&c.options, "");
+        if !opts.is_empty() {
+            out.push(format!("{col} SET ({})", opts.join(", ")));
+        }
+    }
+    let mut own: Vec<&Constraint> = t
+        .constraints
+        .iter()
+        .filter(|k| {
+            matches!(
+                k.kind,
+                ConstraintKind::Check
+                    | ConstraintKind::PrimaryKey
+                    | ConstraintKind::Unique
+                    | ConstraintKind::Exclusion
+            ) && k.local
+                && k.parent.is_none()
+                && k.validated
+        })
+        .collect();
+    own.sort_by_key(|k| {
+        (
+            match k.kind {
+                ConstraintKind::PrimaryKey => 0,
+                ConstraintKind::Unique => 1,
+                ConstraintKind::Exclusion => 2,
+                _ => 3,
+            },
+            k.name.clone(),
+        )
+    });
+    for k in own {
+        out.push(format!(
+            "ALTER TABLE {name} ADD CONSTRAINT {} {}",
+            quote_ident(&k.name),
+            k.definition.render(target)
+        ));
+    }
+    for s in &owned {
+        if let Some(o) = &s.owned_by {
+            out.push(format!(
+                "ALTER SEQUENCE {} OWNED BY {name}.{}",
+                q(target, &s.name),
+                quote_ident(&o.column)
+            ));
+        }
+    }
+    out.push(owner_statement("TABLE", &name, &t.owner));
+    Ok(out)
+}
+
+/// The statements after the data: NOT VALID check constraints of the table.
+pub fn not_valid_checks(t: &Table, target: &str) -> Vec<String> {
+    t.constraints
+        .iter()
+        .filter(|k| {
+            k.kind == ConstraintKind::Check && !k.validated && k.local && k.parent.is_none()
+        })
+        .map(|k| {
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                q(target, &t.name),
+                quote_ident(&k.name),
+                k.definition.render(target)
+            )
+        })
+        .collect()
+}
+
+/// Foreign keys (after every table exists: self-referencing and cyclic ones included).
+pub fn foreign_keys(t: &Table, target: &str) -> Vec<String> {
+    t.constraints
+        .iter()
+        .filter(|k| k.kind == ConstraintKind::ForeignKey && k.local && k.parent.is_none())
+        .map(|k| {
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}{}",
+                q(target, &t.name),
+                quote_ident(&k.name),
+                k.definition.render(target),
+                if k.validated { "" } else { " NOT VALID" }
+            )
+        })
+        .collect()
+}
+
+/// Row security flags.
+pub fn row_security(t: &Table, target: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if t.row_security {
+        out.push(format!(
+            "ALTER TABLE {} ENABLE ROW LEVEL SECURITY",
+            q(target, &t.name)
+        ));
+    }
+    if t.force_row_security {
+        out.push(format!(
+            "ALTER TABLE {} FORCE ROW LEVEL SECURITY",
+            q(target, &t.name)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqlText;
+
+    fn col(name: &str, ty: &str) -> Column {
+        Column {
+            name: name.into(),
+            data_type: SqlText::plain(ty),
+            storage: Storage::Extended,
+            type_storage: Storage::Extended,
+            local: true,
+            ..Default::default()
+        }
+    }
+
+    fn schema_with(tables: Vec<Table>, sequences: Vec<Sequence>) -> Schema {
+        Schema {
+            name: "src".into(),
+            tables,
+            sequences,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_table_with_every_column_kind() {
+        let mut id = col("id", "bigint");
+        id.identity = Some(Identity::Always);
+        id.not_null = true;
+        id.storage = Storage::Plain;
+        id.type_storage = Storage::Plain;
+        let mut name = col("Name", "text");
+        name.collation = Some(SqlText::plain("\"C\""));
+        name.not_null = true;
+        let mut upper = col("upper", "text");
+        upper.generated = Some(SqlText::plain("upper(\"Name\")"));
+        let mut ticket = col("ticket", "integer");
+        ticket.default = Some(SqlText::plain("nextval('ticket_seq'::regclass)"));
+        ticket.storage = Storage::Plain;
+        ticket.type_storage = Storage::Plain;
+        let mut notes = col("notes", "text");
+        notes.storage = Storage::External;
+        notes.statistics = Some(500);
+        notes.options = vec!["n_distinct=10".into()];
+        notes.compression = Some(Compression::Pglz);
+        let t = Table {
+            name: "customers".into(),
+            columns: vec![id, name, upper, ticket, notes],
+            options: vec!["fillfactor=70".into()],
+            toast_options: vec!["autovacuum_enabled=false".into()],
+            access_method: Some("heap".into()),
+            constraints: vec![
+                Constraint {
+                    name: "customers_pkey".into(),
+                    kind: ConstraintKind::PrimaryKey,
+                    definition: SqlText::plain("PRIMARY KEY (id)"),
+                    validated: true,
+                    local: true,
+                    ..Default::default()
+                },
+                Constraint {
+                    name: "blank".into(),
+                    kind: ConstraintKind::Check,
+                    definition: SqlText::plain("CHECK ((\"Name\" <> ''::text))"),
+                    validated: true,
+                    local: true,
+                    ..Default::default()
+                },
+                Constraint {
+                    name: "fk".into(),
+                    kind: ConstraintKind::ForeignKey,
+                    definition: SqlText::plain("FOREIGN KEY (id) REFERENCES customers(id)"),
+                    validated: true,
+                    local: true,
+                    ..Default::default()
+                },
+            ],
+            owner: "o".into(),
+            ..Default::default()
+        };
+        let seq = |name: &str, column: &str, identity: bool| Sequence {
+            name: name.into(),
+            data_type: SqlText::plain("bigint"),
+            start: 1,
+            increment: 1,
+            min: 1,
+            max: 9,
+            cache: 1,
+            owned_by: Some(OwnedBy {
+                table: "customers".into(),
+                column: column.into(),
+                identity,
+            }),
+            ..Default::default()
+        };
+        let s = schema_with(
+            vec![t.clone()],
+            vec![
+                seq("customers_id_seq", "id", true),
+                seq("ticket_seq", "ticket", false),
+            ],
+        );
+        assert_eq!(
+            create(&s, &t, "Copy").unwrap(),
+            [
+                "CREATE SEQUENCE \"Copy\".ticket_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9 START WITH 1 CACHE 1 NO CYCLE",
+                "CREATE TABLE \"Copy\".customers (id bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME \"Copy\".customers_id_seq INCREMENT BY 1 MINVALUE 1 MAXVALUE 9 START WITH 1 CACHE 1 NO CYCLE) NOT NULL, \"Name\" text COLLATE \"C\" NOT NULL, upper text GENERATED ALWAYS AS (upper(\"Name\")) STORED, ticket integer DEFAULT nextval('ticket_seq'::regclass), notes text) USING heap WITH (fillfactor='70', toast.autovacuum_enabled='false')",
+                "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET STORAGE EXTERNAL",
+                "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET COMPRESSION pglz",
+                "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET STATISTICS 500",
+                "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET (n_distinct='10')",
+                "ALTER TABLE \"Copy\".customers ADD CONSTRAINT customers_pkey PRIMARY KEY (id)",
+                "ALTER TABLE \"Copy\".customers ADD CONSTRAINT blank CHECK ((\"Name\" <> ''::text))",
+                "ALTER SEQUENCE \"Copy\".ticket_seq OWNED BY \"Copy\".customers.ticket",
+                "ALTER TABLE \"Copy\".customers OWNER TO o",
+            ]
+        );
+        assert_eq!(
+            foreign_keys(&t, "Copy"),
+            ["ALTER TABLE \"Copy\".customers ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES customers(id)"]
+        );
+    }
+
+    #[test]
+    fn partitions_and_children() {
+        let mut parent_amount = col("amount", "integer");
+        parent_amount.default = Some(SqlText::plain("0"));
+        let parent = Table {
+            name: "m".into(),
+            partitioned: true,
+            partition_key: Some(SqlText::plain("LIST (region)")),
+            columns: vec![col("region", "text"), parent_amount.clone()],
+            owner: "o".into(),
+            ..Default::default()
+        };
+        let inherited = |c: &Column| Column {
+            local: false,
+            inherited: 1,
+            ..c.clone()
+        };
+        let mut child_amount = inherited(&parent_amount);
+        child_amount.default = Some(SqlText::plain("7"));
+        let part = Table {
+            name: "m_eu".into(),
+            partition_of: Some(PartitionOf {
+                parent: RelationRef::own("m"),
+                bound: SqlText::plain("FOR VALUES IN ('eu')"),
+            }),
+            columns: vec![inherited(&col("region", "text")), child_amount],
+            owner: "o".into(),
+            ..Default::default()
+        };
+        let attached = Table {
+            name: "m_us".into(),
+            partition_of: Some(PartitionOf {
+                parent: RelationRef::own("m"),
+                bound: SqlText::plain("FOR VALUES IN ('us')"),
+            }),
+            columns: vec![
+                col("region", "text"),
+                Column {
+                    inherited: 1,
+                    ..parent_amount.clone()
+                },
+            ],
+            owner: "o".into(),
+            ..Default::default()
+        };
+        let s = schema_with(vec![parent.clone(), part.clone(), attached.clone()], vec![]);
+        assert_eq!(
+            create(&s, &part, "c").unwrap(),
+            [
+                "CREATE TABLE c.m_eu PARTITION OF c.m FOR VALUES IN ('eu')",
+                "ALTER TABLE ONLY c.m_eu ALTER COLUMN amount SET DEFAULT 7",
+                "ALTER TABLE c.m_eu OWNER TO o",
+            ]
+        );
+        assert_eq!(
+            create(&s, &attached, "c").unwrap(),
+            [
+                "CREATE TABLE c.m_us (region text, amount integer DEFAULT 0)",
+                "ALTER TABLE c.m ATTACH PARTITION c.m_us FOR VALUES IN ('us')",
+                "ALTER TABLE c.m_us OWNER TO o",
+            ]
+        );
+        assert_eq!(
+            create(&s, &parent, "c").unwrap(),
+            [
+                "CREATE TABLE c.m (region text, amount integer DEFAULT 0) PARTITION BY LIST (region)",
+                "ALTER TABLE c.m OWNER TO o",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_identity_column_without_its_sequence_is_an_error() {
+        let mut id = col("id", "bigint");
+        id.identity = Some(Identity::ByDefault);
+        let t = Table {
+            name: "t".into(),
+            columns: vec![id],
+            ..Default::default()
+        };
+        let s = schema_with(vec![t.clone()], vec![]);
+        assert!(matches!(create(&s, &t, "c"), Err(PlanError::Invalid(_))));
+    }
+}

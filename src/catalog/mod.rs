@@ -1,0 +1,294 @@
+//! The adapter between PostgreSQL's catalogs and the schema engine (`crates/schema`): it reads
+//! a schema's catalogs once (`tenant._catalog_read`, `sql/catalog.sql`), deparses with
+//! PostgreSQL's own `pg_get_*` functions under one search_path setting into the model, runs a
+//! plan through SPI, and verifies a copy against the model already read.
+//!
+//! The SQL-callable functions here are internal (revoked from PUBLIC by `sql/finalize.sql`) and
+//! live beside the PL/pgSQL `clone_schema`, `schema_diff` and `schema_drift` until those are
+//! switched over (issue 13, stage C); the integration tests run both side by side.
+
+mod build;
+mod deparse;
+mod execute;
+pub mod pin;
+mod raw;
+
+use crate::error;
+use pgrx::prelude::*;
+use qft_schema::diff::{diff, Options};
+use qft_schema::ident::quote_ident;
+use qft_schema::Schema;
+
+/// The oid of schema `name`, or 3F000.
+fn namespace(name: &str) -> pg_sys::Oid {
+    let oid = deparse::with_search_path("pg_catalog, pg_temp", || {
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) $1",
+            &[name.into()],
+        )
+    });
+    match oid {
+        Ok(Some(o)) => o,
+        _ => error::raise(
+            PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+            format!("schema {} does not exist", quote_ident(name)),
+            None,
+            None,
+        ),
+    }
+}
+
+/// The model of schema `name`, read from the catalogs.
+pub fn read(name: &str) -> Schema {
+    let nsp = namespace(name);
+    let text = deparse::with_search_path("pg_catalog, pg_temp", || {
+        Spi::get_one_with_args::<String>(
+            "SELECT tenant._catalog_read($1)::pg_catalog.text",
+            &[nsp.into()],
+        )
+    });
+    let text = match text {
+        Ok(Some(t)) => t,
+        other => error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("cannot read the catalogs of schema {}", quote_ident(name)),
+            Some(format!("{other:?}")),
+            None,
+        ),
+    };
+    let raw: raw::Catalog = serde_json::from_str(&text).unwrap_or_else(|e| {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!(
+                "cannot read the catalog rows of schema {}",
+                quote_ident(name)
+            ),
+            Some(e.to_string()),
+            None,
+        )
+    });
+    deparse::with_search_path(&qft_schema::plan::search_path(name), || {
+        deparse::with_current_snapshot(|| build::build(&raw))
+    })
+}
+
+/// The model of a schema, as JSON (what the fixtures in `crates/schema/fixtures/` hold). `json`,
+/// not `jsonb`: schema-relative text marks the schema with `\u0000`, which jsonb cannot hold.
+#[pg_extern(
+    schema = "tenant",
+    name = "_schema_describe_rs",
+    stable,
+    parallel_unsafe
+)]
+fn schema_describe_rs(schema: &str) -> pgrx::Json {
+    crate::privilege::require_role_of(
+        crate::privilege::caller(),
+        crate::privilege::TENANT_ADMIN,
+        "describe a schema",
+    );
+    pgrx::Json(serde_json::to_value(read(schema)).expect("the model serializes"))
+}
+
+fn plan_or_raise(model: &Schema, target: &str) -> Vec<qft_schema::plan::Step> {
+    match qft_schema::plan::plan(model, target) {
+        Ok(p) => p,
+        Err(qft_schema::plan::PlanError::Unsupported(items)) => error::raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "schema {} holds objects that cannot be copied",
+                quote_ident(&model.name)
+            ),
+            Some(items.join("\n")),
+            None,
+        ),
+        Err(qft_schema::plan::PlanError::Cycle(c)) => error::raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "cannot order the objects of schema {} for copying: {c}",
+                quote_ident(&model.name)
+            ),
+            Some(format!(
+                "Objects left: {}",
+                c.left
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None,
+        ),
+        Err(qft_schema::plan::PlanError::Invalid(m)) => error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!(
+                "cannot plan the copy of schema {}: {m}",
+                quote_ident(&model.name)
+            ),
+            None,
+            None,
+        ),
+    }
+}
+
+/// The statements that copy schema `source` as `target`, in order; each runs with
+/// `search_path = pg_catalog, <target>, pg_temp` and `check_function_bodies = off`.
+#[allow(clippy::type_complexity)]
+#[pg_extern(schema = "tenant", name = "_clone_plan_rs", stable, parallel_unsafe)]
+fn clone_plan_rs(
+    source: &str,
+    target: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(step, i32),
+        name!(phase, String),
+        name!(object, String),
+        name!(ddl, String),
+    ),
+> {
+    crate::privilege::require_role_of(
+        crate::privilege::caller(),
+        crate::privilege::TENANT_ADMIN,
+        "plan a clone",
+    );
+    let model = read(source);
+    let steps = plan_or_raise(&model, target);
+    TableIterator::new(
+        steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (i as i32 + 1, s.phase.name().to_string(), s.object, s.sql)),
+    )
+}
+
+/// Structural differences between schemas `a` and `b` (everything compared; each schema's own
+/// name normalised).
+#[allow(clippy::type_complexity)]
+#[pg_extern(schema = "tenant", name = "_schema_diff_rs", stable, parallel_unsafe)]
+fn schema_diff_rs(
+    a: &str,
+    b: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(object, String),
+        name!(property, Option<String>),
+        name!(difference, String),
+    ),
+> {
+    crate::privilege::require_role_of(
+        crate::privilege::caller(),
+        crate::privilege::TENANT_ADMIN,
+        "compare schemas",
+    );
+    let (x, y) = (read(a), read(b));
+    let rows: Vec<_> = diff(&x, &y, &Options::exact())
+        .into_iter()
+        .map(|d| {
+            (
+                d.object.clone(),
+                d.property.map(str::to_string),
+                d.describe(a, b),
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// `schema_drift` on the model: each tenant schema (or `schema`) against the template, with the
+/// pin template for the tenant's policies; owners and privileges not compared.
+#[allow(clippy::type_complexity)]
+#[pg_extern(schema = "tenant", name = "_schema_drift_rs", stable, parallel_unsafe)]
+fn schema_drift_rs(
+    schema: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(schema, String),
+        name!(object, String),
+        name!(difference, String),
+    ),
+> {
+    crate::privilege::require_role_of(
+        crate::privilege::caller(),
+        crate::privilege::TENANT_ADMIN,
+        "compare tenant schemas",
+    );
+    let setting = deparse::with_search_path("pg_catalog, pg_temp", || {
+        Spi::get_one::<String>(
+            "SELECT pg_catalog.current_setting('qualityfoundry_tenant.template_schema', true)",
+        )
+    })
+    .ok()
+    .flatten();
+    let template = match pin::template_schema(setting.as_deref()) {
+        Ok(t) => t,
+        Err(m) => error::raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            m,
+            None,
+            Some(
+                "Set it to the name of the template schema, or reset it (default tenant_template)."
+                    .into(),
+            ),
+        ),
+    };
+    let model = read(&template);
+    let tenants: Vec<(String, i64)> = deparse::with_search_path("pg_catalog, pg_temp", || {
+        Spi::connect(|c| {
+            let rows = c.select(
+                "SELECT t.schema_name::pg_catalog.text, t.id FROM tenant.tenants t \
+                 WHERE t.schema_name IS NOT NULL AND ($1::pg_catalog.text IS NULL OR t.schema_name OPERATOR(pg_catalog.=) $1) \
+                 ORDER BY t.schema_name",
+                None,
+                &[schema.into()],
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push((r.get::<String>(1)?.unwrap_or_default(), r.get::<i64>(2)?.unwrap_or_default()));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })
+    .unwrap_or_default();
+    let mut rows = Vec::new();
+    let targets: Vec<(String, Option<i64>)> = match schema {
+        Some(s) if tenants.is_empty() => vec![(s.to_string(), None)],
+        _ => tenants.into_iter().map(|(s, id)| (s, Some(id))).collect(),
+    };
+    for (s, id) in targets {
+        let other = read(&s);
+        let opts = match id {
+            Some(id) => Options::drift(
+                pin::schema_pin(),
+                vec![("tenant_id".into(), id.to_string())],
+            ),
+            None => Options {
+                pin: None,
+                ..Options::drift(pin::schema_pin(), vec![])
+            },
+        };
+        for d in diff(&model, &other, &opts) {
+            rows.push((s.clone(), d.object.clone(), d.describe(&template, &s)));
+        }
+    }
+    TableIterator::new(rows)
+}
+
+/// Copies schema `source` as a new schema `target` with the Rust plan, then verifies the copy
+/// against the model of the source (any difference, or any dependency of the copy on the
+/// source, is an error and the copy is rolled back with the transaction). Returns the number
+/// of statements run. Structure only (the data phase comes with stage C of issue 13).
+#[pg_extern(
+    schema = "tenant",
+    name = "_clone_schema_rs",
+    volatile,
+    parallel_unsafe
+)]
+fn clone_schema_rs(source: &str, target: &str) -> i32 {
+    crate::privilege::require_role_of(
+        crate::privilege::caller(),
+        crate::privilege::TENANT_ADMIN,
+        "clone a schema",
+    );
+    execute::clone(source, target)
+}

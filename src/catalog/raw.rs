@@ -1,0 +1,452 @@
+//! The rows `tenant._catalog_read` returns (`sql/catalog.sql`), as serde reads them: catalog
+//! values with oids and node trees, before deparsing.
+
+use serde::{Deserialize, Deserializer};
+
+/// An object id. jsonb writes an `oid` as a string, a cast one as a number: both are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Oid(pub u32);
+
+impl PartialEq<u32> for Oid {
+    fn eq(&self, other: &u32) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<'de> Deserialize<'de> for Oid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Oid, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u32),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(Oid(n)),
+            Either::Text(t) => t.parse().map(Oid).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Catalog {
+    pub schema: SchemaRow,
+    pub default_acls: Vec<DefaultAcl>,
+    pub relations: Vec<Relation>,
+    pub attributes: Vec<Attribute>,
+    pub constraints: Vec<Constraint>,
+    pub indexes: Vec<Index>,
+    pub triggers: Vec<Trigger>,
+    pub policies: Vec<Policy>,
+    pub rules: Vec<Rule>,
+    pub view_rules: Vec<ViewRule>,
+    pub sequences: Vec<Sequence>,
+    pub types: Vec<Type>,
+    pub type_links: Vec<TypeLink>,
+    pub functions: Vec<Function>,
+    pub operators: Vec<Operator>,
+    pub operator_families: Vec<OpFamily>,
+    pub operator_classes: Vec<OpClass>,
+    pub amops: Vec<AmOp>,
+    pub amprocs: Vec<AmProc>,
+    pub collations: Vec<Collation>,
+    pub ts_dictionaries: Vec<TsDictionary>,
+    pub ts_configs: Vec<TsConfig>,
+    pub statistics: Vec<Statistics>,
+    pub depends: Vec<Depend>,
+    pub unsupported: Vec<Unsupported>,
+}
+
+#[derive(Deserialize)]
+pub struct Grant {
+    pub grantee: Option<String>,
+    pub privilege: String,
+    pub grantable: bool,
+}
+
+pub type Acl = Option<Vec<Grant>>;
+
+#[derive(Deserialize, Clone)]
+pub struct Ref {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+pub struct SchemaRow {
+    pub name: String,
+    pub owner: String,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct DefaultAcl {
+    pub role: String,
+    pub objtype: String,
+    pub acl: Acl,
+}
+
+#[derive(Deserialize)]
+pub struct Relation {
+    pub oid: Oid,
+    pub name: String,
+    pub kind: String,
+    pub persistence: String,
+    pub am: Option<String>,
+    pub options: Vec<String>,
+    pub toast_options: Vec<String>,
+    pub tablespace: Option<String>,
+    pub is_partition: bool,
+    pub partbound: Option<String>,
+    pub parents: Vec<Ref>,
+    pub children_elsewhere: Vec<Ref>,
+    pub row_security: bool,
+    pub force_row_security: bool,
+    pub replident: String,
+    pub populated: bool,
+    pub owner: String,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Attribute {
+    pub rel: Oid,
+    pub name: String,
+    pub typid: Oid,
+    pub typmod: i32,
+    pub collation: Oid,
+    pub type_collation: Oid,
+    pub not_null: bool,
+    pub default_oid: Option<Oid>,
+    pub default: Option<String>,
+    pub identity: String,
+    pub generated: String,
+    pub storage: String,
+    pub type_storage: String,
+    pub compression: String,
+    pub statistics: i32,
+    pub options: Vec<String>,
+    pub local: bool,
+    pub inherited: i32,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Constraint {
+    pub oid: Oid,
+    pub rel: Oid,
+    pub typ: Oid,
+    pub name: String,
+    pub kind: String,
+    pub validated: bool,
+    pub local: bool,
+    pub inherited: i32,
+    pub parent: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct IndexStatistics {
+    pub column: i16,
+    pub target: i32,
+}
+
+#[derive(Deserialize)]
+pub struct Index {
+    pub oid: Oid,
+    pub rel: Oid,
+    pub name: String,
+    pub unique: bool,
+    pub partitioned: bool,
+    pub constraint: Option<String>,
+    pub clustered: bool,
+    pub replident: bool,
+    pub valid: bool,
+    pub parent: Option<Ref>,
+    pub statistics: Vec<IndexStatistics>,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Trigger {
+    pub oid: Oid,
+    pub rel: Oid,
+    pub name: String,
+    pub enabled: String,
+    pub from_parent: bool,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Policy {
+    pub rel: Oid,
+    pub name: String,
+    pub permissive: bool,
+    pub command: String,
+    pub roles: Vec<Option<String>>,
+    pub using: Option<String>,
+    pub with_check: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Rule {
+    pub oid: Oid,
+    pub rel: Oid,
+    pub name: String,
+    pub comment: Option<String>,
+}
+
+/// The `_RETURN` rule of a view (what a view's dependencies are recorded on).
+#[derive(Deserialize)]
+pub struct ViewRule {
+    pub oid: Oid,
+    pub rel: Oid,
+}
+
+#[derive(Deserialize)]
+pub struct OwnedBy {
+    pub table: String,
+    pub same_schema: bool,
+    pub column: String,
+    pub identity: bool,
+}
+
+#[derive(Deserialize)]
+pub struct Sequence {
+    pub rel: Oid,
+    pub typid: Oid,
+    pub start: i64,
+    pub increment: i64,
+    pub min: i64,
+    pub max: i64,
+    pub cache: i64,
+    pub cycle: bool,
+    pub owned_by: Option<OwnedBy>,
+}
+
+#[derive(Deserialize)]
+pub struct Range {
+    pub subtype: Oid,
+    pub collation: Oid,
+    pub opclass: Ref,
+    pub canonical: Oid,
+    pub subdiff: Oid,
+    pub multirange: String,
+}
+
+#[derive(Deserialize)]
+pub struct Type {
+    pub oid: Oid,
+    pub name: String,
+    pub kind: String,
+    pub relid: Oid,
+    pub relkind: Option<String>,
+    pub basetype: Oid,
+    pub typmod: i32,
+    pub not_null: bool,
+    pub default: Option<String>,
+    pub collation: Oid,
+    pub base_collation: Option<Oid>,
+    pub labels: Vec<String>,
+    pub range: Option<Range>,
+    pub owner: String,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+/// A type that stands for another object when ordering: an array type for its element type, a
+/// row type for its relation, a multirange for its range.
+#[derive(Deserialize)]
+pub struct TypeLink {
+    pub oid: Oid,
+    pub to_class: String,
+    pub to: Oid,
+}
+
+#[derive(Deserialize)]
+pub struct OperatorName {
+    pub schema: String,
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+pub struct Aggregate {
+    pub kind: String,
+    pub transfn: Oid,
+    pub finalfn: Oid,
+    pub combinefn: Oid,
+    pub serialfn: Oid,
+    pub deserialfn: Oid,
+    pub mtransfn: Oid,
+    pub minvtransfn: Oid,
+    pub mfinalfn: Oid,
+    pub finalextra: bool,
+    pub mfinalextra: bool,
+    pub finalmodify: String,
+    pub mfinalmodify: String,
+    pub sortop: Option<OperatorName>,
+    pub transtype: Oid,
+    pub transspace: i32,
+    pub mtranstype: Oid,
+    pub mtransspace: i32,
+    pub initval: Option<String>,
+    pub minitval: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Function {
+    pub oid: Oid,
+    pub name: String,
+    pub kind: String,
+    pub language: String,
+    pub volatility: String,
+    pub strict: bool,
+    pub security_definer: bool,
+    pub leakproof: bool,
+    pub parallel: String,
+    pub cost: String,
+    pub rows: String,
+    pub support: Oid,
+    pub config: Vec<String>,
+    pub src: Option<String>,
+    pub bin: Option<String>,
+    pub sqlbody: bool,
+    pub type_owner: Option<Oid>,
+    pub aggregate: Option<Aggregate>,
+    pub owner: String,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Operator {
+    pub oid: Oid,
+    pub name: String,
+    pub left: Oid,
+    pub right: Oid,
+    pub result: Oid,
+    pub function: Oid,
+    pub restrict: Oid,
+    pub join: Oid,
+    pub commutator: Option<OperatorName>,
+    pub negator: Option<OperatorName>,
+    pub hashes: bool,
+    pub merges: bool,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct OpFamily {
+    pub oid: Oid,
+    pub name: String,
+    pub method: String,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct OpClass {
+    pub oid: Oid,
+    pub name: String,
+    pub method: String,
+    #[serde(rename = "type")]
+    pub data_type: Oid,
+    pub default: bool,
+    pub keytype: Oid,
+    pub family: Ref,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct AmOp {
+    pub oid: Oid,
+    pub family: Oid,
+    pub class: Option<Oid>,
+    pub strategy: i16,
+    pub left: Oid,
+    pub right: Oid,
+    pub operator: OperatorName,
+    pub order_family: Option<Ref>,
+}
+
+#[derive(Deserialize)]
+pub struct AmProc {
+    pub oid: Oid,
+    pub family: Oid,
+    pub class: Option<Oid>,
+    pub number: i16,
+    pub left: Oid,
+    pub right: Oid,
+    pub function: Oid,
+}
+
+#[derive(Deserialize)]
+pub struct Collation {
+    pub oid: Oid,
+    pub name: String,
+    pub provider: String,
+    pub deterministic: bool,
+    pub collate: Option<String>,
+    pub ctype: Option<String>,
+    pub icu_locale: Option<String>,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct TsDictionary {
+    pub oid: Oid,
+    pub name: String,
+    pub template: OperatorName,
+    pub options: Option<String>,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct TsMapping {
+    pub token: String,
+    pub dictionaries: Vec<Ref>,
+}
+
+#[derive(Deserialize)]
+pub struct TsConfig {
+    pub oid: Oid,
+    pub name: String,
+    pub parser: OperatorName,
+    pub mappings: Vec<TsMapping>,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Statistics {
+    pub oid: Oid,
+    pub name: String,
+    pub table: String,
+    pub same_schema: bool,
+    pub target: i32,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Depend {
+    pub class: String,
+    pub obj: Oid,
+    pub ref_class: String,
+    #[serde(rename = "ref")]
+    pub referenced: Oid,
+}
+
+#[derive(Deserialize)]
+pub struct Unsupported {
+    pub object: String,
+    pub reason: String,
+}
