@@ -1290,7 +1290,8 @@ fn the_usage_worker_starts_without_preloading_and_keeps_the_flags_fresh() {
 
 fn quota_triggers(su: &mut Client) -> Vec<String> {
     su.query(
-        "SELECT tgrelid::regclass::text || ' ' || tgname FROM pg_trigger WHERE tgname LIKE 'qft%' ORDER BY 1",
+        "SELECT tgrelid::regclass::text || ' ' || tgname FROM pg_trigger \
+         WHERE tgname IN ('qft_storage_quota', 'qft_rate_limit') ORDER BY 1",
         &[],
     )
     .unwrap()
