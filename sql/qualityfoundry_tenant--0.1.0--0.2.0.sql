@@ -3723,7 +3723,9 @@ WITH ns AS MATERIALIZED (
     SELECT x.*, i.relname, i.relkind FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
      WHERE x.indrelid IN (SELECT rel.oid FROM rel)
 ), con AS MATERIALIZED (
-    SELECT k.* FROM pg_constraint k WHERE k.conrelid IN (SELECT rel.oid FROM rel)
+    -- PostgreSQL 18 also lists NOT NULL as constraints (contype n): the model has them as the
+    -- column's not-null (their names, NO INHERIT and NOT VALID are not modelled yet).
+    SELECT k.* FROM pg_constraint k WHERE k.conrelid IN (SELECT rel.oid FROM rel) AND k.contype <> 'n'
     UNION ALL
     SELECT k.* FROM pg_constraint k WHERE k.conrelid = 0 AND k.contypid IN (SELECT typ.oid FROM typ) AND k.contype <> 'n'
 ), opf AS MATERIALIZED (
