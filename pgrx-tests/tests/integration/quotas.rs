@@ -64,14 +64,12 @@ fn try_insert(c: &mut Client, id: i32) -> Result<(), (String, String)> {
 }
 
 fn audit_actions(su: &mut Client, tenant: i64) -> Vec<String> {
-    su.query(
-        "SELECT action FROM tenant.audit_log WHERE tenant_id = $1 AND action LIKE 'storage_quota%' ORDER BY id",
-        &[&tenant],
+    strings(
+        su,
+        &format!(
+            "SELECT action FROM tenant.audit_log WHERE tenant_id = {tenant} AND action LIKE 'storage_quota%' ORDER BY id"
+        ),
     )
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 #[test]
@@ -857,15 +855,10 @@ fn the_rate_limit_falls_back_to_max_runs_per_day_counts_partitions_and_resists_t
         0,
         "dropping the limit removes its triggers from the table and its partitions"
     );
-    let actions: Vec<String> = su
-        .query(
-            "SELECT action FROM tenant.audit_log WHERE action LIKE 'rate_limit%' ORDER BY id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let actions = strings(
+        &mut su,
+        "SELECT action FROM tenant.audit_log WHERE action LIKE 'rate_limit%' ORDER BY id",
+    );
     assert_eq!(
         actions,
         [
@@ -880,7 +873,8 @@ fn the_rate_limit_falls_back_to_max_runs_per_day_counts_partitions_and_resists_t
 
 /// The registry, the limits tables and the audit log, for "nothing changed" checks.
 fn quota_snapshot(su: &mut Client) -> Vec<String> {
-    su.query(
+    strings(
+        su,
         "SELECT 'tenant ' || t::text FROM tenant.tenants t
          UNION ALL SELECT 'tier ' || x::text FROM tenant.tiers x
          UNION ALL SELECT 'state ' || q::text FROM tenant.quota_state q
@@ -888,12 +882,7 @@ fn quota_snapshot(su: &mut Client) -> Vec<String> {
          UNION ALL SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname FROM pg_trigger WHERE tgname LIKE 'qft%'
          UNION ALL SELECT 'audit ' || count(*) FROM tenant.audit_log
          ORDER BY 1",
-        &[],
     )
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 #[test]
@@ -1054,15 +1043,10 @@ fn tier_defaults_apply_to_new_tenants_only_and_every_change_is_audited() {
         ]
     );
     // The tiers and limits are dumped with the extension.
-    let dumped: Vec<String> = su
-        .query(
-            "SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'qualityfoundry_tenant'",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let dumped = strings(
+        &mut su,
+        "SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'qualityfoundry_tenant'",
+    );
     for t in ["tenant.tiers", "tenant.rate_limits", "tenant.rate_counters"] {
         assert!(dumped.iter().any(|d| d == t), "{t} not in {dumped:?}");
     }
@@ -1289,15 +1273,11 @@ fn the_usage_worker_starts_without_preloading_and_keeps_the_flags_fresh() {
 }
 
 fn quota_triggers(su: &mut Client) -> Vec<String> {
-    su.query(
+    strings(
+        su,
         "SELECT tgrelid::regclass::text || ' ' || tgname FROM pg_trigger \
          WHERE tgname IN ('qft_storage_quota', 'qft_rate_limit') ORDER BY 1",
-        &[],
     )
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 #[test]
