@@ -972,17 +972,19 @@ fn tier_defaults_apply_to_new_tenants_only_and_every_change_is_audited() {
              SELECT tenant.create_tenant('big', tier => 'enterprise');",
         )
         .unwrap();
-    let limits: Vec<(String, Option<i32>, Option<i32>)> = admin
-        .query(
-            "SELECT slug, max_storage_mb, max_runs_per_day FROM tenant.tenants ORDER BY id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    type Limits = Vec<(String, Option<i32>, Option<i32>)>;
+    let limits = |c: &mut Client, sql: &str| -> Limits {
+        c.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
     assert_eq!(
-        limits,
+        limits(
+            &mut admin,
+            "SELECT slug, max_storage_mb, max_runs_per_day FROM tenant.tenants ORDER BY id"
+        ),
         [
             ("old".to_string(), None, None),
             ("new".to_string(), Some(500), Some(100)),
@@ -990,17 +992,11 @@ fn tier_defaults_apply_to_new_tenants_only_and_every_change_is_audited() {
             ("big".to_string(), None, None),
         ]
     );
-    let tiers: Vec<(String, Option<i32>, Option<i32>)> = admin
-        .query(
-            "SELECT tier, max_storage_mb, max_runs_per_day FROM tenant.tiers ORDER BY tier",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
     assert_eq!(
-        tiers,
+        limits(
+            &mut admin,
+            "SELECT tier, max_storage_mb, max_runs_per_day FROM tenant.tiers ORDER BY tier"
+        ),
         [
             ("free".to_string(), None, Some(10)),
             ("pro".to_string(), Some(500), Some(100))
