@@ -89,6 +89,21 @@ BEGIN
     END LOOP;
     RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
 END $$;
+-- The application's own JWT (HS256, no jti: an access token used for every request of its
+-- lifetime), one per tenant, made by bench/run; against the signed context above.
+SELECT tenant.add_jwt_key('bench', 'HS256', 'the benchmark HS256 secret, thirty-two bytes or more');
+CREATE TABLE public.bench_jwts (t integer PRIMARY KEY, jwt text NOT NULL);
+GRANT SELECT ON public.bench_jwts TO bench_signer;
+CREATE FUNCTION public.loop_jwt(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text; tok text; tenants int := current_setting('bench.tenants')::int;
+BEGIN
+    FOR i IN 1..n LOOP
+        SELECT jwt INTO tok FROM public.bench_jwts WHERE t = 1 + i % tenants;
+        PERFORM tenant.set_tenant_jwt(tok, true);
+        SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int;
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
 SELECT format('ALTER DATABASE postgres SET bench.rows = %L', :'rows') \gexec
 SELECT format('ALTER DATABASE postgres SET bench.tenants = %L', :'tenants') \gexec
 SELECT format('ALTER DATABASE postgres SET bench.pin = %L', :'pin') \gexec

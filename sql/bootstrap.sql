@@ -36,7 +36,9 @@ CREATE TABLE tenant.tenants (
     schema_version text,
     max_runs_per_day integer,
     max_storage_mb integer,
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- 0.2.0: many SaaS key tenants by uuid; every `tenant text` argument accepts it too.
+    uuid uuid NOT NULL UNIQUE DEFAULT pg_catalog.gen_random_uuid()
 );
 COMMENT ON TABLE tenant.tenants IS 'The tenant registry. Change it through tenant.create_tenant() and friends.';
 
@@ -69,7 +71,11 @@ CREATE TABLE tenant.audit_log (
     target text,
     detail jsonb,
     client_addr inet DEFAULT pg_catalog.inet_client_addr(),
-    application_name text DEFAULT pg_catalog.current_setting('application_name', true)
+    application_name text DEFAULT pg_catalog.current_setting('application_name', true),
+    -- 0.2.0: who inside the tenant (the context's end user and tenant role) and which request.
+    end_user text,
+    tenant_role text,
+    request_id text
 );
 CREATE INDEX audit_log_tenant_idx ON tenant.audit_log (tenant_id, logged_at);
 

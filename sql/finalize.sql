@@ -11,19 +11,23 @@ GRANT USAGE ON SCHEMA tenant TO tenant_user, tenant_superuser, tenant_admin;
 GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active() TO PUBLIC;
+-- The identity getters will sit in policies too (tenant roles, uuid-keyed tables).
+GRANT EXECUTE ON FUNCTION tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid() TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
     tenant.set_tenant(text, boolean), tenant.set_tenant(bigint, boolean),
-    tenant.set_tenant_signed(text, boolean), tenant.clear_tenant()
+    tenant.set_tenant_signed(text, boolean), tenant.set_tenant_jwt(text, boolean), tenant.clear_tenant()
 TO tenant_user;
+GRANT EXECUTE ON FUNCTION tenant.set_request_id(text) TO tenant_user, tenant_superuser, tenant_admin;
 
 GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text, boolean), tenant.exit_cross_tenant() TO tenant_superuser;
 
 GRANT EXECUTE ON FUNCTION
-    tenant.create_tenant(text, text, text, boolean, bigint), tenant.suspend_tenant(text), tenant.resume_tenant(text),
+    tenant.create_tenant(text, text, text, boolean, bigint, uuid), tenant.suspend_tenant(text), tenant.resume_tenant(text),
     tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text, boolean), tenant.unbind_role(regrole),
-    tenant.set_role_rules(regrole, boolean, text), tenant.drop_role_rules(regrole),
-    tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
+    tenant.set_role_rules(regrole, boolean, text, boolean), tenant.drop_role_rules(regrole),
+    tenant.sign_context(text, interval, text, text), tenant.rotate_signing_key(interval),
+    tenant.add_jwt_key(text, text, text, text, text), tenant.drop_jwt_key(text),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
     tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
@@ -34,6 +38,7 @@ TO tenant_admin;
 GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables,
     tenant.shared_patterns
 TO tenant_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenant.memberships TO tenant_admin;
 
 -- migrate_all (sql/migrate.sql). The procedures are SECURITY INVOKER and call the helpers as the
 -- caller, so tenant_admin needs EXECUTE on them; the SECURITY DEFINER ones check membership too.

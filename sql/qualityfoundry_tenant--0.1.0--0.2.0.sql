@@ -30,7 +30,7 @@ CREATE TABLE tenant.shared_patterns (
 );
 SELECT pg_catalog.pg_extension_config_dump('tenant.shared_patterns', '');
 
--- create_tenant gained a trailing `id bigint DEFAULT NULL`.
+-- create_tenant gained trailing `id bigint DEFAULT NULL, uuid uuid DEFAULT NULL`.
 DROP FUNCTION tenant.create_tenant(text, text, text, boolean);
 -- Tenant context hardening (issue 10): the rules that guard a role live in the registry.
 ALTER TABLE tenant.role_bindings ADD COLUMN allow_cross_tenant boolean NOT NULL DEFAULT false;
@@ -38,7 +38,8 @@ CREATE TABLE tenant.role_rules (
     role regrole PRIMARY KEY,
     require_signed_context boolean,
     context_scope text CONSTRAINT role_rules_context_scope CHECK (context_scope IN ('session', 'transaction')),
-    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    require_membership boolean
 );
 COMMENT ON TABLE tenant.role_rules IS 'Per-role context rules. Change them through tenant.set_role_rules() / tenant.drop_role_rules().';
 SELECT pg_catalog.pg_extension_config_dump('tenant.role_rules', '');
@@ -54,6 +55,35 @@ ALTER TABLE tenant.signing_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECUR
 -- Signatures that changed: enter_cross_tenant gained is_local, bind_role gained allow_cross_tenant.
 DROP FUNCTION tenant.enter_cross_tenant(text);
 DROP FUNCTION tenant.bind_role(regrole, text);
+
+-- Identity inside the tenant (issue 15). Tenants get a uuid key (existing rows get a random one).
+ALTER TABLE tenant.tenants ADD COLUMN uuid uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid();
+ALTER TABLE tenant.tenants ADD CONSTRAINT tenants_uuid_key UNIQUE (uuid);
+-- Audit rows name the end user, the tenant role and the request.
+ALTER TABLE tenant.audit_log ADD COLUMN end_user text, ADD COLUMN tenant_role text, ADD COLUMN request_id text;
+CREATE TABLE tenant.jwt_keys (
+    kid text PRIMARY KEY,
+    alg text NOT NULL,
+    key text NOT NULL,
+    issuer text,
+    audience text,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+ALTER TABLE tenant.jwt_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+SELECT pg_catalog.pg_extension_config_dump('tenant.jwt_keys', '');
+CREATE TABLE tenant.memberships (
+    tenant_id bigint NOT NULL REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    user_id text NOT NULL CONSTRAINT memberships_user_id CHECK (user_id OPERATOR(pg_catalog.<>) ''
+        AND pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.<=) 256 AND user_id OPERATOR(pg_catalog.!~) '[[:cntrl:]]'),
+    tenant_role text NOT NULL CONSTRAINT memberships_tenant_role CHECK (tenant_role OPERATOR(pg_catalog.<>) ''
+        AND pg_catalog.octet_length(tenant_role) OPERATOR(pg_catalog.<=) 63 AND tenant_role OPERATOR(pg_catalog.!~) '[[:cntrl:]]'),
+    PRIMARY KEY (tenant_id, user_id, tenant_role)
+);
+COMMENT ON TABLE tenant.memberships IS 'Members of each tenant and their tenant roles (checked by token setters under require_membership).';
+SELECT pg_catalog.pg_extension_config_dump('tenant.memberships', '');
+-- Signatures that changed: sign_context gained user_id and tenant_role (create_tenant, which also
+-- gained uuid after id, is dropped above).
+DROP FUNCTION tenant.sign_context(text, interval);
 
 -- Usage and quotas (issue 16; sql/quota_tables.sql). 0.1.0 had the limit columns but read and
 -- checked neither: a non-positive value meant nothing then and would lock the tenant out now, so
@@ -204,6 +234,24 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'current_tenant_id_wrapper';
 
+-- qualityfoundry_tenant::context::current_tenant_role
+CREATE OR REPLACE FUNCTION tenant."current_tenant_role"() RETURNS TEXT /* Option < String > */
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_tenant_role_wrapper';
+
+-- qualityfoundry_tenant::context::current_tenant_uuid
+CREATE OR REPLACE FUNCTION tenant."current_tenant_uuid"() RETURNS uuid /* Option < pgrx :: datum :: Uuid > */
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_tenant_uuid_wrapper';
+
+-- qualityfoundry_tenant::context::current_user_id
+CREATE OR REPLACE FUNCTION tenant."current_user_id"() RETURNS TEXT /* Option < String > */
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_user_id_wrapper';
+
 -- qualityfoundry_tenant::context::enter_cross_tenant
 CREATE OR REPLACE FUNCTION tenant."enter_cross_tenant"(
 	"reason" TEXT, /* Option < & str > */
@@ -236,6 +284,49 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant"(
 VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_id_wrapper';
+
+-- qualityfoundry_tenant::jwt::_request_id
+CREATE OR REPLACE FUNCTION tenant."_request_id"() RETURNS TEXT /* Option < String > */
+STRICT STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'request_id_sql_wrapper';
+
+-- qualityfoundry_tenant::jwt::add_jwt_key
+CREATE OR REPLACE FUNCTION tenant."add_jwt_key"(
+	"kid" TEXT, /* Option < & str > */
+	"alg" TEXT, /* Option < & str > */
+	"key" TEXT, /* Option < & str > */
+	"issuer" TEXT DEFAULT NULL, /* Option < & str > */
+	"audience" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_jwt_key_wrapper';
+
+-- qualityfoundry_tenant::jwt::drop_jwt_key
+CREATE OR REPLACE FUNCTION tenant."drop_jwt_key"(
+	"kid" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_jwt_key_wrapper';
+
+-- qualityfoundry_tenant::jwt::set_request_id
+CREATE OR REPLACE FUNCTION tenant."set_request_id"(
+	"id" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_request_id_wrapper';
+
+-- qualityfoundry_tenant::jwt::set_tenant_jwt
+CREATE OR REPLACE FUNCTION tenant."set_tenant_jwt"(
+	"jwt" TEXT, /* Option < & str > */
+	"is_local" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_tenant_jwt_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_lock
 CREATE OR REPLACE FUNCTION tenant."_migration_lock"() RETURNS void
@@ -372,7 +463,9 @@ AS 'MODULE_PATHNAME', 'set_tenant_signed_wrapper';
 -- qualityfoundry_tenant::signed::sign_context
 CREATE OR REPLACE FUNCTION tenant."sign_context"(
 	"tenant" TEXT, /* Option < & str > */
-	"valid_for" interval DEFAULT '5 minutes' /* Option < Interval > */
+	"valid_for" interval DEFAULT '5 minutes', /* Option < Interval > */
+	"user_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"tenant_role" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -387,8 +480,10 @@ CREATE OR REPLACE FUNCTION tenant._audit(action text, target text, tenant_id big
 RETURNS void LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO tenant.audit_log (session_role, acting_role, tenant_id, action, target, detail)
-    VALUES (SESSION_USER, tenant._acting_role(), $3, $1, $2, $4);
+    INSERT INTO tenant.audit_log (session_role, acting_role, tenant_id, action, target, detail,
+                                  end_user, tenant_role, request_id)
+    VALUES (SESSION_USER, tenant._acting_role(), $3, $1, $2, $4,
+            tenant.current_user_id(), tenant.current_tenant_role(), tenant._request_id());
 $$;
 
 -- Every change to the registry makes all backends drop their cached copy at commit.
@@ -431,7 +526,8 @@ ALTER TABLE tenant.role_bindings ENABLE REPLICA TRIGGER registry_changed_replica
 ALTER TABLE tenant.signing_keys ENABLE REPLICA TRIGGER registry_changed_replica;
 ALTER TABLE tenant.role_rules ENABLE REPLICA TRIGGER registry_changed_replica;
 
--- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
+-- Resolves a `tenant text` argument (slug, id as text, or uuid in its 8-4-4-4-12 form; a slug
+-- cannot contain '-', so the forms never collide) or raises 22023.
 CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -444,12 +540,14 @@ BEGIN
     END IF;
     IF tenant ~ '^[0-9]{1,18}$' THEN
         SELECT * INTO t FROM tenant.tenants WHERE id = tenant::bigint;
+    ELSIF tenant ~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' THEN
+        SELECT * INTO t FROM tenant.tenants x WHERE x.uuid = tenant::uuid;
     ELSE
         SELECT * INTO t FROM tenant.tenants WHERE slug = tenant;
     END IF;
     IF t.id IS NULL THEN
         RAISE EXCEPTION 'tenant "%" does not exist', tenant USING ERRCODE = '22023',
-            HINT = 'Pass a slug or an id from tenant.tenants.';
+            HINT = 'Pass a slug, an id or a uuid from tenant.tenants.';
     END IF;
     RETURN t;
 END
@@ -458,13 +556,16 @@ $$;
 -- id: re-create a tenant with the id its rows still carry (after DROP EXTENSION ... CASCADE and
 -- CREATE EXTENSION). Without it the id comes from the registry's sequence, and a generated id that
 -- isolated tables already hold rows for is refused: the new tenant would inherit them.
+-- uuid: the tenant's uuid key (generated when NULL).
 CREATE OR REPLACE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
-                                     with_schema boolean DEFAULT false, id bigint DEFAULT NULL)
+                                     with_schema boolean DEFAULT false, id bigint DEFAULT NULL,
+                                     uuid uuid DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
+    new_uuid uuid := COALESCE(create_tenant.uuid, gen_random_uuid());
     held record;
     conflict name;
 BEGIN
@@ -487,14 +588,17 @@ BEGIN
     -- fails with 42710 before it has built anything.
     BEGIN
         IF create_tenant.id IS NULL THEN
-            INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING tenants.id INTO new_id;
+            INSERT INTO tenant.tenants (slug, name, tier, uuid) VALUES (slug, name, tier, new_uuid)
+                RETURNING tenants.id INTO new_id;
         ELSE
-            INSERT INTO tenant.tenants (id, slug, name, tier) VALUES (create_tenant.id, slug, name, tier)
+            INSERT INTO tenant.tenants (id, slug, name, tier, uuid) VALUES (create_tenant.id, slug, name, tier, new_uuid)
                 RETURNING tenants.id INTO new_id;
         END IF;
     EXCEPTION WHEN unique_violation THEN
         GET STACKED DIAGNOSTICS conflict = CONSTRAINT_NAME;
-        IF conflict = 'tenants_pkey' AND create_tenant.id IS NOT NULL THEN
+        IF conflict = 'tenants_uuid_key' THEN
+            RAISE EXCEPTION 'a tenant with uuid % already exists', new_uuid USING ERRCODE = '42710';
+        ELSIF conflict = 'tenants_pkey' AND create_tenant.id IS NOT NULL THEN
             RAISE EXCEPTION 'tenant id % already exists', create_tenant.id USING ERRCODE = '42710';
         ELSIF conflict = 'tenants_pkey' THEN
             RAISE EXCEPTION 'tenant id % (the next one the registry generates) already exists', currval('tenant.tenants_id_seq')
@@ -525,7 +629,7 @@ BEGIN
         PERFORM tenant._create_tenant_schema(new_id);
     END IF;
     PERFORM tenant._audit('tenant_created', slug, new_id,
-                          jsonb_build_object('tier', tier, 'name', name, 'with_schema', with_schema));
+                          jsonb_build_object('tier', tier, 'name', name, 'with_schema', with_schema, 'uuid', new_uuid));
     RETURN new_id;
 END
 $$;
@@ -620,7 +724,8 @@ $$;
 -- leaves a rule as it is; the setting of the same name (ALTER ROLE ... SET) still applies too,
 -- and the stricter wins.
 CREATE OR REPLACE FUNCTION tenant.set_role_rules(role regrole, require_signed_context boolean DEFAULT NULL,
-                                                 context_scope text DEFAULT NULL) RETURNS void
+                                                 context_scope text DEFAULT NULL,
+                                                 require_membership boolean DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -635,20 +740,23 @@ BEGIN
         RAISE EXCEPTION 'invalid context_scope %', quote_literal(context_scope) USING ERRCODE = '22023',
             HINT = 'Use session or transaction.';
     END IF;
-    IF require_signed_context IS NULL AND context_scope IS NULL THEN
+    IF require_signed_context IS NULL AND context_scope IS NULL AND require_membership IS NULL THEN
         RAISE EXCEPTION 'no rule given for role %', role USING ERRCODE = '22023',
-            HINT = 'Pass require_signed_context and/or context_scope; tenant.drop_role_rules() removes them.';
+            HINT = 'Pass require_signed_context, context_scope and/or require_membership; tenant.drop_role_rules() removes them.';
     END IF;
-    INSERT INTO tenant.role_rules AS r (role, require_signed_context, context_scope)
-    VALUES (set_role_rules.role, set_role_rules.require_signed_context, set_role_rules.context_scope)
+    INSERT INTO tenant.role_rules AS r (role, require_signed_context, context_scope, require_membership)
+    VALUES (set_role_rules.role, set_role_rules.require_signed_context, set_role_rules.context_scope,
+            set_role_rules.require_membership)
     ON CONFLICT ON CONSTRAINT role_rules_pkey DO UPDATE
         SET require_signed_context = COALESCE(excluded.require_signed_context, r.require_signed_context),
             context_scope = COALESCE(excluded.context_scope, r.context_scope),
+            require_membership = COALESCE(excluded.require_membership, r.require_membership),
             updated_at = now()
     RETURNING * INTO rules;
     PERFORM tenant._audit('role_rules_set', role::text, NULL,
                           jsonb_build_object('require_signed_context', rules.require_signed_context,
-                                             'context_scope', rules.context_scope));
+                                             'context_scope', rules.context_scope,
+                                             'require_membership', rules.require_membership));
 END
 $$;
 
@@ -4891,6 +4999,15 @@ AS $$
                     WHERE d.adrelid = $1 AND d.adnum = $2[0]))
 $$;
 
+-- sql/identity.sql
+-- Identity inside the tenant (0.2.0): JWT verification keys and memberships. The functions are in
+-- Rust (src/jwt.rs, src/context.rs); the tables in sql/context_tables.sql.
+
+-- Every backend caches the parsed JWT keys with the registry: a change reaches all of them at
+-- commit, so a dropped key is refused from the next statement on.
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.jwt_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+
 -- sql/superuser.sql
 -- Superuser consistency for an application's users table.
 --
@@ -5741,19 +5858,23 @@ GRANT USAGE ON SCHEMA tenant TO tenant_user, tenant_superuser, tenant_admin;
 GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active() TO PUBLIC;
+-- The identity getters will sit in policies too (tenant roles, uuid-keyed tables).
+GRANT EXECUTE ON FUNCTION tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid() TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
     tenant.set_tenant(text, boolean), tenant.set_tenant(bigint, boolean),
-    tenant.set_tenant_signed(text, boolean), tenant.clear_tenant()
+    tenant.set_tenant_signed(text, boolean), tenant.set_tenant_jwt(text, boolean), tenant.clear_tenant()
 TO tenant_user;
+GRANT EXECUTE ON FUNCTION tenant.set_request_id(text) TO tenant_user, tenant_superuser, tenant_admin;
 
 GRANT EXECUTE ON FUNCTION tenant.enter_cross_tenant(text, boolean), tenant.exit_cross_tenant() TO tenant_superuser;
 
 GRANT EXECUTE ON FUNCTION
-    tenant.create_tenant(text, text, text, boolean, bigint), tenant.suspend_tenant(text), tenant.resume_tenant(text),
+    tenant.create_tenant(text, text, text, boolean, bigint, uuid), tenant.suspend_tenant(text), tenant.resume_tenant(text),
     tenant.drop_tenant(text, boolean, boolean), tenant.bind_role(regrole, text, boolean), tenant.unbind_role(regrole),
-    tenant.set_role_rules(regrole, boolean, text), tenant.drop_role_rules(regrole),
-    tenant.sign_context(text, interval), tenant.rotate_signing_key(interval),
+    tenant.set_role_rules(regrole, boolean, text, boolean), tenant.drop_role_rules(regrole),
+    tenant.sign_context(text, interval, text, text), tenant.rotate_signing_key(interval),
+    tenant.add_jwt_key(text, text, text, text, text), tenant.drop_jwt_key(text),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
     tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
@@ -5764,6 +5885,7 @@ TO tenant_admin;
 GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables,
     tenant.shared_patterns
 TO tenant_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenant.memberships TO tenant_admin;
 
 -- migrate_all (sql/migrate.sql). The procedures are SECURITY INVOKER and call the helpers as the
 -- caller, so tenant_admin needs EXECUTE on them; the SECURITY DEFINER ones check membership too.

@@ -6,8 +6,10 @@ CREATE OR REPLACE FUNCTION tenant._audit(action text, target text, tenant_id big
 RETURNS void LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO tenant.audit_log (session_role, acting_role, tenant_id, action, target, detail)
-    VALUES (SESSION_USER, tenant._acting_role(), $3, $1, $2, $4);
+    INSERT INTO tenant.audit_log (session_role, acting_role, tenant_id, action, target, detail,
+                                  end_user, tenant_role, request_id)
+    VALUES (SESSION_USER, tenant._acting_role(), $3, $1, $2, $4,
+            tenant.current_user_id(), tenant.current_tenant_role(), tenant._request_id());
 $$;
 
 -- Every change to the registry makes all backends drop their cached copy at commit.
@@ -50,7 +52,8 @@ ALTER TABLE tenant.role_bindings ENABLE REPLICA TRIGGER registry_changed_replica
 ALTER TABLE tenant.signing_keys ENABLE REPLICA TRIGGER registry_changed_replica;
 ALTER TABLE tenant.role_rules ENABLE REPLICA TRIGGER registry_changed_replica;
 
--- Resolves a `tenant text` argument (slug, or id as text) or raises 22023.
+-- Resolves a `tenant text` argument (slug, id as text, or uuid in its 8-4-4-4-12 form; a slug
+-- cannot contain '-', so the forms never collide) or raises 22023.
 CREATE OR REPLACE FUNCTION tenant._resolve(tenant text) RETURNS tenant.tenants
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -63,12 +66,14 @@ BEGIN
     END IF;
     IF tenant ~ '^[0-9]{1,18}$' THEN
         SELECT * INTO t FROM tenant.tenants WHERE id = tenant::bigint;
+    ELSIF tenant ~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' THEN
+        SELECT * INTO t FROM tenant.tenants x WHERE x.uuid = tenant::uuid;
     ELSE
         SELECT * INTO t FROM tenant.tenants WHERE slug = tenant;
     END IF;
     IF t.id IS NULL THEN
         RAISE EXCEPTION 'tenant "%" does not exist', tenant USING ERRCODE = '22023',
-            HINT = 'Pass a slug or an id from tenant.tenants.';
+            HINT = 'Pass a slug, an id or a uuid from tenant.tenants.';
     END IF;
     RETURN t;
 END
@@ -77,13 +82,16 @@ $$;
 -- id: re-create a tenant with the id its rows still carry (after DROP EXTENSION ... CASCADE and
 -- CREATE EXTENSION). Without it the id comes from the registry's sequence, and a generated id that
 -- isolated tables already hold rows for is refused: the new tenant would inherit them.
+-- uuid: the tenant's uuid key (generated when NULL).
 CREATE OR REPLACE FUNCTION tenant.create_tenant(slug text, name text DEFAULT NULL, tier text DEFAULT 'free',
-                                     with_schema boolean DEFAULT false, id bigint DEFAULT NULL)
+                                     with_schema boolean DEFAULT false, id bigint DEFAULT NULL,
+                                     uuid uuid DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
+    new_uuid uuid := COALESCE(create_tenant.uuid, gen_random_uuid());
     held record;
     conflict name;
 BEGIN
@@ -106,14 +114,17 @@ BEGIN
     -- fails with 42710 before it has built anything.
     BEGIN
         IF create_tenant.id IS NULL THEN
-            INSERT INTO tenant.tenants (slug, name, tier) VALUES (slug, name, tier) RETURNING tenants.id INTO new_id;
+            INSERT INTO tenant.tenants (slug, name, tier, uuid) VALUES (slug, name, tier, new_uuid)
+                RETURNING tenants.id INTO new_id;
         ELSE
-            INSERT INTO tenant.tenants (id, slug, name, tier) VALUES (create_tenant.id, slug, name, tier)
+            INSERT INTO tenant.tenants (id, slug, name, tier, uuid) VALUES (create_tenant.id, slug, name, tier, new_uuid)
                 RETURNING tenants.id INTO new_id;
         END IF;
     EXCEPTION WHEN unique_violation THEN
         GET STACKED DIAGNOSTICS conflict = CONSTRAINT_NAME;
-        IF conflict = 'tenants_pkey' AND create_tenant.id IS NOT NULL THEN
+        IF conflict = 'tenants_uuid_key' THEN
+            RAISE EXCEPTION 'a tenant with uuid % already exists', new_uuid USING ERRCODE = '42710';
+        ELSIF conflict = 'tenants_pkey' AND create_tenant.id IS NOT NULL THEN
             RAISE EXCEPTION 'tenant id % already exists', create_tenant.id USING ERRCODE = '42710';
         ELSIF conflict = 'tenants_pkey' THEN
             RAISE EXCEPTION 'tenant id % (the next one the registry generates) already exists', currval('tenant.tenants_id_seq')
@@ -144,7 +155,7 @@ BEGIN
         PERFORM tenant._create_tenant_schema(new_id);
     END IF;
     PERFORM tenant._audit('tenant_created', slug, new_id,
-                          jsonb_build_object('tier', tier, 'name', name, 'with_schema', with_schema));
+                          jsonb_build_object('tier', tier, 'name', name, 'with_schema', with_schema, 'uuid', new_uuid));
     RETURN new_id;
 END
 $$;
@@ -239,7 +250,8 @@ $$;
 -- leaves a rule as it is; the setting of the same name (ALTER ROLE ... SET) still applies too,
 -- and the stricter wins.
 CREATE OR REPLACE FUNCTION tenant.set_role_rules(role regrole, require_signed_context boolean DEFAULT NULL,
-                                                 context_scope text DEFAULT NULL) RETURNS void
+                                                 context_scope text DEFAULT NULL,
+                                                 require_membership boolean DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -254,20 +266,23 @@ BEGIN
         RAISE EXCEPTION 'invalid context_scope %', quote_literal(context_scope) USING ERRCODE = '22023',
             HINT = 'Use session or transaction.';
     END IF;
-    IF require_signed_context IS NULL AND context_scope IS NULL THEN
+    IF require_signed_context IS NULL AND context_scope IS NULL AND require_membership IS NULL THEN
         RAISE EXCEPTION 'no rule given for role %', role USING ERRCODE = '22023',
-            HINT = 'Pass require_signed_context and/or context_scope; tenant.drop_role_rules() removes them.';
+            HINT = 'Pass require_signed_context, context_scope and/or require_membership; tenant.drop_role_rules() removes them.';
     END IF;
-    INSERT INTO tenant.role_rules AS r (role, require_signed_context, context_scope)
-    VALUES (set_role_rules.role, set_role_rules.require_signed_context, set_role_rules.context_scope)
+    INSERT INTO tenant.role_rules AS r (role, require_signed_context, context_scope, require_membership)
+    VALUES (set_role_rules.role, set_role_rules.require_signed_context, set_role_rules.context_scope,
+            set_role_rules.require_membership)
     ON CONFLICT ON CONSTRAINT role_rules_pkey DO UPDATE
         SET require_signed_context = COALESCE(excluded.require_signed_context, r.require_signed_context),
             context_scope = COALESCE(excluded.context_scope, r.context_scope),
+            require_membership = COALESCE(excluded.require_membership, r.require_membership),
             updated_at = now()
     RETURNING * INTO rules;
     PERFORM tenant._audit('role_rules_set', role::text, NULL,
                           jsonb_build_object('require_signed_context', rules.require_signed_context,
-                                             'context_scope', rules.context_scope));
+                                             'context_scope', rules.context_scope,
+                                             'require_membership', rules.require_membership));
 END
 $$;
 

@@ -14,6 +14,14 @@
 //! which no client setting can shadow; the `ALTER ROLE ... SET` settings are honoured too, and the
 //! stricter of the two wins. A bound session's tenant is read from the registry by the getter
 //! itself, so it follows rebinding, unbinding and `SET SESSION AUTHORIZATION`.
+//!
+//! Identity inside the tenant (0.2.0): a context entered with a token (`set_tenant_jwt`,
+//! `set_tenant_signed`) also carries the end user and tenant role the token names, in a second
+//! superuser-only setting (`qualityfoundry_tenant.identity`) set with the same scope in the same
+//! call. It names the tenant context it was set with, and the getters honour it only while that
+//! context is the one in force, so any later setter, `RESET`, a rollback or another session user
+//! leaves no stale identity behind. `require_membership` (a role rule like
+//! `require_signed_context`) makes every entry name a member of the tenant (`tenant.memberships`).
 
 use crate::error;
 use crate::privilege::{self, TENANT_SUPERUSER, TENANT_USER};
@@ -29,6 +37,7 @@ pub struct TenantRow {
     pub slug: String,
     pub active: bool,
     pub schema: Option<String>,
+    pub uuid: [u8; 16],
 }
 
 /// What the registry says about one role.
@@ -38,6 +47,7 @@ pub struct RoleRules {
     pub allow_cross_tenant: bool,
     pub require_signed: bool,
     pub transaction_scope: bool,
+    pub require_membership: bool,
 }
 
 #[derive(Default)]
@@ -45,6 +55,7 @@ struct Cache {
     generation: u64,
     by_id: HashMap<i64, Option<TenantRow>>,
     by_slug: HashMap<String, Option<i64>>,
+    by_uuid: HashMap<[u8; 16], Option<i64>>,
     rules: HashMap<u32, RoleRules>,
     keys: HashMap<i32, Option<SigningKey>>,
 }
@@ -65,6 +76,8 @@ static TENANTS_RELID: Backend<Cell<u32>> = Backend(Cell::new(0));
 static CACHE: Backend<RefCell<Option<Cache>>> = Backend(RefCell::new(None));
 /// The hot path: the last tenant found active, with the generation it was found in.
 static LAST_ACTIVE: Backend<Cell<(i64, u64)>> = Backend(Cell::new((0, 0)));
+/// The hot path of current_tenant_uuid(): the last tenant's uuid, with its id and generation.
+static LAST_UUID: Backend<Cell<(i64, u64, [u8; 16])>> = Backend(Cell::new((0, 0, [0; 16])));
 /// The hot path: what the getters need to know about the session user, with the session user
 /// and generation it is for.
 #[derive(Clone, Copy)]
@@ -101,6 +114,11 @@ pub fn init() {
     privilege::init();
 }
 
+/// The registry generation: changes whenever any backend changes the registry (or a key table).
+pub fn generation() -> u64 {
+    GENERATION.0.get()
+}
+
 fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
     let mut slot = CACHE.0.borrow_mut();
     let generation = GENERATION.0.get();
@@ -132,12 +150,14 @@ fn lookup_failed(e: pgrx::spi::Error) -> ! {
 
 // Run by as_owner, so search_path is pg_catalog, pg_temp.
 const TENANT_BY_ID: &str = "SELECT id, slug, status = 'active', schema_name::text, \
-     'tenant.tenants'::regclass::oid FROM tenant.tenants WHERE id = $1";
+     'tenant.tenants'::regclass::oid, uuid FROM tenant.tenants WHERE id = $1";
 const TENANT_BY_SLUG: &str = "SELECT id, slug, status = 'active', schema_name::text, \
-     'tenant.tenants'::regclass::oid FROM tenant.tenants WHERE slug = $1";
+     'tenant.tenants'::regclass::oid, uuid FROM tenant.tenants WHERE slug = $1";
+const TENANT_BY_UUID: &str = "SELECT id, slug, status = 'active', schema_name::text, \
+     'tenant.tenants'::regclass::oid, uuid FROM tenant.tenants WHERE uuid = $1";
 const RULES_OF: &str = "SELECT b.tenant_id, COALESCE(b.allow_cross_tenant, false), \
      COALESCE(r.require_signed_context, false), COALESCE(r.context_scope = 'transaction', false), \
-     'tenant.tenants'::regclass::oid \
+     'tenant.tenants'::regclass::oid, COALESCE(r.require_membership, false) \
      FROM (SELECT $1::oid AS role) x \
      LEFT JOIN tenant.role_bindings b ON b.role::oid = x.role \
      LEFT JOIN tenant.role_rules r ON r.role::oid = x.role";
@@ -156,6 +176,10 @@ fn select_tenant(query: &str, arg: pgrx::datum::DatumWithOid) -> Option<TenantRo
                     slug: t.get::<String>(2)?.unwrap_or_default(),
                     active: t.get::<bool>(3)?.unwrap_or(false),
                     schema: t.get::<String>(4)?,
+                    uuid: t
+                        .get::<pgrx::datum::Uuid>(6)?
+                        .map(|u| *u.as_bytes())
+                        .unwrap_or([0; 16]),
                 },
                 t.get::<Oid>(5)?.map(|o| o.to_u32()).unwrap_or(0),
             )))
@@ -216,10 +240,45 @@ pub fn looks_like_id(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Resolves a `tenant text` argument: the slug, or the id written as text.
+/// A tenant's uuid in its canonical text form (8-4-4-4-12 hex digits, any case); slugs cannot
+/// contain '-', so the two never collide. Other spellings PostgreSQL accepts are not taken, as a
+/// 32-digit one could be a slug.
+pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
+    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = std::str::from_utf8(&hex[2 * i..2 * i + 2]).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Resolves a `tenant text` argument: the slug, the id written as text, or the uuid.
 pub fn resolve(text: &str) -> Option<TenantRow> {
     if looks_like_id(text) {
         return text.parse::<i64>().ok().and_then(tenant_by_id);
+    }
+    if let Some(uuid) = parse_uuid(text) {
+        if let Some(hit) = with_cache(|c| c.by_uuid.get(&uuid).cloned()) {
+            return hit.and_then(tenant_by_id);
+        }
+        let generation = GENERATION.0.get();
+        let row = select_tenant(TENANT_BY_UUID, pgrx::datum::Uuid::from_bytes(uuid).into());
+        let (id, stored) = (row.as_ref().map(|r| r.id), row.clone());
+        remember(generation, |c| {
+            c.by_uuid.insert(uuid, id);
+            if let Some(r) = stored {
+                c.by_id.insert(r.id, Some(r));
+            }
+        });
+        return row;
     }
     if let Some(hit) = with_cache(|c| c.by_slug.get(text).cloned()) {
         return hit.and_then(tenant_by_id);
@@ -252,6 +311,7 @@ pub fn rules_of(role: Oid) -> RoleRules {
                     allow_cross_tenant: t.get::<bool>(2)?.unwrap_or(false),
                     require_signed: t.get::<bool>(3)?.unwrap_or(false),
                     transaction_scope: t.get::<bool>(4)?.unwrap_or(false),
+                    require_membership: t.get::<bool>(6)?.unwrap_or(false),
                 },
                 t.get::<Oid>(5)?.map(|o| o.to_u32()).unwrap_or(0),
             ))
@@ -288,7 +348,7 @@ fn session_rules(session: Oid) -> SessionRules {
         generation,
         binding: rules.binding,
         allow_cross_tenant: rules.allow_cross_tenant,
-        transaction_scope: rules.transaction_scope || stored_settings_of(session).1,
+        transaction_scope: rules.transaction_scope || stored_settings_of(session).transaction,
     };
     if GENERATION.0.get() == generation {
         SESSION_RULES.0.set(fresh);
@@ -306,6 +366,7 @@ fn session_binding(session: Oid) -> (Option<i64>, bool) {
 struct Effective {
     require_signed: bool,
     transaction_scope: bool,
+    require_membership: bool,
 }
 
 fn effective_rules(caller: Oid) -> Effective {
@@ -315,13 +376,17 @@ fn effective_rules(caller: Oid) -> Effective {
         let c = rules_of(caller);
         rules.require_signed |= c.require_signed;
         rules.transaction_scope |= c.transaction_scope;
+        rules.require_membership |= c.require_membership;
     }
-    let (stored_signed, stored_transaction) = stored_settings_of(session);
+    let stored = stored_settings_of(session);
     Effective {
-        require_signed: rules.require_signed || stored_signed || settings::require_signed_context(),
+        require_signed: rules.require_signed || stored.signed || settings::require_signed_context(),
         transaction_scope: rules.transaction_scope
-            || stored_transaction
+            || stored.transaction
             || settings::context_scope() == ContextScope::Transaction,
+        require_membership: rules.require_membership
+            || stored.membership
+            || settings::require_membership(),
     }
 }
 
@@ -330,13 +395,19 @@ fn effective_rules(caller: Oid) -> Effective {
 // session can have been shadowed by a startup option or a discarded placeholder, the catalog
 // cannot. The stricter entry wins. PostgreSQL applies these at login only, so one read per
 // backend and role is exact (kept for the backend's life).
-const STORED_SETTINGS: &str = "SELECT      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.require_signed_context=(on|t|tr|tru|true|y|ye|yes|1)$'), false),      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.context_scope=transaction$'), false)      FROM pg_catalog.pg_db_role_setting d CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg      WHERE (d.setrole OPERATOR(pg_catalog.=) $1 AND d.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[]))         OR (d.setrole OPERATOR(pg_catalog.=) 0 AND d.setdatabase OPERATOR(pg_catalog.=) $2)";
+const STORED_SETTINGS: &str = "SELECT      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.require_signed_context=(on|t|tr|tru|true|y|ye|yes|1)$'), false),      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.context_scope=transaction$'), false),      COALESCE(pg_catalog.bool_or(cfg OPERATOR(pg_catalog.~*) '^qualityfoundry_tenant\\.require_membership=(on|t|tr|tru|true|y|ye|yes|1)$'), false)      FROM pg_catalog.pg_db_role_setting d CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS cfg      WHERE (d.setrole OPERATOR(pg_catalog.=) $1 AND d.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[]))         OR (d.setrole OPERATOR(pg_catalog.=) 0 AND d.setdatabase OPERATOR(pg_catalog.=) $2)";
 
-/// (require_signed_context, context_scope = transaction) as stored, per role.
-type StoredSettings = HashMap<u32, (bool, bool)>;
+/// The rules as `ALTER ROLE/DATABASE ... SET` stored them for a role.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stored {
+    signed: bool,
+    transaction: bool,
+    membership: bool,
+}
+type StoredSettings = HashMap<u32, Stored>;
 static STORED: Backend<RefCell<Option<StoredSettings>>> = Backend(RefCell::new(None));
 
-fn stored_settings_of(role: Oid) -> (bool, bool) {
+fn stored_settings_of(role: Oid) -> Stored {
     let key = role.to_u32();
     if let Some(hit) = STORED
         .0
@@ -352,10 +423,11 @@ fn stored_settings_of(role: Oid) -> (bool, bool) {
             let t = c
                 .select(STORED_SETTINGS, Some(1), &[role.into(), database.into()])?
                 .first();
-            Ok::<_, pgrx::spi::Error>((
-                t.get::<bool>(1)?.unwrap_or(false),
-                t.get::<bool>(2)?.unwrap_or(false),
-            ))
+            Ok::<_, pgrx::spi::Error>(Stored {
+                signed: t.get::<bool>(1)?.unwrap_or(false),
+                transaction: t.get::<bool>(2)?.unwrap_or(false),
+                membership: t.get::<bool>(3)?.unwrap_or(false),
+            })
         })
     })
     .unwrap_or_else(|e| lookup_failed(e));
@@ -384,7 +456,7 @@ static WARNED_IN: Backend<Cell<u32>> = Backend(Cell::new(0));
 /// A local change outside a transaction block ends with its own statement: say so, as PostgreSQL
 /// does for SET LOCAL (once per statement's transaction, so a function looping over set_tenant
 /// does not repeat it).
-fn warn_if_pointless(local: bool, what: &str) {
+pub(crate) fn warn_if_pointless(local: bool, what: &str) {
     if local && !unsafe { pg_sys::IsTransactionBlock() } {
         // PostgreSQL 17 moved the local transaction id into PGPROC.vxid.
         #[cfg(feature = "pg15")]
@@ -430,10 +502,96 @@ fn suspended(slug: &str) -> ! {
     )
 }
 
+/// The tenant a verified token names: by id (the extension's own tokens) or as the text of a
+/// JWT claim (slug, id or uuid).
+pub enum TokenTenant {
+    Id(i64),
+    Text(String),
+}
+
+/// A verified token: its tenant and the identity it carries. `kind` names it in messages.
+pub struct Token {
+    pub tenant: TokenTenant,
+    pub user: Option<String>,
+    pub role: Option<String>,
+    pub kind: &'static str,
+}
+
 /// What a setter was asked for: a tenant argument as given, or one named by a verified token.
 enum Target<'a> {
     Text(Option<&'a str>),
-    Signed(i64),
+    Token(Token),
+}
+
+const MEMBER: &str = "SELECT EXISTS (SELECT FROM tenant.memberships m WHERE m.tenant_id = $1 \
+     AND m.user_id = $2 AND ($3::text IS NULL OR m.tenant_role = $3))";
+
+/// Whether `user` is a member of the tenant (with `role`, when the token names one).
+fn is_member(tenant: i64, user: &str, role: Option<&str>) -> bool {
+    privilege::as_owner(|| {
+        Spi::get_one_with_args::<bool>(MEMBER, &[tenant.into(), user.into(), role.into()])
+    })
+    .unwrap_or_else(|e| lookup_failed(e))
+    .unwrap_or(false)
+}
+
+/// With require_membership, a token's user must be a member of its tenant with its role.
+fn require_member(rules: &Effective, superuser: bool, tenant: &TenantRow, token: &Token) {
+    if !rules.require_membership || superuser {
+        return;
+    }
+    let hint = Some("A tenant_admin adds members: INSERT INTO tenant.memberships (tenant_id, user_id, tenant_role) VALUES (...).".to_string());
+    let Some(user) = token.user.as_deref() else {
+        error::denied(
+            format!(
+                "the {} names no user, and this role may enter a tenant only as one of its members",
+                token.kind
+            ),
+            Some(
+                "require_membership is on for this role (tenant.role_rules or ALTER ROLE ... SET)."
+                    .into(),
+            ),
+            hint,
+        )
+    };
+    if !is_member(tenant.id, user, token.role.as_deref()) {
+        let with_role = token
+            .role
+            .as_deref()
+            .map(|r| format!(" with role \"{r}\""))
+            .unwrap_or_default();
+        error::denied(
+            format!(
+                "user \"{user}\" is not a member of tenant \"{}\"{with_role}",
+                tenant.slug
+            ),
+            Some(
+                "require_membership is on for this role (tenant.role_rules or ALTER ROLE ... SET)."
+                    .into(),
+            ),
+            hint,
+        );
+    }
+}
+
+/// Sets (or clears) the identity that goes with a context just set, with the same scope.
+fn apply_identity(tenant: i64, session: Oid, local: bool, token: Option<&Token>) {
+    let (user, role) = token
+        .map(|t| (t.user.as_deref(), t.role.as_deref()))
+        .unwrap_or((None, None));
+    if user.is_none() && role.is_none() && settings::with_identity(|i| i.is_none()) {
+        return; // nothing to clear: the plain setters stay as cheap as before
+    }
+    let value = settings::render_identity(
+        settings::TenantSetting {
+            id: tenant,
+            owner: session.to_u32(),
+            local,
+        },
+        user,
+        role,
+    );
+    settings::apply(settings::IDENTITY, &value, local);
 }
 
 /// Authorises, then sets the context. Every refusal that depends on who the caller is comes
@@ -445,33 +603,63 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
     privilege::require_role_of(caller, TENANT_USER, "set the tenant context");
     let session = session_user();
     let rules = effective_rules(caller);
-    let signed = matches!(target, Target::Signed(_));
+    let superuser = unsafe { pg_sys::superuser_arg(caller) };
+    let local = local || rules.transaction_scope;
     let lookup = |target: &Target| -> Option<TenantRow> {
         match target {
             Target::Text(Some(text)) => resolve(text),
             Target::Text(None) => None,
-            Target::Signed(id) => tenant_by_id(*id),
+            Target::Token(Token {
+                tenant: TokenTenant::Id(id),
+                ..
+            }) => tenant_by_id(*id),
+            Target::Token(Token {
+                tenant: TokenTenant::Text(text),
+                ..
+            }) => resolve(text),
         }
+    };
+    let token = match &target {
+        Target::Token(t) => Some(t),
+        Target::Text(_) => None,
     };
     if let (Some(bound), _) = session_binding(session) {
         if let Target::Text(None) = target {
             bound_elsewhere(bound);
         }
         match lookup(&target) {
-            Some(t) if t.id == bound && t.active => return bound,
+            Some(t) if t.id == bound && t.active => {
+                if let Some(token) = token {
+                    require_member(&rules, superuser, &t, token);
+                }
+                apply_identity(bound, session, local, token);
+                return bound;
+            }
             Some(t) if t.id == bound => suspended(&t.slug),
             _ => bound_elsewhere(bound),
         }
     }
-    if !signed && rules.require_signed && !unsafe { pg_sys::superuser_arg(caller) } {
-        error::denied(
-            "this role may enter a tenant only with a signed context token".into(),
-            Some(
-                "require_signed_context is on for this role (tenant.role_rules or ALTER ROLE ... SET)."
-                    .into(),
-            ),
-            Some("Call tenant.set_tenant_signed() with a token from tenant.sign_context().".into()),
-        );
+    if token.is_none() && !superuser {
+        if rules.require_signed {
+            error::denied(
+                "this role may enter a tenant only with a signed context token".into(),
+                Some(
+                    "require_signed_context is on for this role (tenant.role_rules or ALTER ROLE ... SET)."
+                        .into(),
+                ),
+                Some("Call tenant.set_tenant_signed() with a token from tenant.sign_context(), or tenant.set_tenant_jwt().".into()),
+            );
+        }
+        if rules.require_membership {
+            error::denied(
+                "this role may enter a tenant only with a token naming one of its members".into(),
+                Some(
+                    "require_membership is on for this role (tenant.role_rules or ALTER ROLE ... SET)."
+                        .into(),
+                ),
+                Some("Call tenant.set_tenant_jwt() or tenant.set_tenant_signed().".into()),
+            );
+        }
     }
     let tenant = match (&target, lookup(&target)) {
         (_, Some(t)) => t,
@@ -483,10 +671,20 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
         ),
         (Target::Text(Some(text)), None) => error::invalid(
             format!("tenant \"{text}\" does not exist"),
-            Some("Pass a slug or an id from tenant.tenants.".into()),
+            Some("Pass a slug, an id or a uuid from tenant.tenants.".into()),
         ),
-        (Target::Signed(id), None) => error::denied(
-            format!("the token names tenant {id}, which does not exist"),
+        (Target::Token(t), None) => error::denied(
+            match &t.tenant {
+                TokenTenant::Id(id) => {
+                    format!("the {} names tenant {id}, which does not exist", t.kind)
+                }
+                TokenTenant::Text(text) => {
+                    format!(
+                        "the {} names tenant \"{text}\", which does not exist",
+                        t.kind
+                    )
+                }
+            },
             None,
             None,
         ),
@@ -494,7 +692,9 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
     if !tenant.active {
         suspended(&tenant.slug);
     }
-    let local = local || rules.transaction_scope;
+    if let Some(token) = token {
+        require_member(&rules, superuser, &tenant, token);
+    }
     warn_if_pointless(local, "tenant context");
     route_search_path(tenant.schema.as_deref(), local);
     settings::apply(
@@ -502,6 +702,7 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
         &settings::render_tenant_setting(tenant.id, session.to_u32(), local),
         local,
     );
+    apply_identity(tenant.id, session, local, token);
     LAST_ACTIVE.0.set((tenant.id, GENERATION.0.get()));
     tenant.id
 }
@@ -529,9 +730,9 @@ fn set_tenant_id(tenant: Option<i64>, is_local: default!(Option<bool>, false)) -
     enter(Target::Text(text.as_deref()), is_local)
 }
 
-/// Enters the tenant a verified token names (signed.rs verifies it first).
-pub fn enter_signed(tenant_id: i64, is_local: Option<bool>) -> i64 {
-    enter(Target::Signed(tenant_id), is_local)
+/// Enters the tenant a verified token names (signed.rs and jwt.rs verify it first).
+pub fn enter_token(token: Token, is_local: Option<bool>) -> i64 {
+    enter(Target::Token(token), is_local)
 }
 
 #[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
@@ -542,6 +743,9 @@ fn clear_tenant() {
     let local = effective_rules(privilege::caller()).transaction_scope;
     route_search_path(None, local);
     settings::apply(settings::TENANT_ID, "", local);
+    if settings::with_identity(|i| i.is_some()) {
+        settings::apply(settings::IDENTITY, "", local);
+    }
 }
 
 /// The id of the current tenant, NULL when none (or when that tenant was suspended or dropped).
@@ -585,12 +789,55 @@ fn current_tenant() -> Option<String> {
     current_tenant_id().and_then(tenant_by_id).map(|t| t.slug)
 }
 
+/// The uuid of the current tenant, NULL when none. STABLE and PARALLEL SAFE, no query once the
+/// tenant is cached: it will sit in policies of uuid-keyed tables.
+#[pg_extern(schema = "tenant", stable, parallel_safe)]
+fn current_tenant_uuid() -> Option<pgrx::datum::Uuid> {
+    let id = current_tenant_id()?;
+    let generation = GENERATION.0.get();
+    let (last, at, uuid) = LAST_UUID.0.get();
+    if last == id && at == generation {
+        return Some(pgrx::datum::Uuid::from_bytes(uuid));
+    }
+    let row = tenant_by_id(id)?;
+    LAST_UUID.0.set((id, generation, row.uuid));
+    Some(pgrx::datum::Uuid::from_bytes(row.uuid))
+}
+
+/// `f` of the identity in force: the one set with the current context (same tenant, same session
+/// user, a scope the role's rules allow); None otherwise.
+fn with_identity_in_force<R>(f: impl FnOnce(&settings::IdentitySetting) -> Option<R>) -> Option<R> {
+    let (tenant, owner, local) =
+        settings::with_identity(|i| i.map(|i| (i.tenant.id, i.tenant.owner, i.tenant.local)))?;
+    let session = session_user();
+    if owner != session.to_u32() || (session_rules(session).transaction_scope && !local) {
+        return None;
+    }
+    if current_tenant_id() != Some(tenant) {
+        return None;
+    }
+    settings::with_identity(|i| i.and_then(f))
+}
+
+/// The end user the context was entered for (a JWT's `sub`, a signed token's user), NULL when
+/// the context carries none. STABLE, PARALLEL SAFE, no query on the hot path.
+#[pg_extern(schema = "tenant", stable, parallel_safe)]
+pub fn current_user_id() -> Option<String> {
+    with_identity_in_force(|i| i.user.clone())
+}
+
+/// The tenant role the context carries, NULL when none.
+#[pg_extern(schema = "tenant", stable, parallel_safe)]
+pub fn current_tenant_role() -> Option<String> {
+    with_identity_in_force(|i| i.role.clone())
+}
+
 /// Whether the audited cross-tenant mode is on: entered by this very session (not inherited
 /// from a role default, a startup option or another session user), and not by a bound role
 /// whose binding does not allow it. Policies OR it into the tenant check; the permissive policy
 /// that uses it applies only to tenant_superuser.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
-pub fn cross_tenant_active() -> bool {
+pub(crate) fn cross_tenant_active() -> bool {
     let Some(local) = settings::cross_tenant_entry() else {
         return false;
     };
@@ -647,10 +894,13 @@ fn enter_cross_tenant(reason: Option<&str>, is_local: default!(Option<bool>, fal
     warn_if_pointless(local, "cross-tenant mode");
     settings::apply(
         settings::CROSS_TENANT,
-        &settings::render_cross_tenant(settings::SessionKey {
-            local,
-            ..settings::this_session()
-        }),
+        &settings::render_cross_tenant(
+            settings::SessionKey {
+                local,
+                ..settings::this_session()
+            },
+            reason,
+        ),
         local,
     );
     audit("cross_tenant_entered", Some(reason));

@@ -5,7 +5,9 @@ pgrx::pg_module_magic!();
 mod backup;
 mod catalog;
 mod context;
+mod cross_audit;
 mod error;
+mod jwt;
 mod migrate;
 mod privilege;
 mod quota;
@@ -38,6 +40,9 @@ pgrx::extension_sql_file!(
         "context_tables",
         context::registry_changed,
         context::require_superuser_sql,
+        context::current_user_id,
+        context::current_tenant_role,
+        jwt::request_id_sql,
         privilege::require_member_sql,
         privilege::acting_role_sql
     ]
@@ -101,6 +106,11 @@ pgrx::extension_sql_file!(
     requires = ["isolation", "schemas"]
 );
 pgrx::extension_sql_file!(
+    "../sql/identity.sql",
+    name = "identity",
+    requires = ["registry", "context_tables"]
+);
+pgrx::extension_sql_file!(
     "../sql/superuser.sql",
     name = "superuser",
     requires = ["registry"]
@@ -134,6 +144,7 @@ pub extern "C-unwind" fn _PG_init() {
     quota::init(); // defines its settings, so before settings::init() reserves the prefix
     settings::init();
     context::init();
+    cross_audit::init();
 }
 
 #[cfg(test)]

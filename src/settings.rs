@@ -31,6 +31,10 @@ use std::ffi::{c_char, c_void, CStr, CString};
 pub const TENANT_ID: &CStr = c"qualityfoundry_tenant.tenant_id";
 pub const CROSS_TENANT: &CStr = c"qualityfoundry_tenant.cross_tenant";
 pub const PREFIX: &CStr = c"qualityfoundry_tenant";
+/// Who the context is for inside its tenant (end user, tenant role); set with the context.
+pub const IDENTITY: &CStr = c"qualityfoundry_tenant.identity";
+/// The request id the audit log records (transaction-local, `tenant.set_request_id`).
+pub const REQUEST_ID: &CStr = c"qualityfoundry_tenant.request_id";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
 pub enum ContextScope {
@@ -76,6 +80,19 @@ static CROSS_TENANT_VALUE: Backend<Cell<Option<SessionKey>>> = Backend(Cell::new
 /// What the show hooks return (PostgreSQL copies it before the next call).
 static SHOWN: Backend<RefCell<Option<CString>>> = Backend(RefCell::new(None));
 
+static IDENTITY_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static IDENTITY_VALUE: Backend<RefCell<Option<IdentitySetting>>> = Backend(RefCell::new(None));
+static CROSS_TENANT_REASON: Backend<RefCell<Option<String>>> = Backend(RefCell::new(None));
+static REQUEST_ID_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+// The claims set_tenant_jwt reads. Defaults are the names; a client that shadows a DBA's
+// value (a startup option when the library is not preloaded) can only bring back the default.
+static JWT_TENANT_CLAIM: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
+static JWT_ROLE_CLAIM: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"tenant_role"));
+/// Clock skew allowed for exp/nbf/iat: small, so an expired token is not honoured for long.
+static JWT_LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
+static REQUIRE_MEMBERSHIP: GucSetting<bool> = GucSetting::<bool>::new(false);
 static REQUIRE_SIGNED: GucSetting<bool> = GucSetting::<bool>::new(false);
 static CONTEXT_SCOPE: GucSetting<ContextScope> =
     GucSetting::<ContextScope>::new(ContextScope::Session);
@@ -101,7 +118,71 @@ pub struct SessionKey {
     pub local: bool,
 }
 
+/// Who a context is for inside its tenant: the tenant context it was set with (same owner and
+/// scope) and the end user and tenant role it carries. Valid only while the context is that
+/// tenant's: a later plain set_tenant, clear_tenant, RESET or another session user voids it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentitySetting {
+    pub tenant: TenantSetting,
+    pub user: Option<String>,
+    pub role: Option<String>,
+}
+
 const BAD_TENANT: &str = "the tenant context must be a positive tenant id";
+const BAD_IDENTITY: &str = "the identity is set only by the extension's context functions";
+
+fn encode_part(v: Option<&str>) -> String {
+    use base64::Engine;
+    v.map(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v))
+        .unwrap_or_default()
+}
+
+fn decode_part(v: &str) -> Result<Option<String>, ()> {
+    use base64::Engine;
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v)
+        .map_err(|_| ())?;
+    let text = String::from_utf8(bytes).map_err(|_| ())?;
+    // Canonical only, so one identity has one spelling.
+    if text.is_empty() || encode_part(Some(&text)) != v {
+        return Err(());
+    }
+    Ok(Some(text))
+}
+
+/// The identity setting's text: `<tenant setting>;<base64url user>;<base64url role>` (an empty
+/// part is NULL), or "" when the context carries no identity.
+pub fn render_identity(tenant: TenantSetting, user: Option<&str>, role: Option<&str>) -> String {
+    if user.is_none() && role.is_none() {
+        return String::new();
+    }
+    format!(
+        "{};{};{}",
+        render_tenant_setting(tenant.id, tenant.owner, tenant.local),
+        encode_part(user),
+        encode_part(role)
+    )
+}
+
+pub fn parse_identity(text: &str) -> Result<Option<IdentitySetting>, &'static str> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = text.split(';').collect();
+    let [tenant, user, role] = parts[..] else {
+        return Err(BAD_IDENTITY);
+    };
+    let tenant = parse_tenant_setting(tenant).map_err(|_| BAD_IDENTITY)?;
+    let user = decode_part(user).map_err(|_| BAD_IDENTITY)?;
+    let role = decode_part(role).map_err(|_| BAD_IDENTITY)?;
+    if tenant.id == 0 || tenant.owner == 0 || (user.is_none() && role.is_none()) {
+        return Err(BAD_IDENTITY);
+    }
+    Ok(Some(IdentitySetting { tenant, user, role }))
+}
 
 fn positive_id(text: &str) -> Result<i64, &'static str> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -157,6 +238,13 @@ pub fn parse_cross_tenant(text: &str) -> Result<Option<SessionKey>, &'static str
     if text.is_empty() || text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
+    let text = match text.split_once(';') {
+        Some((key, reason)) => {
+            decode_part(reason).map_err(|_| BAD)?;
+            key
+        }
+        None => text,
+    };
     let (text, local) = match text.strip_suffix(LOCAL_SUFFIX) {
         Some(t) => (t, true),
         None => (text, false),
@@ -177,14 +265,23 @@ pub fn parse_cross_tenant(text: &str) -> Result<Option<SessionKey>, &'static str
     }))
 }
 
-pub fn render_cross_tenant(key: SessionKey) -> String {
+/// The flag as `enter_cross_tenant()` writes it: the session key, then `;` and the reason
+/// (base64url), so the reason follows the flag through scopes and ROLLBACK.
+pub fn render_cross_tenant(key: SessionKey, reason: &str) -> String {
     format!(
-        "{}.{}.{}{}",
+        "{}.{}.{}{};{}",
         key.pid,
         key.started,
         key.owner,
-        if key.local { LOCAL_SUFFIX } else { "" }
+        if key.local { LOCAL_SUFFIX } else { "" },
+        encode_part(Some(reason).filter(|r| !r.is_empty()))
     )
+}
+
+/// The reason part of a cross-tenant flag (None when absent or unreadable).
+pub fn cross_tenant_reason_of(text: &str) -> Option<String> {
+    text.split_once(';')
+        .and_then(|(_, r)| decode_part(r).ok().flatten())
 }
 
 unsafe fn hook_text<'a>(newval: *const c_char) -> &'a str {
@@ -201,21 +298,29 @@ unsafe fn check_failed(message: &str) -> bool {
     false
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_tenant_id(
+/// A check hook's verdict on the proposed value's text (NULL reads as empty).
+unsafe fn check_with(
     newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
+    check: impl FnOnce(&str) -> Result<(), &'static str>,
 ) -> bool {
     let text = if newval.is_null() {
         ""
     } else {
         hook_text(*newval)
     };
-    match parse_tenant_setting(text) {
-        Ok(_) => true,
+    match check(text) {
+        Ok(()) => true,
         Err(e) => check_failed(e),
     }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_tenant_id(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    check_with(newval, |t| parse_tenant_setting(t).map(|_| ()))
 }
 
 #[pgrx::pg_guard]
@@ -248,22 +353,69 @@ unsafe extern "C-unwind" fn check_cross_tenant(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let text = if newval.is_null() {
-        ""
-    } else {
-        hook_text(*newval)
-    };
-    match parse_cross_tenant(text) {
-        Ok(_) => true,
-        Err(e) => check_failed(e),
-    }
+    check_with(newval, |t| parse_cross_tenant(t).map(|_| ()))
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn assign_cross_tenant(newval: *const c_char, _extra: *mut c_void) {
+    let text = hook_text(newval);
     CROSS_TENANT_VALUE
         .0
-        .set(parse_cross_tenant(hook_text(newval)).unwrap_or(None));
+        .set(parse_cross_tenant(text).unwrap_or(None));
+    *CROSS_TENANT_REASON.0.borrow_mut() = cross_tenant_reason_of(text);
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_identity(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    check_with(newval, |t| parse_identity(t).map(|_| ()))
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_identity(newval: *const c_char, _extra: *mut c_void) {
+    *IDENTITY_VALUE.0.borrow_mut() = parse_identity(hook_text(newval)).unwrap_or(None);
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn show_identity() -> *const c_char {
+    let shown = IDENTITY_VALUE.0.borrow().as_ref().map(|i| {
+        format!(
+            "user={} role={}",
+            i.user.as_deref().unwrap_or(""),
+            i.role.as_deref().unwrap_or("")
+        )
+    });
+    show(shown.unwrap_or_default())
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_request_id(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    check_with(newval, |t| {
+        if t.is_empty() || qft_jwt::check_text(t, qft_jwt::MAX_REQUEST_ID_BYTES).is_ok() {
+            Ok(())
+        } else {
+            Err("a request id is at most 200 bytes, without control characters")
+        }
+    })
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_claim_name(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    check_with(newval, |t| {
+        qft_jwt::check_text(t, 63)
+            .map_err(|_| "a claim name is 1 to 63 bytes, without control characters")
+    })
 }
 
 #[pgrx::pg_guard]
@@ -296,6 +448,70 @@ pub fn init() {
             Some(show_cross_tenant),
         );
     }
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            IDENTITY,
+            c"The end user and tenant role of the tenant context (set with it by set_tenant_jwt / set_tenant_signed).",
+            c"Superuser-only; valid only while the context it was set with is in force.",
+            &IDENTITY_SETTING,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_identity),
+            Some(assign_identity),
+            Some(show_identity),
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            REQUEST_ID,
+            c"The request id written to tenant.audit_log (tenant.set_request_id(), or a JWT's jti).",
+            c"Transaction-local; set only through tenant.set_request_id() and set_tenant_jwt().",
+            &REQUEST_ID_SETTING,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_request_id),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"qualityfoundry_tenant.jwt_tenant_claim",
+            c"The JWT claim that names the tenant (a slug, an id or a uuid) for tenant.set_tenant_jwt().",
+            c"Default tenant_id.",
+            &JWT_TENANT_CLAIM,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_claim_name),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"qualityfoundry_tenant.jwt_role_claim",
+            c"The JWT claim that names the tenant role for tenant.set_tenant_jwt().",
+            c"Default tenant_role.",
+            &JWT_ROLE_CLAIM,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_claim_name),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"qualityfoundry_tenant.jwt_leeway",
+        c"Seconds of clock skew allowed when checking a JWT's exp, nbf and iat.",
+        c"Keep it small: an expired token is honoured for this long.",
+        &JWT_LEEWAY,
+        0,
+        300,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"qualityfoundry_tenant.require_membership",
+        c"Roles with this on enter a tenant only with a token naming a member of it (tenant.memberships).",
+        c"A convenience for ALTER ROLE/DATABASE ... SET; the rule that cannot be shadowed is tenant.set_role_rules().",
+        &REQUIRE_MEMBERSHIP,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"qualityfoundry_tenant.require_signed_context",
         c"Roles with this on can enter a tenant only with a token from tenant.sign_context().",
@@ -385,6 +601,46 @@ pub fn require_signed_context() -> bool {
     REQUIRE_SIGNED.get()
 }
 
+pub fn require_membership() -> bool {
+    REQUIRE_MEMBERSHIP.get()
+}
+
+/// Calls `f` with the identity setting, without copying it (the getters' hot path).
+pub fn with_identity<R>(f: impl FnOnce(Option<&IdentitySetting>) -> R) -> R {
+    f(IDENTITY_VALUE.0.borrow().as_ref())
+}
+
+/// The reason given to the cross-tenant entry in force (see `cross_tenant_entry`).
+pub fn cross_tenant_reason() -> Option<String> {
+    CROSS_TENANT_REASON.0.borrow().clone()
+}
+
+pub fn request_id() -> Option<String> {
+    REQUEST_ID_SETTING
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .filter(|s| !s.is_empty())
+}
+
+fn claim_setting(s: &GucSetting<Option<CString>>, default: &str) -> String {
+    s.get()
+        .and_then(|c| c.into_string().ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+pub fn jwt_tenant_claim() -> String {
+    claim_setting(&JWT_TENANT_CLAIM, "tenant_id")
+}
+
+pub fn jwt_role_claim() -> String {
+    claim_setting(&JWT_ROLE_CLAIM, "tenant_role")
+}
+
+pub fn jwt_leeway() -> i64 {
+    i64::from(JWT_LEEWAY.get())
+}
+
 pub fn context_scope() -> ContextScope {
     CONTEXT_SCOPE.get()
 }
@@ -466,6 +722,43 @@ mod tests {
     }
 
     #[test]
+    fn identity_values() {
+        let owner = t(7, 10, true);
+        assert_eq!(render_identity(owner, None, None), "");
+        assert_eq!(parse_identity(""), Ok(None));
+        for (user, role) in [
+            (Some("alice"), Some("viewer")),
+            (Some("a;b@c/local"), None),
+            (None, Some("admin")),
+            (Some("\u{e9}t\u{e9}"), Some("x")),
+        ] {
+            let text = render_identity(owner, user, role);
+            assert_eq!(
+                parse_identity(&text),
+                Ok(Some(IdentitySetting {
+                    tenant: owner,
+                    user: user.map(str::to_string),
+                    role: role.map(str::to_string),
+                })),
+                "{text}"
+            );
+        }
+        for bad in [
+            "7@10",
+            "7@10;;",
+            "7;YWxpY2U;",
+            "0@10;YWxpY2U;",
+            "7@10;YWxpY2U",
+            "7@10;YWxpY2U=;",
+            "7@10;!!;",
+            "7@10;YWxpY2U;;",
+            "x@10;YWxpY2U;",
+        ] {
+            assert!(parse_identity(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn cross_tenant_values() {
         assert_eq!(parse_cross_tenant(""), Ok(None));
         assert_eq!(parse_cross_tenant("off"), Ok(None));
@@ -476,8 +769,15 @@ mod tests {
                 owner: 16384,
                 local,
             };
-            assert_eq!(parse_cross_tenant(&render_cross_tenant(key)), Ok(Some(key)));
+            let text = render_cross_tenant(key, "ticket 1; urgent");
+            assert_eq!(parse_cross_tenant(&text), Ok(Some(key)));
+            assert_eq!(
+                cross_tenant_reason_of(&text).as_deref(),
+                Some("ticket 1; urgent")
+            );
         }
+        assert_eq!(cross_tenant_reason_of("1.2.3"), None);
+        assert!(parse_cross_tenant("1.2.3;!!").is_err());
         for bad in [
             "on",
             "true",

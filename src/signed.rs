@@ -38,11 +38,11 @@ static REMEMBERS_SINCE: Backend<Cell<Option<i64>>> = Backend(Cell::new(None));
 static CONSUME: Backend<RefCell<Option<OwnedPreparedStatement>>> = Backend(RefCell::new(None));
 static SIGNED: Backend<Cell<u32>> = Backend(Cell::new(0));
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     (unsafe { pg_sys::GetCurrentTimestamp() }) / 1_000_000 + PG_EPOCH_UNIX
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     if !unsafe { pg_sys::pg_strong_random(out.as_mut_ptr().cast(), N) } {
         error::raise(
@@ -80,10 +80,16 @@ fn current_key() -> (i32, Vec<u8>) {
 
 fn insert_key() -> (i32, Vec<u8>) {
     let secret = random_bytes::<32>().to_vec();
-    let id = Spi::get_one_with_args::<i32>(
-        "INSERT INTO tenant.signing_keys(secret) VALUES ($1) RETURNING id",
-        &[secret.clone().into()],
-    )
+    // No row limit: SPI would stop a limited INSERT before its statement trigger fires.
+    let id = Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO tenant.signing_keys(secret) VALUES ($1) RETURNING id",
+            None,
+            &[secret.clone().into()],
+        )?
+        .first()
+        .get_one::<i32>()
+    })
     .unwrap_or_else(|e| spi_failed(e))
     .expect("INSERT ... RETURNING returns a row");
     (id, secret)
@@ -118,7 +124,7 @@ fn key_by_id(key_id: i32) -> Option<Vec<u8>> {
 
 /// Since when the used-token table remembers (its marker row), writing the marker if a crash
 /// emptied the table. Run as the owner.
-fn remembers_since() -> i64 {
+pub(crate) fn remembers_since() -> i64 {
     if let Some(t) = REMEMBERS_SINCE.0.get() {
         return t;
     }
@@ -154,9 +160,11 @@ fn remembers_since() -> i64 {
     since
 }
 
-/// Records the token's first use; false if it was used before (by any session). A concurrent use
+/// Records a token's first use; false if it was used before (by any session). A concurrent use
 /// of the same token waits for the first user's transaction and is refused if that commits.
-fn consume(claims: &Claims) -> bool {
+/// Shared by the extension's own tokens and JWTs with a `jti` (their ids never collide: one is
+/// random, the other a hash of key id and jti).
+pub(crate) fn consume(token_id: [u8; 16], expires_at: i64) -> bool {
     privilege::as_owner(|| {
         Spi::connect_mut(|c| {
             let mut slot = CONSUME.0.borrow_mut();
@@ -175,10 +183,7 @@ fn consume(claims: &Claims) -> bool {
             let inserted = c.update(
                 stmt,
                 None,
-                &[
-                    Uuid::from_bytes(claims.token_id).into(),
-                    claims.expires_at.into(),
-                ],
+                &[Uuid::from_bytes(token_id).into(), expires_at.into()],
             )?;
             Ok::<_, pgrx::spi::Error>(!inserted.is_empty())
         })
@@ -213,8 +218,23 @@ fn prune() {
 fn sign_context(
     tenant: Option<&str>,
     valid_for: default!(Option<Interval>, "'5 minutes'"),
+    user_id: default!(Option<&str>, "NULL"),
+    tenant_role: default!(Option<&str>, "NULL"),
 ) -> String {
     privilege::require_role_of(privilege::caller(), TENANT_ADMIN, "sign a tenant context");
+    for (what, value, max) in [
+        ("user_id", user_id, qft_jwt::MAX_USER_BYTES),
+        ("tenant_role", tenant_role, qft_jwt::MAX_ROLE_BYTES),
+    ] {
+        if let Some(Err(why)) = value.map(|v| qft_jwt::check_text(v, max)) {
+            error::invalid(
+                format!("{what} {why}"),
+                Some(format!(
+                    "Pass NULL for none, or a string of at most {max} bytes without control characters."
+                )),
+            );
+        }
+    }
     let Some(tenant_text) = tenant else {
         error::raise(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -252,6 +272,8 @@ fn sign_context(
             issued_at: now_unix(),
             expires_at: expires_at.unwrap_or(0),
             token_id: random_bytes::<16>(),
+            user: user_id.map(str::to_string),
+            role: tenant_role.map(str::to_string),
         },
         &secret,
     )
@@ -284,13 +306,21 @@ fn set_tenant_signed(token: Option<&str>, is_local: default!(Option<bool>, false
         Ok(claims) => claims,
         Err(e) => reject(e.describe()),
     };
-    if !consume(&claims) {
+    if !consume(claims.token_id, claims.expires_at) {
         reject(format!(
             "token {} has already been used (tokens are single-use)",
             token::token_id_hex(&claims.token_id)
         ));
     }
-    context::enter_signed(claims.tenant_id, is_local)
+    context::enter_token(
+        context::Token {
+            tenant: context::TokenTenant::Id(claims.tenant_id),
+            user: claims.user,
+            role: claims.role,
+            kind: "token",
+        },
+        is_local,
+    )
 }
 
 /// Makes a new signing key current. Every other key stops being accepted after `grace` at the

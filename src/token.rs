@@ -6,6 +6,11 @@
 //! not a secret; what makes it unforgeable is the key, which only the registry owner can read, and
 //! what makes it single-use is the token id, which the database records on first use.
 //! 0.1.0's `v1` tokens had no token id: they are refused (they could be replayed).
+//!
+//! A token that names the end user and tenant role (`sign_context(user_id => ..., tenant_role =>
+//! ...)`) is `v3`: the same fields, then `<base64url user>.<base64url role>` (empty when not
+//! given), then the MAC over all of it. A token without them stays `v2`, so one identity has one
+//! spelling.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -22,6 +27,9 @@ pub struct Claims {
     pub expires_at: i64,
     /// 16 random bytes, written as 32 hex digits (a uuid's text form without dashes).
     pub token_id: [u8; 16],
+    /// The end user and tenant role the context carries (v3 tokens).
+    pub user: Option<String>,
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +45,9 @@ impl TokenError {
     pub fn describe(&self) -> String {
         match self {
             TokenError::Malformed => {
-                "the token is not of the form v2.<key>.<tenant>.<issued>.<expiry>.<id>.<mac>".into()
+                "the token is not of the form v2.<key>.<tenant>.<issued>.<expiry>.<id>.<mac> \
+                 (or v3 with the user and role before the mac)"
+                    .into()
             }
             TokenError::OldFormat => {
                 "v1 tokens (qualityfoundry_tenant 0.1.0) are no longer accepted: they could be replayed".into()
@@ -75,15 +85,40 @@ fn parse_hex16(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+fn part(v: Option<&str>) -> String {
+    v.map(|v| URL_SAFE_NO_PAD.encode(v)).unwrap_or_default()
+}
+
+fn unpart(v: &str) -> Result<Option<String>, TokenError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(v)
+        .map_err(|_| TokenError::Malformed)?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| TokenError::Malformed)
+}
+
 fn payload(claims: &Claims) -> String {
-    format!(
-        "v2.{}.{}.{}.{}.{}",
+    let v2 = format!(
+        "{}.{}.{}.{}.{}",
         claims.key_id,
         claims.tenant_id,
         claims.issued_at,
         claims.expires_at,
         token_id_hex(&claims.token_id)
-    )
+    );
+    if claims.user.is_none() && claims.role.is_none() {
+        format!("v2.{v2}")
+    } else {
+        format!(
+            "v3.{v2}.{}.{}",
+            part(claims.user.as_deref()),
+            part(claims.role.as_deref())
+        )
+    }
 }
 
 pub fn sign(claims: &Claims, key: &[u8]) -> String {
@@ -100,9 +135,11 @@ pub fn parse(token: &str) -> Result<(Claims, Vec<u8>), TokenError> {
     if parts.first() == Some(&"v1") {
         return Err(TokenError::OldFormat);
     }
-    if parts.len() != 7 || parts[0] != "v2" {
-        return Err(TokenError::Malformed);
-    }
+    let fields = match (parts.first(), parts.len()) {
+        (Some(&"v2"), 7) => 6,
+        (Some(&"v3"), 9) => 8,
+        _ => return Err(TokenError::Malformed),
+    };
     let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     if !parts[1..5].iter().all(|p| digits(p)) {
         return Err(TokenError::Malformed);
@@ -113,13 +150,16 @@ pub fn parse(token: &str) -> Result<(Claims, Vec<u8>), TokenError> {
         issued_at: parts[3].parse().map_err(|_| TokenError::Malformed)?,
         expires_at: parts[4].parse().map_err(|_| TokenError::Malformed)?,
         token_id: parse_hex16(parts[5]).ok_or(TokenError::Malformed)?,
+        user: if fields == 8 { unpart(parts[6])? } else { None },
+        role: if fields == 8 { unpart(parts[7])? } else { None },
     };
-    // Re-rendering must give back the same text, so "007" and "7" are not two tokens.
-    if payload(&claims) != parts[..6].join(".") {
+    // Re-rendering must give back the same text, so "007" and "7" are not two tokens (and a v3
+    // token without a user or role is not a second spelling of a v2 one).
+    if payload(&claims) != parts[..fields].join(".") {
         return Err(TokenError::Malformed);
     }
     let tag = URL_SAFE_NO_PAD
-        .decode(parts[6])
+        .decode(parts[fields])
         .map_err(|_| TokenError::Malformed)?;
     Ok((claims, tag))
 }
@@ -165,7 +205,49 @@ mod tests {
             issued_at: 500,
             expires_at: 1_000,
             token_id: ID,
+            user: None,
+            role: None,
         }
+    }
+
+    #[test]
+    fn v3_tokens_carry_user_and_role() {
+        for (user, role) in [
+            (Some("alice"), Some("viewer")),
+            (Some("b.o.b"), None),
+            (None, Some("admin")),
+        ] {
+            let c = Claims {
+                user: user.map(str::to_string),
+                role: role.map(str::to_string),
+                ..claims()
+            };
+            let t = sign(&c, KEY);
+            assert!(t.starts_with("v3.3.42.500.1000."), "{t}");
+            assert_eq!(t.split('.').count(), 9);
+            assert_eq!(verify(&t, KEY, 999, 0), Ok(c.clone()));
+            // The user and role are covered by the MAC.
+            let parts: Vec<&str> = t.split('.').collect();
+            let mut forged = parts.clone();
+            let escalated = URL_SAFE_NO_PAD.encode("owner");
+            forged[7] = &escalated;
+            assert_eq!(
+                verify(&forged.join("."), KEY, 999, 0),
+                Err(TokenError::BadSignature)
+            );
+            // A v2 token cannot be relabelled v3 (or back).
+            let relabelled = t.replacen("v3.", "v2.", 1);
+            assert_eq!(parse(&relabelled).map(|_| ()), Err(TokenError::Malformed));
+        }
+        let v2 = sign(&claims(), KEY);
+        let padded = v2.replacen("v2.", "v3.", 1);
+        let parts: Vec<&str> = padded.split('.').collect();
+        // v3 with neither a user nor a role is a second spelling of the v2 token: refused.
+        let empty_v3 = format!("{}...{}", parts[..6].join("."), parts[6]);
+        assert_eq!(empty_v3.split('.').count(), 9);
+        assert_eq!(parse(&empty_v3).map(|_| ()), Err(TokenError::Malformed));
+        let bad = "v3.3.42.500.1000.abababababababababababababababab.!!.x.abc";
+        assert_eq!(parse(bad).map(|_| ()), Err(TokenError::Malformed), "{bad}");
     }
 
     #[test]

@@ -526,6 +526,51 @@ impl TestDb {
         self
     }
 
+    /// `pg_dump` of this database (as the superuser) restored by `psql` into a new database of the
+    /// same cluster, `<name>_restored`; returns a superuser connection to the copy.
+    pub fn dump_and_restore(&self) -> Client {
+        let target = format!("{}_restored", self.name);
+        let dump = self
+            .cluster
+            .command("pg_dump", "postgres", &self.name)
+            .output()
+            .expect("pg_dump");
+        assert!(
+            dump.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        self.superuser()
+            .batch_execute(&format!("CREATE DATABASE {target}"))
+            .expect("create the restore target");
+        let mut restore = self
+            .cluster
+            .command("psql", "postgres", &target)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql");
+        {
+            use std::io::Write;
+            restore
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(&dump.stdout)
+                .expect("feed the dump");
+        }
+        let out = restore.wait_with_output().expect("psql");
+        assert!(
+            out.status.success(),
+            "restore failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Client::connect(&self.cluster.conninfo("postgres", &target), NoTls)
+            .expect("connect to the restored database")
+    }
+
     /// All rows of `public.projects` as the superuser (bypassing RLS), for "nothing changed" checks.
     pub fn all_projects(&self) -> Vec<(i64, i32, String)> {
         self.superuser()

@@ -654,7 +654,7 @@ mod cross_tenant {
         let rows = su
             .query(
                 "SELECT action, session_role::text, detail->>'reason' FROM tenant.audit_log \
-                 WHERE action LIKE 'cross_tenant%' ORDER BY id",
+                 WHERE action IN ('cross_tenant_entered', 'cross_tenant_left') ORDER BY id",
                 &[],
             )
             .unwrap();
@@ -699,7 +699,7 @@ mod cross_tenant {
         assert_eq!(
             one::<i64>(
                 &mut su,
-                "SELECT count(*) FROM tenant.audit_log WHERE action LIKE 'cross_tenant%'"
+                "SELECT count(*) FROM tenant.audit_log WHERE action IN ('cross_tenant_entered', 'cross_tenant_left')"
             ),
             2
         );

@@ -148,13 +148,18 @@ fn non_superusers_execute_only_what_they_were_granted() {
         "tenant.cross_tenant_active()",
         "tenant.current_tenant()",
         "tenant.current_tenant_id()",
+        "tenant.current_tenant_role()",
+        "tenant.current_tenant_uuid()",
+        "tenant.current_user_id()",
     ];
     assert_eq!(executable(&mut su, &db.role("nobody")), public);
     let mut app_expected: Vec<&str> = public.to_vec();
     app_expected.extend([
         "tenant.clear_tenant()",
         "tenant.set_tenant(bigint,boolean)",
+        "tenant.set_request_id(text)",
         "tenant.set_tenant(text,boolean)",
+        "tenant.set_tenant_jwt(text,boolean)",
         "tenant.set_tenant_signed(text,boolean)",
     ]);
     app_expected.sort();
@@ -163,6 +168,7 @@ fn non_superusers_execute_only_what_they_were_granted() {
     support_expected.extend([
         "tenant.enter_cross_tenant(text,boolean)",
         "tenant.exit_cross_tenant()",
+        "tenant.set_request_id(text)",
     ]);
     support_expected.sort();
     assert_eq!(executable(&mut su, &db.role("support")), support_expected);
@@ -234,6 +240,8 @@ fn registry_tables_are_dumped_with_the_extension() {
         "tenant.audit_log",
         "tenant.isolated_tables",
         "tenant.shared_tables",
+        "tenant.memberships",
+        "tenant.jwt_keys",
     ] {
         assert!(dumped.iter().any(|d| d == t), "{t} not in {dumped:?}");
     }
@@ -336,48 +344,7 @@ fn the_registry_survives_pg_dump_and_restore() {
             db.role("bi")
         ))
         .unwrap();
-    let target = format!("{}_restored", db.name);
-    let c = cluster();
-    let dump = c
-        .command("pg_dump", "postgres", &db.name)
-        .output()
-        .expect("pg_dump");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let mut su = db.superuser();
-    su.batch_execute(&format!("CREATE DATABASE {target}"))
-        .unwrap();
-    let mut restore = c
-        .command("psql", "postgres", &target)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("psql");
-    {
-        use std::io::Write;
-        restore
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&dump.stdout)
-            .unwrap();
-    }
-    let out = restore.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut restored = qft_integration_tests::postgres::Client::connect(
-        &c.conninfo("postgres", &target),
-        qft_integration_tests::postgres::NoTls,
-    )
-    .unwrap();
+    let mut restored = db.dump_and_restore();
     let rows: Vec<String> = restored
         .query(
             "SELECT id || ':' || slug FROM tenant.tenants ORDER BY id",

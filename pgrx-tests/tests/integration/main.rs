@@ -5,6 +5,7 @@ mod checker;
 mod clone;
 mod context;
 mod foundation;
+mod identity;
 mod isolation;
 mod lifecycle;
 mod migrate;

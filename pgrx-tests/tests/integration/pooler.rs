@@ -146,7 +146,7 @@ fn signed_tokens_work_once_through_the_pooler(c: &'static Cluster) {
                         .is_err());
                     assert_eq!(
                         seen(&mut client, "SELECT tenant_id FROM public.projects"),
-                        vec![]
+                        Vec::<i64>::new()
                     );
                 }
             });
@@ -161,7 +161,7 @@ fn signed_tokens_work_once_through_the_pooler(c: &'static Cluster) {
         assert_eq!(sqlstate(&e), "42501");
         assert_eq!(
             seen(&mut replayer, "SELECT tenant_id FROM public.projects"),
-            vec![]
+            Vec::<i64>::new()
         );
     }
 }
@@ -308,7 +308,7 @@ fn session_pooling_with_discard_all_resets_everything(c: &'static Cluster) {
         let mut b = p.connect(&db, "app");
         assert_eq!(
             seen(&mut b, "SELECT tenant_id FROM public.projects"),
-            vec![]
+            Vec::<i64>::new()
         );
         let mut t = p.connect(&db, "support");
         assert_eq!(
@@ -317,7 +317,7 @@ fn session_pooling_with_discard_all_resets_everything(c: &'static Cluster) {
         );
         assert_eq!(
             seen(&mut t, "SELECT tenant_id FROM public.projects"),
-            vec![]
+            Vec::<i64>::new()
         );
     }
 }

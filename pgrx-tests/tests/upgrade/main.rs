@@ -33,6 +33,7 @@ const FILL: &str = "
     GRANT SELECT, INSERT, UPDATE, DELETE ON public.projects, public.plans TO upgrade_app, upgrade_bi;
     GRANT USAGE ON SCHEMA tenant_globex TO upgrade_app;
     SELECT tenant.bind_role('upgrade_bi', 'acme');
+    UPDATE tenant.tenants SET max_storage_mb = 1 WHERE slug = 'acme';
     -- 0.1.0 left a partition attached after enable_isolation unisolated, and the registry row of a
     -- dropped isolated table behind; 0.2.0 does neither, and the upgrade repairs both.
     CREATE TABLE public.events (tenant_id bigint NOT NULL, id integer NOT NULL, what text) PARTITION BY RANGE (id);
@@ -44,7 +45,6 @@ const FILL: &str = "
     CREATE TABLE public.gone (tenant_id bigint NOT NULL);
     SELECT tenant.enable_isolation('public.gone');
     DROP TABLE public.gone;
-    UPDATE tenant.tenants SET max_storage_mb = 1 WHERE slug = 'acme';
 ";
 
 /// The registry rows an upgrade must carry over exactly (what a fresh install filled the same way
@@ -462,6 +462,79 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
         .batch_execute("INSERT INTO public.projects (id, name) VALUES (3000, 'more')")
         .expect("writable again");
     drop(quota_app);
+    // 0.2.0's identity (issue 15): tenants made at 0.1.0 got distinct uuid keys, which every
+    // tenant argument takes; old audit rows name nobody, new ones name the end user and request.
+    assert_eq!(
+        one::<i64>(
+            &mut up,
+            "SELECT count(DISTINCT uuid) FROM tenant.tenants WHERE uuid IS NOT NULL"
+        ),
+        2
+    );
+    let acme_uuid: String = one(
+        &mut up,
+        "SELECT uuid::text FROM tenant.tenants WHERE slug = 'acme'",
+    );
+    let mut by_uuid = connect(&cluster, "upgrade_app", "up");
+    by_uuid
+        .query_one("SELECT tenant.set_tenant($1)", &[&acme_uuid])
+        .expect("set_tenant by uuid");
+    assert_eq!(rows(&mut by_uuid), vec![100]);
+    assert_eq!(
+        one::<String>(&mut by_uuid, "SELECT tenant.current_tenant_uuid()::text"),
+        acme_uuid
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut up,
+            &format!(
+                "SELECT count(*) FROM tenant.audit_log WHERE id <= {audit_before} \
+                 AND (end_user IS NOT NULL OR tenant_role IS NOT NULL OR request_id IS NOT NULL)"
+            )
+        ),
+        0
+    );
+    // A JWT key, a membership and the membership rule work in the upgraded database.
+    let secret = "an HS256 secret of at least thirty-two bytes, for the upgrade test";
+    up.execute("SELECT tenant.add_jwt_key('up', 'HS256', $1)", &[&secret])
+        .expect("add a JWT key");
+    up.batch_execute(
+        "INSERT INTO tenant.memberships VALUES (1, 'alice', 'admin');
+         SELECT tenant.set_role_rules('upgrade_app', require_membership => true);",
+    )
+    .expect("membership and rule");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwt = |user: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("up".into());
+        jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": user, "tenant_id": acme_uuid, "tenant_role": "admin",
+                                "exp": now + 300, "jti": format!("up-{user}"), "iat": now}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let mut member = connect(&cluster, "upgrade_app", "up");
+    expect_sqlstate(
+        member.query_one("SELECT tenant.set_tenant_jwt($1)", &[&jwt("mallory")]),
+        "42501",
+    );
+    member
+        .query_one("SELECT tenant.set_tenant_jwt($1)", &[&jwt("alice")])
+        .expect("a member's JWT");
+    assert_eq!(rows(&mut member), vec![100]);
+    assert_eq!(
+        one::<Option<String>>(&mut member, "SELECT tenant.current_user_id()"),
+        Some("alice".into())
+    );
+    up.batch_execute("SELECT tenant.drop_role_rules('upgrade_app')")
+        .expect("drop the rule again");
+    drop(member);
+    drop(by_uuid);
     // Migrations continue from the ledger.
     drop(app);
     drop(signed);
