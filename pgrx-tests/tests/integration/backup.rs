@@ -420,11 +420,23 @@ fn an_owners_data_migration_reaches_every_tenant_only_in_audited_cross_tenant_mo
         strings(
             &mut su,
             "SELECT action || ' ' || coalesce(detail->>'reason', '') FROM tenant.audit_log
-              WHERE action LIKE 'cross_tenant%' ORDER BY id"
+              WHERE action IN ('cross_tenant_entered', 'cross_tenant_left') ORDER BY id"
         ),
         [
             "cross_tenant_entered data migration 0042: upper-case project names",
             "cross_tenant_left "
+        ]
+    );
+    // And statement by statement, with the reason: the UPDATE, then the exit.
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT detail->>'query' FROM tenant.audit_log
+              WHERE action = 'cross_tenant_statement' ORDER BY id"
+        ),
+        [
+            "UPDATE public.projects SET name = upper(name)",
+            "SELECT tenant.exit_cross_tenant()"
         ]
     );
 }
