@@ -21,6 +21,7 @@ BEGIN
     PERFORM tenant._cross_tenant_policy(tbl);
     EXECUTE format('CREATE POLICY qft_schema_guard ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
                    tbl, guard, guard);
+    PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
 END
 $$;
 

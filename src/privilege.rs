@@ -139,6 +139,15 @@ fn lookup_registry_owner() -> Oid {
 /// as a function SET clause would pin it (the caller's path must not resolve names for the owner).
 /// On success both are restored here; on error, the (sub)transaction abort restores them.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+    as_role(registry_owner(), 0, f)
+}
+
+/// Runs `f` as `role` the way [`as_owner`] runs it as the registry owner (search_path pinned, a
+/// security-restricted operation, so code `f` reaches runs with that role's rights and cannot
+/// `SET ROLE` or leave temporary objects behind), with `extra` security-context flags: e.g.
+/// `SECURITY_NOFORCE_RLS`, with which a table's owner reads all its rows despite FORCE ROW LEVEL
+/// SECURITY, as PostgreSQL's referential-integrity checks do.
+pub fn as_role<R>(role: Oid, extra: u32, f: impl FnOnce() -> R) -> R {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_ctx: i32 = 0;
     let nest_level = unsafe {
@@ -156,14 +165,14 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
         );
         level
     };
-    let owner = registry_owner();
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
         pg_sys::SetUserIdAndSecContext(
-            owner,
+            role,
             saved_ctx
                 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32
+                | extra as i32,
         );
     }
     let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
