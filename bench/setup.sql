@@ -107,3 +107,28 @@ END $$;
 SELECT format('ALTER DATABASE postgres SET bench.rows = %L', :'rows') \gexec
 SELECT format('ALTER DATABASE postgres SET bench.tenants = %L', :'tenants') \gexec
 SELECT format('ALTER DATABASE postgres SET bench.pin = %L', :'pin') \gexec
+
+-- Storage enforcement on INSERT (issue 16): two isolated tables of the same shape, the quota
+-- trigger dropped from one. Another tenant is over its limit, so the storage guard looks its
+-- tenant up in a non-empty set of write-limited tenants (the bound tenant is not in it).
+CREATE TABLE public.ins_on (tenant_id bigint NOT NULL, id integer NOT NULL, payload text);
+CREATE TABLE public.ins_off (LIKE public.ins_on);
+SELECT tenant.enable_isolation('public.ins_on'), tenant.enable_isolation('public.ins_off');
+DROP TRIGGER qft_storage_quota ON public.ins_off;
+GRANT INSERT ON public.ins_on, public.ins_off TO bench_bound;
+UPDATE tenant.tenants SET max_storage_mb = 1 WHERE id = 1;
+INSERT INTO tenant.quota_state (tenant_id, bytes, max_storage_mb, over_quota, measured_at, over_since)
+VALUES (1, 1000000000, 1, true, now(), now());
+CREATE FUNCTION public.loop_insert_on(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+    FOR i IN 1..n LOOP INSERT INTO public.ins_on (id, payload) VALUES (i, 'payload'); END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_insert_off(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+    FOR i IN 1..n LOOP INSERT INTO public.ins_off (id, payload) VALUES (i, 'payload'); END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+

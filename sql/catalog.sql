@@ -144,7 +144,8 @@ SELECT jsonb_build_object(
 'triggers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'oid', g.oid, 'rel', g.tgrelid, 'name', g.tgname, 'enabled', g.tgenabled, 'from_parent', g.tgparentid <> 0,
         'comment', obj_description(g.oid, 'pg_trigger')) ORDER BY g.tgrelid, g.tgname), '[]')
-      FROM pg_trigger g WHERE g.tgrelid IN (SELECT rel.oid FROM rel) AND NOT g.tgisinternal),
+      FROM pg_trigger g WHERE g.tgrelid IN (SELECT rel.oid FROM rel) AND NOT g.tgisinternal
+       AND g.tgname !~~ 'qft\_%'),  -- the extension's own (quota guards): isolation and pinning add them, as the pins
 'policies', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'rel', p.polrelid, 'name', p.polname, 'permissive', p.polpermissive, 'command', p.polcmd,
         'roles', (SELECT coalesce(jsonb_agg(CASE WHEN r = 0 THEN NULL ELSE pg_get_userbyid(r) END ORDER BY r), '[]') FROM unnest(p.polroles) r),

@@ -230,6 +230,7 @@ BEGIN
                            AND NOT EXISTS (SELECT FROM tenant.isolated_tables j WHERE j.relid::oid = h.inhrelid) LOOP
                 PERFORM tenant._enable_isolation(part, tenant_column, allow_shared_rows);
             END LOOP;
+            PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
             RETURN;
         END IF;
         PERFORM tenant._disable_isolation(tbl);
@@ -269,6 +270,7 @@ BEGIN
          WHERE i.indrelid = tbl AND i.indkey[0] = att.attnum AND i.indnatts = 1 ORDER BY c.oid DESC LIMIT 1;
     END IF;
     PERFORM tenant._add_fill_trigger(tbl, tenant_column, allow_shared_rows);
+    PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
     INSERT INTO tenant.isolated_tables (relid, tenant_column, allow_shared_rows, prior_rls, prior_force,
                                         added_default, added_not_null, added_index)
     VALUES (tbl, tenant_column, allow_shared_rows, rel.relrowsecurity, rel.relforcerowsecurity,
@@ -302,6 +304,7 @@ BEGIN
     END LOOP;
     PERFORM tenant._drop_qft_policies(tbl);
     PERFORM tenant._drop_fill_trigger(tbl);
+    PERFORM tenant._quota_detach(tbl); -- usage and quotas (sql/quotas.sql)
     IF NOT rec.prior_force THEN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
     END IF;

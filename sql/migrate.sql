@@ -743,7 +743,7 @@ BEGIN
            pg_catalog.replace(pg_catalog.pg_get_triggerdef(tg.oid),
                               ' ON ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s) OPERATOR(pg_catalog.||) '.', ' ON ')
     FROM rel JOIN pg_catalog.pg_trigger tg ON tg.tgrelid OPERATOR(pg_catalog.=) rel.oid
-    WHERE NOT tg.tgisinternal
+    WHERE NOT tg.tgisinternal AND NOT tg.tgname OPERATOR(pg_catalog.~~) 'qft\_%' -- the extension's own, as pins
     UNION ALL
     SELECT pg_catalog.format('view %I', rel.relname), pg_catalog.pg_get_viewdef(rel.oid)
     FROM rel WHERE rel.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::"char"[])

@@ -133,6 +133,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = '42710';
     END;
+    PERFORM tenant._quota_tenant_created(new_id); -- the tenant cap and tier defaults (sql/quotas.sql)
     IF create_tenant.id IS NOT NULL THEN
         -- Generated ids continue after the largest one given.
         PERFORM setval('tenant.tenants_id_seq', max(t.id)) FROM tenant.tenants t

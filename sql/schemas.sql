@@ -34,6 +34,7 @@ BEGIN
         EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     END IF;
     PERFORM tenant._apply_policies(tbl, NULL, NULL, tenant_id);
+    PERFORM tenant._quota_attach(tbl); -- usage and quotas (sql/quotas.sql)
 END
 $$;
 

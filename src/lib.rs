@@ -10,6 +10,7 @@ mod error;
 mod jwt;
 mod migrate;
 mod privilege;
+mod quota;
 mod settings;
 mod signed;
 mod token;
@@ -118,10 +119,33 @@ pgrx::extension_sql_file!(
     name = "superuser",
     requires = ["registry"]
 );
+pgrx::extension_sql_file!(
+    "../sql/quota_tables.sql",
+    name = "quota_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/quotas.sql",
+    name = "quotas",
+    requires = [
+        "registry",
+        "isolation",
+        "schemas",
+        "quota_tables",
+        quota::quota_changed,
+        quota::max_tenants,
+        quota::over_storage_limit_sql,
+        quota::estimated_rows_sql,
+        quota::table_usage,
+        quota::usage_worker_check,
+        quota::quota_exempt
+    ]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    quota::init(); // defines its settings, so before settings::init() reserves the prefix
     settings::init();
     context::init();
     cross_audit::init();

@@ -21,7 +21,8 @@
 //! - `objsubid = 2`: held shared by every worker for its lifetime; a new run takes it exclusively
 //!   before taking over `running` rows, so it never takes over a row a live worker still owns;
 //! - `objsubid = 3`: the template lock, transaction-level: exclusive while the template is
-//!   migrated, shared while `create_tenant(with_schema => true)` copies it.
+//!   migrated, shared while `create_tenant(with_schema => true)` copies it;
+//! - `objsubid = 16`: held by the usage worker of the database (src/quota.rs) for its life.
 
 use crate::error;
 use crate::privilege::{self, TENANT_ADMIN};
@@ -71,6 +72,37 @@ fn lock_tag(key: u32) -> pg_sys::LOCKTAG {
 
 fn run_lock_tag() -> pg_sys::LOCKTAG {
     lock_tag(RUN_LOCK)
+}
+
+/// Takes the extension's lock `key` (see the module documentation) for this session without
+/// waiting; false when another session holds it. It is released when the process exits. For a
+/// background worker that must be alone in its database (the usage worker, src/quota.rs), which no
+/// application role can then keep from starting by taking a guessable advisory key.
+pub fn try_session_lock(key: u32) -> bool {
+    let got =
+        unsafe { pg_sys::LockAcquire(&lock_tag(key), pg_sys::ExclusiveLock as i32, true, true) };
+    if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+        return false;
+    }
+    unsafe { pg_sys::before_shmem_exit(Some(release_session_locks), pg_sys::Datum::from(0)) };
+    true
+}
+
+/// Whether some session of `database` holds the extension's lock `key`.
+pub fn lock_held(database: pg_sys::Oid, key: u32) -> bool {
+    privilege::as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks l \
+              WHERE l.locktype OPERATOR(pg_catalog.=) 'object' AND l.granted \
+                AND l.database OPERATOR(pg_catalog.=) $1 \
+                AND l.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass \
+                AND l.objid OPERATOR(pg_catalog.=) $2 AND l.objsubid OPERATOR(pg_catalog.=) $3)",
+            &[database.into(), extension_oid().into(), (key as i32).into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 fn release_run_lock() {
@@ -325,9 +357,14 @@ fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
         (c"max_parallel_workers_per_gather", c"0"),
     ];
     // As the calling role itself (no security-context bits): a migration may SET ROLE.
-    privilege::with_user_and_settings(privilege::caller(), 0, &guc, || {
-        STEP.0.set(Some(tenant));
-        PgTryBuilder::new(|| {
+    privilege::with_user_and_settings(
+        privilege::caller(),
+        0,
+        &guc,
+        privilege::AfterRun::RollBackSettings,
+        || {
+            STEP.0.set(Some(tenant));
+            PgTryBuilder::new(|| {
             Spi::run(migration).unwrap_or_else(|e| {
                 let code = match e {
                     pgrx::spi::SpiError::SpiError(pgrx::spi::SpiErrorCodes::Transaction) => {
@@ -351,8 +388,9 @@ fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
             e.rethrow()
         })
         .execute();
-        STEP.0.set(None);
-    });
+            STEP.0.set(None);
+        },
+    );
 }
 
 /// One tenant schema's step of `run`: the migration of the run's version, in the schema this

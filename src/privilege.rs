@@ -139,44 +139,23 @@ fn lookup_registry_owner() -> Oid {
 /// as a function SET clause would pin it (the caller's path must not resolve names for the owner).
 /// On success both are restored here; on error, the (sub)transaction abort restores them.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_ctx: i32 = 0;
-    let nest_level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        // GUC_ACTION_SAVE is the one action allowed in parallel mode (it is what SET clauses use).
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        level
-    };
-    let owner = registry_owner();
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            saved_ctx
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        );
-    }
-    let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
-        .catch_others(|e| {
-            unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
-            e.rethrow()
-        })
-        .execute();
-    unsafe {
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
-        pg_sys::AtEOXact_GUC(true, nest_level);
-    }
-    result
+    as_role(registry_owner(), 0, f)
+}
+
+/// Runs `f` as `role` the way [`as_owner`] runs it as the registry owner (search_path pinned, a
+/// security-restricted operation, so code `f` reaches runs with that role's rights and cannot
+/// `SET ROLE` or leave temporary objects behind), with `extra` security-context flags: e.g.
+/// `SECURITY_NOFORCE_RLS`, with which a table's owner reads all its rows despite FORCE ROW LEVEL
+/// SECURITY, as PostgreSQL's referential-integrity checks do.
+pub fn as_role<R>(role: Oid, extra: u32, f: impl FnOnce() -> R) -> R {
+    with_user_and_settings(
+        role,
+        (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION | extra)
+            as i32,
+        &[(c"search_path", c"pg_catalog, pg_temp")],
+        AfterRun::KeepSettings,
+        f,
+    )
 }
 
 /// How a restricted run treats row security on tables the role owns.
@@ -207,35 +186,54 @@ pub fn as_role_restricted<R>(
     if own_rows == OwnRows::All {
         flags |= pg_sys::SECURITY_NOFORCE_RLS as i32;
     }
-    with_user_and_settings(role, flags, settings, f)
+    with_user_and_settings(role, flags, settings, AfterRun::RollBackSettings, f)
+}
+
+/// Sets `name` to `value` at the current GUC nest level, as a function's SET clause does
+/// (GUC_ACTION_SAVE, the one action allowed in parallel mode): undone by `AtEOXact_GUC` for that
+/// level, or by the (sub)transaction abort. Trusted callers only (superuser context).
+pub fn save_setting(name: &CStr, value: &CStr) {
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// What becomes of the settings changed during a run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AfterRun {
+    /// Kept, as a function's SET clause keeps what it did not set itself (registry access).
+    KeepSettings,
+    /// All rolled back, as RefreshMatViewByOid does: nothing the run reached outlives it.
+    RollBackSettings,
 }
 
 /// Runs `f` as `role` with the security-context bits `flags` added (0: none) and `settings`
-/// applied at a new GUC nest level; afterwards the user id is restored and every setting changed
-/// at that level — by `settings`, by `f`, or by SQL it ran (`SET`, `SET ROLE`) — is rolled back.
-/// On error the user id is restored here and the (sub)transaction abort unwinds the settings.
+/// applied at a new GUC nest level (GUC_ACTION_SAVE, the one action allowed in parallel mode, as
+/// SET clauses use); afterwards the settings changed at that level — by `settings`, by `f`, or by
+/// SQL it ran (`SET`, `SET ROLE`) — are kept or rolled back as `after` says, and the user id is
+/// restored. On error the user id is restored here and the (sub)transaction abort unwinds the
+/// settings.
 pub fn with_user_and_settings<R>(
     role: Oid,
     flags: i32,
     settings: &[(&CStr, &CStr)],
+    after: AfterRun,
     f: impl FnOnce() -> R,
 ) -> R {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_ctx: i32 = 0;
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
+        save_setting(name, value);
     }
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
@@ -248,7 +246,7 @@ pub fn with_user_and_settings<R>(
         })
         .execute();
     unsafe {
-        pg_sys::AtEOXact_GUC(false, nest_level);
+        pg_sys::AtEOXact_GUC(after == AfterRun::KeepSettings, nest_level);
         pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
     }
     result

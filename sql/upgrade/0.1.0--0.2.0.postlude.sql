@@ -88,3 +88,22 @@ BEGIN
     END LOOP;
 END
 $isolated$;
+
+-- Usage and quotas (issue 16): the storage guard on every table isolated or pinned before the
+-- upgrade (isolation and pinning install it on every table from now on).
+DO $qft_quotas$
+DECLARE
+    r regclass;
+BEGIN
+    FOR r IN SELECT i.relid FROM tenant.isolated_tables i
+              WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = i.relid)
+             UNION
+             SELECT c.oid::regclass FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               JOIN tenant.tenants t ON t.schema_name = n.nspname
+              WHERE c.relkind IN ('r', 'p')
+    LOOP
+        PERFORM tenant._quota_attach(r);
+    END LOOP;
+END
+$qft_quotas$;

@@ -80,5 +80,59 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.memberships', '');
 -- gained uuid after id, is dropped above).
 DROP FUNCTION tenant.sign_context(text, interval);
 
+-- Usage and quotas (issue 16; sql/quota_tables.sql). 0.1.0 had the limit columns but read and
+-- checked neither: a non-positive value meant nothing then and would lock the tenant out now, so
+-- it becomes NULL (unlimited) before the checks are added, and the change is audited.
+INSERT INTO tenant.audit_log (tenant_id, action, target, detail)
+SELECT t.id, 'limits_cleared', t.slug,
+       pg_catalog.jsonb_build_object('previous', pg_catalog.jsonb_build_object('max_storage_mb', t.max_storage_mb,
+                                                                               'max_runs_per_day', t.max_runs_per_day),
+                                     'reason', 'non-positive limit from 0.1.0')
+  FROM tenant.tenants t WHERE t.max_storage_mb <= 0 OR t.max_runs_per_day <= 0;
+UPDATE tenant.tenants SET max_storage_mb = NULL WHERE max_storage_mb <= 0;
+UPDATE tenant.tenants SET max_runs_per_day = NULL WHERE max_runs_per_day <= 0;
+ALTER TABLE tenant.tenants
+    ADD CONSTRAINT tenants_max_storage_mb CHECK (max_storage_mb OPERATOR(pg_catalog.>) 0),
+    ADD CONSTRAINT tenants_max_runs_per_day CHECK (max_runs_per_day OPERATOR(pg_catalog.>) 0);
+CREATE TABLE tenant.tiers (
+    tier text PRIMARY KEY CONSTRAINT tiers_tier CHECK (tier IN ('free', 'pro', 'enterprise')),
+    max_storage_mb integer CONSTRAINT tiers_max_storage_mb CHECK (max_storage_mb OPERATOR(pg_catalog.>) 0),
+    max_runs_per_day integer CONSTRAINT tiers_max_runs_per_day CHECK (max_runs_per_day OPERATOR(pg_catalog.>) 0)
+);
+COMMENT ON TABLE tenant.tiers IS 'Default limits per tier, applied by tenant.create_tenant(). Change them with tenant.set_tier_limits().';
+SELECT pg_catalog.pg_extension_config_dump('tenant.tiers', '');
+CREATE TABLE tenant.quota_state (
+    tenant_id bigint PRIMARY KEY REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    bytes bigint NOT NULL,
+    max_storage_mb integer,
+    over_quota boolean NOT NULL,
+    measured_at timestamptz NOT NULL,
+    over_since timestamptz
+);
+COMMENT ON TABLE tenant.quota_state IS 'Measured usage and the storage write-limit flag per tenant. Maintained by tenant.refresh_usage().';
+CREATE TABLE tenant.quota_status (
+    singleton boolean PRIMARY KEY DEFAULT true CONSTRAINT quota_status_singleton CHECK (singleton),
+    last_refresh_at timestamptz,
+    last_refresh_ms double precision,
+    last_cap_check_at timestamptz,
+    worker_interval_s integer
+);
+INSERT INTO tenant.quota_status DEFAULT VALUES;
+CREATE TABLE tenant.rate_limits (
+    relid regclass PRIMARY KEY,
+    counted_as regclass NOT NULL,
+    max_inserts_per_day integer CONSTRAINT rate_limits_max CHECK (max_inserts_per_day OPERATOR(pg_catalog.>) 0),
+    set_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE TABLE tenant.rate_counters (
+    relid regclass NOT NULL,
+    tenant_id bigint NOT NULL REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    day date NOT NULL,
+    inserts bigint NOT NULL,
+    PRIMARY KEY (relid, tenant_id, day)
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.rate_limits', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
+
 -- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
 DROP FUNCTION tenant._cross_tenant_policy(regclass);

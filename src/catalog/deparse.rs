@@ -12,19 +12,7 @@ pub fn with_settings<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R 
     let level = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
         let value = CString::new(*value).expect("a setting without NUL");
-        unsafe {
-            // GUC_ACTION_SAVE: what SET clauses use (and the one action allowed in parallel mode).
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
+        crate::privilege::save_setting(name, &value);
     }
     let result = f();
     unsafe { pg_sys::AtEOXact_GUC(true, level) };

@@ -11,6 +11,7 @@ mod lifecycle;
 mod migrate;
 mod orm;
 mod pooler;
+mod quotas;
 mod replication;
 mod review;
 mod schemas;

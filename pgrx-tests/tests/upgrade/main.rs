@@ -33,6 +33,7 @@ const FILL: &str = "
     GRANT SELECT, INSERT, UPDATE, DELETE ON public.projects, public.plans TO upgrade_app, upgrade_bi;
     GRANT USAGE ON SCHEMA tenant_globex TO upgrade_app;
     SELECT tenant.bind_role('upgrade_bi', 'acme');
+    UPDATE tenant.tenants SET max_storage_mb = 1 WHERE slug = 'acme';
     -- 0.1.0 left a partition attached after enable_isolation unisolated, and the registry row of a
     -- dropped isolated table behind; 0.2.0 does neither, and the upgrade repairs both.
     CREATE TABLE public.events (tenant_id bigint NOT NULL, id integer NOT NULL, what text) PARTITION BY RANGE (id);
@@ -190,6 +191,11 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
          GRANT SELECT ON public.projects TO upgrade_signed;",
     )
     .expect("0.1.0 role rules");
+    // 0.1.0 had the limit columns but checked nothing: a limit of 0 meant nothing then.
+    up.batch_execute(
+        "UPDATE tenant.tenants SET max_storage_mb = 0, max_runs_per_day = 5 WHERE slug = 'globex'",
+    )
+    .expect("0.1.0 limits");
     assert_eq!(
         one::<i64>(
             &mut up,
@@ -410,6 +416,54 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
     );
     assert_eq!(rows(&mut forged), Vec::<i32>::new());
     drop(forged);
+    // Usage and quotas: 0.1.0's meaningless limit became "unlimited" (audited), the rest stayed;
+    // the storage guard the postlude put on the tables of 0.1.0 enforces acme's limit.
+    let limits: Vec<(String, Option<i32>, Option<i32>)> = up
+        .query(
+            "SELECT slug, max_storage_mb, max_runs_per_day FROM tenant.tenants ORDER BY id",
+            &[],
+        )
+        .expect("limits")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        limits,
+        [
+            ("acme".to_string(), Some(1), None),
+            ("globex".to_string(), None, Some(5)),
+        ]
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut up,
+            "SELECT count(*) FROM tenant.audit_log WHERE action = 'limits_cleared' AND target = 'globex'"
+        ),
+        1
+    );
+    up.batch_execute(
+        "INSERT INTO public.projects (tenant_id, id, name)
+             SELECT 1, g, repeat(md5(g::text), 30) FROM generate_series(1000, 2499) g;
+         CALL tenant.refresh_usage();",
+    )
+    .expect("acme over its limit");
+    let mut quota_app = connect(&cluster, "upgrade_app", "up");
+    quota_app
+        .query_one("SELECT tenant.set_tenant('acme')", &[])
+        .expect("set_tenant");
+    expect_sqlstate(
+        quota_app.batch_execute("INSERT INTO public.projects (id, name) VALUES (3000, 'more')"),
+        "53400",
+    );
+    assert_eq!(rows(&mut quota_app).len(), 1501, "reads still work");
+    up.batch_execute("SELECT tenant.set_limits('acme', max_storage_mb => 100)")
+        .expect("raise the limit");
+    quota_app
+        .batch_execute("INSERT INTO public.projects (id, name) VALUES (3000, 'more')")
+        .expect("writable again");
+    drop(quota_app);
+    up.batch_execute("DELETE FROM public.projects WHERE tenant_id = 1 AND id >= 1000")
+        .expect("back to the filled rows, for the checks below");
     // 0.2.0's identity (issue 15): tenants made at 0.1.0 got distinct uuid keys, which every
     // tenant argument takes; old audit rows name nobody, new ones name the end user and request.
     assert_eq!(
