@@ -443,6 +443,10 @@ DECLARE
     cmd record;
     schema_isolated boolean;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     -- Load the library first: a value a non-superuser SET before it loaded is only a placeholder,
     -- and loading discards it. Then the setting can only hold what a superuser chose.
     PERFORM tenant.cross_tenant_active();

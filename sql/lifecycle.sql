@@ -88,7 +88,9 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r'
+    -- With Citus: no trigger (Citus refuses to distribute a table that has one, and refuses NULL
+    -- in a distribution column anyway); the column default fills the tenant on the coordinator.
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r' AND NOT tenant._citus_no_triggers()
        AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl AND g.tgname = 'qft_fill_tenant') THEN
         EXECUTE format('CREATE TRIGGER qft_fill_tenant BEFORE INSERT ON %s FOR EACH ROW WHEN (NEW.%I IS NULL) '
                        'EXECUTE FUNCTION tenant._fill_tenant(%L, %L)',
@@ -137,6 +139,10 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     IF tenant._restoring() THEN
         RETURN;
     END IF;
@@ -172,6 +178,10 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     FOR r IN SELECT d.objid, d.object_identity FROM pg_event_trigger_dropped_objects() d
               WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 LOOP
         DELETE FROM tenant.isolated_tables WHERE relid::oid = r.objid;

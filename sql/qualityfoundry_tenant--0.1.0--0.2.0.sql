@@ -142,6 +142,14 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
 -- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
 DROP FUNCTION tenant._cross_tenant_policy(regclass);
 
+-- Citus (issue 12), sql/citus_tables.sql: the node keys of the node contexts.
+CREATE TABLE tenant.node_keys (
+    id integer PRIMARY KEY,
+    secret bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+ALTER TABLE tenant.node_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::catalog::_clone_plan_rs
 CREATE OR REPLACE FUNCTION tenant."_clone_plan_rs"(
@@ -198,6 +206,27 @@ CREATE OR REPLACE FUNCTION tenant."_schema_drift_rs"(
 STABLE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'schema_drift_rs_wrapper';
+
+-- qualityfoundry_tenant::citus::_citus_worker
+CREATE OR REPLACE FUNCTION tenant."_citus_worker"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_worker_wrapper';
+
+-- qualityfoundry_tenant::citus::_node_key_install
+CREATE OR REPLACE FUNCTION tenant."_node_key_install"(
+	"id" INT, /* i32 */
+	"secret_hex" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'node_key_install_wrapper';
+
+-- qualityfoundry_tenant::citus::citus_sync_keys
+CREATE OR REPLACE FUNCTION tenant."citus_sync_keys"() RETURNS INT /* i32 */
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_sync_keys_wrapper';
 
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
@@ -1320,6 +1349,10 @@ DECLARE
     cmd record;
     schema_isolated boolean;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     -- Load the library first: a value a non-superuser SET before it loaded is only a placeholder,
     -- and loading discards it. Then the setting can only hold what a superuser chose.
     PERFORM tenant.cross_tenant_active();
@@ -1469,7 +1502,9 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r'
+    -- With Citus: no trigger (Citus refuses to distribute a table that has one, and refuses NULL
+    -- in a distribution column anyway); the column default fills the tenant on the coordinator.
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r' AND NOT tenant._citus_no_triggers()
        AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl AND g.tgname = 'qft_fill_tenant') THEN
         EXECUTE format('CREATE TRIGGER qft_fill_tenant BEFORE INSERT ON %s FOR EACH ROW WHEN (NEW.%I IS NULL) '
                        'EXECUTE FUNCTION tenant._fill_tenant(%L, %L)',
@@ -1518,6 +1553,10 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     IF tenant._restoring() THEN
         RETURN;
     END IF;
@@ -1553,6 +1592,10 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     FOR r IN SELECT d.objid, d.object_identity FROM pg_event_trigger_dropped_objects() d
               WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 LOOP
         DELETE FROM tenant.isolated_tables WHERE relid::oid = r.objid;
@@ -4751,6 +4794,10 @@ AS $$
 DECLARE
     cmd record;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     FOR cmd IN SELECT DISTINCT t.id AS tenant_id, t.schema_name
                  FROM pg_event_trigger_ddl_commands() d
                  JOIN pg_class c ON c.oid = d.objid
@@ -5755,21 +5802,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     root regclass;
-    citus_table boolean := false;
 BEGIN
     -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on (then they
     -- are created on every shard and fire on the workers): isolation goes ahead, the quotas do
     -- not, and the DBA is told (README, "Usage and quotas" on Citus).
-    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
-       AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' THEN
-        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
-            INTO citus_table USING tbl;
-        IF citus_table THEN
-            RAISE WARNING 'storage and rate quotas are not enforced on Citus table %', tbl
-                USING DETAIL = 'Citus refuses triggers on distributed and reference tables while citus.enable_unsafe_triggers is off.',
-                      HINT = 'SET citus.enable_unsafe_triggers = on, then call tenant.enable_isolation() again.';
-            RETURN;
-        END IF;
+    -- Any table of a Citus database: a trigger would also keep a local table from being
+    -- distributed later (sql/citus.sql).
+    IF tenant._citus_no_triggers() THEN
+        RAISE WARNING 'storage and rate quotas are not enforced on table % of a Citus database', tbl
+            USING DETAIL = 'Citus refuses triggers on distributed and reference tables, and to distribute a table that has one, while citus.enable_unsafe_triggers is off.',
+                  HINT = 'SET citus.enable_unsafe_triggers = on, then call tenant.enable_isolation() again.';
+        RETURN;
     END IF;
     EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION tenant._storage_guard()', tbl);
@@ -6296,6 +6339,41 @@ GRANT EXECUTE ON FUNCTION
 TO tenant_admin;
 GRANT SELECT ON tenant.tiers, tenant.quota_state, tenant.quota_status, tenant.rate_limits, tenant.rate_counters
 TO tenant_admin;
+
+-- sql/citus.sql
+-- Citus support (the node context itself is src/citus.rs): what the SQL side needs on a Citus
+-- coordinator.
+
+-- Whether tbl is a Citus table ('distributed', 'reference', 'local' as citus_tables says; NULL
+-- when it is not one or Citus is not installed).
+CREATE OR REPLACE FUNCTION tenant._citus_kind(tbl regclass) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference''
+                         WHEN p.partmethod = ''n'' THEN ''local'' ELSE ''distributed'' END
+               FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+        INTO kind USING tbl;
+    RETURN kind;
+END
+$$;
+
+-- Whether the extension must put no trigger on a table of this database: Citus is installed and
+-- citus.enable_unsafe_triggers is off (Citus then refuses triggers on its tables, and to
+-- distribute a table that has one). The fill trigger and the quota triggers stand aside.
+CREATE OR REPLACE FUNCTION tenant._citus_no_triggers() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+       AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
+$$;
 
 -- sql/finalize.sql
 -- Least privilege: nothing in schema tenant is usable by PUBLIC except the three read-only

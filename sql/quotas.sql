@@ -110,21 +110,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     root regclass;
-    citus_table boolean := false;
 BEGIN
     -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on (then they
     -- are created on every shard and fire on the workers): isolation goes ahead, the quotas do
     -- not, and the DBA is told (README, "Usage and quotas" on Citus).
-    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
-       AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' THEN
-        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
-            INTO citus_table USING tbl;
-        IF citus_table THEN
-            RAISE WARNING 'storage and rate quotas are not enforced on Citus table %', tbl
-                USING DETAIL = 'Citus refuses triggers on distributed and reference tables while citus.enable_unsafe_triggers is off.',
-                      HINT = 'SET citus.enable_unsafe_triggers = on, then call tenant.enable_isolation() again.';
-            RETURN;
-        END IF;
+    -- Any table of a Citus database: a trigger would also keep a local table from being
+    -- distributed later (sql/citus.sql).
+    IF tenant._citus_no_triggers() THEN
+        RAISE WARNING 'storage and rate quotas are not enforced on table % of a Citus database', tbl
+            USING DETAIL = 'Citus refuses triggers on distributed and reference tables, and to distribute a table that has one, while citus.enable_unsafe_triggers is off.',
+                  HINT = 'SET citus.enable_unsafe_triggers = on, then call tenant.enable_isolation() again.';
+        RETURN;
     END IF;
     EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION tenant._storage_guard()', tbl);

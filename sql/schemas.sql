@@ -388,6 +388,10 @@ AS $$
 DECLARE
     cmd record;
 BEGIN
+    -- A Citus worker: every DDL there is Citus's own (shards, shell tables), already complete.
+    IF tenant._citus_worker() THEN
+        RETURN;
+    END IF;
     FOR cmd IN SELECT DISTINCT t.id AS tenant_id, t.schema_name
                  FROM pg_event_trigger_ddl_commands() d
                  JOIN pg_class c ON c.oid = d.objid

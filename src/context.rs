@@ -634,6 +634,7 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
                     require_member(&rules, superuser, &t, token);
                 }
                 apply_identity(bound, session, local, token);
+                publish_node_context(local.then_some(bound)); // Citus (src/citus.rs)
                 return bound;
             }
             Some(t) if t.id == bound => suspended(&t.slug),
@@ -705,7 +706,26 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
     );
     apply_identity(tenant.id, session, local, token);
     LAST_ACTIVE.0.set((tenant.id, GENERATION.0.get()));
+    publish_node_context(local.then_some(tenant.id)); // Citus (src/citus.rs)
     tenant.id
+}
+
+/// The local part of the context as a Citus coordinator's workers must see it (src/citus.rs):
+/// `tenant` when the tenant context is transaction-local, and cross-tenant mode when it was
+/// entered for the transaction.
+fn publish_node_context(tenant: Option<i64>) {
+    let cross = settings::cross_tenant_entry() == Some(true) && cross_tenant_active();
+    crate::citus::publish(tenant, cross);
+}
+
+/// The tenant of a transaction-local context, if that is what is in force.
+fn local_tenant() -> Option<i64> {
+    let s = settings::tenant_setting();
+    if s.local && s.id != 0 {
+        current_tenant_id()
+    } else {
+        None
+    }
 }
 
 #[pg_extern(schema = "tenant", name = "set_tenant", volatile, parallel_unsafe)]
@@ -748,6 +768,7 @@ fn clear_tenant() {
     if settings::with_identity(|i| i.is_some()) {
         settings::apply(settings::IDENTITY, "", local);
     }
+    publish_node_context(None);
 }
 
 /// The id of the current tenant, NULL when none (or when that tenant was suspended or dropped).
@@ -766,6 +787,12 @@ pub fn current_tenant_id() -> Option<i64> {
         Some(bound) => bound,
         None => {
             let setting = settings::tenant_setting();
+            if setting.id == 0 {
+                // On a Citus worker, the context the coordinator sent (src/citus.rs).
+                if let Some(t) = crate::citus::node_tenant() {
+                    return Some(t);
+                }
+            }
             if setting.id == 0
                 || (setting.owner != 0 && setting.owner != session.to_u32())
                 || (rules.transaction_scope && !setting.local && setting.owner != 0)
@@ -845,7 +872,8 @@ pub fn current_tenant_role() -> Option<String> {
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 pub(crate) fn cross_tenant_active() -> bool {
     let Some(local) = settings::cross_tenant_entry() else {
-        return false;
+        // On a Citus worker, cross-tenant mode the coordinator sent (src/citus.rs).
+        return crate::citus::node_cross_tenant();
     };
     let rules = session_rules(session_user());
     if rules.transaction_scope && !local {
@@ -911,6 +939,7 @@ fn enter_cross_tenant(reason: Option<&str>, is_local: default!(Option<bool>, fal
         local,
     );
     audit("cross_tenant_entered", Some(reason));
+    publish_node_context(local_tenant());
     // The server log keeps it even if the transaction rolls back.
     pgrx::log!(
         "qualityfoundry_tenant: cross-tenant mode entered by role \"{}\" (session user \"{}\", {}): {}",
@@ -931,6 +960,7 @@ fn exit_cross_tenant() {
     }
     settings::apply(settings::CROSS_TENANT, "", false);
     audit("cross_tenant_left", None);
+    publish_node_context(local_tenant());
     pgrx::log!(
         "qualityfoundry_tenant: cross-tenant mode left by role \"{}\" (session user \"{}\")",
         privilege::role_name(caller),

@@ -4,6 +4,7 @@ pgrx::pg_module_magic!();
 
 mod backup;
 mod catalog;
+mod citus;
 mod context;
 mod cross_audit;
 mod error;
@@ -53,7 +54,8 @@ pgrx::extension_sql_file!(
     requires = [
         "registry",
         context::current_tenant_id,
-        context::cross_tenant_active
+        context::cross_tenant_active,
+        citus::citus_worker
     ]
 );
 pgrx::extension_sql_file!(
@@ -141,11 +143,29 @@ pgrx::extension_sql_file!(
         quota::quota_exempt
     ]
 );
+pgrx::extension_sql_file!(
+    "../sql/citus_tables.sql",
+    name = "citus_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/citus.sql",
+    name = "citus",
+    requires = [
+        "registry",
+        "isolation",
+        "schemas",
+        "citus_tables",
+        citus::citus_sync_keys,
+        citus::node_key_install
+    ]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     quota::init(); // defines its settings, so before settings::init() reserves the prefix
+    citus::init(); // likewise
     settings::init();
     context::init();
     cross_audit::init();

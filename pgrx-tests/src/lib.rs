@@ -15,6 +15,7 @@ use std::sync::{Mutex, OnceLock};
 
 pub use postgres;
 
+pub mod citus;
 pub mod pooler;
 
 pub const DEFAULT_PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";

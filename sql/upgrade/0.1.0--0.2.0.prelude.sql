@@ -136,3 +136,11 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
 
 -- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
 DROP FUNCTION tenant._cross_tenant_policy(regclass);
+
+-- Citus (issue 12), sql/citus_tables.sql: the node keys of the node contexts.
+CREATE TABLE tenant.node_keys (
+    id integer PRIMARY KEY,
+    secret bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+ALTER TABLE tenant.node_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;

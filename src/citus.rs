@@ -1,0 +1,494 @@
+//! The tenant context on a Citus cluster.
+//!
+//! Citus runs each shard's copy of an isolation policy on the worker that holds the shard, in a
+//! backend Citus opened as the querying role. The context setting (superuser-only, set from C by
+//! the authorising setters) never reaches that backend: Citus propagates only `SET LOCAL`
+//! *statements*, and a propagated `SET LOCAL` of a superuser-only setting is refused on the
+//! application's worker connection. And an application role can run SQL on every worker
+//! (`run_command_on_*` is executable by PUBLIC, a worker's port may be reachable), so a worker
+//! must be able to tell by itself whether a context is genuine.
+//!
+//! So, on a Citus coordinator, a transaction-local context entered through the sanctioned setters
+//! (`set_tenant(t, is_local => true)` and its signed, JWT and bound variants;
+//! `enter_cross_tenant(reason, is_local => true)`) also gets a *node context*: a short-lived token
+//! minted here, `n1.<tenant id>.<expires at>.<flags>.<role, hex>.<HMAC-SHA256>`, stored in the
+//! user-settable setting `qualityfoundry_tenant.node_context` with a `SET LOCAL` statement run
+//! through SPI while `citus.propagate_set_commands = 'local'`, which Citus then sends to every
+//! worker connection of the transaction (and after every later remote BEGIN). The key is the
+//! cluster's node key (`tenant.node_keys`, identical on every node through
+//! `tenant.citus_sync_keys()`, readable by no role but the extension owner). Every node that is a
+//! Citus worker (its local group is not 0) honours a node context whose MAC verifies, that has not
+//! expired and that names the worker backend's session user: a value the application can set but
+//! cannot compute. Anywhere else (the coordinator, a node without Citus) the setting is ignored,
+//! so single-node behaviour is unchanged and the coordinator's own rules (bindings, scope rules,
+//! suspension) are never bypassed. The per-row check on a worker is one comparison of the
+//! setting's assignment counter with the last verified one, plus the expiry.
+//!
+//! A session-scope context gets no node context: on distributed tables it fails closed (zero
+//! rows, writes refused by the shards' WITH CHECK).
+
+use crate::error;
+use crate::privilege;
+use crate::signed::{now_unix, random_bytes};
+use hmac::{Hmac, Mac};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use sha2::Sha256;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_void, CStr, CString};
+
+type HmacSha256 = Hmac<Sha256>;
+
+pub const NODE_CONTEXT: &CStr = c"qualityfoundry_tenant.node_context";
+const FLAG_CROSS: u32 = 1;
+
+struct Backend<T>(T);
+// SAFETY: a PostgreSQL backend runs our code on one thread only.
+unsafe impl<T> Sync for Backend<T> {}
+
+static NODE_CONTEXT_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static NODE_CONTEXT_TTL: GucSetting<i32> = GucSetting::<i32>::new(300);
+/// Bumped by the assign hook: a verification result is valid while this has not moved.
+static ASSIGNED: Backend<Cell<u64>> = Backend(Cell::new(1));
+static VERIFIED: Backend<Cell<(u64, Option<NodeClaims>)>> = Backend(Cell::new((0, None)));
+/// This node's part in a Citus cluster, read once per backend once Citus is installed.
+static ROLE: Backend<Cell<NodeRole>> = Backend(Cell::new(NodeRole::Unknown));
+static KEYS: Backend<RefCell<Option<Vec<(i32, Vec<u8>)>>>> = Backend(RefCell::new(None));
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum NodeRole {
+    Unknown,
+    /// No Citus in this database, or Citus without metadata saying it is a worker.
+    Coordinator,
+    Worker,
+}
+
+/// What a verified node context says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NodeClaims {
+    pub tenant: i64,
+    pub expires_at: i64,
+    pub cross: bool,
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_node_context(_newval: *const c_char, _extra: *mut c_void) {
+    ASSIGNED.0.set(ASSIGNED.0.get().wrapping_add(1));
+}
+
+/// Defined before settings::init() reserves the prefix.
+pub fn init() {
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            NODE_CONTEXT,
+            c"The tenant context as Citus carries it to workers (set by the extension's setters on a coordinator).",
+            c"Honoured only on Citus workers, only with a valid HMAC from the cluster's node key, naming the session user, unexpired.",
+            &NODE_CONTEXT_SETTING,
+            GucContext::Userset,
+            GucFlags::NO_SHOW_ALL,
+            None,
+            Some(assign_node_context),
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"qualityfoundry_tenant.node_context_ttl",
+        c"Seconds a node context minted on a Citus coordinator is honoured by the workers.",
+        c"Transactions on distributed tables longer than this see nothing on the workers.",
+        &NODE_CONTEXT_TTL,
+        10,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// The token (pure: tested without a backend)
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn payload(key_id: i32, claims: &NodeClaims, role: &str) -> String {
+    let flags = if claims.cross { FLAG_CROSS } else { 0 };
+    format!(
+        "n1.{key_id}.{}.{}.{flags}.{}",
+        claims.tenant,
+        claims.expires_at,
+        hex(role.as_bytes())
+    )
+}
+
+fn mac_of(key: &[u8], payload: &str) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(b"qualityfoundry_tenant node context\0");
+    mac.update(payload.as_bytes());
+    mac
+}
+
+pub fn mint(key_id: i32, key: &[u8], claims: &NodeClaims, role: &str) -> String {
+    let payload = payload(key_id, claims, role);
+    let tag = mac_of(key, &payload).finalize().into_bytes();
+    format!("{payload}.{}", hex(&tag))
+}
+
+/// The key id a token names (to find its key), without trusting anything else.
+pub fn key_id_of(token: &str) -> Option<i32> {
+    let mut parts = token.split('.');
+    (parts.next()? == "n1").then_some(())?;
+    parts.next()?.parse().ok()
+}
+
+/// Verifies a token for session user `role` at time `now` with `key`.
+pub fn verify(token: &str, key: &[u8], role: &str, now: i64) -> Option<NodeClaims> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [version, key_id, tenant, expires, flags, role_hex, tag] = parts.as_slice() else {
+        return None;
+    };
+    if *version != "n1" {
+        return None;
+    }
+    let key_id: i32 = key_id.parse().ok()?;
+    let claims = NodeClaims {
+        tenant: tenant.parse().ok().filter(|t: &i64| *t >= 0)?,
+        expires_at: expires.parse().ok()?,
+        cross: match flags.parse::<u32>().ok()? {
+            0 => false,
+            FLAG_CROSS => true,
+            _ => return None,
+        },
+    };
+    // The canonical rendering only: no second spelling of the same claims verifies.
+    if payload(key_id, &claims, role) != token[..token.len() - tag.len() - 1]
+        || *role_hex != hex(role.as_bytes())
+    {
+        return None;
+    }
+    mac_of(key, &token[..token.len() - tag.len() - 1])
+        .verify_slice(&unhex(tag)?)
+        .ok()?;
+    (now < claims.expires_at).then_some(claims)
+}
+
+// ------------------------------------------------------------------------------------------
+// The node
+
+fn node_role() -> NodeRole {
+    let known = ROLE.0.get();
+    if known != NodeRole::Unknown {
+        return known;
+    }
+    if !citus_installed() {
+        return NodeRole::Coordinator; // not cached: Citus may be created later in this session
+    }
+    let group = privilege::as_owner(|| {
+        Spi::get_one::<i32>("SELECT groupid FROM pg_catalog.pg_dist_local_group")
+    })
+    .unwrap_or(None);
+    let role = match group {
+        Some(g) if g != 0 => NodeRole::Worker,
+        _ => NodeRole::Coordinator,
+    };
+    // A fresh node reads group 0 until citus_add_node makes it a worker: keep only "worker".
+    if role == NodeRole::Worker {
+        ROLE.0.set(role);
+    }
+    role
+}
+
+fn citus_installed() -> bool {
+    unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+fn session_user_name() -> String {
+    privilege::role_name(unsafe { pg_sys::GetSessionUserId() })
+}
+
+fn spi_failed(e: pgrx::spi::Error) -> ! {
+    error::raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("node key access failed: {e}"),
+        None,
+        None,
+    )
+}
+
+fn read_keys() -> Vec<(i32, Vec<u8>)> {
+    privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let mut out = Vec::new();
+            for row in c.select(
+                "SELECT id, secret FROM tenant.node_keys ORDER BY id DESC",
+                None,
+                &[],
+            )? {
+                if let (Some(id), Some(secret)) =
+                    (row.get::<i32>(1)?, row.get::<Vec<u8>>(2)?)
+                {
+                    out.push((id, secret));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed(e))
+}
+
+fn key_by_id(id: i32) -> Option<Vec<u8>> {
+    let find = |keys: &Vec<(i32, Vec<u8>)>| keys.iter().find(|k| k.0 == id).map(|k| k.1.clone());
+    if let Some(hit) = KEYS.0.borrow().as_ref().and_then(find) {
+        return Some(hit);
+    }
+    // A key this backend has not seen (a sync after it started): read them again.
+    let keys = read_keys();
+    let hit = find(&keys);
+    *KEYS.0.borrow_mut() = Some(keys);
+    hit
+}
+
+/// The verified node context in force on this worker, if any. Never on a coordinator or a node
+/// without Citus. The hot path (same assignment as last time) reads two cells and the clock.
+pub fn node_claims() -> Option<NodeClaims> {
+    let assigned = ASSIGNED.0.get();
+    let (at, cached) = VERIFIED.0.get();
+    let claims = if at == assigned {
+        cached
+    } else {
+        let fresh = verify_current();
+        VERIFIED.0.set((assigned, fresh));
+        fresh
+    }?;
+    let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() } / 1_000_000 + 946_684_800;
+    (now < claims.expires_at).then_some(claims)
+}
+
+fn verify_current() -> Option<NodeClaims> {
+    let token = NODE_CONTEXT_SETTING.get()?;
+    let token = token.to_str().ok()?;
+    if token.is_empty() || node_role() != NodeRole::Worker {
+        return None;
+    }
+    let key = key_by_id(key_id_of(token)?)?;
+    verify(token, &key, &session_user_name(), now_unix())
+}
+
+/// The tenant a worker's node context names (None for a cross-tenant-only context).
+pub fn node_tenant() -> Option<i64> {
+    node_claims().map(|c| c.tenant).filter(|&t| t > 0)
+}
+
+pub fn node_cross_tenant() -> bool {
+    node_claims().is_some_and(|c| c.cross)
+}
+
+fn run(sql: &str) {
+    Spi::run(sql).unwrap_or_else(|e| {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not propagate the tenant context to the Citus workers: {e}"),
+            None,
+            None,
+        )
+    })
+}
+
+/// Called by the setters after the context changed, with its transaction-local part (the tenant,
+/// cross-tenant mode). On a Citus coordinator, inside a transaction block, that is minted into a
+/// node context and propagated; nothing local (a session-scope context, a cleared one) clears a
+/// node context this transaction carried, so the workers never see an older one than the
+/// coordinator.
+pub fn publish(tenant: Option<i64>, cross: bool) {
+    if !unsafe { pg_sys::IsTransactionBlock() } || !citus_installed() {
+        return;
+    }
+    if node_role() != NodeRole::Coordinator {
+        return;
+    }
+    let carried = NODE_CONTEXT_SETTING
+        .get()
+        .is_some_and(|v| !v.as_bytes().is_empty());
+    if tenant.is_none() && !cross {
+        if carried {
+            run("SET LOCAL qualityfoundry_tenant.node_context = ''");
+        }
+        return;
+    }
+    let Some((key_id, key)) = KEYS
+        .0
+        .borrow()
+        .as_ref()
+        .and_then(|k| k.first().cloned())
+        .or_else(|| read_keys().into_iter().next())
+    else {
+        // No node key yet: the workers cannot be told. Fail closed there, and say why.
+        pgrx::warning!(
+            "qualityfoundry_tenant: no node key, so the Citus workers see no tenant context; a superuser runs SELECT tenant.citus_sync_keys()"
+        );
+        return;
+    };
+    let claims = NodeClaims {
+        tenant: tenant.unwrap_or(0),
+        expires_at: now_unix() + i64::from(NODE_CONTEXT_TTL.get()),
+        cross,
+    };
+    // Citus connects to the workers as the current user.
+    let role = privilege::role_name(privilege::caller());
+    let token = mint(key_id, &key, &claims, &role);
+    run("SET LOCAL citus.propagate_set_commands = 'local'");
+    // The token is digits, dots and hex: nothing to quote, but quoted anyway.
+    run(&format!(
+        "SET LOCAL qualityfoundry_tenant.node_context = {}",
+        pgrx::spi::quote_literal(&token)
+    ));
+}
+
+/// `tenant.citus_sync_keys()`: on a Citus coordinator, creates the cluster's node key if there is
+/// none and installs every node key on every worker (run it after citus_add_node). Superuser only.
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+fn citus_sync_keys() -> i32 {
+    let caller = privilege::caller();
+    if !unsafe { pg_sys::superuser_arg(caller) } {
+        error::denied(
+            "permission denied to synchronise the node keys".into(),
+            Some("Only a superuser may.".into()),
+            None,
+        );
+    }
+    if !citus_installed() || node_role() != NodeRole::Coordinator {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "tenant.citus_sync_keys() runs on a Citus coordinator".into(),
+            None,
+            Some("CREATE EXTENSION citus and add the workers first.".into()),
+        );
+    }
+    let mut keys = read_keys();
+    if keys.is_empty() {
+        let secret = random_bytes::<32>().to_vec();
+        Spi::run_with_args(
+            "INSERT INTO tenant.node_keys (id, secret) VALUES (1, $1)",
+            &[secret.clone().into()],
+        )
+        .unwrap_or_else(|e| spi_failed(e));
+        keys.push((1, secret));
+    }
+    *KEYS.0.borrow_mut() = Some(keys.clone());
+    let mut workers = 0;
+    for (id, secret) in &keys {
+        let cmd = format!(
+            "SELECT tenant._node_key_install({id}, {})",
+            pgrx::spi::quote_literal(&hex(secret))
+        );
+        let failed: Vec<String> = Spi::connect(|c| {
+            let mut failed = Vec::new();
+            workers = 0;
+            for row in c.select(
+                "SELECT nodename || ':' || nodeport, success, result FROM pg_catalog.run_command_on_workers($1)",
+                None,
+                &[cmd.as_str().into()],
+            )? {
+                workers += 1;
+                if row.get::<bool>(2)? != Some(true) {
+                    failed.push(format!(
+                        "{}: {}",
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default()
+                    ));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(failed)
+        })
+        .unwrap_or_else(|e| spi_failed(e));
+        if !failed.is_empty() {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                format!("could not install the node key on {}", failed.join("; ")),
+                None,
+                Some("Check that every worker has the extension, then run it again.".into()),
+            );
+        }
+    }
+    workers
+}
+
+/// Run on each worker by `citus_sync_keys()` (as the superuser that called it).
+#[pg_extern(schema = "tenant", name = "_node_key_install", volatile, parallel_unsafe)]
+fn node_key_install(id: i32, secret_hex: &str) {
+    if !unsafe { pg_sys::superuser_arg(privilege::caller()) } {
+        error::denied("permission denied to install a node key".into(), None, None);
+    }
+    let secret = unhex(secret_hex)
+        .filter(|s| s.len() >= 32)
+        .unwrap_or_else(|| error::invalid("a node key is at least 32 bytes in hex".into(), None));
+    Spi::run_with_args(
+        "INSERT INTO tenant.node_keys (id, secret) VALUES ($1, $2) \
+         ON CONFLICT (id) DO UPDATE SET secret = EXCLUDED.secret",
+        &[id.into(), secret.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    *KEYS.0.borrow_mut() = None;
+}
+
+/// Whether this node is a Citus worker (for the SQL side: event triggers stand aside there).
+#[pg_extern(schema = "tenant", name = "_citus_worker", stable, parallel_safe)]
+fn citus_worker() -> bool {
+    citus_installed() && node_role() == NodeRole::Worker
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+    const C: NodeClaims = NodeClaims {
+        tenant: 7,
+        expires_at: 1_000,
+        cross: false,
+    };
+
+    #[test]
+    fn round_trip_and_expiry() {
+        let t = mint(1, KEY, &C, "app");
+        assert_eq!(key_id_of(&t), Some(1));
+        assert_eq!(verify(&t, KEY, "app", 999), Some(C));
+        assert_eq!(verify(&t, KEY, "app", 1_000), None);
+        let x = NodeClaims { cross: true, ..C };
+        assert_eq!(verify(&mint(1, KEY, &x, "app"), KEY, "app", 0), Some(x));
+    }
+
+    #[test]
+    fn other_role_key_or_tampering_is_refused() {
+        let t = mint(1, KEY, &C, "app");
+        assert_eq!(verify(&t, KEY, "app2", 0), None);
+        assert_eq!(verify(&t, OTHER, "app", 0), None);
+        for (from, to) in [
+            (".7.", ".8."),
+            (".1000.", ".9000."),
+            (".0.", ".1."),
+            ("n1.", "n2."),
+            ("n1.1.", "n1.01."),
+            (".7.", ".07."),
+        ] {
+            let forged = t.replacen(from, to, 1);
+            assert_ne!(forged, t, "{from}");
+            assert_eq!(verify(&forged, KEY, "app", 0), None, "{forged}");
+        }
+        assert_eq!(verify("", KEY, "app", 0), None);
+        assert_eq!(verify("n1.1.7", KEY, "app", 0), None);
+        assert_eq!(verify(&format!("{t}.x"), KEY, "app", 0), None);
+        assert_eq!(verify(&t[..t.len() - 2], KEY, "app", 0), None);
+    }
+}
