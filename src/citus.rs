@@ -54,6 +54,7 @@ static ASSIGNED: Backend<Cell<u64>> = Backend(Cell::new(1));
 static VERIFIED: Backend<Cell<(u64, Option<NodeClaims>)>> = Backend(Cell::new((0, None)));
 /// This node's part in a Citus cluster, read once per backend once Citus is installed.
 static ROLE: Backend<Cell<NodeRole>> = Backend(Cell::new(NodeRole::Unknown));
+static IN_ROLE_CHECK: Backend<Cell<bool>> = Backend(Cell::new(false));
 static KEYS: Backend<RefCell<Option<Vec<(i32, Vec<u8>)>>>> = Backend(RefCell::new(None));
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -193,18 +194,26 @@ fn node_role() -> NodeRole {
     if !citus_installed() {
         return NodeRole::Coordinator; // not cached: Citus may be created later in this session
     }
-    let group = privilege::as_owner(|| {
-        Spi::get_one::<i32>("SELECT groupid FROM pg_catalog.pg_dist_local_group")
+    if IN_ROLE_CHECK.0.replace(true) {
+        // Reached again from inside the lookup below (Citus's hooks on it): not a worker
+        // until the lookup says so, so no node context is honoured meanwhile.
+        return NodeRole::Coordinator;
+    }
+    let group = PgTryBuilder::new(|| {
+        privilege::as_owner(|| {
+            Spi::get_one::<i32>("SELECT groupid FROM pg_catalog.pg_dist_local_group")
+        })
+        .unwrap_or(None)
     })
-    .unwrap_or(None);
+    .finally(|| IN_ROLE_CHECK.0.set(false))
+    .execute();
     let role = match group {
         Some(g) if g != 0 => NodeRole::Worker,
         _ => NodeRole::Coordinator,
     };
-    // A fresh node reads group 0 until citus_add_node makes it a worker: keep only "worker".
-    if role == NodeRole::Worker {
-        ROLE.0.set(role);
-    }
+    // Kept for the backend's life: a node's part changes only when citus_add_node makes a fresh
+    // node a worker, and Citus opens its connections to a worker after that.
+    ROLE.0.set(role);
     role
 }
 

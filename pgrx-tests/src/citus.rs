@@ -58,6 +58,11 @@ pub struct CitusDb {
 impl CitusDb {
     pub fn new(label: &str) -> CitusDb {
         let cluster = citus_cluster();
+        // One setup at a time: Citus adds nodes and propagates roles over connections of its
+        // own, and concurrent setups of several databases fail on them ("failure on connection
+        // marked as essential"). The tests themselves run in parallel.
+        static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = SETUP.lock().unwrap_or_else(|e| e.into_inner());
         let n = DB_COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("c{}_{}_{label}", std::process::id() % 10000, n);
         for node in std::iter::once(&cluster.coordinator).chain(&cluster.workers) {

@@ -131,3 +131,266 @@ fn session_scope_context_fails_closed_on_distributed_tables() {
     app.batch_execute("ROLLBACK").unwrap();
     assert_eq!(all_rows(&db), before);
 }
+
+/// The shards of `public.projects` holding tenant `tenant`'s rows: (worker index, shard name).
+fn shards_of(db: &CitusDb, tenant: i64) -> Vec<(usize, String)> {
+    let ports: Vec<i32> = db.cluster.workers.iter().map(|w| i32::from(w.port)).collect();
+    db.superuser()
+        .query(
+            "SELECT s.nodeport, s.shard_name FROM citus_shards s
+              WHERE s.table_name = 'public.projects'::regclass
+                AND s.shardid = get_shard_id_for_distribution_column('public.projects', $1::bigint)",
+            &[&tenant],
+        )
+        .expect("shards")
+        .iter()
+        .map(|r| {
+            let port: i32 = r.get(0);
+            (
+                ports.iter().position(|&p| p == port).expect("a worker"),
+                r.get(1),
+            )
+        })
+        .collect()
+}
+
+/// A node context the application obtained legitimately: its own, for acme, in a transaction.
+fn own_token(db: &CitusDb, short: &str) -> String {
+    let mut c = db.connect(short);
+    c.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    let t: String = one(
+        &mut c,
+        "SELECT current_setting('qualityfoundry_tenant.node_context')",
+    );
+    c.batch_execute("COMMIT").unwrap();
+    assert!(t.starts_with("n1."), "{t}");
+    t
+}
+
+#[test]
+fn workers_refuse_forged_tampered_and_replayed_contexts() {
+    let db = CitusDb::new("attack");
+    with_projects(&db);
+    let before = all_rows(&db);
+    let globex = shards_of(&db, 2);
+    let acme = shards_of(&db, 1);
+    let token = own_token(&db, "app");
+    let count = |c: &mut Client, shard: &str| -> i64 {
+        one(c, &format!("SELECT count(*) FROM public.{shard}"))
+    };
+
+    // Direct connections to the worker holding globex's shard, as the acme application role.
+    let (w, shard) = &globex[0];
+    let mut app = db.connect_worker("app", *w);
+    assert_eq!(count(&mut app, shard), 0, "no context");
+    expect_sqlstate(
+        app.batch_execute("SET qualityfoundry_tenant.tenant_id = '2'"),
+        "42501",
+    );
+    expect_sqlstate(
+        app.batch_execute("SET qualityfoundry_tenant.cross_tenant = 'on'"),
+        "42501",
+    );
+    assert!(app.query_one("SELECT tenant.set_tenant('globex')", &[]).is_err());
+    expect_sqlstate(app.query("SELECT * FROM tenant.node_keys", &[]), "42501");
+    expect_sqlstate(
+        app.query("SELECT tenant._node_key_install(1, repeat('00', 32))", &[]),
+        "42501",
+    );
+    // Its own token, tampered to name globex, or cross-tenant mode; a made-up one.
+    let tampered = token.replacen("n1.1.1.", "n1.1.2.", 1);
+    assert_ne!(tampered, token);
+    let parts: Vec<&str> = token.split('.').collect();
+    let cross = format!(
+        "n1.1.0.{}.1.{}.{}",
+        parts[3], parts[5], parts[6]
+    );
+    for forged in [
+        tampered.as_str(),
+        cross.as_str(),
+        "n1.1.2.99999999999.0.00.0000",
+        "garbage",
+    ] {
+        app.execute(
+            "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
+            &[&forged],
+        )
+        .unwrap();
+        assert_eq!(count(&mut app, shard), 0, "{forged}");
+        assert_eq!(
+            app.execute(&format!("UPDATE public.{shard} SET name = 'pwned'"), &[])
+                .unwrap(),
+            0
+        );
+    }
+    // Its own token works on acme's shard (the positive control)...
+    let (aw, ashard) = &acme[0];
+    let mut own = db.connect_worker("app", *aw);
+    own.execute(
+        "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
+        &[&token],
+    )
+    .unwrap();
+    assert_eq!(count(&mut own, ashard), 3);
+    // ...and is nothing for another role (app2 is a tenant_user too).
+    let mut other = db.connect_worker("app2", *aw);
+    other
+        .execute(
+            "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
+            &[&token],
+        )
+        .unwrap();
+    assert_eq!(count(&mut other, ashard), 0);
+    // A node context is ignored on the coordinator: only set_tenant enters a tenant there.
+    let mut coord = db.connect("app");
+    coord
+        .execute(
+            "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
+            &[&token],
+        )
+        .unwrap();
+    assert_eq!(one::<Option<i64>>(&mut coord, "SELECT tenant.current_tenant_id()"), None);
+    // (and a session-level SET is not sent to the workers)
+    assert_eq!(one::<i64>(&mut coord, "SELECT count(*) FROM public.projects"), 0);
+
+    // run_command_on_* (executable by PUBLIC in Citus) as the application role.
+    let mut app = db.connect("app");
+    let results = strings(
+        &mut app,
+        "SELECT result FROM run_command_on_shards('public.projects', $$SELECT count(*) FROM %s$$)",
+    );
+    assert!(results.iter().all(|r| r == "0"), "{results:?}");
+    let forged = strings(
+        &mut app,
+        &format!(
+            "SELECT result FROM run_command_on_shards('public.projects',
+               $$SELECT count(*) FROM %s, (SELECT set_config('qualityfoundry_tenant.node_context', '{tampered}', false)) s$$)"
+        ),
+    );
+    assert!(forged.iter().all(|r| r == "0"), "{forged:?}");
+    expect_sqlstate(app.query("SELECT tenant.citus_sync_keys()", &[]), "42501");
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
+#[test]
+fn cross_tenant_signed_and_bound_variants() {
+    let db = CitusDb::new("variants");
+    with_projects(&db);
+    let before = all_rows(&db);
+    // Cross-tenant mode, for the transaction, audited on the coordinator.
+    let mut support = db.connect("support");
+    support
+        .batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('ticket 7', is_local => true)")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut support, "SELECT count(*) FROM public.projects"), 6);
+    support.batch_execute("COMMIT").unwrap();
+    assert_eq!(one::<i64>(&mut support, "SELECT count(*) FROM public.projects"), 0);
+    // A tenant_user cannot: refused, and its workers see one tenant at most.
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    expect_sqlstate(
+        app.batch_execute("SELECT tenant.enter_cross_tenant('x', is_local => true)"),
+        "42501",
+    );
+    app.batch_execute("ROLLBACK").unwrap();
+
+    // Signed: a token from the auth service (tenant_admin), entered for the transaction.
+    let signed: String = one(
+        &mut db.connect("admin"),
+        "SELECT tenant.sign_context('globex')",
+    );
+    app.batch_execute("BEGIN").unwrap();
+    app.query_one(
+        "SELECT tenant.set_tenant_signed($1, is_local => true)",
+        &[&signed],
+    )
+    .unwrap();
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects ORDER BY id"),
+        [200, 201, 202]
+    );
+    app.batch_execute("COMMIT").unwrap();
+
+    // Bound: app2 bound to acme enters it per transaction and cannot switch.
+    db.superuser()
+        .batch_execute(&format!(
+            "SELECT tenant.bind_role('{}', 'acme')",
+            db.role("app2")
+        ))
+        .unwrap();
+    let mut bound = db.connect("app2");
+    bound
+        .batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        ids(&mut bound, "SELECT id FROM public.projects ORDER BY id"),
+        [100, 101, 102]
+    );
+    expect_sqlstate(
+        bound.batch_execute("SELECT tenant.set_tenant('globex', is_local => true)"),
+        "42501",
+    );
+    bound.batch_execute("ROLLBACK").unwrap();
+    // Switching tenants inside a transaction: the workers follow the coordinator.
+    app.batch_execute(
+        "BEGIN; SELECT tenant.set_tenant('acme', is_local => true); SELECT count(*) FROM public.projects;
+         SELECT tenant.set_tenant('globex', is_local => true);",
+    )
+    .unwrap();
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects ORDER BY id"),
+        [200, 201, 202]
+    );
+    app.batch_execute("SELECT tenant.clear_tenant()").unwrap();
+    assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM public.projects"), 0);
+    app.batch_execute("COMMIT").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
+#[test]
+fn copy_into_a_distributed_isolated_table() {
+    let db = CitusDb::new("copy");
+    with_projects(&db);
+    let before = all_rows(&db);
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    let planted = {
+        use std::io::Write;
+        let mut w = app
+            .copy_in("COPY public.projects (tenant_id, id, name) FROM STDIN")
+            .unwrap();
+        w.write_all(b"2\t250\tplanted\n").unwrap();
+        w.finish()
+    };
+    assert!(planted.is_err(), "a row of another tenant is refused");
+    app.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
+#[test]
+fn a_later_permissive_policy_is_reported_by_the_checker() {
+    let db = CitusDb::new("permissive");
+    with_projects(&db);
+    db.superuser()
+        .batch_execute("CREATE POLICY everyone ON public.projects USING (true)")
+        .unwrap();
+    let findings: Vec<String> = db
+        .connect("admin")
+        .query(
+            "SELECT object || ': ' || problem FROM tenant.check_isolation() WHERE severity = 'error'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("public.projects") && f.contains("everyone") && f.contains("distributed")),
+        "{findings:#?}"
+    );
+}
