@@ -648,6 +648,10 @@ BEGIN
                 OR c.oid IN (SELECT s.rel FROM tenant.tenants t CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
                               WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
+
+    -- 30-33. Citus (sql/citus.sql): other policies on isolated Citus tables, run_command_on_*
+    --     executable by tenant_user, local tables in a distributed tenant schema, no node key.
+    RETURN QUERY SELECT * FROM tenant._citus_findings();
 END
 $$;
 

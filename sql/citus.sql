@@ -31,3 +31,65 @@ AS $$
     SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
        AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
 $$;
+
+-- What tenant.check_isolation() reports about Citus (its kinds 30-33); no rows without Citus.
+CREATE OR REPLACE FUNCTION tenant._citus_findings()
+RETURNS TABLE(severity text, object text, problem text, fix text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    -- 30. Policies other than the extension's on isolated or pinned Citus tables. Citus drops
+    --     AS RESTRICTIVE when it copies policies to the shards (and again on every shard move), so
+    --     there the extension's guard is one more permissive policy, and any other policy -- even a
+    --     restrictive one on the coordinator -- widens what a tenant sees on the workers.
+    RETURN QUERY EXECUTE $q$
+        SELECT 'error', format('policy %I on table %s', p.polname, p.polrelid::regclass),
+               format('is a policy on Citus %s table %s, which is isolated: Citus copies every policy to the shards as PERMISSIVE, so it widens what a tenant sees beyond its tenant',
+                      CASE WHEN d.partmethod = 'n' THEN 'reference' ELSE 'distributed' END, p.polrelid::regclass),
+               format('DROP POLICY %I ON %s;', p.polname, p.polrelid::regclass)
+          FROM pg_policy p
+          JOIN pg_catalog.pg_dist_partition d ON d.logicalrelid = p.polrelid
+         WHERE p.polname !~ '^qft_'
+           AND (p.polrelid IN (SELECT i.relid FROM tenant.isolated_tables i)
+                OR p.polrelid IN (SELECT s.rel FROM tenant.tenants t CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
+                                   WHERE t.schema_name IS NOT NULL))
+         ORDER BY 2 $q$;
+    -- 31. Citus's run_command_on_* functions are executable by PUBLIC: an application role can run
+    --     any SQL on every worker with them. The workers refuse it every tenant's rows (the node
+    --     context), but nothing requires the application to have them.
+    RETURN QUERY
+        SELECT 'warning', format('function %s', f.oid::regprocedure),
+               'can be executed by roles holding tenant_user: they run SQL of their choosing on the Citus workers',
+               format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', f.oid::regprocedure)
+          FROM pg_proc f
+         WHERE f.pronamespace = 'pg_catalog'::regnamespace AND f.proname ~ '^run_command_on_'
+           AND has_function_privilege('tenant_user', f.oid, 'EXECUTE')
+         ORDER BY 2;
+    -- 32. Local tables in a distributed tenant schema: Citus distributes only tables made by a
+    --     top-level CREATE TABLE there; any other stays on the coordinator, away from the tenant's
+    --     placement.
+    IF to_regclass('pg_catalog.pg_dist_schema') IS NOT NULL THEN
+        RETURN QUERY EXECUTE $q$
+            SELECT 'warning', format('table %s', c.oid::regclass),
+                   format('is a local table in the distributed schema %I of tenant %s: it is not moved with the tenant''s schema', n.nspname, t.slug),
+                   format('SELECT citus_schema_undistribute(%L); SELECT citus_schema_distribute(%L);', n.nspname, n.nspname)
+              FROM tenant.tenants t
+              JOIN pg_namespace n ON n.nspname = t.schema_name
+              JOIN pg_catalog.pg_dist_schema s ON s.schemaid = n.oid
+              JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+             WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid)
+             ORDER BY 2 $q$;
+    END IF;
+    -- 33. No node key: no tenant context is in force anywhere in a Citus database.
+    RETURN QUERY
+        SELECT 'error', 'table tenant.node_keys',
+               'is empty: on a Citus database no tenant context is in force on any node until the workers share a node key',
+               'SELECT tenant.citus_sync_keys();  -- as a superuser on the coordinator, after adding the workers'
+         WHERE NOT EXISTS (SELECT FROM tenant.node_keys)
+           AND NOT tenant._citus_worker();
+END
+$$;

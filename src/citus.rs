@@ -54,7 +54,9 @@ static ASSIGNED: Backend<Cell<u64>> = Backend(Cell::new(1));
 static VERIFIED: Backend<Cell<(u64, Option<NodeClaims>)>> = Backend(Cell::new((0, None)));
 /// This node's part in a Citus cluster, read once per backend once Citus is installed.
 static ROLE: Backend<Cell<NodeRole>> = Backend(Cell::new(NodeRole::Unknown));
+static INSTALLED: Backend<Cell<(u32, bool)>> = Backend(Cell::new((0, false)));
 static IN_ROLE_CHECK: Backend<Cell<bool>> = Backend(Cell::new(false));
+static IN_VERIFY: Backend<Cell<bool>> = Backend(Cell::new(false));
 static KEYS: Backend<RefCell<Option<Vec<(i32, Vec<u8>)>>>> = Backend(RefCell::new(None));
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -218,7 +220,39 @@ fn node_role() -> NodeRole {
 }
 
 fn citus_installed() -> bool {
-    unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::InvalidOid }
+    // Asked at most once per transaction (the getters call it per row).
+    #[cfg(feature = "pg15")]
+    let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    #[cfg(feature = "pg18")]
+    let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
+    let (at, known) = INSTALLED.0.get();
+    if at == lxid && lxid != 0 {
+        return known;
+    }
+    let installed =
+        unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::InvalidOid };
+    INSTALLED.0.set((lxid, installed));
+    installed
+}
+
+/// Where the getters stand: no Citus (single node: nothing changes), a coordinator (a context
+/// counts only when the node context the workers get agrees with it), a worker (the node context
+/// is the context).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Node {
+    Single,
+    Coordinator,
+    Worker,
+}
+
+pub fn node() -> Node {
+    if !citus_installed() {
+        return Node::Single;
+    }
+    match node_role() {
+        NodeRole::Worker => Node::Worker,
+        _ => Node::Coordinator,
+    }
 }
 
 fn session_user_name() -> String {
@@ -267,16 +301,24 @@ fn key_by_id(id: i32) -> Option<Vec<u8>> {
     hit
 }
 
-/// The verified node context in force on this worker, if any. Never on a coordinator or a node
-/// without Citus. The hot path (same assignment as last time) reads two cells and the clock.
+/// The verified node context in force, if any (never on a node without Citus). A worker takes
+/// it as the context; a coordinator requires it to agree with the context it set. The hot path (same assignment as last time) reads two cells and the clock.
 pub fn node_claims() -> Option<NodeClaims> {
     let assigned = ASSIGNED.0.get();
     let (at, cached) = VERIFIED.0.get();
     let claims = if at == assigned {
         cached
+    } else if IN_VERIFY.0.replace(true) {
+        // Reached again from inside the verification (the key lookup's own statements): no
+        // node context until the verification says so.
+        None
     } else {
-        let fresh = verify_current();
-        VERIFIED.0.set((assigned, fresh));
+        let fresh = PgTryBuilder::new(verify_current)
+            .finally(|| IN_VERIFY.0.set(false))
+            .execute();
+        if ASSIGNED.0.get() == assigned {
+            VERIFIED.0.set((assigned, fresh));
+        }
         fresh
     }?;
     let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() } / 1_000_000 + 946_684_800;
@@ -286,14 +328,14 @@ pub fn node_claims() -> Option<NodeClaims> {
 fn verify_current() -> Option<NodeClaims> {
     let token = NODE_CONTEXT_SETTING.get()?;
     let token = token.to_str().ok()?;
-    if token.is_empty() || node_role() != NodeRole::Worker {
+    if token.is_empty() || !citus_installed() {
         return None;
     }
     let key = key_by_id(key_id_of(token)?)?;
     verify(token, &key, &session_user_name(), now_unix())
 }
 
-/// The tenant a worker's node context names (None for a cross-tenant-only context).
+/// The tenant the node context names (None for a cross-tenant-only context).
 pub fn node_tenant() -> Option<i64> {
     node_claims().map(|c| c.tenant).filter(|&t| t > 0)
 }
@@ -334,16 +376,15 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
         }
         return;
     }
-    let Some((key_id, key)) = KEYS
-        .0
-        .borrow()
-        .as_ref()
-        .and_then(|k| k.first().cloned())
-        .or_else(|| read_keys().into_iter().next())
-    else {
+    if KEYS.0.borrow().is_none() {
+        let keys = read_keys();
+        *KEYS.0.borrow_mut() = Some(keys);
+    }
+    let newest = KEYS.0.borrow().as_ref().and_then(|k| k.first().cloned());
+    let Some((key_id, key)) = newest else {
         // No node key yet: the workers cannot be told. Fail closed there, and say why.
         pgrx::warning!(
-            "qualityfoundry_tenant: no node key, so the Citus workers see no tenant context; a superuser runs SELECT tenant.citus_sync_keys()"
+            "qualityfoundry_tenant: this Citus database has no node key, so no tenant context is in force on any node; a superuser runs SELECT tenant.citus_sync_keys()"
         );
         return;
     };
@@ -361,6 +402,19 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
         "SET LOCAL qualityfoundry_tenant.node_context = {}",
         pgrx::spi::quote_literal(&token)
     ));
+}
+
+/// A session-scope context on a Citus coordinator is no context (no worker could be told): say so.
+pub fn warn_session_scope() {
+    if node() == Node::Coordinator {
+        let report = pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            "a session-scope tenant context is not in force on a Citus database".to_string(),
+            "qualityfoundry_tenant",
+        )
+        .set_hint("Enter the tenant for each transaction: BEGIN; SELECT tenant.set_tenant(t, is_local => true); ...");
+        report.report(PgLogLevel::WARNING);
+    }
 }
 
 /// `tenant.citus_sync_keys()`: on a Citus coordinator, creates the cluster's node key if there is

@@ -707,6 +707,9 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
     apply_identity(tenant.id, session, local, token);
     LAST_ACTIVE.0.set((tenant.id, GENERATION.0.get()));
     publish_node_context(local.then_some(tenant.id)); // Citus (src/citus.rs)
+    if !local {
+        crate::citus::warn_session_scope();
+    }
     tenant.id
 }
 
@@ -714,7 +717,7 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
 /// `tenant` when the tenant context is transaction-local, and cross-tenant mode when it was
 /// entered for the transaction.
 fn publish_node_context(tenant: Option<i64>) {
-    let cross = settings::cross_tenant_entry() == Some(true) && cross_tenant_active();
+    let cross = settings::cross_tenant_entry() == Some(true) && cross_tenant_entered_here();
     crate::citus::publish(tenant, cross);
 }
 
@@ -781,18 +784,20 @@ pub fn current_tenant_id() -> Option<i64> {
     if let Some(step) = crate::migrate::step_tenant() {
         return step;
     }
+    // Citus (src/citus.rs): a worker's context is the node context the coordinator sent; a
+    // coordinator's counts only while the node context agrees with it, so every placement of a
+    // table (also a reference table's replicas) sees the same tenant, and a session-scope
+    // context, which no worker gets, is no context anywhere.
+    let citus = crate::citus::node();
+    if citus == crate::citus::Node::Worker {
+        return crate::citus::node_tenant();
+    }
     let session = session_user();
     let rules = session_rules(session);
     let id = match rules.binding {
         Some(bound) => bound,
         None => {
             let setting = settings::tenant_setting();
-            if setting.id == 0 {
-                // On a Citus worker, the context the coordinator sent (src/citus.rs).
-                if let Some(t) = crate::citus::node_tenant() {
-                    return Some(t);
-                }
-            }
             if setting.id == 0
                 || (setting.owner != 0 && setting.owner != session.to_u32())
                 || (rules.transaction_scope && !setting.local && setting.owner != 0)
@@ -803,6 +808,9 @@ pub fn current_tenant_id() -> Option<i64> {
             setting.id
         }
     };
+    if citus == crate::citus::Node::Coordinator && crate::citus::node_tenant() != Some(id) {
+        return None;
+    }
     if LAST_ACTIVE.0.get() == (id, GENERATION.0.get()) {
         return Some(id);
     }
@@ -871,9 +879,22 @@ pub fn current_tenant_role() -> Option<String> {
 /// that uses it applies only to tenant_superuser.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 pub(crate) fn cross_tenant_active() -> bool {
-    let Some(local) = settings::cross_tenant_entry() else {
-        // On a Citus worker, cross-tenant mode the coordinator sent (src/citus.rs).
+    // Citus (src/citus.rs): as for the tenant, the node context decides on a worker and must
+    // agree on a coordinator.
+    let citus = crate::citus::node();
+    if citus == crate::citus::Node::Worker {
         return crate::citus::node_cross_tenant();
+    }
+    if citus == crate::citus::Node::Coordinator && !crate::citus::node_cross_tenant() {
+        return false;
+    }
+    cross_tenant_entered_here()
+}
+
+/// Cross-tenant mode as this node's own settings say (without Citus's node context).
+fn cross_tenant_entered_here() -> bool {
+    let Some(local) = settings::cross_tenant_entry() else {
+        return false;
     };
     let rules = session_rules(session_user());
     if rules.transaction_scope && !local {

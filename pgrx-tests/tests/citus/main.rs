@@ -121,8 +121,17 @@ fn session_scope_context_fails_closed_on_distributed_tables() {
     let db = CitusDb::new("session");
     with_projects(&db);
     let before = all_rows(&db);
-    let mut app = db.connect("app");
+    let (mut app, notices) = connect_noticed(
+        &db.cluster
+            .coordinator
+            .conninfo(&db.role("app"), &db.name),
+    );
     app.query_one("SELECT tenant.set_tenant('acme')", &[]).unwrap();
+    assert!(
+        notices.lock().unwrap().iter().any(|n| n.contains("not in force on a Citus database")),
+        "{notices:?}"
+    );
+    assert_eq!(one::<Option<i64>>(&mut app, "SELECT tenant.current_tenant_id()"), None);
     assert_eq!(ids(&mut app, "SELECT id FROM public.projects"), Vec::<i32>::new());
     app.batch_execute("BEGIN").unwrap();
     assert_eq!(ids(&mut app, "SELECT id FROM public.projects"), Vec::<i32>::new());
@@ -392,5 +401,101 @@ fn a_later_permissive_policy_is_reported_by_the_checker() {
             .iter()
             .any(|f| f.contains("public.projects") && f.contains("everyone") && f.contains("distributed")),
         "{findings:#?}"
+    );
+    // ...and it does widen the shards' view: Citus made the guard permissive there.
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM public.projects"), 6);
+    app.batch_execute("ROLLBACK").unwrap();
+
+    let all = |db: &CitusDb| -> Vec<(String, String)> {
+        db.connect("admin")
+            .query("SELECT severity, object FROM tenant.check_isolation()", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let run_command = |f: &Vec<(String, String)>| {
+        f.iter()
+            .filter(|(s, o)| s == "warning" && o.contains("run_command_on_"))
+            .count()
+    };
+    let before = all(&db);
+    assert!(run_command(&before) >= 3, "{before:#?}");
+    assert!(!before.iter().any(|f| f.1 == "table tenant.node_keys"), "{before:#?}");
+    // The fixes the checker gives, one statement each (Citus propagates each to the workers).
+    let mut su = db.superuser();
+    let fixes = strings(
+        &mut su,
+        "SELECT fix FROM tenant.check_isolation() WHERE object ~ 'run_command_on_|everyone'",
+    );
+    for fix in fixes {
+        su.batch_execute(&fix).unwrap_or_else(|e| panic!("{fix}: {e:?}"));
+    }
+    let after = all(&db);
+    assert_eq!(run_command(&after), 0, "{after:#?}");
+    assert!(!after.iter().any(|f| f.1.contains("everyone")), "{after:#?}");
+    // With run_command_on_* revoked, the application cannot reach the workers that way at all.
+    expect_sqlstate(
+        db.connect("app").query(
+            "SELECT * FROM run_command_on_workers('SELECT 1')",
+            &[],
+        ),
+        "42501",
+    );
+}
+
+/// Every placement of reference table `public.plans` (coordinator and both workers), as the
+/// superuser of each node: (tenant_id, id, name) sorted.
+fn plan_replicas(db: &CitusDb) -> Vec<Vec<(Option<i64>, i32, String)>> {
+    let shard: String = one(
+        &mut db.superuser(),
+        "SELECT shard_name FROM citus_shards WHERE table_name = 'public.plans'::regclass LIMIT 1",
+    );
+    let read = |mut c: Client| -> Vec<(Option<i64>, i32, String)> {
+        c.query(&format!("SELECT tenant_id, id, name FROM public.{shard} ORDER BY 2"), &[])
+            .expect("read a replica")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let mut all = vec![read(db.worker_superuser(0)), read(db.worker_superuser(1))];
+    all.push(read(db.superuser()));
+    all
+}
+
+#[test]
+fn reference_table_writes_reach_every_replica_or_none() {
+    let db = CitusDb::new("reference");
+    with_projects(&db);
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "CREATE TABLE public.plans (tenant_id bigint, id integer PRIMARY KEY, name text);
+         INSERT INTO public.plans VALUES (NULL, 1, 'shared'), (1, 2, 'acme plan'), (2, 3, 'globex plan');
+         SELECT tenant.enable_isolation('public.plans', allow_shared_rows => true);
+         SELECT create_reference_table('public.plans');
+         GRANT SELECT, INSERT, UPDATE, DELETE ON public.plans TO {};",
+        db.role("app")
+    ))
+    .expect("reference table");
+    let before = plan_replicas(&db);
+    assert!(before.iter().all(|r| r == &before[0]) && before[0].len() == 3, "{before:?}");
+    let mut app = db.connect("app");
+    // A session-scope context: no rows on any placement, so no replica diverges.
+    app.query_one("SELECT tenant.set_tenant('acme')", &[]).unwrap();
+    assert_eq!(app.execute("UPDATE public.plans SET name = 'x'", &[]).unwrap(), 0);
+    assert_eq!(plan_replicas(&db), before);
+    // A transaction-local one: the tenant's row changes on every replica, shared rows are read-only.
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)").unwrap();
+    assert_eq!(ids(&mut app, "SELECT id FROM public.plans ORDER BY id"), [1, 2]);
+    assert_eq!(app.execute("UPDATE public.plans SET name = 'changed'", &[]).unwrap(), 1);
+    app.batch_execute("COMMIT").unwrap();
+    let after = plan_replicas(&db);
+    assert!(after.iter().all(|r| r == &after[0]), "replicas diverged: {after:?}");
+    assert_eq!(
+        after[0],
+        [(None, 1, "shared".to_string()), (Some(1), 2, "changed".to_string()), (Some(2), 3, "globex plan".to_string())]
     );
 }
