@@ -93,3 +93,31 @@ BEGIN
            AND NOT tenant._citus_worker();
 END
 $$;
+
+-- ALTER TABLE tbl ALTER COLUMN col <action> (enable_isolation's default and NOT NULL, and
+-- disable_isolation's undoing of them). Citus refuses any ALTER of a distributed table's
+-- distribution column; for that column the change is made on the coordinator only, where Citus
+-- evaluates column defaults for every INSERT (and it refuses NULL in a distribution column itself).
+CREATE OR REPLACE FUNCTION tenant._alter_tenant_column(tbl regclass, col name, action text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dist_column boolean := false;
+    prior text;
+BEGIN
+    IF tenant._citus_kind(tbl) = 'distributed' THEN
+        EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $2
+                   FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+            INTO dist_column USING tbl, col;
+    END IF;
+    IF coalesce(dist_column, false) THEN
+        prior := current_setting('citus.enable_ddl_propagation');
+        PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I ', tbl, col) || action;
+        PERFORM set_config('citus.enable_ddl_propagation', prior, true);
+    ELSE
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I ', tbl, col) || action;
+    END IF;
+END
+$$;

@@ -257,11 +257,11 @@ BEGIN
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     PERFORM tenant._isolation_policies(tbl, tenant_column, allow_shared_rows);
     IF NOT att.atthasdef THEN
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT tenant.current_tenant_id()', tbl, tenant_column);
+        PERFORM tenant._alter_tenant_column(tbl, tenant_column, 'SET DEFAULT tenant.current_tenant_id()');
         added_default := true;
     END IF;
     IF NOT allow_shared_rows AND NOT att.attnotnull THEN
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
+        PERFORM tenant._alter_tenant_column(tbl, tenant_column, 'SET NOT NULL');
         added_not_null := true;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = tbl AND i.indkey[0] = att.attnum) THEN
@@ -312,10 +312,10 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
     END IF;
     IF rec.added_default THEN
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, rec.tenant_column);
+        PERFORM tenant._alter_tenant_column(tbl, rec.tenant_column, 'DROP DEFAULT');
     END IF;
     IF rec.added_not_null THEN
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', tbl, rec.tenant_column);
+        PERFORM tenant._alter_tenant_column(tbl, rec.tenant_column, 'DROP NOT NULL');
     END IF;
     IF rec.added_index IS NOT NULL AND EXISTS (SELECT FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                                                 WHERE i.indrelid = tbl AND c.relname = rec.added_index) THEN
@@ -402,8 +402,14 @@ BEGIN
     PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl),
                             format('UPDATE %s SET %I = $1[1]::pg_catalog.int8', tbl, tenant_column),
                             ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
-    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (id)',
-                   tbl, tenant_column, tenant_column);
+    IF tenant._citus_kind(tbl) IS NULL THEN
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (id)',
+                       tbl, tenant_column, tenant_column);
+    ELSE
+        -- Citus: one subcommand per ALTER TABLE, and no foreign key from a Citus table into the
+        -- registry (a local table of the coordinator).
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
+    END IF;
     PERFORM tenant._enable_isolation(tbl, tenant_column, false);
 END
 $$;

@@ -499,3 +499,59 @@ fn reference_table_writes_reach_every_replica_or_none() {
         [(None, 1, "shared".to_string()), (Some(1), 2, "changed".to_string()), (Some(2), 3, "globex plan".to_string())]
     );
 }
+
+#[test]
+fn isolation_after_distribution_and_back() {
+    let db = CitusDb::new("order");
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "SELECT tenant.create_tenant('acme'); SELECT tenant.create_tenant('globex');
+         CREATE TABLE public.items (tenant_id bigint, id integer, name text, PRIMARY KEY (tenant_id, id));
+         INSERT INTO public.items VALUES (1, 1, 'a'), (2, 2, 'g');
+         SELECT create_distributed_table('public.items', 'tenant_id');
+         SELECT truncate_local_data_after_distributing_table('public.items');
+         SELECT tenant.enable_isolation('public.items');
+         CREATE TABLE public.legacy (id integer PRIMARY KEY, name text);
+         INSERT INTO public.legacy VALUES (1, 'old');
+         SELECT create_reference_table('public.legacy');
+         -- (the coordinator's shell of a Citus table keeps the local rows until this, and
+         -- ALTER ... SET NOT NULL checks them)
+         SELECT truncate_local_data_after_distributing_table('public.legacy');
+         SELECT tenant.add_tenant_column('public.legacy', 'acme');
+         GRANT SELECT, INSERT, UPDATE, DELETE ON public.items, public.legacy TO {};",
+        db.role("app")
+    ))
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")
+        .unwrap();
+    assert_eq!(ids(&mut app, "SELECT id FROM public.items"), [2]);
+    app.batch_execute("INSERT INTO public.items (id, name) VALUES (3, 'g3')")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM public.legacy"), 0);
+    app.batch_execute("COMMIT; BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(ids(&mut app, "SELECT id FROM public.legacy"), [1]);
+    app.batch_execute("COMMIT").unwrap();
+    let rows: Vec<(i64, i32)> = su
+        .query("SELECT tenant_id, id FROM public.items ORDER BY 2", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, [(1, 1), (2, 2), (2, 3)]);
+    // And back: disable_isolation removes what enable added, on the coordinator and the shards.
+    su.batch_execute("SELECT tenant.disable_isolation('public.items')")
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let policies: i64 = one(
+        &mut db.worker_superuser(0),
+        "SELECT count(*) FROM pg_policy WHERE polrelid::regclass::text LIKE 'items%'",
+    );
+    assert_eq!(policies, 0);
+    assert_eq!(
+        one::<i64>(&mut db.connect("app"), "SELECT count(*) FROM public.items"),
+        3,
+        "no row security left"
+    );
+}
+
