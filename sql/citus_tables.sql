@@ -11,3 +11,14 @@ CREATE TABLE tenant.node_keys (
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 ALTER TABLE tenant.node_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+
+-- Data residency: where tenant.place_tenant() put each tenant's schema (the placement itself is
+-- Citus's; this records the request, and tenant.tenant_placements() shows both).
+CREATE TABLE tenant.placements (
+    tenant_id bigint PRIMARY KEY REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    node_name text NOT NULL,
+    node_port integer NOT NULL,
+    placed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    placed_by name NOT NULL DEFAULT CURRENT_USER
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.placements', '');

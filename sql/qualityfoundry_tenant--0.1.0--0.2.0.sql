@@ -149,6 +149,14 @@ CREATE TABLE tenant.node_keys (
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 ALTER TABLE tenant.node_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE TABLE tenant.placements (
+    tenant_id bigint PRIMARY KEY REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    node_name text NOT NULL,
+    node_port integer NOT NULL,
+    placed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    placed_by name NOT NULL DEFAULT CURRENT_USER
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.placements', '');
 
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::catalog::_clone_plan_rs
@@ -4765,6 +4773,7 @@ DECLARE
     t tenant.tenants;
     template name := coalesce(nullif(current_setting('qualityfoundry_tenant.template_schema', true), ''), 'tenant_template');
     target name;
+    sharding boolean;
 BEGIN
     SELECT * INTO t FROM tenant.tenants WHERE id = tenant_id;
     target := 'tenant_' || t.slug;
@@ -4780,13 +4789,15 @@ BEGIN
     -- no migration changes the template between this check, the copy and the version recorded.
     PERFORM tenant._migration_template_lock(false);
     PERFORM tenant._tenant_schema_refuse(template, true, NULL, format('cloning template %I', template));
+    sharding := tenant._citus_pause_sharding(); -- Citus schema-based sharding (sql/citus.sql)
     PERFORM tenant.clone_schema(template::text, target::text, false);
     -- Registered only now, so the pinning event trigger does not touch the copy while it is being
     -- built (clone_schema compares the copy with the template before returning).
     UPDATE tenant.tenants SET schema_name = target WHERE id = t.id;
     PERFORM tenant._mark_schema_at_template_version(target);
-    PERFORM tenant._own_schema(target, 'tenant_admin');
+    PERFORM tenant._own_schema(target, tenant._schema_owner());
     PERFORM tenant._pin_schema(target, t.id);
+    PERFORM tenant._citus_distribute_schema(target, sharding);
     RETURN target;
 END
 $$;
@@ -4811,6 +4822,7 @@ BEGIN
                  JOIN tenant.tenants t ON t.schema_name = n.nspname
                 WHERE d.object_type IN ('table', 'view') AND c.relkind IN ('r', 'p', 'v') LOOP
         PERFORM tenant._pin_unpinned(cmd.schema_name, cmd.tenant_id);
+        PERFORM tenant._citus_distribute_new_tables(cmd.schema_name); -- sql/citus.sql
     END LOOP;
 END
 $$;
@@ -6474,6 +6486,183 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The owner of tenant schemas: qualityfoundry_tenant.schema_owner, else tenant_admin. Citus
+-- connects to the workers as a table's owner for shard and schema moves, so on Citus it must be
+-- a role that can log in (tenant_admin cannot); it must hold neither tenant_user nor be an
+-- application role (the checker reports owners holding tenant_user, kind 17).
+CREATE OR REPLACE FUNCTION tenant._schema_owner() RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner name := nullif(current_setting('qualityfoundry_tenant.schema_owner', true), '');
+BEGIN
+    IF owner IS NULL THEN
+        RETURN 'tenant_admin';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = owner) THEN
+        RAISE EXCEPTION 'qualityfoundry_tenant.schema_owner names role %, which does not exist', quote_ident(owner)
+            USING ERRCODE = '42704';
+    END IF;
+    IF pg_has_role(owner, 'tenant_user', 'USAGE') AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = owner) THEN
+        RAISE EXCEPTION 'role % holds tenant_user and cannot own tenant schemas', quote_ident(owner)
+            USING ERRCODE = '42501', HINT = 'Owners bypass row security: give tenant schemas a role no application uses.';
+    END IF;
+    RETURN owner;
+END
+$$;
+
+-- Whether schema is a Citus distributed schema.
+CREATE OR REPLACE FUNCTION tenant._citus_schema_distributed(schema name) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_schema') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_schema s JOIN pg_namespace n ON n.oid = s.schemaid
+                             WHERE n.nspname = $1)' INTO found USING schema;
+    RETURN found;
+END
+$$;
+
+-- create_tenant(with_schema => true) on a Citus coordinator with schema-based sharding on
+-- (citus.enable_schema_based_sharding): Citus would make the new schema distributed when
+-- clone_schema creates it but leave the tables clone_schema makes in it local (they are not made by
+-- a top-level CREATE TABLE), and a distributed schema with local tables can be neither moved nor
+-- undistributed. So schema-based sharding is paused for the clone (_citus_pause_sharding, which
+-- says whether it was on), and the finished schema is distributed whole (_citus_distribute_schema).
+CREATE OR REPLACE FUNCTION tenant._citus_pause_sharding() RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+       OR coalesce(current_setting('citus.enable_schema_based_sharding', true), 'off') <> 'on' THEN
+        RETURN false;
+    END IF;
+    PERFORM set_config('citus.enable_schema_based_sharding', 'off', true);
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tenant._citus_distribute_schema(schema name, sharding boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT sharding THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('citus.enable_schema_based_sharding', 'on', true);
+    EXECUTE 'SELECT pg_catalog.citus_schema_distribute($1)' USING schema::regnamespace;
+END
+$$;
+
+-- Tables made in a distributed tenant schema by anything but a top-level CREATE TABLE (migrate_all's
+-- steps, functions) stay local in Citus: distribute them into the schema's colocation group.
+CREATE OR REPLACE FUNCTION tenant._citus_distribute_new_tables(schema name) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+    peer regclass;
+BEGIN
+    IF NOT tenant._citus_schema_distributed(schema) THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT p.logicalrelid FROM pg_catalog.pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
+              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 LIMIT 1' INTO peer USING schema;
+    FOR rel IN EXECUTE 'SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = $1 AND c.relkind IN (''r'', ''p'') AND NOT c.relispartition
+                           AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid)
+                         ORDER BY c.oid' USING schema LOOP
+        IF peer IS NULL THEN
+            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL)' USING rel;
+            peer := rel;
+        ELSE
+            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL, colocate_with => $2)' USING rel, peer::text;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Data residency: moves a tenant's (distributed) schema to a Citus node and records it.
+CREATE OR REPLACE FUNCTION tenant.place_tenant(tenant text, node_name text, node_port integer) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenants;
+    from_node text;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'place a tenant');
+    IF tenant IS NULL OR node_name IS NULL OR node_port IS NULL THEN
+        RAISE EXCEPTION 'tenant, node_name and node_port must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    t := tenant._resolve(tenant);
+    IF t.schema_name IS NULL THEN
+        RAISE EXCEPTION 'tenant % has no schema', t.slug USING ERRCODE = '22023',
+            HINT = 'place_tenant moves a tenant schema (schema-based sharding); rows of shared tables follow their distribution column.';
+    END IF;
+    IF NOT tenant._citus_schema_distributed(t.schema_name) THEN
+        RAISE EXCEPTION 'schema % of tenant % is not a Citus distributed schema', quote_ident(t.schema_name), t.slug
+            USING ERRCODE = '55000',
+                  HINT = 'Create tenants with citus.enable_schema_based_sharding = on, or run SELECT citus_schema_distribute(...) as a superuser.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node d
+                    WHERE d.nodename = place_tenant.node_name AND d.nodeport = place_tenant.node_port
+                      AND d.isactive AND d.noderole = 'primary') THEN
+        RAISE EXCEPTION 'no active Citus node %:%', node_name, node_port USING ERRCODE = '22023',
+            HINT = 'SELECT nodename, nodeport FROM pg_dist_node lists them.';
+    END IF;
+    SELECT s.nodename || ':' || s.nodeport INTO from_node
+      FROM pg_catalog.citus_shards s JOIN pg_class c ON c.oid = s.table_name
+     WHERE c.relnamespace = t.schema_name::regnamespace LIMIT 1;
+    IF from_node IS DISTINCT FROM node_name || ':' || node_port THEN
+        -- block_writes: no logical replication needed (wal_level may be replica).
+        PERFORM pg_catalog.citus_schema_move(t.schema_name::regnamespace, node_name, node_port,
+                                             shard_transfer_mode => 'block_writes');
+    END IF;
+    INSERT INTO tenant.placements (tenant_id, node_name, node_port)
+    VALUES (t.id, node_name, node_port)
+    ON CONFLICT (tenant_id) DO UPDATE SET node_name = EXCLUDED.node_name, node_port = EXCLUDED.node_port,
+                                          placed_at = pg_catalog.now(), placed_by = CURRENT_USER;
+    PERFORM tenant._audit('tenant_placed', t.slug, t.id,
+                          jsonb_build_object('node', node_name || ':' || node_port, 'from', from_node));
+END
+$$;
+
+-- Where each schema tenant's data is: the node Citus has its schema on, and what place_tenant recorded.
+CREATE OR REPLACE FUNCTION tenant.tenant_placements()
+RETURNS TABLE(tenant text, schema_name name, node_name text, node_port integer, placed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'list tenant placements');
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT t.slug, t.schema_name, s.nodename, s.nodeport, p.placed_at
+          FROM tenant.tenants t
+          LEFT JOIN LATERAL (SELECT cs.nodename, cs.nodeport FROM pg_catalog.citus_shards cs
+                               JOIN pg_class c ON c.oid = cs.table_name
+                              WHERE c.relnamespace = t.schema_name::regnamespace LIMIT 1) s ON true
+          LEFT JOIN tenant.placements p ON p.tenant_id = t.id
+         WHERE t.schema_name IS NOT NULL
+         ORDER BY t.slug $q$;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION tenant.place_tenant(text, text, integer), tenant.tenant_placements() TO tenant_admin;
+GRANT SELECT ON tenant.placements TO tenant_admin;
 
 -- sql/finalize.sql
 -- Least privilege: nothing in schema tenant is usable by PUBLIC except the three read-only

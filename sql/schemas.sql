@@ -353,6 +353,7 @@ DECLARE
     t tenant.tenants;
     template name := coalesce(nullif(current_setting('qualityfoundry_tenant.template_schema', true), ''), 'tenant_template');
     target name;
+    sharding boolean;
 BEGIN
     SELECT * INTO t FROM tenant.tenants WHERE id = tenant_id;
     target := 'tenant_' || t.slug;
@@ -368,13 +369,15 @@ BEGIN
     -- no migration changes the template between this check, the copy and the version recorded.
     PERFORM tenant._migration_template_lock(false);
     PERFORM tenant._tenant_schema_refuse(template, true, NULL, format('cloning template %I', template));
+    sharding := tenant._citus_pause_sharding(); -- Citus schema-based sharding (sql/citus.sql)
     PERFORM tenant.clone_schema(template::text, target::text, false);
     -- Registered only now, so the pinning event trigger does not touch the copy while it is being
     -- built (clone_schema compares the copy with the template before returning).
     UPDATE tenant.tenants SET schema_name = target WHERE id = t.id;
     PERFORM tenant._mark_schema_at_template_version(target);
-    PERFORM tenant._own_schema(target, 'tenant_admin');
+    PERFORM tenant._own_schema(target, tenant._schema_owner());
     PERFORM tenant._pin_schema(target, t.id);
+    PERFORM tenant._citus_distribute_schema(target, sharding);
     RETURN target;
 END
 $$;
@@ -399,6 +402,7 @@ BEGIN
                  JOIN tenant.tenants t ON t.schema_name = n.nspname
                 WHERE d.object_type IN ('table', 'view') AND c.relkind IN ('r', 'p', 'v') LOOP
         PERFORM tenant._pin_unpinned(cmd.schema_name, cmd.tenant_id);
+        PERFORM tenant._citus_distribute_new_tables(cmd.schema_name); -- sql/citus.sql
     END LOOP;
 END
 $$;

@@ -48,6 +48,7 @@ struct Backend<T>(T);
 unsafe impl<T> Sync for Backend<T> {}
 
 static NODE_CONTEXT_SETTING: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static SCHEMA_OWNER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static NODE_CONTEXT_TTL: GucSetting<i32> = GucSetting::<i32>::new(300);
 /// Bumped by the assign hook: a verification result is valid while this has not moved.
 static ASSIGNED: Backend<Cell<u64>> = Backend(Cell::new(1));
@@ -95,6 +96,14 @@ pub fn init() {
             None,
         );
     }
+    GucRegistry::define_string_guc(
+        c"qualityfoundry_tenant.schema_owner",
+        c"The role that owns tenant schemas and their objects (default tenant_admin).",
+        c"On Citus: a login role Citus can connect as for shard moves, held by no application role.",
+        &SCHEMA_OWNER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"qualityfoundry_tenant.node_context_ttl",
         c"Seconds a node context minted on a Citus coordinator is honoured by the workers.",

@@ -144,3 +144,11 @@ CREATE TABLE tenant.node_keys (
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 ALTER TABLE tenant.node_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE TABLE tenant.placements (
+    tenant_id bigint PRIMARY KEY REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    node_name text NOT NULL,
+    node_port integer NOT NULL,
+    placed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    placed_by name NOT NULL DEFAULT CURRENT_USER
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.placements', '');
