@@ -55,10 +55,13 @@ static ASSIGNED: Backend<Cell<u64>> = Backend(Cell::new(1));
 static VERIFIED: Backend<Cell<(u64, Option<NodeClaims>)>> = Backend(Cell::new((0, None)));
 /// This node's part in a Citus cluster, read once per backend once Citus is installed.
 static ROLE: Backend<Cell<NodeRole>> = Backend(Cell::new(NodeRole::Unknown));
+static LOADED: Backend<Cell<Option<bool>>> = Backend(Cell::new(None));
 static INSTALLED: Backend<Cell<(u32, bool)>> = Backend(Cell::new((0, false)));
 static IN_ROLE_CHECK: Backend<Cell<bool>> = Backend(Cell::new(false));
 static IN_VERIFY: Backend<Cell<bool>> = Backend(Cell::new(false));
-static KEYS: Backend<RefCell<Option<Vec<(i32, Vec<u8>)>>>> = Backend(RefCell::new(None));
+/// The node keys (id, secret), newest first, as this backend last read them.
+type NodeKeys = Vec<(i32, Vec<u8>)>;
+static KEYS: Backend<RefCell<Option<NodeKeys>>> = Backend(RefCell::new(None));
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum NodeRole {
@@ -124,7 +127,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -228,7 +231,23 @@ fn node_role() -> NodeRole {
     role
 }
 
+/// Whether the Citus library is loaded in this backend: it must be preloaded
+/// (`shared_preload_libraries`), so the answer is fixed for the backend's life. Without it, no
+/// catalog is ever consulted (single-node servers pay one cell read per call).
+fn citus_loaded() -> bool {
+    if let Some(known) = LOADED.0.get() {
+        return known;
+    }
+    let loaded =
+        unsafe { !pg_sys::GetConfigOption(c"citus.node_conninfo".as_ptr(), true, false).is_null() };
+    LOADED.0.set(Some(loaded));
+    loaded
+}
+
 fn citus_installed() -> bool {
+    if !citus_loaded() {
+        return false;
+    }
     // Asked at most once per transaction (the getters call it per row).
     #[cfg(feature = "pg15")]
     let lxid = unsafe { (*pg_sys::MyProc).lxid };
@@ -277,7 +296,7 @@ fn spi_failed(e: pgrx::spi::Error) -> ! {
     )
 }
 
-fn read_keys() -> Vec<(i32, Vec<u8>)> {
+fn read_keys() -> NodeKeys {
     privilege::as_owner(|| {
         Spi::connect(|c| {
             let mut out = Vec::new();
@@ -286,9 +305,7 @@ fn read_keys() -> Vec<(i32, Vec<u8>)> {
                 None,
                 &[],
             )? {
-                if let (Some(id), Some(secret)) =
-                    (row.get::<i32>(1)?, row.get::<Vec<u8>>(2)?)
-                {
+                if let (Some(id), Some(secret)) = (row.get::<i32>(1)?, row.get::<Vec<u8>>(2)?) {
                     out.push((id, secret));
                 }
             }
@@ -299,7 +316,7 @@ fn read_keys() -> Vec<(i32, Vec<u8>)> {
 }
 
 fn key_by_id(id: i32) -> Option<Vec<u8>> {
-    let find = |keys: &Vec<(i32, Vec<u8>)>| keys.iter().find(|k| k.0 == id).map(|k| k.1.clone());
+    let find = |keys: &NodeKeys| keys.iter().find(|k| k.0 == id).map(|k| k.1.clone());
     if let Some(hit) = KEYS.0.borrow().as_ref().and_then(find) {
         return Some(hit);
     }
@@ -461,7 +478,7 @@ fn citus_sync_keys() -> i32 {
     for (id, secret) in &keys {
         let cmd = format!(
             "SELECT tenant._node_key_install({id}, {})",
-            pgrx::spi::quote_literal(&hex(secret))
+            pgrx::spi::quote_literal(hex(secret))
         );
         let failed: Vec<String> = Spi::connect(|c| {
             let mut failed = Vec::new();
@@ -496,7 +513,12 @@ fn citus_sync_keys() -> i32 {
 }
 
 /// Run on each worker by `citus_sync_keys()` (as the superuser that called it).
-#[pg_extern(schema = "tenant", name = "_node_key_install", volatile, parallel_unsafe)]
+#[pg_extern(
+    schema = "tenant",
+    name = "_node_key_install",
+    volatile,
+    parallel_unsafe
+)]
 fn node_key_install(id: i32, secret_hex: &str) {
     if !unsafe { pg_sys::superuser_arg(privilege::caller()) } {
         error::denied("permission denied to install a node key".into(), None, None);

@@ -131,7 +131,10 @@ impl CitusDb {
     /// Role `short` on the coordinator.
     pub fn connect(&self, short: &str) -> Client {
         Client::connect(
-            &self.cluster.coordinator.conninfo(&self.role(short), &self.name),
+            &self
+                .cluster
+                .coordinator
+                .conninfo(&self.role(short), &self.name),
             NoTls,
         )
         .expect("connect")

@@ -69,11 +69,17 @@ fn transaction_scoped_context_reaches_every_shard() {
         [100, 101, 102]
     );
     assert_eq!(
-        ids(&mut app, "SELECT id FROM public.projects WHERE tenant_id = 1 AND id = 101"),
+        ids(
+            &mut app,
+            "SELECT id FROM public.projects WHERE tenant_id = 1 AND id = 101"
+        ),
         [101]
     );
     assert_eq!(
-        ids(&mut app, "SELECT id FROM public.projects WHERE tenant_id = 2"),
+        ids(
+            &mut app,
+            "SELECT id FROM public.projects WHERE tenant_id = 2"
+        ),
         Vec::<i32>::new()
     );
     assert_eq!(
@@ -109,9 +115,16 @@ fn transaction_scoped_context_reaches_every_shard() {
     let after = all_rows(&db);
     let globex_before: Vec<_> = before.iter().filter(|r| r.0 == 2).cloned().collect();
     let globex_after: Vec<_> = after.iter().filter(|r| r.0 == 2).cloned().collect();
-    assert_eq!(globex_after, globex_before, "the other tenant's rows are unchanged");
     assert_eq!(
-        after.iter().filter(|r| r.0 == 1).map(|r| (r.1, r.2.as_str())).collect::<Vec<_>>(),
+        globex_after, globex_before,
+        "the other tenant's rows are unchanged"
+    );
+    assert_eq!(
+        after
+            .iter()
+            .filter(|r| r.0 == 1)
+            .map(|r| (r.1, r.2.as_str()))
+            .collect::<Vec<_>>(),
         [(100, "changed"), (101, "acme-101"), (103, "acme-103")]
     );
 }
@@ -121,20 +134,31 @@ fn session_scope_context_fails_closed_on_distributed_tables() {
     let db = CitusDb::new("session");
     with_projects(&db);
     let before = all_rows(&db);
-    let (mut app, notices) = connect_noticed(
-        &db.cluster
-            .coordinator
-            .conninfo(&db.role("app"), &db.name),
-    );
-    app.query_one("SELECT tenant.set_tenant('acme')", &[]).unwrap();
+    let (mut app, notices) =
+        connect_noticed(&db.cluster.coordinator.conninfo(&db.role("app"), &db.name));
+    app.query_one("SELECT tenant.set_tenant('acme')", &[])
+        .unwrap();
     assert!(
-        notices.lock().unwrap().iter().any(|n| n.contains("not in force on a Citus database")),
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("not in force on a Citus database")),
         "{notices:?}"
     );
-    assert_eq!(one::<Option<i64>>(&mut app, "SELECT tenant.current_tenant_id()"), None);
-    assert_eq!(ids(&mut app, "SELECT id FROM public.projects"), Vec::<i32>::new());
+    assert_eq!(
+        one::<Option<i64>>(&mut app, "SELECT tenant.current_tenant_id()"),
+        None
+    );
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects"),
+        Vec::<i32>::new()
+    );
     app.batch_execute("BEGIN").unwrap();
-    assert_eq!(ids(&mut app, "SELECT id FROM public.projects"), Vec::<i32>::new());
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects"),
+        Vec::<i32>::new()
+    );
     let e = app.batch_execute("INSERT INTO public.projects (id, name) VALUES (109, 'x')");
     assert!(e.is_err());
     app.batch_execute("ROLLBACK").unwrap();
@@ -143,7 +167,12 @@ fn session_scope_context_fails_closed_on_distributed_tables() {
 
 /// The shards of `public.projects` holding tenant `tenant`'s rows: (worker index, shard name).
 fn shards_of(db: &CitusDb, tenant: i64) -> Vec<(usize, String)> {
-    let ports: Vec<i32> = db.cluster.workers.iter().map(|w| i32::from(w.port)).collect();
+    let ports: Vec<i32> = db
+        .cluster
+        .workers
+        .iter()
+        .map(|w| i32::from(w.port))
+        .collect();
     db.superuser()
         .query(
             "SELECT s.nodeport, s.shard_name FROM citus_shards s
@@ -201,7 +230,9 @@ fn workers_refuse_forged_tampered_and_replayed_contexts() {
         app.batch_execute("SET qualityfoundry_tenant.cross_tenant = 'on'"),
         "42501",
     );
-    assert!(app.query_one("SELECT tenant.set_tenant('globex')", &[]).is_err());
+    assert!(app
+        .query_one("SELECT tenant.set_tenant('globex')", &[])
+        .is_err());
     expect_sqlstate(app.query("SELECT * FROM tenant.node_keys", &[]), "42501");
     expect_sqlstate(
         app.query("SELECT tenant._node_key_install(1, repeat('00', 32))", &[]),
@@ -211,10 +242,7 @@ fn workers_refuse_forged_tampered_and_replayed_contexts() {
     let tampered = token.replacen("n1.1.1.", "n1.1.2.", 1);
     assert_ne!(tampered, token);
     let parts: Vec<&str> = token.split('.').collect();
-    let cross = format!(
-        "n1.1.0.{}.1.{}.{}",
-        parts[3], parts[5], parts[6]
-    );
+    let cross = format!("n1.1.0.{}.1.{}.{}", parts[3], parts[5], parts[6]);
     for forged in [
         tampered.as_str(),
         cross.as_str(),
@@ -259,9 +287,15 @@ fn workers_refuse_forged_tampered_and_replayed_contexts() {
             &[&token],
         )
         .unwrap();
-    assert_eq!(one::<Option<i64>>(&mut coord, "SELECT tenant.current_tenant_id()"), None);
+    assert_eq!(
+        one::<Option<i64>>(&mut coord, "SELECT tenant.current_tenant_id()"),
+        None
+    );
     // (and a session-level SET is not sent to the workers)
-    assert_eq!(one::<i64>(&mut coord, "SELECT count(*) FROM public.projects"), 0);
+    assert_eq!(
+        one::<i64>(&mut coord, "SELECT count(*) FROM public.projects"),
+        0
+    );
 
     // run_command_on_* (executable by PUBLIC in Citus) as the application role.
     let mut app = db.connect("app");
@@ -292,9 +326,15 @@ fn cross_tenant_signed_and_bound_variants() {
     support
         .batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('ticket 7', is_local => true)")
         .unwrap();
-    assert_eq!(one::<i64>(&mut support, "SELECT count(*) FROM public.projects"), 6);
+    assert_eq!(
+        one::<i64>(&mut support, "SELECT count(*) FROM public.projects"),
+        6
+    );
     support.batch_execute("COMMIT").unwrap();
-    assert_eq!(one::<i64>(&mut support, "SELECT count(*) FROM public.projects"), 0);
+    assert_eq!(
+        one::<i64>(&mut support, "SELECT count(*) FROM public.projects"),
+        0
+    );
     // A tenant_user cannot: refused, and its workers see one tenant at most.
     let mut app = db.connect("app");
     app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
@@ -353,7 +393,10 @@ fn cross_tenant_signed_and_bound_variants() {
         [200, 201, 202]
     );
     app.batch_execute("SELECT tenant.clear_tenant()").unwrap();
-    assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM public.projects"), 0);
+    assert_eq!(
+        one::<i64>(&mut app, "SELECT count(*) FROM public.projects"),
+        0
+    );
     app.batch_execute("COMMIT").unwrap();
     assert_eq!(all_rows(&db), before, "nothing changed");
 }
@@ -397,16 +440,19 @@ fn a_later_permissive_policy_is_reported_by_the_checker() {
         .map(|r| r.get(0))
         .collect();
     assert!(
-        findings
-            .iter()
-            .any(|f| f.contains("public.projects") && f.contains("everyone") && f.contains("distributed")),
+        findings.iter().any(|f| f.contains("public.projects")
+            && f.contains("everyone")
+            && f.contains("distributed")),
         "{findings:#?}"
     );
     // ...and it does widen the shards' view: Citus made the guard permissive there.
     let mut app = db.connect("app");
     app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
         .unwrap();
-    assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM public.projects"), 6);
+    assert_eq!(
+        one::<i64>(&mut app, "SELECT count(*) FROM public.projects"),
+        6
+    );
     app.batch_execute("ROLLBACK").unwrap();
 
     let all = |db: &CitusDb| -> Vec<(String, String)> {
@@ -424,7 +470,10 @@ fn a_later_permissive_policy_is_reported_by_the_checker() {
     };
     let before = all(&db);
     assert!(run_command(&before) >= 3, "{before:#?}");
-    assert!(!before.iter().any(|f| f.1 == "table tenant.node_keys"), "{before:#?}");
+    assert!(
+        !before.iter().any(|f| f.1 == "table tenant.node_keys"),
+        "{before:#?}"
+    );
     // The fixes the checker gives, one statement each (Citus propagates each to the workers).
     let mut su = db.superuser();
     let fixes = strings(
@@ -432,17 +481,19 @@ fn a_later_permissive_policy_is_reported_by_the_checker() {
         "SELECT fix FROM tenant.check_isolation() WHERE object ~ 'run_command_on_|everyone'",
     );
     for fix in fixes {
-        su.batch_execute(&fix).unwrap_or_else(|e| panic!("{fix}: {e:?}"));
+        su.batch_execute(&fix)
+            .unwrap_or_else(|e| panic!("{fix}: {e:?}"));
     }
     let after = all(&db);
     assert_eq!(run_command(&after), 0, "{after:#?}");
-    assert!(!after.iter().any(|f| f.1.contains("everyone")), "{after:#?}");
+    assert!(
+        !after.iter().any(|f| f.1.contains("everyone")),
+        "{after:#?}"
+    );
     // With run_command_on_* revoked, the application cannot reach the workers that way at all.
     expect_sqlstate(
-        db.connect("app").query(
-            "SELECT * FROM run_command_on_workers('SELECT 1')",
-            &[],
-        ),
+        db.connect("app")
+            .query("SELECT * FROM run_command_on_workers('SELECT 1')", &[]),
         "42501",
     );
 }
@@ -455,11 +506,14 @@ fn plan_replicas(db: &CitusDb) -> Vec<Vec<(Option<i64>, i32, String)>> {
         "SELECT shard_name FROM citus_shards WHERE table_name = 'public.plans'::regclass LIMIT 1",
     );
     let read = |mut c: Client| -> Vec<(Option<i64>, i32, String)> {
-        c.query(&format!("SELECT tenant_id, id, name FROM public.{shard} ORDER BY 2"), &[])
-            .expect("read a replica")
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
+        c.query(
+            &format!("SELECT tenant_id, id, name FROM public.{shard} ORDER BY 2"),
+            &[],
+        )
+        .expect("read a replica")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
     };
     let mut all = vec![read(db.worker_superuser(0)), read(db.worker_superuser(1))];
     all.push(read(db.superuser()));
@@ -481,22 +535,45 @@ fn reference_table_writes_reach_every_replica_or_none() {
     ))
     .expect("reference table");
     let before = plan_replicas(&db);
-    assert!(before.iter().all(|r| r == &before[0]) && before[0].len() == 3, "{before:?}");
+    assert!(
+        before.iter().all(|r| r == &before[0]) && before[0].len() == 3,
+        "{before:?}"
+    );
     let mut app = db.connect("app");
     // A session-scope context: no rows on any placement, so no replica diverges.
-    app.query_one("SELECT tenant.set_tenant('acme')", &[]).unwrap();
-    assert_eq!(app.execute("UPDATE public.plans SET name = 'x'", &[]).unwrap(), 0);
+    app.query_one("SELECT tenant.set_tenant('acme')", &[])
+        .unwrap();
+    assert_eq!(
+        app.execute("UPDATE public.plans SET name = 'x'", &[])
+            .unwrap(),
+        0
+    );
     assert_eq!(plan_replicas(&db), before);
     // A transaction-local one: the tenant's row changes on every replica, shared rows are read-only.
-    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)").unwrap();
-    assert_eq!(ids(&mut app, "SELECT id FROM public.plans ORDER BY id"), [1, 2]);
-    assert_eq!(app.execute("UPDATE public.plans SET name = 'changed'", &[]).unwrap(), 1);
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.plans ORDER BY id"),
+        [1, 2]
+    );
+    assert_eq!(
+        app.execute("UPDATE public.plans SET name = 'changed'", &[])
+            .unwrap(),
+        1
+    );
     app.batch_execute("COMMIT").unwrap();
     let after = plan_replicas(&db);
-    assert!(after.iter().all(|r| r == &after[0]), "replicas diverged: {after:?}");
+    assert!(
+        after.iter().all(|r| r == &after[0]),
+        "replicas diverged: {after:?}"
+    );
     assert_eq!(
         after[0],
-        [(None, 1, "shared".to_string()), (Some(1), 2, "changed".to_string()), (Some(2), 3, "globex plan".to_string())]
+        [
+            (None, 1, "shared".to_string()),
+            (Some(1), 2, "changed".to_string()),
+            (Some(2), 3, "globex plan".to_string())
+        ]
     );
 }
 
@@ -528,7 +605,10 @@ fn isolation_after_distribution_and_back() {
     assert_eq!(ids(&mut app, "SELECT id FROM public.items"), [2]);
     app.batch_execute("INSERT INTO public.items (id, name) VALUES (3, 'g3')")
         .unwrap();
-    assert_eq!(one::<i64>(&mut app, "SELECT count(*) FROM public.legacy"), 0);
+    assert_eq!(
+        one::<i64>(&mut app, "SELECT count(*) FROM public.legacy"),
+        0
+    );
     app.batch_execute("COMMIT; BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
         .unwrap();
     assert_eq!(ids(&mut app, "SELECT id FROM public.legacy"), [1]);
@@ -554,7 +634,6 @@ fn isolation_after_distribution_and_back() {
         "no row security left"
     );
 }
-
 
 #[test]
 fn schema_per_tenant_distributed_moved_and_placed() {
@@ -594,7 +673,7 @@ fn schema_per_tenant_distributed_moved_and_placed() {
         &mut su,
         "SELECT DISTINCT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname ~ '^tenant_(acme|globex)$'",
     );
-    assert_eq!(owners, [owner.clone()]);
+    assert_eq!(owners, std::slice::from_ref(&owner));
 
     let read = |db: &CitusDb, tenant: &str, sql: &str| -> Vec<String> {
         let mut app = db.connect("app");
@@ -606,8 +685,14 @@ fn schema_per_tenant_distributed_moved_and_placed() {
         app.batch_execute("COMMIT").unwrap();
         rows
     };
-    assert_eq!(read(&db, "acme", "SELECT body FROM tenant_globex.notes"), Vec::<String>::new());
-    assert_eq!(read(&db, "globex", "SELECT body FROM notes"), ["globex secret"]);
+    assert_eq!(
+        read(&db, "acme", "SELECT body FROM tenant_globex.notes"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        read(&db, "globex", "SELECT body FROM notes"),
+        ["globex secret"]
+    );
 
     // Move globex's schema to the other worker: still isolated, recorded, audited.
     let placed = |db: &CitusDb| -> Vec<(String, i32)> {
@@ -637,8 +722,14 @@ fn schema_per_tenant_distributed_moved_and_placed() {
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(placed(&db), [("127.0.0.1".to_string(), target)]);
-    assert_eq!(read(&db, "acme", "SELECT body FROM tenant_globex.notes"), Vec::<String>::new());
-    assert_eq!(read(&db, "globex", "SELECT body FROM notes"), ["globex secret"]);
+    assert_eq!(
+        read(&db, "acme", "SELECT body FROM tenant_globex.notes"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        read(&db, "globex", "SELECT body FROM notes"),
+        ["globex secret"]
+    );
     let audited: i64 = one(
         &mut su,
         "SELECT count(*) FROM tenant.audit_log WHERE action = 'tenant_placed' AND target = 'globex'",
@@ -649,13 +740,20 @@ fn schema_per_tenant_distributed_moved_and_placed() {
         admin.query_one("SELECT tenant.place_tenant('globex', '127.0.0.1', 1)", &[]),
         "22023",
     );
-    su.batch_execute("SELECT tenant.create_tenant('initech')").unwrap();
+    su.batch_execute("SELECT tenant.create_tenant('initech')")
+        .unwrap();
     expect_sqlstate(
-        admin.query_one("SELECT tenant.place_tenant('initech', '127.0.0.1', $1)", &[&target]),
+        admin.query_one(
+            "SELECT tenant.place_tenant('initech', '127.0.0.1', $1)",
+            &[&target],
+        ),
         "22023",
     );
     expect_sqlstate(
-        db.connect("app").query_one("SELECT tenant.place_tenant('globex', '127.0.0.1', $1)", &[&from]),
+        db.connect("app").query_one(
+            "SELECT tenant.place_tenant('globex', '127.0.0.1', $1)",
+            &[&from],
+        ),
         "42501",
     );
     assert_eq!(placed(&db), [("127.0.0.1".to_string(), target)]);
@@ -678,13 +776,19 @@ fn schema_per_tenant_distributed_moved_and_placed() {
         db.role("app")
     ))
     .unwrap();
-    assert_eq!(read(&db, "acme", "SELECT name FROM tenant_globex.tags"), Vec::<String>::new());
+    assert_eq!(
+        read(&db, "acme", "SELECT name FROM tenant_globex.tags"),
+        Vec::<String>::new()
+    );
     assert_eq!(read(&db, "globex", "SELECT name FROM tags"), ["g"]);
     let drift: i64 = one(&mut admin, "SELECT count(*) FROM tenant.schema_drift()");
     assert_eq!(drift, 0);
     // The migrated schema moves whole (the new table is in the schema's colocation group).
     admin
-        .query_one("SELECT tenant.place_tenant('globex', '127.0.0.1', $1)", &[&from])
+        .query_one(
+            "SELECT tenant.place_tenant('globex', '127.0.0.1', $1)",
+            &[&from],
+        )
         .unwrap_or_else(|e| panic!("{e:?}"));
     let nodes = strings(
         &mut su,
