@@ -623,11 +623,19 @@ fn isolation_after_distribution_and_back() {
     // And back: disable_isolation removes what enable added, on the coordinator and the shards.
     su.batch_execute("SELECT tenant.disable_isolation('public.items')")
         .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut w = db.worker_superuser(0);
+    w.batch_execute("SET citus.override_table_visibility = off")
+        .unwrap();
     let policies: i64 = one(
-        &mut db.worker_superuser(0),
-        "SELECT count(*) FROM pg_policy WHERE polrelid::regclass::text LIKE 'items%'",
+        &mut w,
+        "SELECT count(*) FROM pg_policy WHERE polrelid::regclass::text ~ '^items_[0-9]+$'",
     );
     assert_eq!(policies, 0);
+    let shards: i64 = one(
+        &mut w,
+        "SELECT count(*) FROM pg_class WHERE relname ~ '^items_[0-9]+$' AND relkind = 'r'",
+    );
+    assert!(shards > 0, "the worker holds shards of items");
     assert_eq!(
         one::<i64>(&mut db.connect("app"), "SELECT count(*) FROM public.items"),
         3,
@@ -796,4 +804,54 @@ fn schema_per_tenant_distributed_moved_and_placed() {
     );
     assert_eq!(nodes, [from.to_string()]);
     assert_eq!(read(&db, "globex", "SELECT name FROM tags"), ["g"]);
+}
+
+#[test]
+fn event_triggers_stand_aside_for_citus_shard_ddl() {
+    let db = CitusDb::new("events");
+    db.superuser()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET qualityfoundry_tenant.auto_isolate = on",
+            db.name
+        ))
+        .unwrap();
+    let mut su = db.superuser();
+    // auto_isolate isolates the new table on the coordinator; distributing it makes Citus create
+    // its shards and their policies on the workers, where the extension's event triggers fire.
+    su.batch_execute(
+        "SELECT tenant.create_tenant('acme');
+         CREATE TABLE public.events (tenant_id bigint NOT NULL, id integer NOT NULL, PRIMARY KEY (tenant_id, id));
+         SELECT create_distributed_table('public.events', 'tenant_id');
+         CREATE TABLE public.more (tenant_id bigint NOT NULL, id integer NOT NULL, PRIMARY KEY (tenant_id, id));
+         SELECT create_distributed_table('public.more', 'tenant_id', colocate_with => 'public.events');
+         ALTER TABLE public.more ADD COLUMN note text;",
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT relid::text FROM tenant.isolated_tables ORDER BY 1"
+        ),
+        ["events", "more"]
+    );
+    // Each shard has exactly the coordinator's policies, and the workers' registries stay empty.
+    let expected = strings(
+        &mut su,
+        "SELECT string_agg(polname, ',' ORDER BY polname) FROM pg_policy WHERE polrelid = 'public.events'::regclass",
+    );
+    for i in 0..2 {
+        let mut w = db.worker_superuser(i);
+        w.batch_execute("SET citus.override_table_visibility = off")
+            .unwrap();
+        let per_shard = strings(
+            &mut w,
+            "SELECT DISTINCT string_agg(polname, ',' ORDER BY polname) FROM pg_policy p
+               JOIN pg_class c ON c.oid = p.polrelid WHERE c.relname ~ '^(events|more)_[0-9]+$' GROUP BY c.oid",
+        );
+        assert_eq!(per_shard, expected, "worker {i}");
+        assert_eq!(
+            one::<i64>(&mut w, "SELECT count(*) FROM tenant.isolated_tables"),
+            0
+        );
+    }
 }
