@@ -192,6 +192,15 @@ fn shards_of(db: &CitusDb, tenant: i64) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// Sets the node context setting by hand, as an attacker can (it is user-settable).
+fn set_node_context(c: &mut Client, token: &str) {
+    c.execute(
+        "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
+        &[&token],
+    )
+    .unwrap();
+}
+
 /// A node context the application obtained legitimately: its own, for acme, in a transaction.
 fn own_token(db: &CitusDb, short: &str) -> String {
     let mut c = db.connect(short);
@@ -249,11 +258,7 @@ fn workers_refuse_forged_tampered_and_replayed_contexts() {
         "n1.1.2.99999999999.0.00.0000",
         "garbage",
     ] {
-        app.execute(
-            "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
-            &[&forged],
-        )
-        .unwrap();
+        set_node_context(&mut app, forged);
         assert_eq!(count(&mut app, shard), 0, "{forged}");
         assert_eq!(
             app.execute(&format!("UPDATE public.{shard} SET name = 'pwned'"), &[])
@@ -264,29 +269,15 @@ fn workers_refuse_forged_tampered_and_replayed_contexts() {
     // Its own token works on acme's shard (the positive control)...
     let (aw, ashard) = &acme[0];
     let mut own = db.connect_worker("app", *aw);
-    own.execute(
-        "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
-        &[&token],
-    )
-    .unwrap();
+    set_node_context(&mut own, &token);
     assert_eq!(count(&mut own, ashard), 3);
     // ...and is nothing for another role (app2 is a tenant_user too).
     let mut other = db.connect_worker("app2", *aw);
-    other
-        .execute(
-            "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
-            &[&token],
-        )
-        .unwrap();
+    set_node_context(&mut other, &token);
     assert_eq!(count(&mut other, ashard), 0);
     // A node context is ignored on the coordinator: only set_tenant enters a tenant there.
     let mut coord = db.connect("app");
-    coord
-        .execute(
-            "SELECT set_config('qualityfoundry_tenant.node_context', $1, false)",
-            &[&token],
-        )
-        .unwrap();
+    set_node_context(&mut coord, &token);
     assert_eq!(
         one::<Option<i64>>(&mut coord, "SELECT tenant.current_tenant_id()"),
         None
