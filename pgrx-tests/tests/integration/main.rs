@@ -15,4 +15,5 @@ mod quotas;
 mod replication;
 mod review;
 mod schemas;
+mod tenant_roles;
 mod versions;
