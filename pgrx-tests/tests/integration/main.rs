@@ -16,4 +16,5 @@ mod replication;
 mod review;
 mod schemas;
 mod tenant_roles;
+mod uuid_keys;
 mod versions;
