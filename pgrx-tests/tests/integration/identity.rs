@@ -1460,8 +1460,9 @@ fn the_checker_reports_who_could_read_the_jwt_keys() {
     assert_eq!(problems(&db), vec![]);
     // A member of the table's owner can switch row security off.
     let owner: String = one(&mut su, "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'tenant.jwt_keys'::regclass");
-    su.batch_execute("CREATE ROLE qft_keys_owner_group NOLOGIN")
-        .ok();
+    let group = db.role("keys_owner");
+    su.batch_execute(&format!("CREATE ROLE {group} NOLOGIN"))
+        .unwrap();
     su.batch_execute(&format!(
         "ALTER TABLE tenant.jwt_keys OWNER TO {group}; GRANT {group} TO {nobody}"
     ))
