@@ -671,6 +671,36 @@ fn schema_tenants_keep_the_templates_limits_through_clone_pinning_and_migrations
         strings(&mut su, "SELECT tenant_id::text || id::text FROM (SELECT 1 AS tenant_id, id FROM tenant_acme.tasks UNION ALL SELECT 2, id FROM tenant_globex.tasks) x ORDER BY 1"),
         ["11", "21"]
     );
+    // A migration that must write a limited table lifts the limit and sets it again.
+    admin
+        .batch_execute(
+            "CALL tenant.migrate_all('3', $m$
+                SELECT tenant.limit_tenant_roles('tasks', 'UPDATE', NULL);
+                UPDATE tasks SET title = 'migrated';
+                SELECT tenant.limit_tenant_roles('tasks', 'UPDATE', '{admin}');$m$)",
+        )
+        .unwrap();
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT title FROM tenant_acme.tasks UNION ALL SELECT title FROM tenant_globex.tasks"
+        ),
+        ["migrated", "migrated"]
+    );
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT relid::text FROM tenant.role_limits WHERE command = 'UPDATE' ORDER BY 1"
+        ),
+        [
+            "tenant_acme.tasks",
+            "tenant_globex.tasks",
+            "tenant_template.tasks"
+        ]
+    );
+    assert!(!isolation_findings(&db)
+        .iter()
+        .any(|f| f.1.contains("qft_role")));
     // clone_schema copies the limits with the tables.
     admin
         .batch_execute("SELECT tenant.clone_schema('tenant_template', 'tenant_copy')")
