@@ -317,6 +317,15 @@ fn signed_contexts_cross_tenant_mode_and_removal() {
     );
 }
 
+#[track_caller]
+fn assert_no_role_findings(db: &TestDb) {
+    let found: Vec<_> = isolation_findings(db)
+        .into_iter()
+        .filter(|f| f.1.contains("qft_role"))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+}
+
 fn policies(c: &mut Client) -> Vec<String> {
     strings(
         c,
@@ -485,13 +494,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 fn the_checker_reports_altered_or_dropped_limits_and_enable_isolation_restores_them() {
     let db = limited_db("roles_checker");
     let mut su = db.superuser();
-    assert!(
-        !isolation_findings(&db)
-            .iter()
-            .any(|f| f.1.contains("qft_role")),
-        "{:?}",
-        isolation_findings(&db)
-    );
+    assert_no_role_findings(&db);
     su.batch_execute(
         "ALTER POLICY qft_role_update ON public.projects USING (true) WITH CHECK (true);
          DROP POLICY qft_role_delete ON public.projects;",
@@ -522,9 +525,7 @@ fn the_checker_reports_altered_or_dropped_limits_and_enable_isolation_restores_t
     db.connect("admin")
         .batch_execute(&about("qft_role_update").3)
         .unwrap();
-    assert!(!isolation_findings(&db)
-        .iter()
-        .any(|f| f.1.contains("qft_role")));
+    assert_no_role_findings(&db);
     assert_eq!(
         count(&mut viewer, "UPDATE public.projects SET name = name").unwrap(),
         0
@@ -624,9 +625,7 @@ fn schema_tenants_keep_the_templates_limits_through_clone_pinning_and_migrations
         .unwrap_or_else(|| panic!("{findings:?}"));
     assert!(f.2.contains("has USING true"), "{f:?}");
     admin.batch_execute(&f.3).unwrap();
-    assert!(!isolation_findings(&db)
-        .iter()
-        .any(|f| f.1.contains("qft_role")));
+    assert_no_role_findings(&db);
     assert_eq!(count(&mut app_as(&db, Some("user")), update).unwrap(), 0);
 
     // The template's limit, altered: reported as a template finding (kind 41).
@@ -638,9 +637,7 @@ fn schema_tenants_keep_the_templates_limits_through_clone_pinning_and_migrations
         .find(|f| f.1 == "policy qft_role_update on table tenant_template.tasks")
         .unwrap_or_else(|| panic!("{findings:?}"));
     admin.batch_execute(&f.3).unwrap();
-    assert!(!isolation_findings(&db)
-        .iter()
-        .any(|f| f.1.contains("qft_role")));
+    assert_no_role_findings(&db);
 
     // A migration sets a limit in the template and every tenant schema.
     admin
@@ -698,9 +695,7 @@ fn schema_tenants_keep_the_templates_limits_through_clone_pinning_and_migrations
             "tenant_template.tasks"
         ]
     );
-    assert!(!isolation_findings(&db)
-        .iter()
-        .any(|f| f.1.contains("qft_role")));
+    assert_no_role_findings(&db);
     // clone_schema copies the limits with the tables.
     admin
         .batch_execute("SELECT tenant.clone_schema('tenant_template', 'tenant_copy')")

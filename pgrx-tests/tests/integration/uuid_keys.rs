@@ -2,7 +2,6 @@
 //! on a uuid tenant column, through the isolation command matrix as the NOSUPERUSER application
 //! role; globex's rows are compared byte for byte afterwards.
 
-use qft_integration_tests::postgres::Client;
 use qft_integration_tests::*;
 
 const ACME: &str = "0000a1a1-0000-4000-8000-000000000001";
@@ -37,21 +36,6 @@ fn globex_rows(db: &TestDb) -> Vec<String> {
         &mut db.superuser(),
         &format!("SELECT d::text FROM public.docs d WHERE tenant = '{GLOBEX}' ORDER BY id"),
     )
-}
-
-fn ids(c: &mut Client, sql: &str) -> Vec<i32> {
-    c.query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
-fn in_rollback<T>(app: &mut Client, f: impl FnOnce(&mut Client) -> T) -> T {
-    app.batch_execute("BEGIN").unwrap();
-    let r = f(app);
-    app.batch_execute("ROLLBACK").unwrap();
-    r
 }
 
 #[test]
