@@ -661,10 +661,14 @@ BEGIN
                               WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
 
-    -- 40. The same for the JWT verification keys (tenant.add_jwt_key): an HS* key is the shared
-    --     secret itself, with which a reader signs a JWT for any tenant, user and tenant role.
-    RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.jwt_keys',
-        'the JWT verification keys (an HS256/HS384/HS512 key is the secret that signs a JWT for any tenant and role)');
+    -- 40. The same for the JWT verification keys (tenant.add_jwt_key) while one of them is an HS*
+    --     key: that is the shared secret itself, with which a reader signs a JWT for any tenant,
+    --     user and tenant role (RS/PS/ES/EdDSA keys are public keys: reading them gives nothing).
+    --     A backup role (tenant.grant_backup_reads) is reported too: pg_dump reads the keys to dump them.
+    IF EXISTS (SELECT FROM tenant.jwt_keys k WHERE k.alg LIKE 'HS%') THEN
+        RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.jwt_keys',
+            'the JWT verification keys, among them HS256/HS384/HS512 shared secrets that sign a JWT for any tenant and role');
+    END IF;
 
     -- 41. Role limits (tenant.limit_tenant_roles) on tables kinds 3 and 14 do not compare: tables
     --     of the template schema, whose limits every tenant cloned from it inherits, and limits of

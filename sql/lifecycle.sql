@@ -125,7 +125,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF n > 0 THEN
-        RAISE WARNING 'table % holds % row(s) of tenant ids (or uuids) that are not in tenant.tenants: %', tbl, n,
+        RAISE WARNING 'table % holds % row(s) of tenant ids that are not in tenant.tenants: %', tbl, n,
                       array_to_string(ids, ', ') || CASE WHEN cardinality(ids) >= 10 THEN ', ...' ELSE '' END
             USING DETAIL = 'No tenant can read them, and a tenant created with one of these ids would own them.',
                   HINT = 'If they belong to tenants lost with DROP EXTENSION ... CASCADE, re-create each with '

@@ -1595,7 +1595,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF n > 0 THEN
-        RAISE WARNING 'table % holds % row(s) of tenant ids (or uuids) that are not in tenant.tenants: %', tbl, n,
+        RAISE WARNING 'table % holds % row(s) of tenant ids that are not in tenant.tenants: %', tbl, n,
                       array_to_string(ids, ', ') || CASE WHEN cardinality(ids) >= 10 THEN ', ...' ELSE '' END
             USING DETAIL = 'No tenant can read them, and a tenant created with one of these ids would own them.',
                   HINT = 'If they belong to tenants lost with DROP EXTENSION ... CASCADE, re-create each with '
@@ -5540,10 +5540,14 @@ BEGIN
                               WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
 
-    -- 40. The same for the JWT verification keys (tenant.add_jwt_key): an HS* key is the shared
-    --     secret itself, with which a reader signs a JWT for any tenant, user and tenant role.
-    RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.jwt_keys',
-        'the JWT verification keys (an HS256/HS384/HS512 key is the secret that signs a JWT for any tenant and role)');
+    -- 40. The same for the JWT verification keys (tenant.add_jwt_key) while one of them is an HS*
+    --     key: that is the shared secret itself, with which a reader signs a JWT for any tenant,
+    --     user and tenant role (RS/PS/ES/EdDSA keys are public keys: reading them gives nothing).
+    --     A backup role (tenant.grant_backup_reads) is reported too: pg_dump reads the keys to dump them.
+    IF EXISTS (SELECT FROM tenant.jwt_keys k WHERE k.alg LIKE 'HS%') THEN
+        RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.jwt_keys',
+            'the JWT verification keys, among them HS256/HS384/HS512 shared secrets that sign a JWT for any tenant and role');
+    END IF;
 
     -- 41. Role limits (tenant.limit_tenant_roles) on tables kinds 3 and 14 do not compare: tables
     --     of the template schema, whose limits every tenant cloned from it inherits, and limits of

@@ -1456,6 +1456,21 @@ fn the_checker_reports_who_could_read_the_jwt_keys() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, format!("role {nobody}"));
     assert!(found[0].1.contains("BYPASSRLS"), "{found:?}");
+    // Public keys are no secret: without an HS* key there is nothing to report.
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute(
+            "SELECT tenant.drop_jwt_key('HS256'); SELECT tenant.drop_jwt_key('HS384'); SELECT tenant.drop_jwt_key('HS512');",
+        )
+        .unwrap();
+    assert_eq!(problems(&db), vec![]);
+    admin
+        .execute(
+            "SELECT tenant.add_jwt_key('HS256', 'HS256', $1)",
+            &[&SECRET],
+        )
+        .unwrap();
+    assert_eq!(problems(&db), found);
     su.batch_execute(&found[0].2).unwrap();
     assert_eq!(problems(&db), vec![]);
     // A member of the table's owner can switch row security off.
