@@ -49,10 +49,18 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/role_limits_tables.sql",
+    name = "role_limits_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
     "../sql/isolation.sql",
     name = "isolation",
     requires = [
         "registry",
+        "role_limits_tables",
+        context::current_tenant_role,
+        context::current_tenant_uuid,
         context::current_tenant_id,
         context::cross_tenant_active,
         citus::citus_worker
@@ -159,6 +167,11 @@ pgrx::extension_sql_file!(
         citus::citus_sync_keys,
         citus::node_key_install
     ]
+);
+pgrx::extension_sql_file!(
+    "../sql/tenant_roles.sql",
+    name = "tenant_roles",
+    requires = ["registry", "isolation", "schemas", "lifecycle"]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
