@@ -24,7 +24,15 @@
 -- index condition. With allow_shared_rows the guard is split per command (<guard>_select, _insert,
 -- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
 -- can write them.
+--
+-- Planner support: tenant._cross_tenant_support (src/context.rs) folds cross_tenant_active() to
+-- false at plan time while the backend holds no cross-tenant entry, so outside the mode the guard
+-- is the bare equality (one index condition, no Filter) and a tenant_superuser member's
+-- qft_cross_tenant policy does not OR the index condition away; entering or leaving the mode
+-- resets the backend's plan cache. The fold only ever says false, so a stale plan can only hide.
 -- ---------------------------------------------------------------------------------------------
+
+ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.

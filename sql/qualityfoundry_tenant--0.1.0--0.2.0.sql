@@ -199,6 +199,14 @@ STABLE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'schema_drift_rs_wrapper';
 
+-- qualityfoundry_tenant::context::_cross_tenant_support
+CREATE OR REPLACE FUNCTION tenant."_cross_tenant_support"(
+	"request" internal /* pgrx :: datum :: Internal */
+) RETURNS internal /* pgrx :: datum :: Internal */
+IMMUTABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cross_tenant_support_wrapper';
+
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE  
@@ -901,7 +909,15 @@ $$;
 -- index condition. With allow_shared_rows the guard is split per command (<guard>_select, _insert,
 -- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
 -- can write them.
+--
+-- Planner support: tenant._cross_tenant_support (src/context.rs) folds cross_tenant_active() to
+-- false at plan time while the backend holds no cross-tenant entry, so outside the mode the guard
+-- is the bare equality (one index condition, no Filter) and a tenant_superuser member's
+-- qft_cross_tenant policy does not OR the index condition away; entering or leaving the mode
+-- resets the backend's plan cache. The fold only ever says false, so a stale plan can only hide.
 -- ---------------------------------------------------------------------------------------------
+
+ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.

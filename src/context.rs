@@ -854,6 +854,39 @@ pub(crate) fn cross_tenant_active() -> bool {
     rules.binding.is_none() || rules.allow_cross_tenant
 }
 
+/// Planner support for `cross_tenant_active()` (`ALTER FUNCTION ... SUPPORT`, sql/isolation.sql):
+/// while this backend holds no cross-tenant entry at all, a call is folded to `false` at plan time,
+/// so `match OR cross_tenant_active()` becomes `match` and merges with the permissive equality (one
+/// index condition, no Filter), and a tenant_superuser member's permissive
+/// `cross_tenant_active()` policy no longer ORs the index condition away. Whenever the cross-tenant
+/// setting changes value (entering, leaving, a ROLLBACK restoring an entry), its assign hook resets
+/// this backend's plan cache (`settings::assign_cross_tenant`), so a plan folded outside the mode is
+/// re-planned before it runs again. The fold only ever says `false`: a plan that escaped the reset
+/// (a cursor opened before entering) can only show fewer rows, never more. With an entry present
+/// (valid or void) nothing is folded and the call is evaluated per execution as before.
+#[pg_extern(
+    schema = "tenant",
+    name = "_cross_tenant_support",
+    immutable,
+    parallel_safe
+)]
+fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
+    let node = request
+        .unwrap()
+        .map(|d| d.cast_mut_ptr::<pg_sys::Node>())
+        .unwrap_or(std::ptr::null_mut());
+    // SAFETY: the planner passes a support request node; only its tag is read.
+    let simplify =
+        !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SupportRequestSimplify;
+    let folded = if simplify && !settings::cross_tenant_value_present() {
+        unsafe { pg_sys::makeBoolConst(false, false) }
+    } else {
+        std::ptr::null_mut()
+    };
+    // A support function answers with a pointer, NULL meaning "no simplification" (never SQL NULL).
+    pgrx::datum::Internal::from(Some(pg_sys::Datum::from(folded)))
+}
+
 fn audit(action: &str, reason: Option<&str>) {
     let tenant = current_tenant_id();
     privilege::as_owner(|| {

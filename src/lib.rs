@@ -53,7 +53,8 @@ pgrx::extension_sql_file!(
     requires = [
         "registry",
         context::current_tenant_id,
-        context::cross_tenant_active
+        context::cross_tenant_active,
+        context::cross_tenant_support
     ]
 );
 pgrx::extension_sql_file!(
