@@ -136,3 +136,7 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
 
 -- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
 DROP FUNCTION tenant._cross_tenant_policy(regclass);
+
+-- Issue 17: migrate_all claims a run's next pending schema in order from this index (no sort).
+DROP INDEX tenant.schema_migrations_run_idx;
+CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
