@@ -993,7 +993,7 @@ fn route_search_path(schema: Option<&str>, local: bool) {
         // Shared-table mode: nothing to route unless the tenant being left had a schema (no
         // string is built or copied on this path: the setters' hot path).
         let previous = settings::tenant_id_setting();
-        if previous == 0 || !tenant_by_id(previous).is_some_and(|t| t.schema.is_some()) {
+        if previous == 0 || tenant_by_id(previous).is_none_or(|t| t.schema.is_none()) {
             return;
         }
     }
