@@ -1510,6 +1510,7 @@ BEGIN
         RAISE EXCEPTION 'schema % already exists', quote_ident(target) USING ERRCODE = '42P06';
     END;
     n := tenant._clone_execute(source, target, copy_data);
+    PERFORM tenant._clone_role_limits(source, target); -- roles inside a tenant (sql/tenant_roles.sql)
 
     SELECT string_agg(d.object || ': ' || d.difference, E'\n'), count(*) INTO problems, n
       FROM (SELECT * FROM tenant.schema_diff(source, target) LIMIT 100) d;

@@ -137,6 +137,19 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
 -- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
 DROP FUNCTION tenant._cross_tenant_policy(regclass);
 
+-- Roles inside a tenant (issue 15 stage B; sql/role_limits_tables.sql).
+CREATE TABLE tenant.role_limits (
+    relid regclass NOT NULL,
+    command text NOT NULL CONSTRAINT role_limits_command CHECK (command IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'ALL')),
+    roles text[] NOT NULL,
+    set_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (relid, command)
+);
+COMMENT ON TABLE tenant.role_limits IS 'Tenant roles allowed per command on a table. Change them through tenant.limit_tenant_roles().';
+SELECT pg_catalog.pg_extension_config_dump('tenant.role_limits', '');
+-- add_tenant_column gained column_type (bigint or uuid).
+DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
+
 -- Issue 17: migrate_all claims a run's next pending schema in order from this index (no sort).
 DROP INDEX tenant.schema_migrations_run_idx;
 CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
