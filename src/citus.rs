@@ -234,6 +234,10 @@ fn node_role() -> NodeRole {
 /// Whether the Citus library is loaded in this backend: it must be preloaded
 /// (`shared_preload_libraries`), so the answer is fixed for the backend's life. Without it, no
 /// catalog is ever consulted (single-node servers pay one cell read per call).
+pub fn loaded() -> bool {
+    citus_loaded()
+}
+
 fn citus_loaded() -> bool {
     if let Some(known) = LOADED.0.get() {
         return known;

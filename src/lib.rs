@@ -63,6 +63,7 @@ pgrx::extension_sql_file!(
         context::current_tenant_uuid,
         context::current_tenant_id,
         context::cross_tenant_active,
+        context::cross_tenant_support,
         citus::citus_worker
     ]
 );
