@@ -788,6 +788,11 @@ AS $$
     ORDER BY 1
 $$;
 
+-- Each tenant schema (or target) against the template, on the schema engine's model
+-- (tenant._schema_drift_rs, src/catalog/mod.rs): bodies and definitions compared with each
+-- schema's own name normalised, row security and the extension's policies compared with what the
+-- policy template (tenant._policy_template) makes for the schema's tenant, owners and privileges
+-- not compared. A registered schema that does not exist is one row.
 CREATE OR REPLACE FUNCTION tenant._schema_drift(target name)
 RETURNS TABLE(schema_name name, object text, difference text)
 LANGUAGE plpgsql VOLATILE
@@ -795,7 +800,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     template name := tenant._template_schema();
-    s name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'compare tenant schemas');
     IF NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = template) THEN
@@ -804,18 +808,7 @@ BEGIN
     IF target IS NOT NULL AND NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = target) THEN
         RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
     END IF;
-    FOR s IN
-        SELECT target WHERE target IS NOT NULL
-        UNION ALL
-        SELECT t.schema_name FROM tenant.tenants t WHERE target IS NULL AND t.schema_name IS NOT NULL
-        ORDER BY 1
-    LOOP
-        IF NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = s) THEN
-            RETURN QUERY SELECT s, format('schema %I', s), 'missing (registered in tenant.tenants)'::text;
-        ELSE
-            RETURN QUERY SELECT s, d.object, d.difference FROM tenant._drift_pair(template, s) d;
-        END IF;
-    END LOOP;
+    RETURN QUERY SELECT d.schema::name, d.object, d.difference FROM tenant._schema_drift_rs(target) d;
 END
 $$;
 

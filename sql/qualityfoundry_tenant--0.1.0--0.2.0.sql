@@ -160,7 +160,8 @@ AS 'MODULE_PATHNAME', 'clone_plan_rs_wrapper';
 -- qualityfoundry_tenant::catalog::_clone_schema_rs
 CREATE OR REPLACE FUNCTION tenant."_clone_schema_rs"(
 	"source" TEXT, /* & str */
-	"target" TEXT /* & str */
+	"target" TEXT, /* & str */
+	"copy_data" bool DEFAULT false /* bool */
 ) RETURNS INT /* i32 */
 STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
@@ -2466,6 +2467,11 @@ AS $$
     ORDER BY 1
 $$;
 
+-- Each tenant schema (or target) against the template, on the schema engine's model
+-- (tenant._schema_drift_rs, src/catalog/mod.rs): bodies and definitions compared with each
+-- schema's own name normalised, row security and the extension's policies compared with what the
+-- policy template (tenant._policy_template) makes for the schema's tenant, owners and privileges
+-- not compared. A registered schema that does not exist is one row.
 CREATE OR REPLACE FUNCTION tenant._schema_drift(target name)
 RETURNS TABLE(schema_name name, object text, difference text)
 LANGUAGE plpgsql VOLATILE
@@ -2473,7 +2479,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     template name := tenant._template_schema();
-    s name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'compare tenant schemas');
     IF NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = template) THEN
@@ -2482,18 +2487,7 @@ BEGIN
     IF target IS NOT NULL AND NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = target) THEN
         RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
     END IF;
-    FOR s IN
-        SELECT target WHERE target IS NOT NULL
-        UNION ALL
-        SELECT t.schema_name FROM tenant.tenants t WHERE target IS NULL AND t.schema_name IS NOT NULL
-        ORDER BY 1
-    LOOP
-        IF NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = s) THEN
-            RETURN QUERY SELECT s, format('schema %I', s), 'missing (registered in tenant.tenants)'::text;
-        ELSE
-            RETURN QUERY SELECT s, d.object, d.difference FROM tenant._drift_pair(template, s) d;
-        END IF;
-    END LOOP;
+    RETURN QUERY SELECT d.schema::name, d.object, d.difference FROM tenant._schema_drift_rs(target) d;
 END
 $$;
 
@@ -2979,9 +2973,10 @@ BEGIN
 END
 $$;
 
--- Structural differences between schemas a and b: objects matched by name, definitions compared
--- with each schema's own name normalised, so a clone compares equal to its source. No rows: equal.
--- SECURITY DEFINER: the helpers it calls are not granted to anyone; it reads only the catalogs.
+-- Structural differences between schemas a and b: objects matched by name, every property of the
+-- model compared (src/catalog, crates/schema: the comparison clone_schema verifies its copy with),
+-- each schema's own name normalised, so a clone compares equal to its source. No rows: equal.
+-- SECURITY DEFINER: the engine is not granted to anyone; it reads only the catalogs.
 CREATE OR REPLACE FUNCTION tenant.schema_diff(a name, b name) RETURNS TABLE(object text, difference text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2994,16 +2989,7 @@ BEGIN
     IF b IS NULL OR NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = b) THEN
         RAISE EXCEPTION 'schema % does not exist', coalesce(quote_ident(b), 'NULL') USING ERRCODE = '3F000';
     END IF;
-    RETURN QUERY
-    WITH x AS MATERIALIZED (SELECT * FROM tenant._clone_describe(a)),
-         y AS MATERIALIZED (SELECT * FROM tenant._clone_describe(b))
-    SELECT coalesce(x.object, y.object),
-           CASE WHEN y.object IS NULL THEN format('only in %I: %s', a, x.detail)
-                WHEN x.object IS NULL THEN format('only in %I: %s', b, y.detail)
-                ELSE format('%I: %s | %I: %s', a, x.detail, b, y.detail) END
-      FROM x FULL JOIN y ON y.object = x.object
-     WHERE x.detail IS DISTINCT FROM y.detail OR x.object IS NULL OR y.object IS NULL
-     ORDER BY 1, 2;
+    RETURN QUERY SELECT d.object, d.difference FROM tenant._schema_diff_rs(a, b) d;
 END
 $$;
 
@@ -3961,83 +3947,35 @@ $$;
 -- source, are an error and nothing is left behind.
 -- Takes text so that names longer than 63 bytes are rejected rather than silently truncated (an
 -- argument of type name is truncated before the function sees it); a name overload delegates here.
+-- The schema engine in Rust (tenant._clone_schema_rs, src/catalog/execute.rs) reads the source's
+-- catalogs once into the model, refuses what it cannot copy (0A000, each object named), builds
+-- the copy with the caller's rights (every statement that can evaluate a user-shaped expression
+-- runs as the caller in a security-restricted operation) and verifies it against the model.
 CREATE OR REPLACE FUNCTION tenant.clone_schema(source text, target text, copy_data boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    nsp oid;
-    problems text;
-    n integer;
-    locks text;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'clone a schema');
     IF source IS NULL THEN
         RAISE EXCEPTION 'source schema must not be NULL' USING ERRCODE = '3F000';
     END IF;
-    SELECT oid INTO nsp FROM pg_namespace WHERE nspname = source;
-    IF nsp IS NULL THEN
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = source) THEN
         RAISE EXCEPTION 'schema % does not exist', quote_ident(source) USING ERRCODE = '3F000';
     END IF;
     IF source LIKE 'pg\_%' OR source = 'information_schema' THEN
         RAISE EXCEPTION 'cannot clone system schema %', quote_ident(source) USING ERRCODE = '22023';
     END IF;
-    IF target IS NULL OR target = '' THEN
+    IF target IS NULL THEN
         RAISE EXCEPTION 'target schema name must not be NULL or empty' USING ERRCODE = '22023';
-    END IF;
-    IF octet_length(target) > 63 THEN
-        RAISE EXCEPTION 'target schema name is too long (% bytes)', octet_length(target) USING ERRCODE = '22023',
-            DETAIL = 'A schema name has at most 63 bytes.';
-    END IF;
-    IF lower(target) LIKE 'pg\_%' THEN
-        RAISE EXCEPTION 'invalid target schema name %', quote_ident(target) USING ERRCODE = '22023',
-            DETAIL = 'The prefix pg_ is reserved for system schemas.';
-    END IF;
-    IF target ~ '[[:cntrl:]"''\\;]' THEN
-        RAISE EXCEPTION 'invalid target schema name %', quote_literal(target) USING ERRCODE = '22023',
-            DETAIL = 'A target schema name must not contain quotes, backslashes, semicolons or control characters.';
     END IF;
     IF copy_data IS NULL THEN
         RAISE EXCEPTION 'copy_data must not be NULL' USING ERRCODE = '22004';
     END IF;
-    IF EXISTS (SELECT FROM pg_namespace WHERE nspname = target) THEN
-        RAISE EXCEPTION 'schema % already exists', quote_ident(target) USING ERRCODE = '42P06';
-    END IF;
-    SELECT string_agg(u.object, E'\n' ORDER BY u.object) INTO problems FROM tenant._clone_unsupported(nsp) u;
-    IF problems IS NOT NULL THEN
-        RAISE EXCEPTION 'schema % holds objects that clone_schema cannot copy', quote_ident(source) USING ERRCODE = '0A000',
-            DETAIL = problems;
-    END IF;
-
-    -- No DDL on the source while it is read; with copy_data no writes either, for a consistent copy.
-    SELECT string_agg(c.oid::regclass::text, ', ') INTO locks FROM pg_class c
-     WHERE c.oid = ANY ((SELECT tenant._clone_oids(nsp, 'pg_class'::regclass))::oid[]) AND c.relnamespace = nsp AND c.relkind IN ('r', 'p');
-    IF locks IS NOT NULL THEN
-        EXECUTE format('LOCK TABLE %s IN %s MODE', locks, CASE WHEN copy_data THEN 'SHARE' ELSE 'ACCESS SHARE' END);
-    END IF;
-
-    BEGIN
-        -- The caller builds the copy (tenant._clone_execute), so it owns the schema until the end.
-        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', target, pg_get_userbyid(tenant._caller()));
-    EXCEPTION WHEN duplicate_schema OR unique_violation THEN
-        RAISE EXCEPTION 'schema % already exists', quote_ident(target) USING ERRCODE = '42P06';
-    END;
-    n := tenant._clone_execute(source, target, copy_data);
-
-    SELECT string_agg(d.object || ': ' || d.difference, E'\n'), count(*) INTO problems, n
-      FROM (SELECT * FROM tenant.schema_diff(source, target) LIMIT 100) d;
-    IF n > 0 THEN
-        RAISE EXCEPTION 'clone of % differs from its source', quote_ident(source) USING ERRCODE = 'XX000',
-            DETAIL = problems, HINT = 'The clone was rolled back. tenant.schema_diff lists the differences.';
-    END IF;
-    SELECT string_agg(r.object || ' depends on ' || r.depends_on, E'\n'), count(*) INTO problems, n
-      FROM (SELECT * FROM tenant._clone_source_refs(source, target) LIMIT 100) r;
-    IF n > 0 THEN
-        RAISE EXCEPTION 'clone of % depends on its source', quote_ident(source) USING ERRCODE = 'XX000',
-            DETAIL = problems, HINT = 'The clone was rolled back.';
-    END IF;
-
+    -- The target's name (empty, too long, pg_, quotes: 22023; exists: 42P06), the refusals, the
+    -- copy and its verification.
+    PERFORM tenant._clone_schema_rs(source, target, copy_data);
     PERFORM tenant._audit('schema_cloned', target::text, NULL, jsonb_build_object('source', source, 'copy_data', copy_data));
 END
 $$;

@@ -97,11 +97,13 @@ impl Difference {
         match (self.property, &self.left, &self.right) {
             (None, Some(_), None) => format!("only in {l}"),
             (None, None, Some(_)) => format!("only in {r}"),
-            (Some(p), lv, rv) => format!(
-                "{p}: {l} has {} | {r} has {}",
-                lv.as_deref().unwrap_or("(nothing)"),
-                rv.as_deref().unwrap_or("(nothing)")
-            ),
+            (Some(p), lv, rv) => {
+                let v = |x: &Option<String>| match x.as_deref() {
+                    None | Some("") => "(nothing)".to_string(),
+                    Some(s) => s.to_string(),
+                };
+                format!("{p}: {l} has {} | {r} has {}", v(lv), v(rv))
+            }
             _ => String::new(),
         }
     }
