@@ -230,10 +230,22 @@ fn drift_of_a_fresh_tenant_whose_functions_name_their_schema_is_empty() {
     // Pins are compared by content with the policy template (tenant._policy_template), each
     // property on its own.
     for (alter, property) in [
-        ("ALTER POLICY qft_schema_tenant ON tenant_globex.docs USING (true)", "using"),
-        ("ALTER POLICY qft_schema_tenant ON tenant_globex.docs WITH CHECK (true)", "with check"),
-        ("ALTER POLICY qft_cross_tenant ON tenant_globex.docs TO PUBLIC", "roles"),
-        ("ALTER TABLE tenant_globex.docs NO FORCE ROW LEVEL SECURITY", "force row security"),
+        (
+            "ALTER POLICY qft_schema_tenant ON tenant_globex.docs USING (true)",
+            "using",
+        ),
+        (
+            "ALTER POLICY qft_schema_tenant ON tenant_globex.docs WITH CHECK (true)",
+            "with check",
+        ),
+        (
+            "ALTER POLICY qft_cross_tenant ON tenant_globex.docs TO PUBLIC",
+            "roles",
+        ),
+        (
+            "ALTER TABLE tenant_globex.docs NO FORCE ROW LEVEL SECURITY",
+            "force row security",
+        ),
     ] {
         su.batch_execute("BEGIN").unwrap();
         su.batch_execute(alter).unwrap();
@@ -248,10 +260,14 @@ fn drift_of_a_fresh_tenant_whose_functions_name_their_schema_is_empty() {
             .collect();
         su.batch_execute("ROLLBACK").unwrap();
         assert_eq!(got.len(), 1, "{alter}: {got:?}");
-        assert!(got[0].contains(&format!(" {property}: ")), "{alter}: {got:?}");
+        assert!(
+            got[0].contains(&format!(" {property}: ")),
+            "{alter}: {got:?}"
+        );
     }
     // A registered tenant schema that is gone is one row, not an error.
-    su.batch_execute("DROP SCHEMA tenant_globex CASCADE").unwrap();
+    su.batch_execute("DROP SCHEMA tenant_globex CASCADE")
+        .unwrap();
     assert_eq!(
         drift(&mut su, None),
         [
