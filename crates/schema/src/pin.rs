@@ -90,6 +90,17 @@ impl PolicyCommand {
             _ => PolicyCommand::All,
         }
     }
+
+    /// As `pg_policy.polcmd` spells it.
+    pub fn polcmd(self) -> char {
+        match self {
+            PolicyCommand::All => '*',
+            PolicyCommand::Select => 'r',
+            PolicyCommand::Insert => 'a',
+            PolicyCommand::Update => 'w',
+            PolicyCommand::Delete => 'd',
+        }
+    }
 }
 
 impl PolicyTemplate {
@@ -351,13 +362,7 @@ mod tests {
             .policies(&[])
             .into_iter()
             .map(|p| {
-                let cmd = match p.command {
-                    PolicyCommand::All => '*',
-                    PolicyCommand::Select => 'r',
-                    PolicyCommand::Insert => 'a',
-                    PolicyCommand::Update => 'w',
-                    PolicyCommand::Delete => 'd',
-                };
+                let cmd = p.command.polcmd();
                 let roles = p
                     .roles
                     .iter()
@@ -379,7 +384,9 @@ mod tests {
         let read = PinTemplate::forced(rows);
         let v = [("tenant_id".to_string(), "3".to_string())];
         assert_eq!(read.policies(&v), schema_pin().policies(&v));
-        assert_eq!(PolicyCommand::from_polcmd('w'), PolicyCommand::Update);
+        for c in ['*', 'r', 'a', 'w', 'd'] {
+            assert_eq!(PolicyCommand::from_polcmd(c).polcmd(), c);
+        }
     }
 
     #[test]

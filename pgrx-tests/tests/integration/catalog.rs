@@ -476,7 +476,7 @@ fn an_empty_template_schema_setting_is_one_error_everywhere() {
 fn the_core_crates_pin_is_the_policy_template() {
     // The extension reads the pin from tenant._policy_template; the core crate's unit tests run
     // on its own copy (qft_schema::pin::schema_pin), which must be the same template.
-    use qft_schema::model::{Grantee, PolicyCommand};
+    use qft_schema::model::Grantee;
     let db = TestDb::new("cat_pin_copy");
     let mut su = db.superuser();
     let sql: Vec<String> = su
@@ -493,13 +493,7 @@ fn the_core_crates_pin_is_the_policy_template() {
         .policies(&[("tenant_id".into(), "42".into())])
         .into_iter()
         .map(|p| {
-            let cmd = match p.command {
-                PolicyCommand::All => "*",
-                PolicyCommand::Select => "r",
-                PolicyCommand::Insert => "a",
-                PolicyCommand::Update => "w",
-                PolicyCommand::Delete => "d",
-            };
+            let cmd = p.command.polcmd().to_string();
             let roles: Vec<String> = p
                 .roles
                 .iter()
@@ -511,7 +505,7 @@ fn the_core_crates_pin_is_the_policy_template() {
             [
                 Some(p.name),
                 Some(p.permissive.to_string()),
-                Some(cmd.to_string()),
+                Some(cmd),
                 Some(roles.join(",")),
                 p.using.map(|u| u.to_string()),
                 p.with_check.map(|w| w.to_string()),
