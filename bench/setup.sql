@@ -132,3 +132,55 @@ BEGIN
     RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
 END $$;
 
+
+-- Roles inside a tenant (issue 15): iso_lim is iso with limit_tenant_roles on SELECT, read by a
+-- context that carries an allowed role (the tenant's JWT, role "user"); the baseline reads iso in
+-- the same context.
+CREATE TABLE public.iso_lim (LIKE public.iso INCLUDING ALL);
+INSERT INTO public.iso_lim SELECT * FROM public.iso;
+SELECT tenant.enable_isolation('public.iso_lim');
+SELECT tenant.limit_tenant_roles('public.iso_lim', 'SELECT', '{admin,user}');
+GRANT SELECT ON public.iso_lim TO bench_signer;
+CREATE FUNCTION public.loop_jwt_iso(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; r text;
+BEGIN
+    PERFORM tenant.set_tenant_jwt((SELECT jwt FROM public.bench_jwts WHERE t = current_setting('bench.pin')::int), true);
+    t0 := clock_timestamp();
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    IF r IS NULL THEN RAISE EXCEPTION 'the loop read no row'; END IF;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_jwt_lim(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; r text;
+BEGIN
+    PERFORM tenant.set_tenant_jwt((SELECT jwt FROM public.bench_jwts WHERE t = current_setting('bench.pin')::int), true);
+    t0 := clock_timestamp();
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.iso_lim WHERE id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    IF r IS NULL THEN RAISE EXCEPTION 'the loop read no row'; END IF;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+
+-- uuid tenant keys (issue 15): iso_uuid is keyed by the tenant's uuid and isolated; plain_uuid is
+-- the same without row security, the tenant's uuid in WHERE.
+CREATE TABLE public.iso_uuid (tenant uuid NOT NULL, id integer NOT NULL, payload text, PRIMARY KEY (tenant, id));
+INSERT INTO public.iso_uuid SELECT t.uuid, i.id, i.payload FROM public.iso i JOIN tenant.tenants t ON t.id = i.tenant_id;
+CREATE TABLE public.plain_uuid (LIKE public.iso_uuid INCLUDING ALL);
+INSERT INTO public.plain_uuid SELECT * FROM public.iso_uuid;
+SELECT tenant.enable_isolation('public.iso_uuid', 'tenant');
+VACUUM ANALYZE public.iso_lim, public.iso_uuid, public.plain_uuid;
+GRANT SELECT ON public.iso_uuid, public.plain_uuid TO bench_bound;
+SELECT format('ALTER DATABASE postgres SET bench.pin_uuid = %L', (SELECT uuid FROM tenant.tenants WHERE id = :'pin')) \gexec
+CREATE FUNCTION public.loop_uuid(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text;
+BEGIN
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.iso_uuid WHERE id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    IF r IS NULL THEN RAISE EXCEPTION 'the loop read no row'; END IF;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
+CREATE FUNCTION public.loop_plain_uuid(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); r text; pin uuid := current_setting('bench.pin_uuid')::uuid;
+BEGIN
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.plain_uuid WHERE tenant = pin AND id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    IF r IS NULL THEN RAISE EXCEPTION 'the loop read no row'; END IF;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;

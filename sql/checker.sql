@@ -120,6 +120,42 @@ AS $$
      WHERE c.oid = rel AND g.privilege_type = 'REFERENCES' AND g.grantee <> c.relowner
 $$;
 
+-- Who could read a key table (tenant.signing_keys, tenant.jwt_keys) that row security with FORCE
+-- and no policy keeps from everyone but superusers, also pg_read_all_data members: BYPASSRLS roles
+-- with SELECT on it (directly or through pg_read_all_data), members of its owner (they can switch
+-- row security off), and row security switched off. Roles are reported when some login role that
+-- may connect here has their privileges. For check kinds 16 and 40; what: what the keys are.
+CREATE OR REPLACE FUNCTION tenant._chk_key_readers(tbl regclass, what text)
+RETURNS TABLE(severity text, object text, problem text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+        SELECT 'error', format('role %I', r.rolname),
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER')
+                    THEN format('is a member of %I, the owner of %s: it can switch its row level security off and read %s', o.rolname, tbl, what)
+                    ELSE format('has BYPASSRLS and SELECT on %s (e.g. through pg_read_all_data): it can read %s', tbl, what) END,
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER') THEN format('REVOKE %I FROM %I;', o.rolname, r.rolname)
+                    ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
+          FROM pg_class c
+          JOIN pg_roles o ON o.oid = c.relowner
+          CROSS JOIN pg_roles r
+         WHERE c.oid = tbl
+           AND NOT r.rolsuper AND r.oid <> c.relowner
+           AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
+                OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           -- (superusers are members of every role: they do not count)
+           AND EXISTS (SELECT FROM pg_roles l
+                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                          AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
+        UNION ALL
+        SELECT 'error', format('table %s', tbl),
+               format('row level security is off or not forced: roles with SELECT on it (e.g. pg_read_all_data members) can read %s', what),
+               format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;', tbl)
+          FROM pg_class c
+         WHERE c.oid = tbl AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+         ORDER BY 2, 3
+$$;
+
 CREATE OR REPLACE FUNCTION tenant.check_isolation()
 RETURNS TABLE(severity text, object text, problem text, fix text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -590,31 +626,7 @@ BEGIN
     --     pg_read_all_data), members of its owner (they can switch row security off), and row
     --     security switched off. Roles are reported when some login role that may connect here
     --     has their privileges.
-    RETURN QUERY
-        SELECT 'error', format('role %I', r.rolname),
-               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER')
-                    THEN format('is a member of %I, the owner of tenant.signing_keys: it can switch its row level security off and read the keys that sign tenant contexts', o.rolname)
-                    ELSE 'has BYPASSRLS and SELECT on tenant.signing_keys (e.g. through pg_read_all_data): it can read the keys that sign tenant contexts' END,
-               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER') THEN format('REVOKE %I FROM %I;', o.rolname, r.rolname)
-                    ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
-          FROM pg_class c
-          JOIN pg_roles o ON o.oid = c.relowner
-          CROSS JOIN pg_roles r
-         WHERE c.oid = 'tenant.signing_keys'::regclass
-           AND NOT r.rolsuper AND r.oid <> c.relowner
-           AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
-                OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
-           -- (superusers are members of every role: they do not count)
-           AND EXISTS (SELECT FROM pg_roles l
-                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
-                          AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
-        UNION ALL
-        SELECT 'error', 'table tenant.signing_keys',
-               'row level security is off or not forced: roles with SELECT on it (e.g. pg_read_all_data members) can read the keys that sign tenant contexts',
-               'ALTER TABLE tenant.signing_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;'
-          FROM pg_class c
-         WHERE c.oid = 'tenant.signing_keys'::regclass AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
-         ORDER BY 2, 3;
+    RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.signing_keys', 'the keys that sign tenant contexts');
 
     -- 17. Objects of tenant schemas that escape the pins (tenant._tenant_schema_problems): a
     --     materialized view, sequence or SECURITY DEFINER function application roles can use, a view
@@ -648,12 +660,46 @@ BEGIN
                 OR c.oid IN (SELECT s.rel FROM tenant.tenants t CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
                               WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
+
+    -- 40. The same for the JWT verification keys (tenant.add_jwt_key) while one of them is an HS*
+    --     key: that is the shared secret itself, with which a reader signs a JWT for any tenant,
+    --     user and tenant role (RS/PS/ES/EdDSA keys are public keys: reading them gives nothing).
+    --     A backup role (tenant.grant_backup_reads) is reported too: pg_dump reads the keys to dump them.
+    IF EXISTS (SELECT FROM tenant.jwt_keys k WHERE k.alg LIKE 'HS%') THEN
+        RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.jwt_keys',
+            'the JWT verification keys, among them HS256/HS384/HS512 shared secrets that sign a JWT for any tenant and role');
+    END IF;
+
+    -- 41. Role limits (tenant.limit_tenant_roles) on tables kinds 3 and 14 do not compare: tables
+    --     of the template schema, whose limits every tenant cloned from it inherits, and limits of
+    --     tables that are no longer isolated or in a tenant or template schema (they limit nothing
+    --     the extension keeps).
+    RETURN QUERY
+        SELECT 'error', format('policy %I on table %s', d.polname, t.relid),
+               format('limits tenant roles on a table of the template schema, but %s', d.difference),
+               CASE WHEN l.relid IS NOT NULL
+                    THEN format('SELECT tenant.limit_tenant_roles(%L, %L, %L);', t.relid::text, l.command, l.roles::text)
+                    ELSE format('DROP POLICY %I ON %s;', d.polname, t.relid) END
+          FROM (SELECT DISTINCT x.relid FROM tenant.role_limits x) t
+          JOIN pg_class c ON c.oid = t.relid
+          CROSS JOIN LATERAL tenant._policy_differences(t.relid) d
+          LEFT JOIN tenant.role_limits l ON l.relid = t.relid AND 'qft_role_' || lower(l.command) = d.polname
+         WHERE c.relnamespace::regnamespace::name = tenant._template_schema()
+           AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = t.relid)
+        UNION ALL
+        SELECT 'warning', format('table %s', l.relid),
+               format('has a %s limit to tenant roles %s but is neither isolated nor in a tenant or template schema', l.command, l.roles::text),
+               format('SELECT tenant.limit_tenant_roles(%L, %L, NULL);', l.relid::text, l.command)
+          FROM tenant.role_limits l JOIN pg_class c ON c.oid = l.relid
+         WHERE NOT tenant._role_limitable(l.relid)
+         ORDER BY 2, 3;
 END
 $$;
 
 REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
-    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]), tenant._chk_table_grants(oid) FROM PUBLIC;
+    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]), tenant._chk_table_grants(oid),
+    tenant._chk_key_readers(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
 
 -- Whether a unique key is a single column whose values come from a sequence: an identity column,

@@ -156,6 +156,9 @@ BEGIN
     -- The target's name (empty, too long, pg_, quotes: 22023; exists: 42P06), the refusals, the
     -- copy and its verification.
     PERFORM tenant._clone_schema_rs(source, target, copy_data);
+    -- Roles inside a tenant (sql/tenant_roles.sql): the copy's tables get the source's limits
+    -- (their policies are copied with the tables).
+    PERFORM tenant._clone_role_limits(source, target);
     PERFORM tenant._audit('schema_cloned', target::text, NULL, jsonb_build_object('source', source, 'copy_data', copy_data));
 END
 $$;

@@ -29,14 +29,15 @@ GRANT EXECUTE ON FUNCTION
     tenant.sign_context(text, interval, text, text), tenant.rotate_signing_key(interval),
     tenant.add_jwt_key(text, text, text, text, text), tenant.drop_jwt_key(text),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
-    tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
+    tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name, regtype),
+    tenant.limit_tenant_roles(regclass, text, text[]),
     tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
     tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
 GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables,
-    tenant.shared_patterns
+    tenant.shared_patterns, tenant.role_limits
 TO tenant_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenant.memberships TO tenant_admin;
 

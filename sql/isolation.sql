@@ -24,6 +24,14 @@
 -- index condition. With allow_shared_rows the guard is split per command (<guard>_select, _insert,
 -- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
 -- can write them.
+--
+-- Roles inside a tenant (tenant.limit_tenant_roles, sql/tenant_roles.sql): every row of
+-- tenant.role_limits for the table (or a table it inherits from: partitions follow their parent)
+-- adds one policy, tenant._role_limit_shape:
+--   qft_role_<command>  RESTRICTIVE  <command>  TO PUBLIC
+--       (tenant.current_tenant_role() = ANY ('{<roles>}'::text[])) OR tenant.cross_tenant_active()
+-- A context without a role (NULL) is in no list. No column in it: the planner evaluates it once
+-- per scan, beside the tenant column's index condition.
 -- ---------------------------------------------------------------------------------------------
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
@@ -53,16 +61,55 @@ AS $$
     WHERE shared_col IS NOT NULL
 $$;
 
+-- What a tenant column holds, as the getter of the context's value of it: a uuid column holds the
+-- tenant's uuid (tenant.current_tenant_uuid()), an integer column its id (tenant.current_tenant_id()).
+CREATE OR REPLACE FUNCTION tenant._tenant_key_is_uuid(tbl regclass, col name) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col
+                     AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
+$$;
+CREATE OR REPLACE FUNCTION tenant._tenant_key_getter(tbl regclass, col name) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN tenant._tenant_key_is_uuid(tbl, col) THEN 'tenant.current_tenant_uuid()' ELSE 'tenant.current_tenant_id()' END
+$$;
+
+-- The policy of one tenant.role_limits row: command SELECT|INSERT|UPDATE|DELETE|ALL, roles the
+-- tenant roles allowed (sorted, distinct, validated by tenant.limit_tenant_roles: no backslash and
+-- no double quote, so the array's text has no backslash and quote_literal writes the literal
+-- exactly as pg_get_expr renders it).
+CREATE OR REPLACE FUNCTION tenant._role_limit_shape(command text, roles text[])
+RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH e(expr) AS (
+        SELECT '((tenant.current_tenant_role() = ANY (' || quote_literal(roles::text) || '::text[])) OR tenant.cross_tenant_active())'
+    )
+    SELECT ('qft_role_' || lower(command))::name, false, c.cmd, ARRAY['PUBLIC'],
+           CASE WHEN c.cmd <> 'a' THEN e.expr END, CASE WHEN c.cmd IN ('a', 'w', '*') THEN e.expr END
+      FROM e, (VALUES ('SELECT', 'r'::"char"), ('INSERT', 'a'), ('UPDATE', 'w'), ('DELETE', 'd'), ('ALL', '*')) AS c(word, cmd)
+     WHERE c.word = command
+$$;
+
 -- The policies table tbl must have: its isolation (iso_column/iso_shared, or what
 -- tenant.isolated_tables records when iso_column is NULL) and, in a tenant schema, its pin
--- (pin_tenant, or the schema's tenant in tenant.tenants when NULL). Empty for any other table.
+-- (pin_tenant, or the schema's tenant in tenant.tenants when NULL), and the role limits recorded
+-- for it or a table it inherits from (tenant.role_limits). Empty for any other table.
 CREATE OR REPLACE FUNCTION tenant._policy_template(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
                                                    pin_tenant bigint DEFAULT NULL)
 RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH iso AS (
+    WITH RECURSIVE ancestors(relid, depth) AS (
+        SELECT tbl::oid, 0
+        UNION ALL
+        SELECT h.inhparent, a.depth + 1 FROM pg_inherits h JOIN ancestors a ON h.inhrelid = a.relid
+    ), iso AS (
         SELECT iso_column AS col, coalesce(iso_shared, false) AS shared WHERE iso_column IS NOT NULL
         UNION ALL
         SELECT i.tenant_column, i.allow_shared_rows FROM tenant.isolated_tables i
@@ -74,16 +121,21 @@ AS $$
           JOIN tenant.tenants t ON t.schema_name = n.nspname
          WHERE pin_tenant IS NULL AND c.oid = tbl
     ), rows AS (
-        SELECT s.* FROM iso, tenant._policy_shape('qft_tenant_isolation', 'qft_tenant_guard',
-                                                  '(' || quote_ident(iso.col) || ' = tenant.current_tenant_id())',
+        SELECT s.*, 0 AS depth FROM iso, tenant._policy_shape('qft_tenant_isolation', 'qft_tenant_guard',
+                                                  '(' || quote_ident(iso.col) || ' = ' || tenant._tenant_key_getter(tbl, iso.col) || ')',
                                                   CASE WHEN iso.shared THEN quote_ident(iso.col) END) s
         UNION ALL
-        SELECT s.* FROM pin, tenant._policy_shape('qft_schema_tenant', 'qft_schema_guard',
+        SELECT s.*, 0 FROM pin, tenant._policy_shape('qft_schema_tenant', 'qft_schema_guard',
                                                   '(tenant.current_tenant_id() = ' || quote_literal(pin.id::text) || '::bigint)',
                                                   NULL) s
+        UNION ALL
+        -- Role limits of the table or of the nearest table it inherits from that has one.
+        SELECT s.*, a.depth FROM ancestors a JOIN tenant.role_limits l ON l.relid::oid = a.relid,
+               tenant._role_limit_shape(l.command, l.roles) s
     )
     -- qft_cross_tenant is the same in both shapes: one of it.
-    SELECT DISTINCT ON (r.polname) r.* FROM rows r ORDER BY r.polname
+    SELECT DISTINCT ON (r.polname) r.polname, r.permissive, r.cmd, r.roles, r.qual, r.with_check
+      FROM rows r ORDER BY r.polname, r.depth
 $$;
 
 -- How the extension's policies on tbl (those named qft_*) differ from the template: one row per
@@ -197,7 +249,7 @@ DECLARE
     added_not_null boolean := false;
     part regclass;
     unknown bigint;
-    unknown_ids bigint[];
+    unknown_keys text[];
 BEGIN
     IF tbl IS NULL OR tenant_column IS NULL OR allow_shared_rows IS NULL THEN
         RAISE EXCEPTION 'tbl, tenant_column and allow_shared_rows must not be NULL' USING ERRCODE = '22004';
@@ -214,9 +266,10 @@ BEGIN
         RAISE EXCEPTION 'column % of table % does not exist', quote_ident(tenant_column), tbl USING ERRCODE = '42703',
             HINT = 'Pass the tenant column''s name, or add one with tenant.add_tenant_column().';
     END IF;
-    IF att.atttypid NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+    IF att.atttypid NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'uuid'::regtype) THEN
         RAISE EXCEPTION 'tenant column % of table % is of type %', quote_ident(tenant_column), tbl, att.atttypid::regtype
-            USING ERRCODE = '42804', HINT = 'The tenant column must be smallint, integer or bigint.';
+            USING ERRCODE = '42804',
+                  HINT = 'The tenant column must be smallint, integer or bigint (the tenant''s id) or uuid (the tenant''s uuid).';
     END IF;
 
     SELECT * INTO existing FROM tenant.isolated_tables WHERE relid = tbl;
@@ -242,22 +295,30 @@ BEGIN
 
     -- One scan: NULL tenants, and tenant ids the registry does not know (rows left by DROP
     -- EXTENSION ... CASCADE). Children of an isolated parent were scanned with it.
-    EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
-                           count(*) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)),
-                           (array_agg(DISTINCT x.%1$I::bigint) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)))[1:10]
-                      FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_ids;
+    IF att.atttypid = 'uuid'::regtype THEN
+        EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
+                               count(*) FILTER (WHERE x.%1$I NOT IN (SELECT t.uuid FROM tenant.tenants t)),
+                               (array_agg(DISTINCT x.%1$I::text) FILTER (WHERE x.%1$I NOT IN (SELECT t.uuid FROM tenant.tenants t)))[1:10]
+                          FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_keys;
+    ELSE
+        EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
+                               count(*) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)),
+                               (array_agg(DISTINCT x.%1$I::bigint) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)))[1:10]::text[]
+                          FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_keys;
+    END IF;
     IF NOT allow_shared_rows AND n > 0 THEN
         RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
             HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
     END IF;
     IF NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent WHERE h.inhrelid = tbl) THEN
-        PERFORM tenant._warn_unknown_tenant_ids(tbl, unknown, unknown_ids);
+        PERFORM tenant._warn_unknown_tenant_ids(tbl, unknown, unknown_keys);
     END IF;
 
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     PERFORM tenant._isolation_policies(tbl, tenant_column, allow_shared_rows);
     IF NOT att.atthasdef THEN
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT tenant.current_tenant_id()', tbl, tenant_column);
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, tenant_column,
+                       tenant._tenant_key_getter(tbl, tenant_column));
         added_default := true;
     END IF;
     IF NOT allow_shared_rows AND NOT att.attnotnull THEN
@@ -302,6 +363,9 @@ BEGIN
                  WHERE i.inhparent = tbl LOOP
         PERFORM tenant._disable_isolation(part);
     END LOOP;
+    -- Out of the registry before the ALTER TABLE statements below: the partition event trigger
+    -- (tenant._isolate_new_children) would otherwise isolate the children again.
+    DELETE FROM tenant.isolated_tables WHERE relid = tbl;
     PERFORM tenant._drop_qft_policies(tbl);
     PERFORM tenant._drop_fill_trigger(tbl);
     PERFORM tenant._quota_detach(tbl); -- usage and quotas (sql/quotas.sql)
@@ -322,7 +386,6 @@ BEGIN
         EXECUTE format('DROP INDEX %I.%I', (SELECT relnamespace::regnamespace::name FROM pg_class WHERE oid = tbl),
                        rec.added_index);
     END IF;
-    DELETE FROM tenant.isolated_tables WHERE relid = tbl;
     PERFORM tenant._audit('isolation_disabled', tbl::text, NULL, jsonb_build_object('tenant_column', rec.tenant_column));
 END
 $$;
@@ -345,6 +408,7 @@ AS $$
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'disable isolation');
     PERFORM tenant._disable_isolation(tbl);
+    PERFORM tenant._forget_role_limits(tbl); -- roles inside a tenant (sql/tenant_roles.sql)
 END
 $$;
 
@@ -375,18 +439,27 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION tenant.add_tenant_column(tbl regclass, backfill_tenant text, tenant_column name DEFAULT 'tenant_id')
+-- column_type: bigint (the tenant's id, a foreign key to tenant.tenants (id)) or uuid (the
+-- tenant's uuid, a foreign key to tenant.tenants (uuid)).
+CREATE OR REPLACE FUNCTION tenant.add_tenant_column(tbl regclass, backfill_tenant text, tenant_column name DEFAULT 'tenant_id',
+                                                    column_type regtype DEFAULT 'bigint')
 RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tenant.tenants;
     kind "char";
+    is_uuid boolean;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'add a tenant column');
-    IF tbl IS NULL OR tenant_column IS NULL THEN
-        RAISE EXCEPTION 'tbl and tenant_column must not be NULL' USING ERRCODE = '22004';
+    IF tbl IS NULL OR tenant_column IS NULL OR column_type IS NULL THEN
+        RAISE EXCEPTION 'tbl, tenant_column and column_type must not be NULL' USING ERRCODE = '22004';
     END IF;
+    IF column_type NOT IN ('bigint'::regtype, 'uuid'::regtype) THEN
+        RAISE EXCEPTION 'a tenant column cannot be of type %', column_type USING ERRCODE = '42804',
+            HINT = 'Pass column_type => ''bigint'' (the tenant''s id) or ''uuid'' (the tenant''s uuid).';
+    END IF;
+    is_uuid := column_type = 'uuid'::regtype;
     SELECT relkind INTO kind FROM pg_class WHERE oid = tbl;
     IF kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
@@ -396,14 +469,15 @@ BEGIN
         RAISE EXCEPTION 'column % of table % already exists', quote_ident(tenant_column), tbl USING ERRCODE = '42701',
             HINT = 'Use tenant.enable_isolation() for a table that already has its tenant column.';
     END IF;
-    EXECUTE format('ALTER TABLE %s ADD COLUMN %I bigint', tbl, tenant_column);
+    EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, tenant_column, column_type);
     -- The backfill runs as the table's owner in a security-restricted operation: its triggers,
     -- CHECK constraints and generated columns never run with the extension owner's rights.
     PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl),
-                            format('UPDATE %s SET %I = $1[1]::pg_catalog.int8', tbl, tenant_column),
-                            ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
-    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (id)',
-                   tbl, tenant_column, tenant_column);
+                            format('UPDATE %s SET %I = $1[1]::%s', tbl, tenant_column,
+                                   CASE WHEN is_uuid THEN 'pg_catalog.uuid' ELSE 'pg_catalog.int8' END),
+                            ARRAY[CASE WHEN is_uuid THEN t.uuid::text ELSE t.id::text END], 'pg_catalog, pg_temp', false, true);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (%I)',
+                   tbl, tenant_column, tenant_column, CASE WHEN is_uuid THEN 'uuid' ELSE 'id' END);
     PERFORM tenant._enable_isolation(tbl, tenant_column, false);
 END
 $$;

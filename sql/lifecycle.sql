@@ -38,7 +38,12 @@ BEGIN
                 AND NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent
                                  WHERE h.inhrelid = c.oid)
               ORDER BY s.nspname, c.relname LOOP
-        EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n USING tenant_id;
+        IF tenant._tenant_key_is_uuid(r.oid, r.col) THEN
+            EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n
+                USING (SELECT t.uuid FROM tenant.tenants t WHERE t.id = tenant_id);
+        ELSE
+            EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n USING tenant_id;
+        END IF;
         IF n > 0 THEN
             relid := r.oid;
             tenant_column := r.col;
@@ -76,6 +81,10 @@ BEGIN
                   DETAIL = 'The table has shared rows: a NULL tenant marks a system row, readable by every tenant and written only in cross-tenant mode.',
                   HINT = 'Leave the column out (it defaults to the current tenant) or give the row the current tenant''s id.';
     END IF;
+    -- A uuid tenant column holds the tenant's uuid (tenant._tenant_key_getter, sql/isolation.sql).
+    IF (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attname = TG_ARGV[0]) = 'uuid'::regtype THEN
+        RETURN jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], tenant.current_tenant_uuid()));
+    END IF;
     RETURN jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], t));
 END
 $$;
@@ -110,7 +119,7 @@ $$;
 
 -- enable_isolation's warning about rows whose tenant id is not in the registry: nobody can read
 -- them, and they would belong to whichever tenant is created with that id.
-CREATE OR REPLACE FUNCTION tenant._warn_unknown_tenant_ids(tbl regclass, n bigint, ids bigint[]) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._warn_unknown_tenant_ids(tbl regclass, n bigint, ids text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -163,8 +172,8 @@ BEGIN
 END
 $evt$;
 
--- A dropped table leaves no row behind in tenant.isolated_tables or tenant.shared_tables (DROP
--- TABLE, DROP SCHEMA ... CASCADE, DROP OWNED, `manage.py migrate app zero`).
+-- A dropped table leaves no row behind in tenant.isolated_tables, tenant.shared_tables or
+-- tenant.role_limits (DROP TABLE, DROP SCHEMA ... CASCADE, DROP OWNED, `manage.py migrate app zero`).
 CREATE OR REPLACE FUNCTION tenant._forget_dropped_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -179,6 +188,7 @@ BEGIN
             PERFORM tenant._audit('isolated_table_dropped', r.object_identity, NULL, NULL);
         END IF;
         DELETE FROM tenant.shared_tables WHERE relid::oid = r.objid;
+        DELETE FROM tenant.role_limits WHERE relid::oid = r.objid;
     END LOOP;
 END
 $$;

@@ -171,6 +171,19 @@ DROP FUNCTION tenant._clone_sql(text, oid, text, integer, pg_node_tree);
 DROP FUNCTION tenant._schema_shape(name);
 DROP FUNCTION tenant._drift_pair(name, name);
 
+-- Roles inside a tenant (issue 15 stage B; sql/role_limits_tables.sql).
+CREATE TABLE tenant.role_limits (
+    relid regclass NOT NULL,
+    command text NOT NULL CONSTRAINT role_limits_command CHECK (command IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'ALL')),
+    roles text[] NOT NULL,
+    set_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (relid, command)
+);
+COMMENT ON TABLE tenant.role_limits IS 'Tenant roles allowed per command on a table. Change them through tenant.limit_tenant_roles().';
+SELECT pg_catalog.pg_extension_config_dump('tenant.role_limits', '');
+-- add_tenant_column gained column_type (bigint or uuid).
+DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
+
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::catalog::_clone_plan_rs
 CREATE OR REPLACE FUNCTION tenant."_clone_plan_rs"(
@@ -889,8 +902,10 @@ BEGIN
         -- As the table's owner in a security-restricted operation: its triggers, rules and
         -- cascades never run with the extension owner's rights.
         PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = holder.relid),
-                                format('DELETE FROM %s WHERE %I = $1[1]::pg_catalog.int8', holder.relid, holder.tenant_column),
-                                ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
+                                format('DELETE FROM %s WHERE %I = %s', holder.relid, holder.tenant_column,
+                                       CASE WHEN tenant._tenant_key_is_uuid(holder.relid, holder.tenant_column)
+                                            THEN '$1[2]::pg_catalog.uuid' ELSE '$1[1]::pg_catalog.int8' END),
+                                ARRAY[t.id::text, t.uuid::text], 'pg_catalog, pg_temp', false, true);
     END LOOP;
     IF t.schema_name IS NOT NULL AND drop_schema THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);
@@ -931,6 +946,14 @@ $$;
 -- index condition. With allow_shared_rows the guard is split per command (<guard>_select, _insert,
 -- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
 -- can write them.
+--
+-- Roles inside a tenant (tenant.limit_tenant_roles, sql/tenant_roles.sql): every row of
+-- tenant.role_limits for the table (or a table it inherits from: partitions follow their parent)
+-- adds one policy, tenant._role_limit_shape:
+--   qft_role_<command>  RESTRICTIVE  <command>  TO PUBLIC
+--       (tenant.current_tenant_role() = ANY ('{<roles>}'::text[])) OR tenant.cross_tenant_active()
+-- A context without a role (NULL) is in no list. No column in it: the planner evaluates it once
+-- per scan, beside the tenant column's index condition.
 -- ---------------------------------------------------------------------------------------------
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
@@ -960,16 +983,55 @@ AS $$
     WHERE shared_col IS NOT NULL
 $$;
 
+-- What a tenant column holds, as the getter of the context's value of it: a uuid column holds the
+-- tenant's uuid (tenant.current_tenant_uuid()), an integer column its id (tenant.current_tenant_id()).
+CREATE OR REPLACE FUNCTION tenant._tenant_key_is_uuid(tbl regclass, col name) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col
+                     AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
+$$;
+CREATE OR REPLACE FUNCTION tenant._tenant_key_getter(tbl regclass, col name) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN tenant._tenant_key_is_uuid(tbl, col) THEN 'tenant.current_tenant_uuid()' ELSE 'tenant.current_tenant_id()' END
+$$;
+
+-- The policy of one tenant.role_limits row: command SELECT|INSERT|UPDATE|DELETE|ALL, roles the
+-- tenant roles allowed (sorted, distinct, validated by tenant.limit_tenant_roles: no backslash and
+-- no double quote, so the array's text has no backslash and quote_literal writes the literal
+-- exactly as pg_get_expr renders it).
+CREATE OR REPLACE FUNCTION tenant._role_limit_shape(command text, roles text[])
+RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH e(expr) AS (
+        SELECT '((tenant.current_tenant_role() = ANY (' || quote_literal(roles::text) || '::text[])) OR tenant.cross_tenant_active())'
+    )
+    SELECT ('qft_role_' || lower(command))::name, false, c.cmd, ARRAY['PUBLIC'],
+           CASE WHEN c.cmd <> 'a' THEN e.expr END, CASE WHEN c.cmd IN ('a', 'w', '*') THEN e.expr END
+      FROM e, (VALUES ('SELECT', 'r'::"char"), ('INSERT', 'a'), ('UPDATE', 'w'), ('DELETE', 'd'), ('ALL', '*')) AS c(word, cmd)
+     WHERE c.word = command
+$$;
+
 -- The policies table tbl must have: its isolation (iso_column/iso_shared, or what
 -- tenant.isolated_tables records when iso_column is NULL) and, in a tenant schema, its pin
--- (pin_tenant, or the schema's tenant in tenant.tenants when NULL). Empty for any other table.
+-- (pin_tenant, or the schema's tenant in tenant.tenants when NULL), and the role limits recorded
+-- for it or a table it inherits from (tenant.role_limits). Empty for any other table.
 CREATE OR REPLACE FUNCTION tenant._policy_template(tbl regclass, iso_column name DEFAULT NULL, iso_shared boolean DEFAULT NULL,
                                                    pin_tenant bigint DEFAULT NULL)
 RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH iso AS (
+    WITH RECURSIVE ancestors(relid, depth) AS (
+        SELECT tbl::oid, 0
+        UNION ALL
+        SELECT h.inhparent, a.depth + 1 FROM pg_inherits h JOIN ancestors a ON h.inhrelid = a.relid
+    ), iso AS (
         SELECT iso_column AS col, coalesce(iso_shared, false) AS shared WHERE iso_column IS NOT NULL
         UNION ALL
         SELECT i.tenant_column, i.allow_shared_rows FROM tenant.isolated_tables i
@@ -981,16 +1043,21 @@ AS $$
           JOIN tenant.tenants t ON t.schema_name = n.nspname
          WHERE pin_tenant IS NULL AND c.oid = tbl
     ), rows AS (
-        SELECT s.* FROM iso, tenant._policy_shape('qft_tenant_isolation', 'qft_tenant_guard',
-                                                  '(' || quote_ident(iso.col) || ' = tenant.current_tenant_id())',
+        SELECT s.*, 0 AS depth FROM iso, tenant._policy_shape('qft_tenant_isolation', 'qft_tenant_guard',
+                                                  '(' || quote_ident(iso.col) || ' = ' || tenant._tenant_key_getter(tbl, iso.col) || ')',
                                                   CASE WHEN iso.shared THEN quote_ident(iso.col) END) s
         UNION ALL
-        SELECT s.* FROM pin, tenant._policy_shape('qft_schema_tenant', 'qft_schema_guard',
+        SELECT s.*, 0 FROM pin, tenant._policy_shape('qft_schema_tenant', 'qft_schema_guard',
                                                   '(tenant.current_tenant_id() = ' || quote_literal(pin.id::text) || '::bigint)',
                                                   NULL) s
+        UNION ALL
+        -- Role limits of the table or of the nearest table it inherits from that has one.
+        SELECT s.*, a.depth FROM ancestors a JOIN tenant.role_limits l ON l.relid::oid = a.relid,
+               tenant._role_limit_shape(l.command, l.roles) s
     )
     -- qft_cross_tenant is the same in both shapes: one of it.
-    SELECT DISTINCT ON (r.polname) r.* FROM rows r ORDER BY r.polname
+    SELECT DISTINCT ON (r.polname) r.polname, r.permissive, r.cmd, r.roles, r.qual, r.with_check
+      FROM rows r ORDER BY r.polname, r.depth
 $$;
 
 -- How the extension's policies on tbl (those named qft_*) differ from the template: one row per
@@ -1104,7 +1171,7 @@ DECLARE
     added_not_null boolean := false;
     part regclass;
     unknown bigint;
-    unknown_ids bigint[];
+    unknown_keys text[];
 BEGIN
     IF tbl IS NULL OR tenant_column IS NULL OR allow_shared_rows IS NULL THEN
         RAISE EXCEPTION 'tbl, tenant_column and allow_shared_rows must not be NULL' USING ERRCODE = '22004';
@@ -1121,9 +1188,10 @@ BEGIN
         RAISE EXCEPTION 'column % of table % does not exist', quote_ident(tenant_column), tbl USING ERRCODE = '42703',
             HINT = 'Pass the tenant column''s name, or add one with tenant.add_tenant_column().';
     END IF;
-    IF att.atttypid NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+    IF att.atttypid NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'uuid'::regtype) THEN
         RAISE EXCEPTION 'tenant column % of table % is of type %', quote_ident(tenant_column), tbl, att.atttypid::regtype
-            USING ERRCODE = '42804', HINT = 'The tenant column must be smallint, integer or bigint.';
+            USING ERRCODE = '42804',
+                  HINT = 'The tenant column must be smallint, integer or bigint (the tenant''s id) or uuid (the tenant''s uuid).';
     END IF;
 
     SELECT * INTO existing FROM tenant.isolated_tables WHERE relid = tbl;
@@ -1149,22 +1217,30 @@ BEGIN
 
     -- One scan: NULL tenants, and tenant ids the registry does not know (rows left by DROP
     -- EXTENSION ... CASCADE). Children of an isolated parent were scanned with it.
-    EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
-                           count(*) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)),
-                           (array_agg(DISTINCT x.%1$I::bigint) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)))[1:10]
-                      FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_ids;
+    IF att.atttypid = 'uuid'::regtype THEN
+        EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
+                               count(*) FILTER (WHERE x.%1$I NOT IN (SELECT t.uuid FROM tenant.tenants t)),
+                               (array_agg(DISTINCT x.%1$I::text) FILTER (WHERE x.%1$I NOT IN (SELECT t.uuid FROM tenant.tenants t)))[1:10]
+                          FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_keys;
+    ELSE
+        EXECUTE format('SELECT count(*) FILTER (WHERE x.%1$I IS NULL),
+                               count(*) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)),
+                               (array_agg(DISTINCT x.%1$I::bigint) FILTER (WHERE x.%1$I::bigint NOT IN (SELECT t.id FROM tenant.tenants t)))[1:10]::text[]
+                          FROM %2$s x', tenant_column, tbl) INTO n, unknown, unknown_keys;
+    END IF;
     IF NOT allow_shared_rows AND n > 0 THEN
         RAISE EXCEPTION 'table % has % rows with a NULL %', tbl, n, quote_ident(tenant_column) USING ERRCODE = '23502',
             HINT = 'Give those rows a tenant, or pass allow_shared_rows => true if they are system rows.';
     END IF;
     IF NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent WHERE h.inhrelid = tbl) THEN
-        PERFORM tenant._warn_unknown_tenant_ids(tbl, unknown, unknown_ids);
+        PERFORM tenant._warn_unknown_tenant_ids(tbl, unknown, unknown_keys);
     END IF;
 
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     PERFORM tenant._isolation_policies(tbl, tenant_column, allow_shared_rows);
     IF NOT att.atthasdef THEN
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT tenant.current_tenant_id()', tbl, tenant_column);
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, tenant_column,
+                       tenant._tenant_key_getter(tbl, tenant_column));
         added_default := true;
     END IF;
     IF NOT allow_shared_rows AND NOT att.attnotnull THEN
@@ -1209,6 +1285,9 @@ BEGIN
                  WHERE i.inhparent = tbl LOOP
         PERFORM tenant._disable_isolation(part);
     END LOOP;
+    -- Out of the registry before the ALTER TABLE statements below: the partition event trigger
+    -- (tenant._isolate_new_children) would otherwise isolate the children again.
+    DELETE FROM tenant.isolated_tables WHERE relid = tbl;
     PERFORM tenant._drop_qft_policies(tbl);
     PERFORM tenant._drop_fill_trigger(tbl);
     PERFORM tenant._quota_detach(tbl); -- usage and quotas (sql/quotas.sql)
@@ -1229,7 +1308,6 @@ BEGIN
         EXECUTE format('DROP INDEX %I.%I', (SELECT relnamespace::regnamespace::name FROM pg_class WHERE oid = tbl),
                        rec.added_index);
     END IF;
-    DELETE FROM tenant.isolated_tables WHERE relid = tbl;
     PERFORM tenant._audit('isolation_disabled', tbl::text, NULL, jsonb_build_object('tenant_column', rec.tenant_column));
 END
 $$;
@@ -1252,6 +1330,7 @@ AS $$
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'disable isolation');
     PERFORM tenant._disable_isolation(tbl);
+    PERFORM tenant._forget_role_limits(tbl); -- roles inside a tenant (sql/tenant_roles.sql)
 END
 $$;
 
@@ -1282,18 +1361,27 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION tenant.add_tenant_column(tbl regclass, backfill_tenant text, tenant_column name DEFAULT 'tenant_id')
+-- column_type: bigint (the tenant's id, a foreign key to tenant.tenants (id)) or uuid (the
+-- tenant's uuid, a foreign key to tenant.tenants (uuid)).
+CREATE OR REPLACE FUNCTION tenant.add_tenant_column(tbl regclass, backfill_tenant text, tenant_column name DEFAULT 'tenant_id',
+                                                    column_type regtype DEFAULT 'bigint')
 RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tenant.tenants;
     kind "char";
+    is_uuid boolean;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'add a tenant column');
-    IF tbl IS NULL OR tenant_column IS NULL THEN
-        RAISE EXCEPTION 'tbl and tenant_column must not be NULL' USING ERRCODE = '22004';
+    IF tbl IS NULL OR tenant_column IS NULL OR column_type IS NULL THEN
+        RAISE EXCEPTION 'tbl, tenant_column and column_type must not be NULL' USING ERRCODE = '22004';
     END IF;
+    IF column_type NOT IN ('bigint'::regtype, 'uuid'::regtype) THEN
+        RAISE EXCEPTION 'a tenant column cannot be of type %', column_type USING ERRCODE = '42804',
+            HINT = 'Pass column_type => ''bigint'' (the tenant''s id) or ''uuid'' (the tenant''s uuid).';
+    END IF;
+    is_uuid := column_type = 'uuid'::regtype;
     SELECT relkind INTO kind FROM pg_class WHERE oid = tbl;
     IF kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
@@ -1303,14 +1391,15 @@ BEGIN
         RAISE EXCEPTION 'column % of table % already exists', quote_ident(tenant_column), tbl USING ERRCODE = '42701',
             HINT = 'Use tenant.enable_isolation() for a table that already has its tenant column.';
     END IF;
-    EXECUTE format('ALTER TABLE %s ADD COLUMN %I bigint', tbl, tenant_column);
+    EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, tenant_column, column_type);
     -- The backfill runs as the table's owner in a security-restricted operation: its triggers,
     -- CHECK constraints and generated columns never run with the extension owner's rights.
     PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl),
-                            format('UPDATE %s SET %I = $1[1]::pg_catalog.int8', tbl, tenant_column),
-                            ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
-    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (id)',
-                   tbl, tenant_column, tenant_column);
+                            format('UPDATE %s SET %I = $1[1]::%s', tbl, tenant_column,
+                                   CASE WHEN is_uuid THEN 'pg_catalog.uuid' ELSE 'pg_catalog.int8' END),
+                            ARRAY[CASE WHEN is_uuid THEN t.uuid::text ELSE t.id::text END], 'pg_catalog, pg_temp', false, true);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ADD FOREIGN KEY (%I) REFERENCES tenant.tenants (%I)',
+                   tbl, tenant_column, tenant_column, CASE WHEN is_uuid THEN 'uuid' ELSE 'id' END);
     PERFORM tenant._enable_isolation(tbl, tenant_column, false);
 END
 $$;
@@ -1449,7 +1538,12 @@ BEGIN
                 AND NOT EXISTS (SELECT FROM pg_inherits h JOIN tenant.isolated_tables p ON p.relid::oid = h.inhparent
                                  WHERE h.inhrelid = c.oid)
               ORDER BY s.nspname, c.relname LOOP
-        EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n USING tenant_id;
+        IF tenant._tenant_key_is_uuid(r.oid, r.col) THEN
+            EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n
+                USING (SELECT t.uuid FROM tenant.tenants t WHERE t.id = tenant_id);
+        ELSE
+            EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I = $1', r.nspname, r.relname, r.col) INTO n USING tenant_id;
+        END IF;
         IF n > 0 THEN
             relid := r.oid;
             tenant_column := r.col;
@@ -1487,6 +1581,10 @@ BEGIN
                   DETAIL = 'The table has shared rows: a NULL tenant marks a system row, readable by every tenant and written only in cross-tenant mode.',
                   HINT = 'Leave the column out (it defaults to the current tenant) or give the row the current tenant''s id.';
     END IF;
+    -- A uuid tenant column holds the tenant's uuid (tenant._tenant_key_getter, sql/isolation.sql).
+    IF (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attname = TG_ARGV[0]) = 'uuid'::regtype THEN
+        RETURN jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], tenant.current_tenant_uuid()));
+    END IF;
     RETURN jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], t));
 END
 $$;
@@ -1521,7 +1619,7 @@ $$;
 
 -- enable_isolation's warning about rows whose tenant id is not in the registry: nobody can read
 -- them, and they would belong to whichever tenant is created with that id.
-CREATE OR REPLACE FUNCTION tenant._warn_unknown_tenant_ids(tbl regclass, n bigint, ids bigint[]) RETURNS void
+CREATE OR REPLACE FUNCTION tenant._warn_unknown_tenant_ids(tbl regclass, n bigint, ids text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1574,8 +1672,8 @@ BEGIN
 END
 $evt$;
 
--- A dropped table leaves no row behind in tenant.isolated_tables or tenant.shared_tables (DROP
--- TABLE, DROP SCHEMA ... CASCADE, DROP OWNED, `manage.py migrate app zero`).
+-- A dropped table leaves no row behind in tenant.isolated_tables, tenant.shared_tables or
+-- tenant.role_limits (DROP TABLE, DROP SCHEMA ... CASCADE, DROP OWNED, `manage.py migrate app zero`).
 CREATE OR REPLACE FUNCTION tenant._forget_dropped_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1590,6 +1688,7 @@ BEGIN
             PERFORM tenant._audit('isolated_table_dropped', r.object_identity, NULL, NULL);
         END IF;
         DELETE FROM tenant.shared_tables WHERE relid::oid = r.objid;
+        DELETE FROM tenant.role_limits WHERE relid::oid = r.objid;
     END LOOP;
 END
 $$;
@@ -2590,6 +2689,9 @@ BEGIN
     -- The target's name (empty, too long, pg_, quotes: 22023; exists: 42P06), the refusals, the
     -- copy and its verification.
     PERFORM tenant._clone_schema_rs(source, target, copy_data);
+    -- Roles inside a tenant (sql/tenant_roles.sql): the copy's tables get the source's limits
+    -- (their policies are copied with the tables).
+    PERFORM tenant._clone_role_limits(source, target);
     PERFORM tenant._audit('schema_cloned', target::text, NULL, jsonb_build_object('source', source, 'copy_data', copy_data));
 END
 $$;
@@ -3457,6 +3559,42 @@ AS $$
      WHERE c.oid = rel AND g.privilege_type = 'REFERENCES' AND g.grantee <> c.relowner
 $$;
 
+-- Who could read a key table (tenant.signing_keys, tenant.jwt_keys) that row security with FORCE
+-- and no policy keeps from everyone but superusers, also pg_read_all_data members: BYPASSRLS roles
+-- with SELECT on it (directly or through pg_read_all_data), members of its owner (they can switch
+-- row security off), and row security switched off. Roles are reported when some login role that
+-- may connect here has their privileges. For check kinds 16 and 40; what: what the keys are.
+CREATE OR REPLACE FUNCTION tenant._chk_key_readers(tbl regclass, what text)
+RETURNS TABLE(severity text, object text, problem text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+        SELECT 'error', format('role %I', r.rolname),
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER')
+                    THEN format('is a member of %I, the owner of %s: it can switch its row level security off and read %s', o.rolname, tbl, what)
+                    ELSE format('has BYPASSRLS and SELECT on %s (e.g. through pg_read_all_data): it can read %s', tbl, what) END,
+               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER') THEN format('REVOKE %I FROM %I;', o.rolname, r.rolname)
+                    ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
+          FROM pg_class c
+          JOIN pg_roles o ON o.oid = c.relowner
+          CROSS JOIN pg_roles r
+         WHERE c.oid = tbl
+           AND NOT r.rolsuper AND r.oid <> c.relowner
+           AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
+                OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
+           -- (superusers are members of every role: they do not count)
+           AND EXISTS (SELECT FROM pg_roles l
+                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
+                          AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
+        UNION ALL
+        SELECT 'error', format('table %s', tbl),
+               format('row level security is off or not forced: roles with SELECT on it (e.g. pg_read_all_data members) can read %s', what),
+               format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;', tbl)
+          FROM pg_class c
+         WHERE c.oid = tbl AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+         ORDER BY 2, 3
+$$;
+
 CREATE OR REPLACE FUNCTION tenant.check_isolation()
 RETURNS TABLE(severity text, object text, problem text, fix text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -3927,31 +4065,7 @@ BEGIN
     --     pg_read_all_data), members of its owner (they can switch row security off), and row
     --     security switched off. Roles are reported when some login role that may connect here
     --     has their privileges.
-    RETURN QUERY
-        SELECT 'error', format('role %I', r.rolname),
-               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER')
-                    THEN format('is a member of %I, the owner of tenant.signing_keys: it can switch its row level security off and read the keys that sign tenant contexts', o.rolname)
-                    ELSE 'has BYPASSRLS and SELECT on tenant.signing_keys (e.g. through pg_read_all_data): it can read the keys that sign tenant contexts' END,
-               CASE WHEN pg_has_role(r.oid, c.relowner, 'MEMBER') THEN format('REVOKE %I FROM %I;', o.rolname, r.rolname)
-                    ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
-          FROM pg_class c
-          JOIN pg_roles o ON o.oid = c.relowner
-          CROSS JOIN pg_roles r
-         WHERE c.oid = 'tenant.signing_keys'::regclass
-           AND NOT r.rolsuper AND r.oid <> c.relowner
-           AND (pg_has_role(r.oid, c.relowner, 'MEMBER')
-                OR (r.rolbypassrls AND has_table_privilege(r.oid, c.oid, 'SELECT')))
-           -- (superusers are members of every role: they do not count)
-           AND EXISTS (SELECT FROM pg_roles l
-                        WHERE l.rolcanlogin AND NOT l.rolsuper AND pg_has_role(l.oid, r.oid, 'MEMBER')
-                          AND has_database_privilege(l.oid, current_database(), 'CONNECT'))
-        UNION ALL
-        SELECT 'error', 'table tenant.signing_keys',
-               'row level security is off or not forced: roles with SELECT on it (e.g. pg_read_all_data members) can read the keys that sign tenant contexts',
-               'ALTER TABLE tenant.signing_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;'
-          FROM pg_class c
-         WHERE c.oid = 'tenant.signing_keys'::regclass AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
-         ORDER BY 2, 3;
+    RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.signing_keys', 'the keys that sign tenant contexts');
 
     -- 17. Objects of tenant schemas that escape the pins (tenant._tenant_schema_problems): a
     --     materialized view, sequence or SECURITY DEFINER function application roles can use, a view
@@ -3985,12 +4099,46 @@ BEGIN
                 OR c.oid IN (SELECT s.rel FROM tenant.tenants t CROSS JOIN LATERAL tenant._schema_relations(t.schema_name) s
                               WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
+
+    -- 40. The same for the JWT verification keys (tenant.add_jwt_key) while one of them is an HS*
+    --     key: that is the shared secret itself, with which a reader signs a JWT for any tenant,
+    --     user and tenant role (RS/PS/ES/EdDSA keys are public keys: reading them gives nothing).
+    --     A backup role (tenant.grant_backup_reads) is reported too: pg_dump reads the keys to dump them.
+    IF EXISTS (SELECT FROM tenant.jwt_keys k WHERE k.alg LIKE 'HS%') THEN
+        RETURN QUERY SELECT * FROM tenant._chk_key_readers('tenant.jwt_keys',
+            'the JWT verification keys, among them HS256/HS384/HS512 shared secrets that sign a JWT for any tenant and role');
+    END IF;
+
+    -- 41. Role limits (tenant.limit_tenant_roles) on tables kinds 3 and 14 do not compare: tables
+    --     of the template schema, whose limits every tenant cloned from it inherits, and limits of
+    --     tables that are no longer isolated or in a tenant or template schema (they limit nothing
+    --     the extension keeps).
+    RETURN QUERY
+        SELECT 'error', format('policy %I on table %s', d.polname, t.relid),
+               format('limits tenant roles on a table of the template schema, but %s', d.difference),
+               CASE WHEN l.relid IS NOT NULL
+                    THEN format('SELECT tenant.limit_tenant_roles(%L, %L, %L);', t.relid::text, l.command, l.roles::text)
+                    ELSE format('DROP POLICY %I ON %s;', d.polname, t.relid) END
+          FROM (SELECT DISTINCT x.relid FROM tenant.role_limits x) t
+          JOIN pg_class c ON c.oid = t.relid
+          CROSS JOIN LATERAL tenant._policy_differences(t.relid) d
+          LEFT JOIN tenant.role_limits l ON l.relid = t.relid AND 'qft_role_' || lower(l.command) = d.polname
+         WHERE c.relnamespace::regnamespace::name = tenant._template_schema()
+           AND NOT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = t.relid)
+        UNION ALL
+        SELECT 'warning', format('table %s', l.relid),
+               format('has a %s limit to tenant roles %s but is neither isolated nor in a tenant or template schema', l.command, l.roles::text),
+               format('SELECT tenant.limit_tenant_roles(%L, %L, NULL);', l.relid::text, l.command)
+          FROM tenant.role_limits l JOIN pg_class c ON c.oid = l.relid
+         WHERE NOT tenant._role_limitable(l.relid)
+         ORDER BY 2, 3;
 END
 $$;
 
 REVOKE ALL ON FUNCTION tenant.check_isolation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._chk_user_relation(oid, boolean), tenant._chk_reloption_on(text[], text), tenant._chk_readers(),
-    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]), tenant._chk_table_grants(oid) FROM PUBLIC;
+    tenant._chk_tenant_attnum(oid), tenant._chk_grantee(oid), tenant._chk_cols(oid, smallint[]), tenant._chk_table_grants(oid),
+    tenant._chk_key_readers(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.check_isolation() TO tenant_admin;
 
 -- Whether a unique key is a single column whose values come from a sequence: an identity column,
@@ -4855,6 +5003,136 @@ TO tenant_admin;
 GRANT SELECT ON tenant.tiers, tenant.quota_state, tenant.quota_status, tenant.rate_limits, tenant.rate_counters
 TO tenant_admin;
 
+-- sql/tenant_roles.sql
+-- Roles inside a tenant (issue 15): tenant.limit_tenant_roles restricts one command on a table to
+-- the tenant roles the context carries (tenant.current_tenant_role(): a JWT's role claim, a signed
+-- token's tenant_role). The limits are rows of tenant.role_limits (sql/role_limits_tables.sql);
+-- the policies are the policy template's (tenant._role_limit_shape, sql/isolation.sql), so
+-- enable_isolation, pinning, migrate_all's re-pinning and the checker keep and compare them by
+-- content like every other policy the extension creates.
+
+-- Whether limits may be set on tbl: an isolated table, a table of a tenant schema (pinned), or a
+-- table of the template schema (whose limits clone_schema gives every tenant created from it).
+CREATE OR REPLACE FUNCTION tenant._role_limitable(tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = tbl)
+        OR EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = tbl
+                      AND (n.nspname IN (SELECT t.schema_name FROM tenant.tenants t WHERE t.schema_name IS NOT NULL)
+                           OR n.nspname = tenant._template_schema()))
+$$;
+
+-- tbl and every table that inherits from it (partitions, at any depth).
+CREATE OR REPLACE FUNCTION tenant._table_tree(tbl regclass) RETURNS SETOF regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE tree(relid) AS (
+        SELECT tbl::oid
+        UNION
+        SELECT h.inhrelid FROM pg_inherits h JOIN tree t ON h.inhparent = t.relid
+    )
+    SELECT relid::regclass FROM tree
+$$;
+
+CREATE OR REPLACE FUNCTION tenant.limit_tenant_roles(tbl regclass, command text, roles text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    cmd text := upper(btrim(command));
+    wanted text[];
+    bad text;
+    part regclass;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'limit tenant roles');
+    IF tbl IS NULL OR command IS NULL THEN
+        RAISE EXCEPTION 'tbl and command must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Pass roles => NULL to remove a limit.';
+    END IF;
+    IF cmd NOT IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'ALL') THEN
+        RAISE EXCEPTION 'invalid command %', quote_literal(command) USING ERRCODE = '22023',
+            HINT = 'The command is one of SELECT, INSERT, UPDATE, DELETE or ALL.';
+    END IF;
+    SELECT c.relkind, c.relispartition INTO rel FROM pg_class c WHERE c.oid = tbl;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809',
+            HINT = 'Tenant roles are limited on ordinary and partitioned tables.';
+    END IF;
+    IF rel.relispartition THEN
+        RAISE EXCEPTION 'table % is a partition', tbl USING ERRCODE = '22023',
+            HINT = 'Limit the partitioned table: its partitions follow it.';
+    END IF;
+    IF NOT tenant._role_limitable(tbl) THEN
+        RAISE EXCEPTION 'table % is neither isolated nor in a tenant schema or the template schema', tbl USING ERRCODE = '22023',
+            HINT = 'Isolate it first with tenant.enable_isolation(): roles inside a tenant only mean something within one.';
+    END IF;
+    IF roles IS NOT NULL THEN
+        IF array_ndims(roles) > 1 THEN
+            RAISE EXCEPTION 'roles must be a one-dimensional array' USING ERRCODE = '22023';
+        END IF;
+        SELECT r INTO bad FROM unnest(roles) r
+         WHERE r IS NULL OR r = '' OR octet_length(r) > 63 OR r ~ '[[:cntrl:]"\\]' LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'invalid tenant role %', coalesce(quote_literal(bad), 'NULL') USING ERRCODE = '22023',
+                DETAIL = 'A tenant role is a non-empty name of at most 63 bytes without control characters, double quotes or backslashes.';
+        END IF;
+        wanted := ARRAY(SELECT DISTINCT r FROM unnest(roles) r ORDER BY 1);
+    END IF;
+
+    IF wanted IS NULL THEN
+        DELETE FROM tenant.role_limits l WHERE l.relid = tbl AND l.command = cmd;
+        IF NOT FOUND THEN
+            RETURN; -- no limit to remove: nothing changes
+        END IF;
+    ELSE
+        INSERT INTO tenant.role_limits AS l (relid, command, roles) VALUES (tbl, cmd, wanted)
+        ON CONFLICT ON CONSTRAINT role_limits_pkey DO UPDATE SET roles = excluded.roles, set_at = pg_catalog.now();
+    END IF;
+    -- The table and its partitions (a query naming a partition does not see the parent's policies).
+    FOR part IN SELECT * FROM tenant._table_tree(tbl) LOOP
+        PERFORM tenant._apply_policies(part);
+    END LOOP;
+    PERFORM tenant._audit(CASE WHEN wanted IS NULL THEN 'tenant_roles_unlimited' ELSE 'tenant_roles_limited' END,
+                          tbl::text, NULL, jsonb_build_object('command', cmd, 'roles', to_jsonb(wanted)));
+END
+$$;
+
+-- clone_schema: the copy's tables get the limits of the source's tables (their policies are
+-- copied with the tables; the registry rows make pinning and the checker keep them).
+CREATE OR REPLACE FUNCTION tenant._clone_role_limits(source name, target name) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO tenant.role_limits (relid, command, roles)
+    SELECT d.oid::regclass, l.command, l.roles
+      FROM tenant.role_limits l
+      JOIN pg_class s ON s.oid = l.relid JOIN pg_namespace sn ON sn.oid = s.relnamespace AND sn.nspname = source
+      JOIN pg_namespace dn ON dn.nspname = target
+      JOIN pg_class d ON d.relnamespace = dn.oid AND d.relname = s.relname
+    ON CONFLICT ON CONSTRAINT role_limits_pkey DO NOTHING
+$$;
+
+-- Limits of tables that can no longer have them (isolation disabled, not in a tenant or template
+-- schema any more): removed with their policies. For disable_isolation.
+CREATE OR REPLACE FUNCTION tenant._forget_role_limits(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r regclass;
+BEGIN
+    FOR r IN SELECT t FROM tenant._table_tree(tbl) t WHERE NOT tenant._role_limitable(t) LOOP
+        DELETE FROM tenant.role_limits WHERE relid = r;
+        PERFORM tenant._drop_qft_policies(r, ARRAY['qft_role_select', 'qft_role_insert', 'qft_role_update',
+                                                   'qft_role_delete', 'qft_role_all']::name[]);
+    END LOOP;
+END
+$$;
+
 -- sql/finalize.sql
 -- Least privilege: nothing in schema tenant is usable by PUBLIC except the three read-only
 -- getters that isolation policies call (every role that queries an isolated table runs them).
@@ -4887,14 +5165,15 @@ GRANT EXECUTE ON FUNCTION
     tenant.sign_context(text, interval, text, text), tenant.rotate_signing_key(interval),
     tenant.add_jwt_key(text, text, text, text, text), tenant.drop_jwt_key(text),
     tenant.enable_isolation(regclass, name, boolean), tenant.disable_isolation(regclass),
-    tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name),
+    tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name, regtype),
+    tenant.limit_tenant_roles(regclass, text, text[]),
     tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
     tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 
 GRANT SELECT ON tenant.tenants, tenant.role_bindings, tenant.role_rules, tenant.audit_log, tenant.isolated_tables, tenant.shared_tables,
-    tenant.shared_patterns
+    tenant.shared_patterns, tenant.role_limits
 TO tenant_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenant.memberships TO tenant_admin;
 

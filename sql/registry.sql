@@ -331,8 +331,10 @@ BEGIN
         -- As the table's owner in a security-restricted operation: its triggers, rules and
         -- cascades never run with the extension owner's rights.
         PERFORM tenant._exec_as((SELECT c.relowner FROM pg_class c WHERE c.oid = holder.relid),
-                                format('DELETE FROM %s WHERE %I = $1[1]::pg_catalog.int8', holder.relid, holder.tenant_column),
-                                ARRAY[t.id::text], 'pg_catalog, pg_temp', false, true);
+                                format('DELETE FROM %s WHERE %I = %s', holder.relid, holder.tenant_column,
+                                       CASE WHEN tenant._tenant_key_is_uuid(holder.relid, holder.tenant_column)
+                                            THEN '$1[2]::pg_catalog.uuid' ELSE '$1[1]::pg_catalog.int8' END),
+                                ARRAY[t.id::text, t.uuid::text], 'pg_catalog, pg_temp', false, true);
     END LOOP;
     IF t.schema_name IS NOT NULL AND drop_schema THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);

@@ -798,7 +798,7 @@ fn current_tenant() -> Option<String> {
 /// The uuid of the current tenant, NULL when none. STABLE and PARALLEL SAFE, no query once the
 /// tenant is cached: it will sit in policies of uuid-keyed tables.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
-fn current_tenant_uuid() -> Option<pgrx::datum::Uuid> {
+pub(crate) fn current_tenant_uuid() -> Option<pgrx::datum::Uuid> {
     let id = current_tenant_id()?;
     let generation = GENERATION.0.get();
     let (last, at, uuid) = LAST_UUID.0.get();

@@ -48,10 +48,18 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/role_limits_tables.sql",
+    name = "role_limits_tables",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
     "../sql/isolation.sql",
     name = "isolation",
     requires = [
         "registry",
+        "role_limits_tables",
+        context::current_tenant_role,
+        context::current_tenant_uuid,
         context::current_tenant_id,
         context::cross_tenant_active
     ]
@@ -140,6 +148,11 @@ pgrx::extension_sql_file!(
         quota::usage_worker_check,
         quota::quota_exempt
     ]
+);
+pgrx::extension_sql_file!(
+    "../sql/tenant_roles.sql",
+    name = "tenant_roles",
+    requires = ["registry", "isolation", "schemas", "lifecycle"]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

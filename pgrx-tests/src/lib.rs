@@ -853,3 +853,22 @@ pub fn isolation_findings(db: &TestDb) -> Vec<(String, String, String, String)> 
         .filter(|f: &(String, String, String, String)| about_this_database(db, &f.1, &f.2))
         .collect()
 }
+
+/// The first column (an integer) of every row of `sql`.
+#[track_caller]
+pub fn ids(client: &mut Client, sql: &str) -> Vec<i32> {
+    client
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Runs `f` inside a transaction that is rolled back, so each case starts from the fixture.
+pub fn in_rollback<T>(app: &mut Client, f: impl FnOnce(&mut Client) -> T) -> T {
+    app.batch_execute("BEGIN").unwrap();
+    let r = f(app);
+    app.batch_execute("ROLLBACK").unwrap();
+    r
+}

@@ -165,3 +165,16 @@ DROP FUNCTION tenant._clone_unsupported(oid);
 DROP FUNCTION tenant._clone_sql(text, oid, text, integer, pg_node_tree);
 DROP FUNCTION tenant._schema_shape(name);
 DROP FUNCTION tenant._drift_pair(name, name);
+
+-- Roles inside a tenant (issue 15 stage B; sql/role_limits_tables.sql).
+CREATE TABLE tenant.role_limits (
+    relid regclass NOT NULL,
+    command text NOT NULL CONSTRAINT role_limits_command CHECK (command IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'ALL')),
+    roles text[] NOT NULL,
+    set_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (relid, command)
+);
+COMMENT ON TABLE tenant.role_limits IS 'Tenant roles allowed per command on a table. Change them through tenant.limit_tenant_roles().';
+SELECT pg_catalog.pg_extension_config_dump('tenant.role_limits', '');
+-- add_tenant_column gained column_type (bigint or uuid).
+DROP FUNCTION tenant.add_tenant_column(regclass, text, name);

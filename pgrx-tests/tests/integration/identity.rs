@@ -1421,3 +1421,83 @@ fn parallel_workers_see_the_end_user_and_role() {
         "plain set_tenant carries no identity"
     );
 }
+
+/// Check kind 40: whoever could read tenant.jwt_keys (an HS* key signs a JWT for any tenant) is
+/// reported, and each fix the checker gives works.
+#[test]
+fn the_checker_reports_who_could_read_the_jwt_keys() {
+    let db = jwt_db("jwt_key_readers");
+    let mut su = db.superuser();
+    let nobody = db.role("nobody");
+    su.batch_execute(&format!("GRANT pg_read_all_data TO {nobody}"))
+        .unwrap();
+    let mut reader = db.connect("nobody");
+    assert_eq!(
+        one::<i64>(&mut reader, "SELECT count(*) FROM tenant.jwt_keys"),
+        0
+    );
+    let problems = |db: &TestDb| -> Vec<(String, String, String)> {
+        isolation_findings(db)
+            .into_iter()
+            .filter(|f| f.2.contains("JWT verification keys"))
+            .map(|f| (f.1, f.2, f.3))
+            .collect()
+    };
+    assert_eq!(problems(&db), vec![], "row security keeps the reader out");
+    // BYPASSRLS with pg_read_all_data reads them: reported, and the fix works.
+    su.batch_execute(&format!("ALTER ROLE {nobody} BYPASSRLS"))
+        .unwrap();
+    let mut reader = db.connect("nobody");
+    assert_eq!(
+        one::<i64>(&mut reader, "SELECT count(*) FROM tenant.jwt_keys"),
+        10
+    );
+    let found = problems(&db);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, format!("role {nobody}"));
+    assert!(found[0].1.contains("BYPASSRLS"), "{found:?}");
+    // Public keys are no secret: without an HS* key there is nothing to report.
+    let mut admin = db.connect("admin");
+    admin
+        .batch_execute(
+            "SELECT tenant.drop_jwt_key('HS256'); SELECT tenant.drop_jwt_key('HS384'); SELECT tenant.drop_jwt_key('HS512');",
+        )
+        .unwrap();
+    assert_eq!(problems(&db), vec![]);
+    admin
+        .execute(
+            "SELECT tenant.add_jwt_key('HS256', 'HS256', $1)",
+            &[&SECRET],
+        )
+        .unwrap();
+    assert_eq!(problems(&db), found);
+    su.batch_execute(&found[0].2).unwrap();
+    assert_eq!(problems(&db), vec![]);
+    // A member of the table's owner can switch row security off.
+    let owner: String = one(&mut su, "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'tenant.jwt_keys'::regclass");
+    let group = db.role("keys_owner");
+    su.batch_execute(&format!("CREATE ROLE {group} NOLOGIN"))
+        .unwrap();
+    su.batch_execute(&format!(
+        "ALTER TABLE tenant.jwt_keys OWNER TO {group}; GRANT {group} TO {nobody}"
+    ))
+    .unwrap();
+    let found = problems(&db);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].1.contains(&format!("is a member of {group}")),
+        "{found:?}"
+    );
+    su.batch_execute(&found[0].2).unwrap();
+    assert_eq!(problems(&db), vec![]);
+    su.batch_execute(&format!("ALTER TABLE tenant.jwt_keys OWNER TO {owner}"))
+        .unwrap();
+    // Row security switched off.
+    su.batch_execute("ALTER TABLE tenant.jwt_keys NO FORCE ROW LEVEL SECURITY")
+        .unwrap();
+    let found = problems(&db);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "table tenant.jwt_keys");
+    su.batch_execute(&found[0].2).unwrap();
+    assert_eq!(problems(&db), vec![]);
+}

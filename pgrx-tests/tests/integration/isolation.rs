@@ -17,23 +17,6 @@ fn globex_bytes(db: &TestDb) -> Vec<String> {
         .collect()
 }
 
-fn ids(client: &mut Client, sql: &str) -> Vec<i32> {
-    client
-        .query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
-/// Runs `f` inside a transaction that is rolled back, so each case starts from the fixture.
-fn in_rollback<T>(app: &mut Client, f: impl FnOnce(&mut Client) -> T) -> T {
-    app.batch_execute("BEGIN").unwrap();
-    let r = f(app);
-    app.batch_execute("ROLLBACK").unwrap();
-    r
-}
-
 #[test]
 fn the_command_matrix_never_reaches_another_tenant() {
     let db = TestDb::new("matrix").with_projects();

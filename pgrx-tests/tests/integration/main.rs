@@ -15,4 +15,6 @@ mod quotas;
 mod replication;
 mod review;
 mod schemas;
+mod tenant_roles;
+mod uuid_keys;
 mod versions;

@@ -533,6 +533,17 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_isolating() {
         one::<Option<String>>(&mut member, "SELECT tenant.current_user_id()"),
         Some("alice".into())
     );
+    // Roles inside a tenant (issue 15, stage B) on a table isolated at 0.1.0.
+    up.batch_execute("SELECT tenant.limit_tenant_roles('public.projects', 'SELECT', '{viewer}')")
+        .expect("limit tenant roles after the upgrade");
+    assert_eq!(
+        rows(&mut member),
+        Vec::<i32>::new(),
+        "the JWT's role admin is not in the list"
+    );
+    up.batch_execute("SELECT tenant.limit_tenant_roles('public.projects', 'SELECT', NULL)")
+        .expect("remove the limit");
+    assert_eq!(rows(&mut member), vec![100]);
     up.batch_execute("SELECT tenant.drop_role_rules('upgrade_app')")
         .expect("drop the rule again");
     drop(member);
