@@ -25,9 +25,15 @@ GRANT tenant_user TO bench_app;
 CREATE ROLE bench_signer LOGIN;
 GRANT tenant_user, tenant_admin TO bench_signer;
 GRANT SELECT ON public.iso TO bench_signer;
-GRANT USAGE ON SCHEMA tenant TO bench_bound, bench_hand;
+-- A tenant_superuser member (support staff) working inside one tenant, outside cross-tenant mode:
+-- its permissive cross-tenant policy must not cost it the index (issue 17).
+CREATE ROLE bench_support LOGIN;
+GRANT tenant_superuser TO bench_support;
+GRANT USAGE ON SCHEMA tenant TO bench_bound, bench_hand, bench_support;
+GRANT SELECT ON public.iso TO bench_support;
 GRANT SELECT ON public.iso, public.plain, public.hand TO bench_bound, bench_hand, bench_app;
 SELECT tenant.bind_role('bench_bound', :'pin');
+SELECT tenant.bind_role('bench_support', :'pin');
 ALTER ROLE bench_hand SET app.tenant_id = :'pin';
 ALTER ROLE bench_app SET app.tenant_id = '0';
 

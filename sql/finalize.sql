@@ -56,7 +56,8 @@ GRANT EXECUTE ON FUNCTION
     tenant._migration_wait_workers(bigint, integer),
     tenant._migration_claim(bigint, integer), tenant._migration_apply(bigint, name),
     tenant._migration_finish(bigint, name, text, text), tenant._migration_requeue(bigint),
-    tenant._migration_progress(bigint, integer), tenant._migration_end_run(bigint),
+    tenant._migration_progress(bigint, integer), tenant._migration_counts(bigint),
+    tenant._migration_report(integer, integer, integer, integer), tenant._migration_end_run(bigint),
     tenant._migration_raise_if_stopped(bigint), tenant._migration_next_version(text)
 TO tenant_admin;
 GRANT SELECT ON tenant.migrations, tenant.schema_migrations, tenant.migration_runs TO tenant_admin;

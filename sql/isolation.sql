@@ -25,6 +25,12 @@
 -- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
 -- can write them.
 --
+-- Planner support: tenant._cross_tenant_support (src/context.rs) folds cross_tenant_active() to
+-- false at plan time while the backend holds no cross-tenant entry, so outside the mode the guard
+-- is the bare equality (one index condition, no Filter) and a tenant_superuser member's
+-- qft_cross_tenant policy does not OR the index condition away; entering or leaving the mode
+-- resets the backend's plan cache. The fold only ever says false, so a stale plan can only hide.
+--
 -- Roles inside a tenant (tenant.limit_tenant_roles, sql/tenant_roles.sql): every row of
 -- tenant.role_limits for the table (or a table it inherits from: partitions follow their parent)
 -- adds one policy, tenant._role_limit_shape:
@@ -33,6 +39,8 @@
 -- A context without a role (NULL) is in no list. No column in it: the planner evaluates it once
 -- per scan, beside the tenant column's index condition.
 -- ---------------------------------------------------------------------------------------------
+
+ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.

@@ -31,6 +31,15 @@
 --     an interrupted run are taken over;
 --   3 the template lock, transaction level: exclusive while the template is migrated, shared by
 --     create_tenant(with_schema => true) and _mark_schema_at_template_version.
+-- and, per schema being migrated, a transaction-level object lock with classid
+-- 'tenant.schema_migrations'::regclass and objid the schema's oid, held by the transaction that
+-- migrates it: tenant.migration_activity (and the `running` count of migration_status()) reads
+-- them, so a schema is shown as running exactly while a live transaction is migrating it.
+--
+-- One transaction per schema: the ledger row is claimed (FOR UPDATE SKIP LOCKED, so workers never
+-- wait for each other), migrated, pinned, checked and recorded in the same transaction. `running`
+-- is never committed: a killed run leaves its schema `pending`, as if never attempted, and the next
+-- run applies it.
 
 
 -- The template schema: the setting qualityfoundry_tenant.template_schema (default tenant_template).
@@ -279,8 +288,11 @@ END
 $$;
 
 -- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) and
--- commits it as `running`. NULL when the queue is empty, when the run stops at a failure
--- (continue_on_error => false), or when `leader` is given and no longer holds the run lock.
+-- marks it `running` in the caller's transaction, which then migrates it (_migration_apply) and
+-- commits: the mark is never committed, so a killed run leaves the row `pending`. NULL when the
+-- queue is empty, when the run stops at a failure (continue_on_error => false), or when `leader`
+-- is given and no longer holds the run lock. The pending rows are read in schema order from
+-- schema_migrations_run_idx (run_id, status, schema_name): no sort of the queue per claim.
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -408,29 +420,44 @@ BEGIN
 END
 $$;
 
--- Progress NOTICE ("12/300 tenants, 1 failed"): after every schema up to 100, then every 1%.
--- Returns the number done, to be passed back as `previous`.
-CREATE OR REPLACE FUNCTION tenant._migration_progress(run bigint, previous integer) RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- The run's size and what is done so far, read from the ledger (once per run in the serial loop,
+-- once a second while workers run: never once per schema).
+CREATE OR REPLACE FUNCTION tenant._migration_counts(run bigint, OUT total integer, OUT done integer, OUT failed integer)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    total integer;
-    done integer;
-    failed integer;
-    step integer;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.queued INTO total FROM tenant.migration_runs r WHERE r.id = run;
     SELECT count(*) FILTER (WHERE s.status IN ('applied', 'failed')), count(*) FILTER (WHERE s.status = 'failed')
     INTO done, failed
     FROM tenant.schema_migrations s WHERE s.run_id = run;
-    step := greatest(1, total / 100);
+END
+$$;
+
+-- Progress NOTICE ("12/300 tenants, 1 failed"): after every schema up to 100, then every 1%.
+-- No query: returns `done`, to be passed back as `previous`.
+CREATE OR REPLACE FUNCTION tenant._migration_report(done integer, failed integer, total integer, previous integer)
+RETURNS integer
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step integer := greatest(1, total / 100);
+BEGIN
     IF done > previous AND (done / step > previous / step OR done = total) THEN
         RAISE NOTICE '%/% tenants, % failed', done, total, failed;
     END IF;
     RETURN done;
 END
+$$;
+
+-- Progress of a run read from the ledger (the leader's wait while workers run).
+CREATE OR REPLACE FUNCTION tenant._migration_progress(run bigint, previous integer) RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tenant._migration_report(c.done, c.failed, c.total, previous) FROM tenant._migration_counts(run) c
 $$;
 
 -- Closes a run: counts, the summary NOTICE, the audit entry.
@@ -515,6 +542,9 @@ AS $$
 DECLARE
     target name;
     done integer := 0;
+    failed integer;
+    total integer;
+    shown integer;
 BEGIN
     -- Parallel: wait a second at a time and COMMIT in between, so this session's snapshot (its
     -- xmin horizon) never lives longer than a second while the workers run.
@@ -525,16 +555,24 @@ BEGIN
             COMMIT;
             EXIT WHEN done IS NULL;
         END LOOP;
-        done := 0;
     END IF;
+    -- What is left (all of it when serial), one transaction per schema: claim, migrate, record,
+    -- COMMIT. Progress is counted here, not in the ledger, so no schema costs more than the last.
+    SELECT c.total, c.done, c.failed INTO total, done, failed FROM tenant._migration_counts(run) c;
+    shown := done;
     COMMIT;
     LOOP
         target := tenant._migration_claim(run, NULL);
+        IF target IS NULL THEN
+            COMMIT;
+            EXIT;
+        END IF;
+        IF NOT tenant._migration_apply(run, target) THEN
+            failed := failed + 1;
+        END IF;
         COMMIT;
-        EXIT WHEN target IS NULL;
-        PERFORM tenant._migration_apply(run, target);
-        COMMIT;
-        done := tenant._migration_progress(run, done);
+        done := done + 1;
+        shown := tenant._migration_report(done, failed, total, shown);
     END LOOP;
 END
 $$;
@@ -632,8 +670,25 @@ BEGIN
 END
 $$;
 
+-- Schemas being migrated right now, from the locks their migrating transactions hold (see the
+-- header): a live transaction, so a killed run shows nothing here and its schema `pending`.
+CREATE OR REPLACE VIEW tenant.migration_activity AS
+SELECT n.nspname AS schema_name, r.version, r.id AS run_id, l.pid
+  FROM pg_catalog.pg_locks l
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) l.objid
+  LEFT JOIN LATERAL (SELECT x.id, x.version FROM tenant.migration_runs x
+                      WHERE x.finished_at IS NULL ORDER BY x.id DESC LIMIT 1) r ON true
+ WHERE l.locktype OPERATOR(pg_catalog.=) 'object' AND l.granted AND l.objsubid OPERATOR(pg_catalog.=) 0
+   AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                           WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+   AND l.classid OPERATOR(pg_catalog.=) 'tenant.schema_migrations'::pg_catalog.regclass::pg_catalog.oid;
+COMMENT ON VIEW tenant.migration_activity IS 'Tenant schemas a live migrate_all / retry_failed transaction is migrating now (from pg_locks).';
+REVOKE ALL ON tenant.migration_activity FROM PUBLIC;
+GRANT SELECT ON tenant.migration_activity TO tenant_admin;
+
 -- Per registered version: the template's state and how many tenant schemas (those in the registry
--- now) have it applied, failed, running, or not yet (pending, including schemas with no row).
+-- now) have it applied, failed, running (a live transaction is migrating it:
+-- tenant.migration_activity), or not yet (pending, including schemas with no row).
 CREATE OR REPLACE FUNCTION tenant.migration_status()
 RETURNS TABLE(version text, registered_at timestamptz, template_status text, applied bigint, failed bigint,
               running bigint, pending bigint)
@@ -648,11 +703,12 @@ BEGIN
             WHERE x.version = m.version AND x.schema_name = tenant._template_schema()),
            count(*) FILTER (WHERE s.status = 'applied'),
            count(*) FILTER (WHERE s.status = 'failed'),
-           count(*) FILTER (WHERE s.status = 'running'),
-           count(t.id) FILTER (WHERE s.status IS NULL OR s.status = 'pending')
+           count(*) FILTER (WHERE s.status = 'running' OR (s.status = 'pending' AND a.schema_name IS NOT NULL)),
+           count(t.id) FILTER (WHERE s.status IS NULL OR (s.status = 'pending' AND a.schema_name IS NULL))
     FROM tenant.migrations m
     LEFT JOIN tenant.tenants t ON t.schema_name IS NOT NULL
     LEFT JOIN tenant.schema_migrations s ON s.version = m.version AND s.schema_name = t.schema_name
+    LEFT JOIN tenant.migration_activity a ON a.schema_name = t.schema_name AND a.version = m.version
     GROUP BY m.version, m.registered_at, m.seq
     ORDER BY m.seq;
 END

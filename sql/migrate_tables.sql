@@ -48,7 +48,8 @@ CREATE TABLE tenant.schema_migrations (
     pid integer,                       -- the backend (leader or worker) that last took the row
     PRIMARY KEY (schema_name, version)
 );
-CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status);
+-- (run_id, status, schema_name): a run's claim reads its next pending schema in order, no sort.
+CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
 CREATE INDEX schema_migrations_version_idx ON tenant.schema_migrations (version, status);
 COMMENT ON TABLE tenant.schema_migrations IS 'Per schema and version: pending, running, applied or failed (with SQLSTATE and message). A pending row whose error says "blocked" waits for an earlier version.';
 

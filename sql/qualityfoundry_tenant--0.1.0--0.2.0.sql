@@ -184,6 +184,10 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.role_limits', '');
 -- add_tenant_column gained column_type (bigint or uuid).
 DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
 
+-- Issue 17: migrate_all claims a run's next pending schema in order from this index (no sort).
+DROP INDEX tenant.schema_migrations_run_idx;
+CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
+
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::catalog::_clone_plan_rs
 CREATE OR REPLACE FUNCTION tenant."_clone_plan_rs"(
@@ -241,6 +245,14 @@ CREATE OR REPLACE FUNCTION tenant."_schema_drift_rs"(
 STABLE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'schema_drift_rs_wrapper';
+
+-- qualityfoundry_tenant::context::_cross_tenant_support
+CREATE OR REPLACE FUNCTION tenant."_cross_tenant_support"(
+	"request" internal /* pgrx :: datum :: Internal */
+) RETURNS internal /* pgrx :: datum :: Internal */
+IMMUTABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cross_tenant_support_wrapper';
 
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
@@ -592,8 +604,10 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.tenants
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+-- On tenant.tenants only the columns the per-backend cache holds (src/context.rs, TenantRow) count:
+-- migrate_all's per-schema schema_version update broadcasts nothing.
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OF id, slug, status, schema_name, uuid OR DELETE OR TRUNCATE
+    ON tenant.tenants FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_bindings
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys
@@ -947,6 +961,12 @@ $$;
 -- _update, _delete) and qft_shared_read lets every tenant read rows whose tenant is NULL; nobody
 -- can write them.
 --
+-- Planner support: tenant._cross_tenant_support (src/context.rs) folds cross_tenant_active() to
+-- false at plan time while the backend holds no cross-tenant entry, so outside the mode the guard
+-- is the bare equality (one index condition, no Filter) and a tenant_superuser member's
+-- qft_cross_tenant policy does not OR the index condition away; entering or leaving the mode
+-- resets the backend's plan cache. The fold only ever says false, so a stale plan can only hide.
+--
 -- Roles inside a tenant (tenant.limit_tenant_roles, sql/tenant_roles.sql): every row of
 -- tenant.role_limits for the table (or a table it inherits from: partitions follow their parent)
 -- adds one policy, tenant._role_limit_shape:
@@ -955,6 +975,8 @@ $$;
 -- A context without a role (NULL) is in no list. No column in it: the planner evaluates it once
 -- per scan, beside the tenant column's index condition.
 -- ---------------------------------------------------------------------------------------------
+
+ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.
@@ -1838,6 +1860,15 @@ REVOKE ALL ON FUNCTION tenant.grant_backup_reads(regrole) FROM PUBLIC;
 --     an interrupted run are taken over;
 --   3 the template lock, transaction level: exclusive while the template is migrated, shared by
 --     create_tenant(with_schema => true) and _mark_schema_at_template_version.
+-- and, per schema being migrated, a transaction-level object lock with classid
+-- 'tenant.schema_migrations'::regclass and objid the schema's oid, held by the transaction that
+-- migrates it: tenant.migration_activity (and the `running` count of migration_status()) reads
+-- them, so a schema is shown as running exactly while a live transaction is migrating it.
+--
+-- One transaction per schema: the ledger row is claimed (FOR UPDATE SKIP LOCKED, so workers never
+-- wait for each other), migrated, pinned, checked and recorded in the same transaction. `running`
+-- is never committed: a killed run leaves its schema `pending`, as if never attempted, and the next
+-- run applies it.
 
 
 -- The template schema: the setting qualityfoundry_tenant.template_schema (default tenant_template).
@@ -2086,8 +2117,11 @@ END
 $$;
 
 -- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) and
--- commits it as `running`. NULL when the queue is empty, when the run stops at a failure
--- (continue_on_error => false), or when `leader` is given and no longer holds the run lock.
+-- marks it `running` in the caller's transaction, which then migrates it (_migration_apply) and
+-- commits: the mark is never committed, so a killed run leaves the row `pending`. NULL when the
+-- queue is empty, when the run stops at a failure (continue_on_error => false), or when `leader`
+-- is given and no longer holds the run lock. The pending rows are read in schema order from
+-- schema_migrations_run_idx (run_id, status, schema_name): no sort of the queue per claim.
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2215,29 +2249,44 @@ BEGIN
 END
 $$;
 
--- Progress NOTICE ("12/300 tenants, 1 failed"): after every schema up to 100, then every 1%.
--- Returns the number done, to be passed back as `previous`.
-CREATE OR REPLACE FUNCTION tenant._migration_progress(run bigint, previous integer) RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- The run's size and what is done so far, read from the ledger (once per run in the serial loop,
+-- once a second while workers run: never once per schema).
+CREATE OR REPLACE FUNCTION tenant._migration_counts(run bigint, OUT total integer, OUT done integer, OUT failed integer)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    total integer;
-    done integer;
-    failed integer;
-    step integer;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.queued INTO total FROM tenant.migration_runs r WHERE r.id = run;
     SELECT count(*) FILTER (WHERE s.status IN ('applied', 'failed')), count(*) FILTER (WHERE s.status = 'failed')
     INTO done, failed
     FROM tenant.schema_migrations s WHERE s.run_id = run;
-    step := greatest(1, total / 100);
+END
+$$;
+
+-- Progress NOTICE ("12/300 tenants, 1 failed"): after every schema up to 100, then every 1%.
+-- No query: returns `done`, to be passed back as `previous`.
+CREATE OR REPLACE FUNCTION tenant._migration_report(done integer, failed integer, total integer, previous integer)
+RETURNS integer
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step integer := greatest(1, total / 100);
+BEGIN
     IF done > previous AND (done / step > previous / step OR done = total) THEN
         RAISE NOTICE '%/% tenants, % failed', done, total, failed;
     END IF;
     RETURN done;
 END
+$$;
+
+-- Progress of a run read from the ledger (the leader's wait while workers run).
+CREATE OR REPLACE FUNCTION tenant._migration_progress(run bigint, previous integer) RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tenant._migration_report(c.done, c.failed, c.total, previous) FROM tenant._migration_counts(run) c
 $$;
 
 -- Closes a run: counts, the summary NOTICE, the audit entry.
@@ -2322,6 +2371,9 @@ AS $$
 DECLARE
     target name;
     done integer := 0;
+    failed integer;
+    total integer;
+    shown integer;
 BEGIN
     -- Parallel: wait a second at a time and COMMIT in between, so this session's snapshot (its
     -- xmin horizon) never lives longer than a second while the workers run.
@@ -2332,16 +2384,24 @@ BEGIN
             COMMIT;
             EXIT WHEN done IS NULL;
         END LOOP;
-        done := 0;
     END IF;
+    -- What is left (all of it when serial), one transaction per schema: claim, migrate, record,
+    -- COMMIT. Progress is counted here, not in the ledger, so no schema costs more than the last.
+    SELECT c.total, c.done, c.failed INTO total, done, failed FROM tenant._migration_counts(run) c;
+    shown := done;
     COMMIT;
     LOOP
         target := tenant._migration_claim(run, NULL);
+        IF target IS NULL THEN
+            COMMIT;
+            EXIT;
+        END IF;
+        IF NOT tenant._migration_apply(run, target) THEN
+            failed := failed + 1;
+        END IF;
         COMMIT;
-        EXIT WHEN target IS NULL;
-        PERFORM tenant._migration_apply(run, target);
-        COMMIT;
-        done := tenant._migration_progress(run, done);
+        done := done + 1;
+        shown := tenant._migration_report(done, failed, total, shown);
     END LOOP;
 END
 $$;
@@ -2439,8 +2499,25 @@ BEGIN
 END
 $$;
 
+-- Schemas being migrated right now, from the locks their migrating transactions hold (see the
+-- header): a live transaction, so a killed run shows nothing here and its schema `pending`.
+CREATE OR REPLACE VIEW tenant.migration_activity AS
+SELECT n.nspname AS schema_name, r.version, r.id AS run_id, l.pid
+  FROM pg_catalog.pg_locks l
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) l.objid
+  LEFT JOIN LATERAL (SELECT x.id, x.version FROM tenant.migration_runs x
+                      WHERE x.finished_at IS NULL ORDER BY x.id DESC LIMIT 1) r ON true
+ WHERE l.locktype OPERATOR(pg_catalog.=) 'object' AND l.granted AND l.objsubid OPERATOR(pg_catalog.=) 0
+   AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                           WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+   AND l.classid OPERATOR(pg_catalog.=) 'tenant.schema_migrations'::pg_catalog.regclass::pg_catalog.oid;
+COMMENT ON VIEW tenant.migration_activity IS 'Tenant schemas a live migrate_all / retry_failed transaction is migrating now (from pg_locks).';
+REVOKE ALL ON tenant.migration_activity FROM PUBLIC;
+GRANT SELECT ON tenant.migration_activity TO tenant_admin;
+
 -- Per registered version: the template's state and how many tenant schemas (those in the registry
--- now) have it applied, failed, running, or not yet (pending, including schemas with no row).
+-- now) have it applied, failed, running (a live transaction is migrating it:
+-- tenant.migration_activity), or not yet (pending, including schemas with no row).
 CREATE OR REPLACE FUNCTION tenant.migration_status()
 RETURNS TABLE(version text, registered_at timestamptz, template_status text, applied bigint, failed bigint,
               running bigint, pending bigint)
@@ -2455,11 +2532,12 @@ BEGIN
             WHERE x.version = m.version AND x.schema_name = tenant._template_schema()),
            count(*) FILTER (WHERE s.status = 'applied'),
            count(*) FILTER (WHERE s.status = 'failed'),
-           count(*) FILTER (WHERE s.status = 'running'),
-           count(t.id) FILTER (WHERE s.status IS NULL OR s.status = 'pending')
+           count(*) FILTER (WHERE s.status = 'running' OR (s.status = 'pending' AND a.schema_name IS NOT NULL)),
+           count(t.id) FILTER (WHERE s.status IS NULL OR (s.status = 'pending' AND a.schema_name IS NULL))
     FROM tenant.migrations m
     LEFT JOIN tenant.tenants t ON t.schema_name IS NOT NULL
     LEFT JOIN tenant.schema_migrations s ON s.version = m.version AND s.schema_name = t.schema_name
+    LEFT JOIN tenant.migration_activity a ON a.schema_name = t.schema_name AND a.version = m.version
     GROUP BY m.version, m.registered_at, m.seq
     ORDER BY m.seq;
 END
@@ -5192,7 +5270,8 @@ GRANT EXECUTE ON FUNCTION
     tenant._migration_wait_workers(bigint, integer),
     tenant._migration_claim(bigint, integer), tenant._migration_apply(bigint, name),
     tenant._migration_finish(bigint, name, text, text), tenant._migration_requeue(bigint),
-    tenant._migration_progress(bigint, integer), tenant._migration_end_run(bigint),
+    tenant._migration_progress(bigint, integer), tenant._migration_counts(bigint),
+    tenant._migration_report(integer, integer, integer, integer), tenant._migration_end_run(bigint),
     tenant._migration_raise_if_stopped(bigint), tenant._migration_next_version(text)
 TO tenant_admin;
 GRANT SELECT ON tenant.migrations, tenant.schema_migrations, tenant.migration_runs TO tenant_admin;

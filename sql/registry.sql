@@ -21,8 +21,10 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.tenants
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
+-- On tenant.tenants only the columns the per-backend cache holds (src/context.rs, TenantRow) count:
+-- migrate_all's per-schema schema_version update broadcasts nothing.
+CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OF id, slug, status, schema_name, uuid OR DELETE OR TRUNCATE
+    ON tenant.tenants FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.role_bindings
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._registry_changed_trigger();
 CREATE OR REPLACE TRIGGER registry_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.signing_keys

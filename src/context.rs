@@ -30,6 +30,7 @@ use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 #[derive(Clone, Debug)]
 pub struct TenantRow {
@@ -39,6 +40,9 @@ pub struct TenantRow {
     pub schema: Option<String>,
     pub uuid: [u8; 16],
 }
+
+/// A registry row as cached: shared, so the setters' lookups copy no strings.
+pub type Tenant = Rc<TenantRow>;
 
 /// What the registry says about one role.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +57,7 @@ pub struct RoleRules {
 #[derive(Default)]
 struct Cache {
     generation: u64,
-    by_id: HashMap<i64, Option<TenantRow>>,
+    by_id: HashMap<i64, Option<Tenant>>,
     by_slug: HashMap<String, Option<i64>>,
     by_uuid: HashMap<[u8; 16], Option<i64>>,
     rules: HashMap<u32, RoleRules>,
@@ -162,7 +166,7 @@ const RULES_OF: &str = "SELECT b.tenant_id, COALESCE(b.allow_cross_tenant, false
      LEFT JOIN tenant.role_bindings b ON b.role::oid = x.role \
      LEFT JOIN tenant.role_rules r ON r.role::oid = x.role";
 
-fn select_tenant(query: &str, arg: pgrx::datum::DatumWithOid) -> Option<TenantRow> {
+fn select_tenant(query: &str, arg: pgrx::datum::DatumWithOid) -> Option<Tenant> {
     let row = privilege::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(query, Some(1), &[arg])?;
@@ -188,11 +192,11 @@ fn select_tenant(query: &str, arg: pgrx::datum::DatumWithOid) -> Option<TenantRo
     .unwrap_or_else(|e| lookup_failed(e));
     row.map(|(tenant, relid)| {
         TENANTS_RELID.0.set(relid);
-        tenant
+        Rc::new(tenant)
     })
 }
 
-pub fn tenant_by_id(id: i64) -> Option<TenantRow> {
+pub fn tenant_by_id(id: i64) -> Option<Tenant> {
     if let Some(hit) = with_cache(|c| c.by_id.get(&id).cloned()) {
         return hit;
     }
@@ -261,7 +265,7 @@ pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 }
 
 /// Resolves a `tenant text` argument: the slug, the id written as text, or the uuid.
-pub fn resolve(text: &str) -> Option<TenantRow> {
+pub fn resolve(text: &str) -> Option<Tenant> {
     if looks_like_id(text) {
         return text.parse::<i64>().ok().and_then(tenant_by_id);
     }
@@ -482,7 +486,7 @@ pub(crate) fn warn_if_pointless(local: bool, what: &str) {
 fn bound_elsewhere(bound: i64) -> ! {
     let session = session_user();
     let t = tenant_by_id(bound)
-        .map(|t| t.slug)
+        .map(|t| t.slug.clone())
         .unwrap_or_else(|| bound.to_string());
     error::denied(
         format!(
@@ -520,6 +524,8 @@ pub struct Token {
 /// What a setter was asked for: a tenant argument as given, or one named by a verified token.
 enum Target<'a> {
     Text(Option<&'a str>),
+    /// `set_tenant(bigint)`: looked up by id, never rendered and parsed back.
+    Id(i64),
     Token(Token),
 }
 
@@ -606,8 +612,9 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
     let rules = effective_rules(caller);
     let superuser = unsafe { pg_sys::superuser_arg(caller) };
     let local = local || rules.transaction_scope;
-    let lookup = |target: &Target| -> Option<TenantRow> {
+    let lookup = |target: &Target| -> Option<Tenant> {
         match target {
+            Target::Id(id) => tenant_by_id(*id),
             Target::Text(Some(text)) => resolve(text),
             Target::Text(None) => None,
             Target::Token(Token {
@@ -622,7 +629,7 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
     };
     let token = match &target {
         Target::Token(t) => Some(t),
-        Target::Text(_) => None,
+        Target::Text(_) | Target::Id(_) => None,
     };
     if let (Some(bound), _) = session_binding(session) {
         if let Target::Text(None) = target {
@@ -674,6 +681,10 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
             format!("tenant \"{text}\" does not exist"),
             Some("Pass a slug, an id or a uuid from tenant.tenants.".into()),
         ),
+        (Target::Id(id), None) => error::invalid(
+            format!("tenant \"{id}\" does not exist"),
+            Some("Pass a slug, an id or a uuid from tenant.tenants.".into()),
+        ),
         (Target::Token(t), None) => error::denied(
             match &t.tenant {
                 TokenTenant::Id(id) => {
@@ -715,7 +726,6 @@ fn set_tenant_text(tenant: Option<&str>, is_local: default!(Option<bool>, false)
 
 #[pg_extern(schema = "tenant", name = "set_tenant", volatile, parallel_unsafe)]
 fn set_tenant_id(tenant: Option<i64>, is_local: default!(Option<bool>, false)) -> i64 {
-    let text = tenant.map(|t| t.to_string());
     if let Some(id) = tenant.filter(|&t| t <= 0) {
         // Malformed whatever the caller may do; checked after the caller's rights, like the rest.
         let caller = privilege::caller();
@@ -728,7 +738,10 @@ fn set_tenant_id(tenant: Option<i64>, is_local: default!(Option<bool>, false)) -
             Some("Tenant ids are positive.".into()),
         );
     }
-    enter(Target::Text(text.as_deref()), is_local)
+    match tenant {
+        Some(id) => enter(Target::Id(id), is_local),
+        None => enter(Target::Text(None), is_local),
+    }
 }
 
 /// Enters the tenant a verified token names (signed.rs and jwt.rs verify it first).
@@ -792,7 +805,9 @@ pub fn current_tenant_id() -> Option<i64> {
 /// The slug of the current tenant, NULL when none.
 #[pg_extern(schema = "tenant", stable, parallel_safe)]
 fn current_tenant() -> Option<String> {
-    current_tenant_id().and_then(tenant_by_id).map(|t| t.slug)
+    current_tenant_id()
+        .and_then(tenant_by_id)
+        .map(|t| t.slug.clone())
 }
 
 /// The uuid of the current tenant, NULL when none. STABLE and PARALLEL SAFE, no query once the
@@ -854,6 +869,39 @@ pub(crate) fn cross_tenant_active() -> bool {
     rules.binding.is_none() || rules.allow_cross_tenant
 }
 
+/// Planner support for `cross_tenant_active()` (`ALTER FUNCTION ... SUPPORT`, sql/isolation.sql):
+/// while this backend holds no cross-tenant entry at all, a call is folded to `false` at plan time,
+/// so `match OR cross_tenant_active()` becomes `match` and merges with the permissive equality (one
+/// index condition, no Filter), and a tenant_superuser member's permissive
+/// `cross_tenant_active()` policy no longer ORs the index condition away. Whenever the cross-tenant
+/// setting changes value (entering, leaving, a ROLLBACK restoring an entry), its assign hook resets
+/// this backend's plan cache (`settings::assign_cross_tenant`), so a plan folded outside the mode is
+/// re-planned before it runs again. The fold only ever says `false`: a plan that escaped the reset
+/// (a cursor opened before entering) can only show fewer rows, never more. With an entry present
+/// (valid or void) nothing is folded and the call is evaluated per execution as before.
+#[pg_extern(
+    schema = "tenant",
+    name = "_cross_tenant_support",
+    immutable,
+    parallel_safe
+)]
+fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
+    let node = request
+        .unwrap()
+        .map(|d| d.cast_mut_ptr::<pg_sys::Node>())
+        .unwrap_or(std::ptr::null_mut());
+    // SAFETY: the planner passes a support request node; only its tag is read.
+    let simplify =
+        !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SupportRequestSimplify;
+    let folded = if simplify && !settings::cross_tenant_value_present() {
+        unsafe { pg_sys::makeBoolConst(false, false) }
+    } else {
+        std::ptr::null_mut()
+    };
+    // A support function answers with a pointer, NULL meaning "no simplification" (never SQL NULL).
+    pgrx::datum::Internal::from(Some(pg_sys::Datum::from(folded)))
+}
+
 fn audit(action: &str, reason: Option<&str>) {
     let tenant = current_tenant_id();
     privilege::as_owner(|| {
@@ -876,7 +924,7 @@ fn enter_cross_tenant(reason: Option<&str>, is_local: default!(Option<bool>, fal
     let session = session_user();
     if let (Some(bound), false) = session_binding(session) {
         let t = tenant_by_id(bound)
-            .map(|t| t.slug)
+            .map(|t| t.slug.clone())
             .unwrap_or_else(|| bound.to_string());
         error::denied(
             format!(
@@ -941,6 +989,14 @@ fn exit_cross_tenant() {
 /// Schema mode: the tenant's schema goes first in `search_path`, ahead of the session's default
 /// path; leaving a schema tenant restores that default. Same scope as the context.
 fn route_search_path(schema: Option<&str>, local: bool) {
+    if schema.is_none() {
+        // Shared-table mode: nothing to route unless the tenant being left had a schema (no
+        // string is built or copied on this path: the setters' hot path).
+        let previous = settings::tenant_id_setting();
+        if previous == 0 || tenant_by_id(previous).is_none_or(|t| t.schema.is_none()) {
+            return;
+        }
+    }
     let default_path = unsafe {
         let p = pg_sys::GetConfigOptionResetString(c"search_path".as_ptr());
         if p.is_null() {
@@ -952,13 +1008,7 @@ fn route_search_path(schema: Option<&str>, local: bool) {
     let path = match schema {
         Some(s) if default_path.is_empty() => pgrx::spi::quote_identifier(s),
         Some(s) => format!("{}, {default_path}", pgrx::spi::quote_identifier(s)),
-        None => {
-            let previous = tenant_by_id(settings::tenant_id_setting()).and_then(|t| t.schema);
-            if previous.is_none() {
-                return;
-            }
-            default_path
-        }
+        None => default_path,
     };
     settings::apply(c"search_path", &path, local);
 }

@@ -61,7 +61,8 @@ pgrx::extension_sql_file!(
         context::current_tenant_role,
         context::current_tenant_uuid,
         context::current_tenant_id,
-        context::cross_tenant_active
+        context::cross_tenant_active,
+        context::cross_tenant_support
     ]
 );
 pgrx::extension_sql_file!(

@@ -299,15 +299,17 @@ pub fn refuse_in_step() {
 
 /// (schema, migration SQL, tenant) of the schema this backend has claimed in `run`, or a 55000
 /// error when it has claimed none of that name: a step runs only for a ledger row that is
-/// `running` in this very backend.
+/// `running` in this very backend (marked so in this very transaction by the claim). Takes the
+/// schema's activity lock (see [`hold_activity_lock`]).
 fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
     let row = privilege::as_owner(|| {
-        Spi::get_two_with_args::<String, i64>(
-            "SELECT m.sql, t.id FROM tenant.migration_runs r \
+        Spi::get_three_with_args::<String, i64, pg_sys::Oid>(
+            "SELECT m.sql, t.id, n.oid FROM tenant.migration_runs r \
                JOIN tenant.migrations m ON m.version OPERATOR(pg_catalog.=) r.version \
                JOIN tenant.schema_migrations s ON s.version OPERATOR(pg_catalog.=) r.version \
                 AND s.run_id OPERATOR(pg_catalog.=) r.id \
                LEFT JOIN tenant.tenants t ON t.schema_name OPERATOR(pg_catalog.=) s.schema_name \
+               LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.schema_name \
               WHERE r.id OPERATOR(pg_catalog.=) $1 AND s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
                 AND s.status OPERATOR(pg_catalog.=) 'running' \
                 AND s.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()",
@@ -315,7 +317,12 @@ fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
         )
     });
     match row {
-        Ok((Some(sql), tenant)) => (sql, tenant),
+        Ok((Some(sql), tenant, namespace)) => {
+            if let Some(namespace) = namespace {
+                hold_activity_lock(namespace);
+            }
+            (sql, tenant)
+        }
         _ => error::raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!(
@@ -326,6 +333,31 @@ fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
             Some("CALL tenant.migrate_all(...) or tenant.retry_failed(...).".to_string()),
         ),
     }
+}
+
+/// The lock that shows a schema as being migrated (`tenant.migration_activity`, the `running`
+/// count of `migration_status()`): an object lock of this transaction with classid
+/// `tenant.schema_migrations` and objid the schema's oid. PostgreSQL takes object locks only with
+/// catalog classids and no SQL function takes one, so nothing else holds or fakes it; it goes
+/// with the transaction, so a killed run shows nothing running.
+fn hold_activity_lock(namespace: pg_sys::Oid) {
+    let ledger = unsafe {
+        pg_sys::get_relname_relid(
+            c"schema_migrations".as_ptr(),
+            pg_sys::get_namespace_oid(c"tenant".as_ptr(), false),
+        )
+    };
+    let tag = pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: ledger.to_u32(),
+        locktag_field3: namespace.to_u32(),
+        locktag_field4: 0,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    };
+    // Exclusive, transaction-level, never waited for: the ledger row is already this
+    // transaction's (FOR UPDATE), so no other transaction asks for the same schema's lock.
+    unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, true) };
 }
 
 /// Runs `migration` in `schema` as the calling role: `search_path` = the schema, then
@@ -655,22 +687,26 @@ pub extern "C-unwind" fn qft_migrate_worker(_arg: pg_sys::Datum) {
         };
     });
     IN_WORKER.0.set(true);
+    // One transaction per schema, as the serial loop: claim, migrate, record, commit.
     loop {
         let claimed = BackgroundWorker::transaction(|| {
-            Spi::get_one_with_args::<String>(
+            let schema = Spi::get_one_with_args::<String>(
                 "SELECT tenant._migration_claim($1, $2)::text",
                 &[job.run.into(), job.leader_pid.into()],
             )
-            .expect("claim")
+            .expect("claim");
+            if let Some(schema) = &schema {
+                Spi::run_with_args(
+                    "SELECT tenant._migration_apply($1, $2::name)",
+                    &[job.run.into(), schema.as_str().into()],
+                )
+                .expect("apply");
+            }
+            schema.is_some()
         });
-        let Some(schema) = claimed else { break };
-        BackgroundWorker::transaction(|| {
-            Spi::run_with_args(
-                "SELECT tenant._migration_apply($1, $2::name)",
-                &[job.run.into(), schema.as_str().into()],
-            )
-            .expect("apply")
-        });
+        if !claimed {
+            break;
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub fn has_role(user: Oid, role: &CStr) -> bool {
         if pg_sys::superuser_arg(user) {
             return true;
         }
-        let role_oid = pg_sys::get_role_oid(role.as_ptr(), true);
+        let role_oid = role_oid(role);
         role_oid != pg_sys::InvalidOid && pg_sys::has_privs_of_role(user, role_oid)
     }
 }
@@ -85,6 +85,35 @@ unsafe impl<T> Sync for Backend<T> {}
 /// change to pg_namespace clears it.
 static OWNER: Backend<std::cell::Cell<Oid>> = Backend(std::cell::Cell::new(pg_sys::InvalidOid));
 
+/// The oids of the extension's three roles, looked up by name once per backend (the setters check
+/// membership on every call); any change to pg_authid clears them.
+static ROLE_OIDS: Backend<std::cell::Cell<[Oid; 3]>> =
+    Backend(std::cell::Cell::new([pg_sys::InvalidOid; 3]));
+
+/// A role's oid (InvalidOid when it does not exist); the extension's own roles through the cache.
+fn role_oid(role: &CStr) -> Oid {
+    let slot = [TENANT_USER, TENANT_SUPERUSER, TENANT_ADMIN]
+        .iter()
+        .position(|r| *r == role);
+    let mut cached = ROLE_OIDS.0.get();
+    if let Some(i) = slot {
+        if cached[i] != pg_sys::InvalidOid {
+            return cached[i];
+        }
+    }
+    let oid = unsafe { pg_sys::get_role_oid(role.as_ptr(), true) };
+    if let Some(i) = slot {
+        cached[i] = oid;
+        ROLE_OIDS.0.set(cached);
+    }
+    oid
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    ROLE_OIDS.0.set([pg_sys::InvalidOid; 3]);
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn namespace_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     OWNER.0.set(pg_sys::InvalidOid);
@@ -97,7 +126,12 @@ pub fn init() {
             pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
             Some(namespace_changed),
             pg_sys::Datum::from(0),
-        )
+        );
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            Some(roles_changed),
+            pg_sys::Datum::from(0),
+        );
     };
 }
 

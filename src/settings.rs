@@ -359,9 +359,14 @@ unsafe extern "C-unwind" fn check_cross_tenant(
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn assign_cross_tenant(newval: *const c_char, _extra: *mut c_void) {
     let text = hook_text(newval);
-    CROSS_TENANT_VALUE
-        .0
-        .set(parse_cross_tenant(text).unwrap_or(None));
+    let value = parse_cross_tenant(text).unwrap_or(None);
+    if value != CROSS_TENANT_VALUE.0.get() {
+        // Plans folded cross_tenant_active() to false while no entry was set (see
+        // context::cross_tenant_support): make every cached plan of this backend re-plan before its
+        // next run. Only flags are flipped here, which is safe in an assign hook (also at abort).
+        pg_sys::ResetPlanCache();
+    }
+    CROSS_TENANT_VALUE.0.set(value);
     *CROSS_TENANT_REASON.0.borrow_mut() = cross_tenant_reason_of(text);
 }
 
@@ -591,6 +596,13 @@ pub fn cross_tenant_entry() -> Option<bool> {
     let me = this_session();
     (key.pid == me.pid && key.owner == me.owner && (me.started == -1 || key.started == me.started))
         .then_some(key.local)
+}
+
+/// Whether the cross-tenant setting holds any entry at all (valid for this session or not): the
+/// planner folds `cross_tenant_active()` to false only when it holds none.
+#[inline]
+pub fn cross_tenant_value_present() -> bool {
+    CROSS_TENANT_VALUE.0.get().is_some()
 }
 
 pub fn cross_tenant_entered() -> bool {

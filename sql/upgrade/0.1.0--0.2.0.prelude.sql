@@ -178,3 +178,7 @@ COMMENT ON TABLE tenant.role_limits IS 'Tenant roles allowed per command on a ta
 SELECT pg_catalog.pg_extension_config_dump('tenant.role_limits', '');
 -- add_tenant_column gained column_type (bigint or uuid).
 DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
+
+-- Issue 17: migrate_all claims a run's next pending schema in order from this index (no sort).
+DROP INDEX tenant.schema_migrations_run_idx;
+CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);

@@ -10,6 +10,7 @@ mod isolation;
 mod lifecycle;
 mod migrate;
 mod orm;
+mod plans;
 mod pooler;
 mod quotas;
 mod replication;

@@ -388,7 +388,25 @@ fn a_killed_run_leaves_no_tenant_half_migrated_and_the_next_run_finishes() {
     let (pid, run) = migrate_in_background(&db, "v1", ADD_COLUMN);
     wait_for(&mut su, WAITS_ON_ITEMS_OF_B, pid);
     assert_eq!(row_of(&mut su, "tenant_a", "v1").0, "applied");
-    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "running");
+    // Running is never committed: the ledger says pending, the live transaction's lock says
+    // running (tenant.migration_activity, migration_status()).
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "pending");
+    let mut admin = db.connect("admin");
+    assert_eq!(
+        strings(
+            &mut admin,
+            &format!("SELECT schema_name || ' ' || version || ' ' || (pid = {pid}) FROM tenant.migration_activity")
+        ),
+        vec!["tenant_b v1 true"]
+    );
+    assert_eq!(
+        one::<String>(
+            &mut admin,
+            "SELECT format('applied %s running %s pending %s', applied, running, pending) \
+             FROM tenant.migration_status() WHERE version = 'v1'"
+        ),
+        "applied 1 running 1 pending 1"
+    );
 
     assert!(one::<bool>(
         &mut su,
@@ -401,9 +419,21 @@ fn a_killed_run_leaves_no_tenant_half_migrated_and_the_next_run_finishes() {
         "the killed call reported success"
     );
 
-    // tenant_a committed; tenant_b rolled back (still marked running), tenant_c never reached.
-    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "running");
+    // tenant_a committed; tenant_b rolled back (pending, as if never attempted), tenant_c never
+    // reached, nothing shown as running.
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "pending");
     assert_eq!(row_of(&mut su, "tenant_c", "v1").0, "pending");
+    assert_eq!(
+        one::<i64>(&mut admin, "SELECT count(*) FROM tenant.migration_activity"),
+        0
+    );
+    assert_eq!(
+        one::<i32>(
+            &mut su,
+            "SELECT attempts FROM tenant.schema_migrations WHERE schema_name = 'tenant_b'"
+        ),
+        0
+    );
     assert_eq!(shape(&mut su, "tenant_b"), before_b);
     assert_eq!(shape(&mut su, "tenant_c"), before_c);
     assert!(shape(&mut su, "tenant_a")
@@ -418,15 +448,17 @@ fn a_killed_run_leaves_no_tenant_half_migrated_and_the_next_run_finishes() {
     );
     let a_started = started_at(&mut su, "tenant_a", "v1");
 
-    // The next run takes over the running row and finishes the rest (the killed session's run
-    // lock went with it).
+    // The next run applies what is pending (the killed session's run lock went with it); there
+    // is nothing to take over.
     let (mut admin, notices) = connect_noticed(&db, "admin");
     migrate(&mut admin, "v1", ADD_COLUMN).unwrap();
     assert!(
-        notices_contain(
-            &notices,
-            "taking over 1 schema(s) left running by an interrupted run: tenant_b (v1)"
-        ),
+        !notices_contain(&notices, "taking over"),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    assert!(
+        notices_contain(&notices, "2 of 2 tenant schemas applied"),
         "{:?}",
         notices.lock().unwrap()
     );
@@ -440,6 +472,70 @@ fn a_killed_run_leaves_no_tenant_half_migrated_and_the_next_run_finishes() {
         assert!(shape(&mut su, s)
             .iter()
             .any(|l| l.starts_with("col items.extra")));
+    }
+}
+
+#[test]
+fn two_resumers_of_a_killed_run_apply_every_schema_exactly_once() {
+    let db = fixture(
+        "mig_resume2",
+        &[("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5), ("f", 6)],
+    );
+    let mut su = db.superuser();
+    let mut holder = hold_items_of_b(&db);
+    let (pid, run) = migrate_in_background(&db, "v1", ADD_COLUMN);
+    wait_for(&mut su, WAITS_ON_ITEMS_OF_B, pid);
+    assert!(one::<bool>(
+        &mut su,
+        &format!("SELECT pg_terminate_backend({pid})")
+    ));
+    wait_for(&mut su, GONE, pid);
+    assert!(run.join().unwrap().is_err());
+    // Both resumers start while tenant_b is still held, so they overlap: the second waits for
+    // the first's run lock, then finds only what is left.
+    let (first_pid, first) = migrate_in_background(&db, "v1", ADD_COLUMN);
+    wait_for(&mut su, WAITS_ON_ITEMS_OF_B, first_pid);
+    let mut second = db.connect("admin");
+    let second_pid: i32 = one(&mut second, "SELECT pg_backend_pid()");
+    let second = std::thread::spawn(move || {
+        second
+            .execute(
+                "CALL tenant.migrate_all('v1', $1, parallel => 2)",
+                &[&ADD_COLUMN],
+            )
+            .map(|_| ())
+    });
+    wait_for(&mut su, WAITS_ON_RUN_LOCK, second_pid);
+    holder.batch_execute("COMMIT").unwrap();
+    first.join().unwrap().unwrap();
+    second.join().unwrap().unwrap();
+    // ADD COLUMN fails when applied twice: every schema applied, each exactly once.
+    let rows: Vec<(String, String, i32)> = su
+        .query(
+            "SELECT schema_name::text, status, attempts FROM tenant.schema_migrations \
+              WHERE version = 'v1' AND tenant_id IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let want: Vec<(String, String, i32)> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|t| (format!("tenant_{t}"), "applied".to_string(), 1))
+        .collect();
+    assert_eq!(rows, want);
+    for t in ["a", "b", "c", "d", "e", "f"] {
+        assert_eq!(
+            one::<i64>(
+                &mut su,
+                &format!(
+                    "SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenant_{t}.items'::regclass \
+                     AND attname = 'extra' AND NOT attisdropped"
+                )
+            ),
+            1
+        );
     }
 }
 
@@ -796,7 +892,7 @@ fn a_killed_worker_is_taken_over_by_the_leader() {
         &format!("SELECT pg_terminate_backend({worker})")
     ));
     wait_for(&mut su, GONE, worker);
-    // The other worker finishes a, c, d; the leader then takes tenant_b over and waits on it.
+    // The other worker finishes a, c, d; the leader then applies tenant_b and waits on it.
     wait_for(&mut su, WAITS_ON_ITEMS_OF_B, leader_pid);
     holder.batch_execute("COMMIT").unwrap();
     run.join()
@@ -813,12 +909,14 @@ fn a_killed_worker_is_taken_over_by_the_leader() {
             &[],
         )
         .unwrap();
+    // The killed worker's claim went with its transaction: tenant_b was pending again, so the
+    // leader's attempt is the only one recorded and there was nothing to put back.
     assert_eq!(
         (b.get::<_, i32>(0), b.get::<_, Option<i32>>(1)),
-        (2, Some(leader_pid))
+        (1, Some(leader_pid))
     );
     assert!(
-        notices_contain(&notices, "left by a stopped worker"),
+        !notices_contain(&notices, "left by a stopped worker"),
         "{:?}",
         notices.lock().unwrap()
     );
@@ -1229,7 +1327,7 @@ fn cancelling_a_parallel_run_stops_its_workers_and_the_next_run_finishes() {
                               AND datname = current_database() AND $1::int IS NOT NULL)",
         0,
     );
-    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "running");
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "pending");
     assert_eq!(shape(&mut su, "tenant_b"), before_b);
     assert_eq!(
         one::<i64>(
@@ -1238,6 +1336,10 @@ fn cancelling_a_parallel_run_stops_its_workers_and_the_next_run_finishes() {
         ),
         0,
         "a lock outlived the cancelled run"
+    );
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM tenant.migration_activity"),
+        0
     );
     holder.batch_execute("COMMIT").unwrap();
 
@@ -1249,7 +1351,7 @@ fn cancelling_a_parallel_run_stops_its_workers_and_the_next_run_finishes() {
         )
         .unwrap();
     assert!(
-        notices_contain(&notices, "taking over"),
+        !notices_contain(&notices, "taking over"),
         "{:?}",
         notices.lock().unwrap()
     );

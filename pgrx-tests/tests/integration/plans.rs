@@ -1,0 +1,215 @@
+//! Issue 17: plans. `cross_tenant_active()` has a planner support function that folds it to false
+//! while the backend holds no cross-tenant entry, and entering or leaving the mode resets the
+//! backend's plan cache. These tests prove the fast plan (one index condition, no Filter; an index
+//! scan for a tenant_superuser member outside the mode) and that no cached plan — prepared
+//! statement, generic plan, PL/pgSQL — hides the mode's rows or shows them after it ends.
+
+use qft_integration_tests::postgres::Client;
+use qft_integration_tests::*;
+
+/// `public.big`: 2 tenants x 5,000 rows, isolated and analyzed, so a point query by `id` is an
+/// index scan when the tenant equality is an index condition and a sequential scan when it is not.
+fn big(db: &TestDb) {
+    let mut su = db.superuser();
+    su.batch_execute(
+        "CREATE TABLE public.big (tenant_id bigint NOT NULL, id integer NOT NULL, payload text,
+                                  PRIMARY KEY (tenant_id, id));
+         INSERT INTO public.big SELECT t, i, md5(i::text) FROM generate_series(1, 2) t, generate_series(1, 5000) i;
+         SELECT tenant.enable_isolation('public.big');
+         ANALYZE public.big;",
+    )
+    .expect("big fixture");
+    for short in ["app", "support"] {
+        su.batch_execute(&format!(
+            "GRANT SELECT ON public.big TO {0}",
+            db.role(short)
+        ))
+        .expect("grant");
+    }
+    // The support role also works inside one tenant (as a support engineer's login does).
+    su.batch_execute(&format!("GRANT tenant_user TO {}", db.role("support")))
+        .expect("grant tenant_user");
+}
+
+fn plan(client: &mut Client, sql: &str) -> String {
+    strings(client, &format!("EXPLAIN (COSTS OFF) {sql}")).join("\n")
+}
+
+#[track_caller]
+fn assert_fast_plan(plan: &str) {
+    assert!(plan.contains("Index Scan"), "not an index scan:\n{plan}");
+    assert!(
+        plan.contains("Index Cond: ((tenant_id = tenant.current_tenant_id()) AND (id = 5))"),
+        "the tenant equality is not the index condition:\n{plan}"
+    );
+    assert!(
+        !plan.contains("Filter") && !plan.contains("cross_tenant_active"),
+        "the guard was not folded:\n{plan}"
+    );
+}
+
+fn count_id5(client: &mut Client) -> i64 {
+    one(client, "SELECT count(*) FROM public.big WHERE id = 5")
+}
+
+#[test]
+fn outside_cross_tenant_mode_the_guard_folds_into_one_index_condition() {
+    let db = TestDb::new("plans_fold");
+    db.superuser()
+        .batch_execute("SELECT tenant.create_tenant('acme'), tenant.create_tenant('globex')")
+        .unwrap();
+    big(&db);
+    let q = "SELECT payload FROM public.big WHERE id = 5";
+    for short in ["app", "support"] {
+        let mut c = db.connect(short);
+        c.batch_execute("SELECT tenant.set_tenant('acme')").unwrap();
+        // A tenant_superuser member outside the mode: its permissive cross-tenant policy used to
+        // OR the index condition away (a sequential scan of the whole table).
+        assert_fast_plan(&plan(&mut c, q));
+        assert_eq!(count_id5(&mut c), 1, "{short}");
+    }
+    // Inside the mode nothing is folded: the member sees every tenant's row.
+    let mut support = db.connect("support");
+    support
+        .batch_execute(
+            "SELECT tenant.set_tenant('acme'); SELECT tenant.enter_cross_tenant('plans test')",
+        )
+        .unwrap();
+    let inside = plan(&mut support, q);
+    assert!(inside.contains("cross_tenant_active"), "{inside}");
+    assert_eq!(count_id5(&mut support), 2);
+    support
+        .batch_execute("SELECT tenant.exit_cross_tenant()")
+        .unwrap();
+    assert_fast_plan(&plan(&mut support, q));
+    assert_eq!(count_id5(&mut support), 1);
+    // An application role that is no member sees only its tenant whatever the plan.
+    let mut app = db.connect("app");
+    app.batch_execute("SELECT tenant.set_tenant('globex')")
+        .unwrap();
+    assert_eq!(
+        strings(&mut app, "SELECT DISTINCT tenant_id::text FROM public.big"),
+        vec!["2"]
+    );
+}
+
+#[test]
+fn prepared_and_generic_plans_follow_entering_and_leaving_cross_tenant_mode() {
+    let db = TestDb::new("plans_prepared");
+    db.superuser()
+        .batch_execute("SELECT tenant.create_tenant('acme'), tenant.create_tenant('globex')")
+        .unwrap();
+    big(&db);
+    for mode in ["force_generic_plan", "force_custom_plan", "auto"] {
+        let mut s = db.connect("support");
+        s.batch_execute(&format!(
+            "SET plan_cache_mode = {mode}; SELECT tenant.set_tenant('acme')"
+        ))
+        .unwrap();
+        // A protocol-level prepared statement and an SQL PREPARE, both kept in the plan cache.
+        let stmt = s
+            .prepare("SELECT count(*) FROM public.big WHERE id = $1")
+            .unwrap();
+        s.batch_execute("PREPARE q(int) AS SELECT count(*) FROM public.big WHERE id = $1")
+            .unwrap();
+        let counts = |s: &mut Client| -> (i64, i64) {
+            let a: i64 = s.query_one(&stmt, &[&5i32]).unwrap().get(0);
+            let b: i64 = one(s, "EXECUTE q(5)");
+            (a, b)
+        };
+        // Enough executions for `auto` to settle on its generic plan.
+        for _ in 0..7 {
+            assert_eq!(counts(&mut s), (1, 1), "{mode}: outside the mode");
+        }
+        let outside = strings(&mut s, "EXPLAIN (COSTS OFF) EXECUTE q(5)").join("\n");
+        assert!(
+            !outside.contains("cross_tenant_active"),
+            "{mode}: {outside}"
+        );
+
+        s.batch_execute("SELECT tenant.enter_cross_tenant('plans test')")
+            .unwrap();
+        assert_eq!(counts(&mut s), (2, 2), "{mode}: inside the mode (session)");
+        s.batch_execute("SELECT tenant.exit_cross_tenant()")
+            .unwrap();
+        assert_eq!(counts(&mut s), (1, 1), "{mode}: after leaving");
+
+        // Transaction-local entry: the plans follow it in and out of the transaction.
+        s.batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('plans test', true)")
+            .unwrap();
+        assert_eq!(counts(&mut s), (2, 2), "{mode}: inside the mode (local)");
+        s.batch_execute("COMMIT").unwrap();
+        assert_eq!(
+            counts(&mut s),
+            (1, 1),
+            "{mode}: after the local entry ended"
+        );
+
+        // A ROLLBACK that restores an entry (the mode left inside a transaction that rolls back)
+        // brings back the mode, and the plans made while it was off are not used.
+        s.batch_execute("SELECT tenant.enter_cross_tenant('plans test')")
+            .unwrap();
+        s.batch_execute("BEGIN; SELECT tenant.exit_cross_tenant()")
+            .unwrap();
+        assert_eq!(
+            counts(&mut s),
+            (1, 1),
+            "{mode}: left inside the transaction"
+        );
+        s.batch_execute("ROLLBACK").unwrap();
+        assert_eq!(
+            counts(&mut s),
+            (2, 2),
+            "{mode}: the rollback restored the mode"
+        );
+        s.batch_execute("SELECT tenant.exit_cross_tenant()")
+            .unwrap();
+        assert_eq!(counts(&mut s), (1, 1), "{mode}: left again");
+    }
+}
+
+#[test]
+fn plpgsql_cached_plans_follow_cross_tenant_mode() {
+    let db = TestDb::new("plans_plpgsql");
+    db.superuser()
+        .batch_execute("SELECT tenant.create_tenant('acme'), tenant.create_tenant('globex')")
+        .unwrap();
+    big(&db);
+    let mut su = db.superuser();
+    // SECURITY INVOKER functions: they run as the calling role, so its policies apply. The second
+    // enters and leaves the mode between executions of one cached statement.
+    su.batch_execute(
+        "CREATE FUNCTION public.count_big(i int) RETURNS bigint LANGUAGE plpgsql AS $$
+         BEGIN RETURN (SELECT count(*) FROM public.big WHERE id = i); END $$;
+         CREATE FUNCTION public.count_in_and_out(i int) RETURNS bigint[] LANGUAGE plpgsql AS $$
+         DECLARE r bigint[] := '{}';
+         BEGIN
+             r := r || public.count_big(i);
+             PERFORM tenant.enter_cross_tenant('plpgsql plans test');
+             r := r || public.count_big(i);
+             PERFORM tenant.exit_cross_tenant();
+             r := r || public.count_big(i);
+             RETURN r;
+         END $$;
+         GRANT EXECUTE ON FUNCTION public.count_big(int), public.count_in_and_out(int) TO PUBLIC;",
+    )
+    .unwrap();
+    let mut s = db.connect("support");
+    s.batch_execute("SET plan_cache_mode = force_generic_plan; SELECT tenant.set_tenant('acme')")
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(one::<i64>(&mut s, "SELECT public.count_big(5)"), 1);
+    }
+    s.batch_execute("SELECT tenant.enter_cross_tenant('plans test')")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut s, "SELECT public.count_big(5)"), 2);
+    s.batch_execute("SELECT tenant.exit_cross_tenant()")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut s, "SELECT public.count_big(5)"), 1);
+    for _ in 0..2 {
+        assert_eq!(
+            one::<Vec<i64>>(&mut s, "SELECT public.count_in_and_out(5)"),
+            vec![1, 2, 1]
+        );
+    }
+}
