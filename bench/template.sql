@@ -1,4 +1,5 @@
--- A 50-table template for the clone and migrate benchmarks: primary keys, a foreign key chain,
+-- A generated template (:tables tables; 50 by default in bench/run, 1,000 for the scale rows) for
+-- the clone and migrate benchmarks: primary keys, a foreign key chain,
 -- secondary indexes, a view every 5 tables, a function and trigger every 10 tables. The DDL is kept
 -- as text with @S@ for the schema so the same statements can build the template, be executed
 -- server-side for the "limit" baseline, and fill a database with copies.
@@ -12,18 +13,18 @@ SELECT 'CREATE SCHEMA @S@;' || string_agg(stmt, E'\n' ORDER BY n)
         'CONSTRAINT t%1$s_amount_ck CHECK (amount >= 0));'
         'CREATE INDEX t%1$s_name_idx ON @S@.t%1$s (name);'
         'CREATE INDEX t%1$s_created_idx ON @S@.t%1$s (created_at) WHERE note IS NOT NULL;',
-        lpad(i::text, 2, '0'),
-        CASE WHEN i > 1 THEN format('parent_id bigint REFERENCES @S@.t%s (id),', lpad((i - 1)::text, 2, '0')) ELSE '' END) AS stmt
+        lpad(i::text, greatest(2, length(:tables::text)), '0'),
+        CASE WHEN i > 1 THEN format('parent_id bigint REFERENCES @S@.t%s (id),', lpad((i - 1)::text, greatest(2, length(:tables::text)), '0')) ELSE '' END) AS stmt
       FROM generate_series(1, :tables) i
     UNION ALL
     SELECT i * 10 + 1, format('CREATE VIEW @S@.v%1$s WITH (security_invoker = true) AS SELECT id, name, amount FROM @S@.t%1$s WHERE amount > 0;',
-                              lpad(i::text, 2, '0')) AS stmt
+                              lpad(i::text, greatest(2, length(:tables::text)), '0')) AS stmt
       FROM generate_series(5, :tables, 5) i
     UNION ALL
     SELECT i * 10 + 2, format(
         'CREATE FUNCTION @S@.touch_t%1$s() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN NEW.note := coalesce(NEW.note, ''touched''); RETURN NEW; END $f$;'
         'CREATE TRIGGER t%1$s_touch BEFORE INSERT ON @S@.t%1$s FOR EACH ROW EXECUTE FUNCTION @S@.touch_t%1$s();',
-        lpad(i::text, 2, '0')) AS stmt
+        lpad(i::text, greatest(2, length(:tables::text)), '0')) AS stmt
       FROM generate_series(10, :tables, 10) i
   ) parts;
 

@@ -116,6 +116,10 @@ SELECT jsonb_build_object(
 'attributes', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'rel', a.attrelid, 'num', a.attnum, 'name', a.attname, 'typid', a.atttypid, 'typmod', a.atttypmod,
         'collation', a.attcollation, 'type_collation', t.typcollation, 'not_null', a.attnotnull,
+        -- PostgreSQL 18: the column's NOT NULL constraint (none before).
+        'nn', (SELECT jsonb_build_object('name', k.conname, 'no_inherit', k.connoinherit, 'validated', k.convalidated,
+                                         'local', k.conislocal)
+                 FROM pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND k.conkey[1] = a.attnum),
         'default_oid', d.oid, 'default', d.adbin::text, 'identity', a.attidentity, 'generated', a.attgenerated,
         'storage', a.attstorage, 'type_storage', t.typstorage, 'compression', a.attcompression,
         'statistics', coalesce(a.attstattarget::integer, -1), 'options', coalesce(a.attoptions, '{}'), 'local', a.attislocal,
@@ -171,7 +175,9 @@ SELECT jsonb_build_object(
         'oid', t.oid, 'name', t.typname, 'kind', t.typtype, 'defined', t.typisdefined, 'relid', t.typrelid,
         'relkind', (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid),
         'elem', t.typelem, 'is_array', EXISTS (SELECT FROM pg_type e WHERE e.oid = t.typelem AND e.typarray = t.oid),
-        'basetype', t.typbasetype, 'typmod', t.typtypmod, 'not_null', t.typnotnull, 'default', t.typdefaultbin::text,
+        'basetype', t.typbasetype, 'typmod', t.typtypmod, 'not_null', t.typnotnull,
+        'not_null_name', (SELECT k.conname FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype = 'n'),
+        'default', t.typdefaultbin::text,
         'collation', t.typcollation, 'base_collation', (SELECT b.typcollation FROM pg_type b WHERE b.oid = t.typbasetype),
         'labels', (SELECT coalesce(jsonb_agg(e.enumlabel ORDER BY e.enumsortorder), '[]') FROM pg_enum e WHERE e.enumtypid = t.oid),
         'range', (SELECT jsonb_build_object('subtype', r.rngsubtype, 'collation', r.rngcollation,

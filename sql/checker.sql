@@ -25,7 +25,7 @@ AS $$
            AND ($2 OR n.nspname <> 'tenant')
            -- Tenant schemas and the template are pinned per schema, checked by kind 14 below.
            AND NOT EXISTS (SELECT FROM tenant.tenants t WHERE t.schema_name = n.nspname)
-           AND n.nspname <> COALESCE(NULLIF(current_setting('qualityfoundry_tenant.template_schema', true), ''), 'tenant_template')
+           AND n.nspname <> tenant._template_schema()
            AND NOT EXISTS (SELECT FROM pg_depend d
                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))
 $$;

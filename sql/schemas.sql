@@ -351,7 +351,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tenant.tenants;
-    template name := coalesce(nullif(current_setting('qualityfoundry_tenant.template_schema', true), ''), 'tenant_template');
+    template name := tenant._template_schema();
     target name;
     sharding boolean;
 BEGIN

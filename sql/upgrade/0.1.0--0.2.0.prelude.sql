@@ -152,6 +152,34 @@ CREATE TABLE tenant.placements (
     placed_by name NOT NULL DEFAULT CURRENT_USER
 );
 SELECT pg_catalog.pg_extension_config_dump('tenant.placements', '');
+-- Issue 13: clone_schema, schema_diff and schema_drift run on the schema engine in Rust
+-- (src/catalog, crates/schema); the PL/pgSQL describer, planner and executor are gone.
+DROP FUNCTION tenant._clone_acl_text(aclitem[], "char", oid);
+DROP FUNCTION tenant._clone_config(text[], name, name);
+DROP FUNCTION tenant._clone_ddl_function(oid, name, name);
+DROP FUNCTION tenant._clone_ddl_sequence(oid, name);
+DROP FUNCTION tenant._clone_ddl_table(oid, name, name);
+DROP FUNCTION tenant._clone_ddl_type(oid, name, name);
+DROP FUNCTION tenant._clone_ddl_view(oid, name, name);
+DROP FUNCTION tenant._clone_describe(name);
+DROP FUNCTION tenant._clone_execute(name, name, boolean);
+DROP FUNCTION tenant._clone_node(oid, oid, oid);
+DROP FUNCTION tenant._clone_normalise(text, name);
+DROP FUNCTION tenant._clone_plan(name, name, boolean);
+DROP FUNCTION tenant._clone_reloptions(text[], text);
+DROP FUNCTION tenant._clone_replace_first(text, text, text);
+DROP FUNCTION tenant._clone_replace_schema(text, name, text);
+DROP FUNCTION tenant._clone_resolve(text, text, text);
+DROP FUNCTION tenant._clone_rewrite(text, name, name);
+DROP FUNCTION tenant._clone_run(text, text[], text);
+DROP FUNCTION tenant._clone_rx(text);
+DROP FUNCTION tenant._clone_seq_options(oid, boolean);
+DROP FUNCTION tenant._clone_split_path(text);
+DROP FUNCTION tenant._clone_sync_acl(text, text, aclitem[], name, text);
+DROP FUNCTION tenant._clone_unsupported(oid);
+DROP FUNCTION tenant._clone_sql(text, oid, text, integer, pg_node_tree);
+DROP FUNCTION tenant._schema_shape(name);
+DROP FUNCTION tenant._drift_pair(name, name);
 
 -- Roles inside a tenant (issue 15 stage B; sql/role_limits_tables.sql).
 CREATE TABLE tenant.role_limits (

@@ -177,13 +177,7 @@ impl Reader<'_> {
         });
     }
 
-    fn column(&mut self, a: &raw::Attribute, table: &str) -> Column {
-        if a.generated == "v" {
-            self.invalid(
-                format!("column {}.{}", quote_ident(table), quote_ident(&a.name)),
-                "virtual generated columns (PostgreSQL 18) are not copied yet",
-            );
-        }
+    fn column(&mut self, a: &raw::Attribute) -> Column {
         let storage = |s: &str| match ch(s) {
             'p' => Storage::Plain,
             'm' => Storage::Main,
@@ -194,7 +188,8 @@ impl Reader<'_> {
             .default
             .as_deref()
             .map(|e| self.deparsed(&d::expr(e, a.rel)));
-        let generated = a.generated == "s";
+        // 's': stored, 'v': virtual (PostgreSQL 18); both keep their expression in pg_attrdef.
+        let generated = a.generated == "s" || a.generated == "v";
         Column {
             name: a.name.clone(),
             data_type: self.type_name(a.typid, Some(a.typmod)),
@@ -208,6 +203,13 @@ impl Reader<'_> {
                 _ => None,
             },
             generated: if generated { expr } else { None },
+            generated_virtual: a.generated == "v",
+            not_null_constraint: a.nn.as_ref().map(|k| NotNullConstraint {
+                name: k.name.clone(),
+                no_inherit: k.no_inherit,
+                validated: k.validated,
+                local: k.local,
+            }),
             storage: storage(&a.storage),
             type_storage: storage(&a.type_storage),
             compression: match ch(&a.compression) {
@@ -328,7 +330,7 @@ pub fn build(raw: &raw::Catalog) -> Schema {
     for c in &raw.relations {
         let columns: Vec<Column> = attrs
             .get(&c.oid)
-            .map(|a| a.iter().map(|a| r.column(a, &c.name)).collect())
+            .map(|a| a.iter().map(|a| r.column(a)).collect())
             .unwrap_or_default();
         let indexes: Vec<Index> = raw
             .indexes
@@ -534,6 +536,7 @@ pub fn build(raw: &raw::Catalog) -> Schema {
             'd' => TypeDefinition::Domain {
                 base: r.type_name(t.basetype, Some(t.typmod)),
                 not_null: t.not_null,
+                not_null_name: t.not_null_name.clone(),
                 default: t
                     .default
                     .as_deref()

@@ -2,10 +2,12 @@
 
 use super::{deparse, plan_or_raise, read};
 use crate::error;
+use crate::privilege::{as_role_restricted, OwnRows};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use qft_schema::diff::{diff, Options};
 use qft_schema::ident::quote_ident;
+use std::ffi::{CStr, CString};
 
 fn check_target(target: &str) {
     let bad = |m: String, detail: &str| {
@@ -45,10 +47,13 @@ fn check_target(target: &str) {
     }
 }
 
-/// Runs one statement; a failure is reported with what it was about and the statement, keeping
-/// PostgreSQL's SQLSTATE, detail and hint (e.g. the hint to raise max_locks_per_transaction).
-fn run_step(source: &str, step: &qft_schema::plan::Step) {
-    PgTryBuilder::new(|| {
+/// Runs one statement of the plan: as `builder` inside a security-restricted operation when its
+/// phase can evaluate a user-shaped expression ([`qft_schema::plan::Phase::as_builder`]), else
+/// as the current user (the extension owner, under `clone_schema`). A failure is reported with
+/// what it was about and the statement, keeping PostgreSQL's SQLSTATE, detail and hint (e.g. the
+/// hint to raise max_locks_per_transaction).
+fn run_step(source: &str, step: &qft_schema::plan::Step, builder: pg_sys::Oid, path: &CStr) {
+    let run = || {
         Spi::run(&step.sql).unwrap_or_else(|e| {
             error::raise(
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -57,6 +62,22 @@ fn run_step(source: &str, step: &qft_schema::plan::Step) {
                 None,
             )
         })
+    };
+    PgTryBuilder::new(|| {
+        if step.phase.as_builder() {
+            as_role_restricted(
+                builder,
+                OwnRows::Policies,
+                &[
+                    (c"search_path", path),
+                    (c"row_security", c"on"),
+                    (c"check_function_bodies", c"off"),
+                ],
+                run,
+            )
+        } else {
+            run()
+        }
     })
     .catch_others(|e| {
         let report = match e {
@@ -83,7 +104,27 @@ fn run_step(source: &str, step: &qft_schema::plan::Step) {
     .execute()
 }
 
-pub fn clone(source: &str, target: &str) -> i32 {
+fn already(target: &str) -> ! {
+    error::raise(
+        PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
+        format!("schema {} already exists", quote_ident(target)),
+        None,
+        None,
+    )
+}
+
+/// Copies schema `source` as a new schema `target` (with `copy_data`, also its rows, sequence
+/// positions and materialized view contents), verifies the copy against the model of the source
+/// (any difference, or any dependency of the copy on the source, is an error: the caller's
+/// transaction rolls it back) and returns the number of statements run.
+///
+/// The copy is built with the rights of `builder` (the role that called `clone_schema`): the
+/// target schema belongs to it while it is built, every statement that can evaluate an
+/// expression of the source runs as it in a security-restricted operation, and the extension
+/// owner runs only what evaluates nothing (see [`run_step`]); at the end the objects and the
+/// schema are handed to the source's owners.
+pub fn clone(source: &str, target: &str, copy_data: bool) -> i32 {
+    let builder = crate::privilege::outer_caller();
     check_target(target);
     let exists = deparse::with_search_path("pg_catalog, pg_temp", || {
         Spi::get_one_with_args::<bool>(
@@ -92,12 +133,7 @@ pub fn clone(source: &str, target: &str) -> i32 {
         )
     });
     if matches!(exists, Ok(Some(true))) {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
-            format!("schema {} already exists", quote_ident(target)),
-            None,
-            None,
-        );
+        already(target);
     }
     // No DDL on the source's tables from before it is read until the copy is verified.
     deparse::with_search_path("pg_catalog, pg_temp", || {
@@ -111,21 +147,45 @@ pub fn clone(source: &str, target: &str) -> i32 {
             &[source.into()],
         );
         if let Ok(Some(tables)) = tables {
-            Spi::run(&format!("LOCK TABLE {tables} IN ACCESS SHARE MODE"))
-                .expect("lock the source");
+            // With copy_data no writes either, for a consistent copy.
+            let mode = if copy_data { "SHARE" } else { "ACCESS SHARE" };
+            Spi::run(&format!("LOCK TABLE {tables} IN {mode} MODE")).expect("lock the source");
         }
     });
     let model = read(source);
-    let steps = plan_or_raise(&model, target);
-    deparse::with_search_path("pg_catalog, pg_temp", || {
-        Spi::run(&format!("CREATE SCHEMA {}", quote_ident(target))).expect("create the target");
-    });
+    let steps = plan_or_raise(&model, target, copy_data);
+    // The builder owns the schema while it builds the copy. A concurrent clone to the same
+    // target that committed first makes this wait, then fail: 42P06, as if it had been there.
+    PgTryBuilder::new(|| {
+        deparse::with_search_path("pg_catalog, pg_temp", || {
+            Spi::run(&format!(
+                "CREATE SCHEMA {} AUTHORIZATION {}",
+                quote_ident(target),
+                quote_ident(&crate::privilege::role_name(builder))
+            ))
+            .expect("create the target");
+        })
+    })
+    .catch_when(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, |_| {
+        already(target)
+    })
+    .catch_when(PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA, |_| {
+        already(target)
+    })
+    .execute();
     let path = qft_schema::plan::search_path(target);
+    let c_path = CString::new(path.as_str()).expect("a schema name without NUL");
+    // The copy gets the source's policies and no more: automatic isolation of new tables off
+    // while it is built.
     deparse::with_settings(
-        &[(c"search_path", &path), (c"check_function_bodies", "off")],
+        &[
+            (c"search_path", &path),
+            (c"check_function_bodies", "off"),
+            (c"qualityfoundry_tenant.auto_isolate", "off"),
+        ],
         || {
             for step in &steps {
-                run_step(source, step);
+                run_step(source, step, builder, &c_path);
             }
         },
     );

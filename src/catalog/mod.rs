@@ -3,9 +3,9 @@
 //! PostgreSQL's own `pg_get_*` functions under one search_path setting into the model, runs a
 //! plan through SPI, and verifies a copy against the model already read.
 //!
-//! The SQL-callable functions here are internal (revoked from PUBLIC by `sql/finalize.sql`) and
-//! live beside the PL/pgSQL `clone_schema`, `schema_diff` and `schema_drift` until those are
-//! switched over (issue 13, stage C); the integration tests run both side by side.
+//! The SQL-callable functions here are internal (revoked from PUBLIC by `sql/finalize.sql`): the
+//! public `tenant.clone_schema`, `tenant.schema_diff` and `tenant.schema_drift` (sql/clone.sql,
+//! sql/migrate.sql) check their arguments and call them.
 
 mod build;
 mod deparse;
@@ -36,6 +36,18 @@ fn namespace(name: &str) -> pg_sys::Oid {
             None,
         ),
     }
+}
+
+fn schema_exists(name: &str) -> bool {
+    deparse::with_search_path("pg_catalog, pg_temp", || {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) $1)",
+            &[name.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// The model of schema `name`, read from the catalogs.
@@ -89,8 +101,8 @@ fn schema_describe_rs(schema: &str) -> pgrx::Json {
     pgrx::Json(serde_json::to_value(read(schema)).expect("the model serializes"))
 }
 
-fn plan_or_raise(model: &Schema, target: &str) -> Vec<qft_schema::plan::Step> {
-    match qft_schema::plan::plan(model, target) {
+fn plan_or_raise(model: &Schema, target: &str, copy_data: bool) -> Vec<qft_schema::plan::Step> {
+    match qft_schema::plan::plan_copy(model, target, copy_data) {
         Ok(p) => p,
         Err(qft_schema::plan::PlanError::Unsupported(items)) => error::raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -151,7 +163,7 @@ fn clone_plan_rs(
         "plan a clone",
     );
     let model = read(source);
-    let steps = plan_or_raise(&model, target);
+    let steps = plan_or_raise(&model, target, false);
     TableIterator::new(
         steps
             .into_iter()
@@ -256,15 +268,22 @@ fn schema_drift_rs(
         _ => tenants.into_iter().map(|(s, id)| (s, Some(id))).collect(),
     };
     for (s, id) in targets {
+        if !schema_exists(&s) {
+            rows.push((
+                s.clone(),
+                format!("schema {}", quote_ident(&s)),
+                "missing (registered in tenant.tenants)".to_string(),
+            ));
+            continue;
+        }
         let other = read(&s);
+        // A tenant's schema is compared with the template as pinning leaves it for that tenant;
+        // a schema that is no tenant's, with the template as it is.
         let opts = match id {
-            Some(id) => Options::drift(
-                pin::schema_pin(),
-                vec![("tenant_id".into(), id.to_string())],
-            ),
+            Some(id) => Options::drift(pin::schema_pin(id), vec![]),
             None => Options {
                 pin: None,
-                ..Options::drift(pin::schema_pin(), vec![])
+                ..Options::drift(Default::default(), vec![])
             },
         };
         for d in diff(&model, &other, &opts) {
@@ -274,21 +293,22 @@ fn schema_drift_rs(
     TableIterator::new(rows)
 }
 
-/// Copies schema `source` as a new schema `target` with the Rust plan, then verifies the copy
-/// against the model of the source (any difference, or any dependency of the copy on the
-/// source, is an error and the copy is rolled back with the transaction). Returns the number
-/// of statements run. Structure only (the data phase comes with stage C of issue 13).
+/// The engine of `tenant.clone_schema` (sql/clone.sql, which checks its arguments and writes the
+/// audit row): copies schema `source` as a new schema `target` built with the rights of the
+/// role that called `clone_schema`, then verifies the copy against the model of the source (any
+/// difference, or any dependency of the copy on the source, is an error and the copy is rolled
+/// back with the transaction). Returns the number of statements run.
 #[pg_extern(
     schema = "tenant",
     name = "_clone_schema_rs",
     volatile,
     parallel_unsafe
 )]
-fn clone_schema_rs(source: &str, target: &str) -> i32 {
+fn clone_schema_rs(source: &str, target: &str, copy_data: default!(bool, false)) -> i32 {
     crate::privilege::require_role_of(
         crate::privilege::caller(),
         crate::privilege::TENANT_ADMIN,
         "clone a schema",
     );
-    execute::clone(source, target)
+    execute::clone(source, target, copy_data)
 }

@@ -119,6 +119,9 @@ pub struct Attribute {
     pub collation: Oid,
     pub type_collation: Oid,
     pub not_null: bool,
+    /// PostgreSQL 18: the column's NOT NULL constraint (pg_constraint, contype n).
+    #[serde(default)]
+    pub nn: Option<NotNull>,
     pub default_oid: Option<Oid>,
     pub default: Option<String>,
     pub identity: String,
@@ -132,6 +135,14 @@ pub struct Attribute {
     pub inherited: i32,
     pub acl: Acl,
     pub comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NotNull {
+    pub name: String,
+    pub no_inherit: bool,
+    pub validated: bool,
+    pub local: bool,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +259,9 @@ pub struct Type {
     pub basetype: Oid,
     pub typmod: i32,
     pub not_null: bool,
+    /// PostgreSQL 17 and later: the name of the domain's NOT NULL constraint.
+    #[serde(default)]
+    pub not_null_name: Option<String>,
     pub default: Option<String>,
     pub collation: Oid,
     pub base_collation: Option<Oid>,

@@ -97,11 +97,13 @@ impl Difference {
         match (self.property, &self.left, &self.right) {
             (None, Some(_), None) => format!("only in {l}"),
             (None, None, Some(_)) => format!("only in {r}"),
-            (Some(p), lv, rv) => format!(
-                "{p}: {l} has {} | {r} has {}",
-                lv.as_deref().unwrap_or("(nothing)"),
-                rv.as_deref().unwrap_or("(nothing)")
-            ),
+            (Some(p), lv, rv) => {
+                let v = |x: &Option<String>| match x.as_deref() {
+                    None | Some("") => "(nothing)".to_string(),
+                    Some(s) => s.to_string(),
+                };
+                format!("{p}: {l} has {} | {r} has {}", v(lv), v(rv))
+            }
             _ => String::new(),
         }
     }
@@ -188,6 +190,8 @@ fn column(d: &mut Description, owner_label: &str, position: usize, c: &Column) {
         default,
         identity,
         generated,
+        generated_virtual,
+        not_null_constraint,
         storage,
         type_storage: _, // follows from data_type
         compression,
@@ -202,10 +206,31 @@ fn column(d: &mut Description, owner_label: &str, position: usize, c: &Column) {
     p.s("position", position)
         .s("type", data_type)
         .o("collation", collation)
-        .s("not null", not_null)
+        .s(
+            "not null",
+            match not_null_constraint {
+                Some(k) => format!(
+                    "CONSTRAINT {} NOT NULL{}{}{}",
+                    quote_ident(&k.name),
+                    if k.no_inherit { " NO INHERIT" } else { "" },
+                    if k.validated { "" } else { " NOT VALID" },
+                    if k.local { "" } else { " (inherited)" }
+                ),
+                None => not_null.to_string(),
+            },
+        )
         .o("default", default)
         .s("identity", format!("{identity:?}"))
-        .o("generated", generated)
+        .o(
+            "generated",
+            &generated.as_ref().map(|g| {
+                if *generated_virtual {
+                    format!("{g} VIRTUAL")
+                } else {
+                    g.to_string()
+                }
+            }),
+        )
         .s("storage", format!("{storage:?}"))
         .s("compression", format!("{compression:?}"))
         .s("statistics", format!("{statistics:?}"))
@@ -399,13 +424,20 @@ fn type_props(d: &mut Description, t: &Type) {
         TypeDefinition::Domain {
             base,
             not_null,
+            not_null_name,
             default,
             collation,
             constraints,
         } => {
             p.s("kind", "domain")
                 .s("base", base)
-                .s("not null", not_null)
+                .s(
+                    "not null",
+                    match not_null_name {
+                        Some(n) if *not_null => format!("CONSTRAINT {} NOT NULL", quote_ident(n)),
+                        _ => not_null.to_string(),
+                    },
+                )
                 .o("default", default)
                 .o("collation", collation);
             for c in constraints {

@@ -195,8 +195,15 @@ model! {
         /// The default expression (not for generated columns).
         pub default: Option<SqlText>,
         pub identity: Option<Identity>,
-        /// The expression of a `GENERATED ALWAYS AS (...) STORED` column.
+        /// The expression of a `GENERATED ALWAYS AS (...) STORED` column (or `VIRTUAL`, below).
         pub generated: Option<SqlText>,
+        /// PostgreSQL 18's virtual generated column: computed when read, not stored.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub generated_virtual: bool,
+        /// PostgreSQL 18 catalogs NOT NULL as a constraint with a name, `NO INHERIT` and
+        /// `NOT VALID` (`not_null` is true for it either way). None before 18.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub not_null_constraint: Option<NotNullConstraint>,
         pub storage: Storage,
         /// The column type's default storage (to know when `storage` was set).
         pub type_storage: Storage,
@@ -241,6 +248,14 @@ model! {
         /// Per-column statistics targets (`ALTER INDEX ... ALTER COLUMN n SET STATISTICS t`).
         pub column_statistics: Vec<ColumnStatistics>,
         pub comment: Option<String>,
+    }
+
+    pub struct NotNullConstraint {
+        pub name: Name,
+        pub no_inherit: bool,
+        pub validated: bool,
+        /// Defined on this table (not only inherited).
+        pub local: bool,
     }
 
     pub struct ColumnStatistics {
@@ -465,6 +480,9 @@ model! {
         Domain {
             base: SqlText,
             not_null: bool,
+            /// The name of its NOT NULL constraint (PostgreSQL 17 and later catalog one).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            not_null_name: Option<Name>,
             default: Option<SqlText>,
             collation: Option<SqlText>,
             constraints: Vec<DomainConstraint>,

@@ -79,6 +79,74 @@ impl PinTemplate {
     }
 }
 
+impl PolicyCommand {
+    /// From `pg_policy.polcmd` (`*`, `r`, `a`, `w`, `d`).
+    pub fn from_polcmd(c: char) -> PolicyCommand {
+        match c {
+            'r' => PolicyCommand::Select,
+            'a' => PolicyCommand::Insert,
+            'w' => PolicyCommand::Update,
+            'd' => PolicyCommand::Delete,
+            _ => PolicyCommand::All,
+        }
+    }
+
+    /// As `pg_policy.polcmd` spells it.
+    pub fn polcmd(self) -> char {
+        match self {
+            PolicyCommand::All => '*',
+            PolicyCommand::Select => 'r',
+            PolicyCommand::Insert => 'a',
+            PolicyCommand::Update => 'w',
+            PolicyCommand::Delete => 'd',
+        }
+    }
+}
+
+impl PolicyTemplate {
+    /// One row of `tenant._policy_template` / `tenant._policy_shape` (sql/isolation.sql): the
+    /// policy template as the extension defines it, read as data. `roles`: role names, `PUBLIC`
+    /// for every role.
+    pub fn from_row(
+        name: String,
+        permissive: bool,
+        polcmd: char,
+        roles: Vec<String>,
+        using: Option<String>,
+        with_check: Option<String>,
+    ) -> PolicyTemplate {
+        PolicyTemplate {
+            name,
+            permissive,
+            command: PolicyCommand::from_polcmd(polcmd),
+            roles: roles
+                .into_iter()
+                .map(|r| {
+                    if r == "PUBLIC" {
+                        Grantee::Public
+                    } else {
+                        Grantee::Role(r)
+                    }
+                })
+                .collect(),
+            using,
+            with_check,
+        }
+    }
+}
+
+impl PinTemplate {
+    /// What pinning (and `enable_isolation`) makes of a table: row security enabled and forced,
+    /// and these policies.
+    pub fn forced(policies: Vec<PolicyTemplate>) -> PinTemplate {
+        PinTemplate {
+            row_security: true,
+            force_row_security: true,
+            policies,
+        }
+    }
+}
+
 fn policy(
     name: &str,
     permissive: bool,
@@ -100,7 +168,9 @@ fn policy(
 const CROSS: &str = "tenant.cross_tenant_active()";
 
 /// What `tenant._pin_table` (sql/schemas.sql) puts on every table of a tenant schema, as
-/// `pg_get_expr` prints it; `{tenant_id}` is the tenant's id.
+/// `pg_get_expr` prints it; `{tenant_id}` is the tenant's id. The extension itself reads the
+/// template from `tenant._policy_template` ([`PolicyTemplate::from_row`]); this copy is what the
+/// unit tests run on, and the integration tests check that it equals the SQL template.
 pub fn schema_pin() -> PinTemplate {
     let mine = "(tenant.current_tenant_id() = '{tenant_id}'::bigint)";
     let guard =
@@ -284,6 +354,39 @@ mod tests {
             p[2].using.as_ref().unwrap().to_string(),
             "(\"Tenant\" = tenant.current_tenant_id())"
         );
+    }
+
+    #[test]
+    fn a_template_read_as_rows_is_the_same_template() {
+        let rows = schema_pin()
+            .policies(&[])
+            .into_iter()
+            .map(|p| {
+                let cmd = p.command.polcmd();
+                let roles = p
+                    .roles
+                    .iter()
+                    .map(|g| match g {
+                        Grantee::Public => "PUBLIC".to_string(),
+                        Grantee::Role(r) => r.clone(),
+                    })
+                    .collect();
+                PolicyTemplate::from_row(
+                    p.name,
+                    p.permissive,
+                    cmd,
+                    roles,
+                    p.using.map(|u| u.to_string()),
+                    p.with_check.map(|w| w.to_string()),
+                )
+            })
+            .collect();
+        let read = PinTemplate::forced(rows);
+        let v = [("tenant_id".to_string(), "3".to_string())];
+        assert_eq!(read.policies(&v), schema_pin().policies(&v));
+        for c in ['*', 'r', 'a', 'w', 'd'] {
+            assert_eq!(PolicyCommand::from_polcmd(c).polcmd(), c);
+        }
     }
 
     #[test]

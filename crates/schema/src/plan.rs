@@ -4,12 +4,19 @@
 //!    owned sequences and validated constraints), functions, aggregates, operators, operator
 //!    families and classes, text search dictionaries and configurations, views, materialized
 //!    views;
-//! 2. (data: rows, materialized view refresh, sequence positions, when copying data);
+//! 2. (when copying data: rows, then sequence positions);
 //! 3. indexes no constraint creates (partitioned parents first), their attachments, per-column
 //!    statistics targets, CLUSTER, REPLICA IDENTITY;
 //! 4. extended statistics; 5. NOT VALID checks of tables and domains; 6. foreign keys;
-//! 7. triggers; 8. row security; 9. policies; 10. comments; 11. privileges and default
-//!    privileges; 12. the schema's owner and privileges.
+//! 7. triggers; 8. row security; 9. policies; (when copying data: materialized views refreshed,
+//!    in creation order, once the copy's policies exist); 10. comments; 11. the objects' owners
+//!    (every `ALTER ... OWNER TO` of the phases above, deferred: the builder of the copy owns
+//!    what it still alters); 12. privileges and default privileges; 13. the schema's owner and
+//!    privileges.
+//!
+//! [`Phase::as_builder`] says which statements evaluate user-shaped expressions and so must run
+//! with the rights of the role that builds the copy (the extension runs them in a
+//! security-restricted operation), and which evaluate nothing and may run as the extension owner.
 //!
 //! Every statement runs with [`search_path`]`(target)` = `pg_catalog, <target>, pg_temp`, the
 //! setting the catalog text was deparsed with (for the source), so that a name PostgreSQL left
@@ -18,7 +25,7 @@
 //! caller.
 
 use crate::acl::{sync_statements, AclKind};
-use crate::ident::quote_ident;
+use crate::ident::{quote_ident, quote_literal, quote_qualified};
 use crate::inventory::Object;
 use crate::model::*;
 use crate::order::{topological, CycleError};
@@ -31,6 +38,7 @@ use std::fmt;
 pub enum Phase {
     Object,
     Data,
+    SequencePosition,
     Index,
     Statistics,
     Constraint,
@@ -38,7 +46,9 @@ pub enum Phase {
     Trigger,
     RowSecurity,
     Policy,
+    Refresh,
     Comment,
+    Owner,
     Grant,
     Schema,
 }
@@ -48,6 +58,7 @@ impl Phase {
         match self {
             Phase::Object => "object",
             Phase::Data => "data",
+            Phase::SequencePosition => "sequence position",
             Phase::Index => "index",
             Phase::Statistics => "statistics",
             Phase::Constraint => "constraint",
@@ -55,10 +66,46 @@ impl Phase {
             Phase::Trigger => "trigger",
             Phase::RowSecurity => "row security",
             Phase::Policy => "policy",
+            Phase::Refresh => "refresh",
             Phase::Comment => "comment",
+            Phase::Owner => "owner",
             Phase::Grant => "grant",
             Phase::Schema => "schema",
         }
+    }
+
+    /// Whether statements of this phase can evaluate an expression the source's owner shaped
+    /// (a CHECK, a default, a generated column, an index expression, a materialized view, a
+    /// function called by them) and so must run with the builder's rights, never the extension
+    /// owner's. The others evaluate nothing: ownership, privileges, the schema's owner, and
+    /// foreign keys (whose check PostgreSQL runs as the referenced table's owner; the builder may
+    /// lack REFERENCES on tables outside the schema). Rows are copied through
+    /// `tenant._copy_rows`, which runs the copy as the new table's owner (the builder) itself.
+    pub fn as_builder(self) -> bool {
+        !matches!(
+            self,
+            Phase::Data | Phase::ForeignKey | Phase::Owner | Phase::Grant | Phase::Schema
+        )
+    }
+}
+
+/// Whether `sql` is an `ALTER <kind> <object> OWNER TO <role>` statement, as
+/// `render::owner_statement` writes them (the role one identifier, quoted when it must be).
+pub fn is_owner_statement(sql: &str) -> bool {
+    if !sql.starts_with("ALTER ") {
+        return false;
+    }
+    let Some((_, role)) = sql.rsplit_once(" OWNER TO ") else {
+        return false;
+    };
+    if let Some(inner) = role.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        !inner.is_empty() && !inner.replace("\"\"", "").contains('"')
+    } else {
+        !role.is_empty()
+            && role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+            && quote_ident(role) == role
     }
 }
 
@@ -174,8 +221,15 @@ struct Out {
 }
 
 impl Out {
+    /// Adds statements; ownership changes go to [`Phase::Owner`] (run after everything the
+    /// builder still alters, in the order they were planned).
     fn add(&mut self, phase: Phase, object: &str, sqls: impl IntoIterator<Item = String>) {
         for sql in sqls {
+            let phase = if is_owner_statement(&sql) {
+                Phase::Owner
+            } else {
+                phase
+            };
             self.steps.push(Step {
                 phase,
                 object: object.to_string(),
@@ -185,8 +239,17 @@ impl Out {
     }
 }
 
-/// The statements that recreate `s` as schema `target` (which exists and is empty).
+/// The statements that recreate `s` as schema `target` (which exists and is empty), structure
+/// only.
 pub fn plan(s: &Schema, target: &str) -> Result<Vec<Step>, PlanError> {
+    plan_copy(s, target, false)
+}
+
+/// The statements that recreate `s` as schema `target`; with `copy_data` also the rows (through
+/// `tenant._copy_rows`, before indexes, keys and triggers exist), the sequence positions and the
+/// contents of materialized views that are populated in the source (refreshed once the copy's
+/// row security and policies exist). Data steps name the source schema, `s.name`.
+pub fn plan_copy(s: &Schema, target: &str, copy_data: bool) -> Result<Vec<Step>, PlanError> {
     let refused = refusals(s);
     if !refused.is_empty() {
         return Err(PlanError::Unsupported(refused));
@@ -233,6 +296,37 @@ pub fn plan(s: &Schema, target: &str) -> Result<Vec<Step>, PlanError> {
             Object::Statistics(_) => Vec::new(),
         };
         out.add(Phase::Object, &label, sqls);
+    }
+
+    if copy_data {
+        let reg = |schema: &str, name: &str| {
+            format!(
+                "{}::pg_catalog.regclass",
+                quote_literal(&quote_qualified(schema, name))
+            )
+        };
+        for t in s.tables.iter().filter(|t| !t.partitioned) {
+            out.add(
+                Phase::Data,
+                &format!("table {}", quote_ident(&t.name)),
+                [format!(
+                    "SELECT tenant._copy_rows({}, {})",
+                    reg(&s.name, &t.name),
+                    reg(target, &t.name)
+                )],
+            );
+        }
+        for q in &s.sequences {
+            out.add(
+                Phase::SequencePosition,
+                &format!("sequence {}", quote_ident(&q.name)),
+                [format!(
+                    "SELECT pg_catalog.setval({}, s.last_value, s.is_called) FROM {} s",
+                    reg(target, &q.name),
+                    quote_qualified(&s.name, &q.name)
+                )],
+            );
+        }
     }
 
     // Indexes of tables and materialized views: partitioned parents first, then the rest; then
@@ -352,6 +446,22 @@ pub fn plan(s: &Schema, target: &str) -> Result<Vec<Step>, PlanError> {
             );
         }
     }
+    if copy_data {
+        for key in &order {
+            if let Some(Object::View(v)) = by_key.get(key) {
+                if v.materialized && v.populated {
+                    out.add(
+                        Phase::Refresh,
+                        &format!("materialized view {}", quote_ident(&v.name)),
+                        [format!(
+                            "REFRESH MATERIALIZED VIEW {}",
+                            quote_qualified(target, &v.name)
+                        )],
+                    );
+                }
+            }
+        }
+    }
     for (what, sql) in render::comment::statements(s, target) {
         out.add(Phase::Comment, &what, [sql]);
     }
@@ -379,5 +489,62 @@ pub fn plan(s: &Schema, target: &str) -> Result<Vec<Step>, PlanError> {
             &s.acl,
         ),
     );
+    // The phases in order (a stable sort: within a phase, the order planned); ownership changes
+    // wait for everything the builder still alters.
+    out.steps.sort_by_key(|st| st.phase);
     Ok(out.steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_statements_are_recognised_and_nothing_else() {
+        for yes in [
+            "ALTER TABLE c.t OWNER TO o",
+            "ALTER FUNCTION c.f(integer) OWNER TO \"Some \"\"One\"\"\"",
+            "ALTER OPERATOR CLASS c.ci_ops USING btree OWNER TO tenant_admin",
+        ] {
+            assert!(is_owner_statement(yes), "{yes}");
+        }
+        for no in [
+            "CREATE TABLE c.t (a int)",
+            "ALTER TABLE c.t ADD CONSTRAINT k CHECK (a <> ' OWNER TO x')",
+            "ALTER TABLE c.t OWNER TO o; DROP TABLE x",
+            "ALTER TABLE c.t OWNER TO \"o\" x",
+            "ALTER TABLE c.t OWNER TO Upper",
+            "ALTER TABLE c.t OWNER TO select",
+            "GRANT SELECT ON c.t TO o",
+        ] {
+            assert!(!is_owner_statement(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_builder_runs_what_evaluates_expressions() {
+        for p in [
+            Phase::Object,
+            Phase::SequencePosition,
+            Phase::Index,
+            Phase::Statistics,
+            Phase::Constraint,
+            Phase::Trigger,
+            Phase::RowSecurity,
+            Phase::Policy,
+            Phase::Refresh,
+            Phase::Comment,
+        ] {
+            assert!(p.as_builder(), "{}", p.name());
+        }
+        for p in [
+            Phase::Data,
+            Phase::ForeignKey,
+            Phase::Owner,
+            Phase::Grant,
+            Phase::Schema,
+        ] {
+            assert!(!p.as_builder(), "{}", p.name());
+        }
+    }
 }

@@ -264,3 +264,63 @@ fn circular_dependencies_are_an_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_copy_with_data_adds_rows_positions_and_refreshes_in_their_places() {
+    use qft_schema::plan::{plan_copy, Phase};
+    for (name, _) in FIXTURES {
+        let s = fixture(name);
+        let structure = plan(&s, "c").unwrap();
+        let steps = plan_copy(&s, "c", true).unwrap();
+        // The structure is the same, in the same order.
+        let only_structure: Vec<_> = steps
+            .iter()
+            .filter(|x| {
+                !matches!(
+                    x.phase,
+                    Phase::Data | Phase::SequencePosition | Phase::Refresh
+                )
+            })
+            .cloned()
+            .collect();
+        assert_eq!(only_structure, structure, "{name}");
+        let rows = steps.iter().filter(|x| x.phase == Phase::Data).count();
+        assert_eq!(
+            rows,
+            s.tables.iter().filter(|t| !t.partitioned).count(),
+            "{name}"
+        );
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|x| x.phase == Phase::SequencePosition)
+                .count(),
+            s.sequences.len(),
+            "{name}"
+        );
+        let refreshed = steps.iter().filter(|x| x.phase == Phase::Refresh).count();
+        assert_eq!(
+            refreshed,
+            s.views
+                .iter()
+                .filter(|v| v.materialized && v.populated)
+                .count(),
+            "{name}"
+        );
+        // Phases in order: rows before any index, refreshes after every policy, and every
+        // ownership change after every statement the builder runs.
+        assert!(steps.windows(2).all(|w| w[0].phase <= w[1].phase), "{name}");
+        let last_builder = steps.iter().rposition(|x| x.phase.as_builder());
+        let first_owner = steps.iter().position(|x| x.phase == Phase::Owner);
+        if let (Some(b), Some(o)) = (last_builder, first_owner) {
+            assert!(b < o, "{name}: {}", steps[b].sql);
+        }
+        assert!(steps
+            .iter()
+            .filter(|x| x.phase == Phase::Owner)
+            .all(|x| x.sql.contains(" OWNER TO ")));
+        assert!(!steps
+            .iter()
+            .any(|x| x.phase != Phase::Owner && qft_schema::plan::is_owner_statement(&x.sql)));
+    }
+}

@@ -46,6 +46,7 @@ fn domain_parts<'a>(
             default,
             collation,
             constraints,
+            ..
         } => (base, not_null, default, collation, constraints),
         _ => panic!("{name} is not a domain"),
     }
@@ -157,6 +158,8 @@ fn every_compared_property_is_noticed() {
         "template", "column customers.mood", "default", |s| column(s, "customers", "mood").default = None;
         "template", "column customers.id", "identity", |s| column(s, "customers", "id").identity = Some(Identity::ByDefault);
         "template", "column customers.name_upper", "generated", |s| column(s, "customers", "name_upper").generated = Some(text("lower(name)"));
+        "template", "column customers.name_upper", "generated", |s| column(s, "customers", "name_upper").generated_virtual = true;
+        "template", "column customers.name", "not null", |s| column(s, "customers", "name").not_null_constraint = Some(NotNullConstraint { name: "name_required".into(), no_inherit: false, validated: true, local: true });
         "template", "column customers.notes", "storage", |s| column(s, "customers", "notes").storage = Storage::Main;
         "awkward", "column \"Edge Case\".tail", "compression", |s| column(s, "Edge Case", "tail").compression = None;
         "awkward", "column \"Edge Case\".v", "statistics", |s| column(s, "Edge Case", "v").statistics = Some(1);

@@ -1,8 +1,7 @@
-//! The schema engine on the model (issue 13, stages A and B), side by side with the PL/pgSQL
-//! clone_schema / schema_diff / schema_drift it will replace: the Rust plan executed into a
-//! fresh schema passes the existing verification; an independent oracle (pg_dump of the source
-//! with the schema renamed equals pg_dump of the copy) for both paths; one test per defect of
-//! issue 13 on the Rust path; and the reader's own mutation tests over real catalogs.
+//! The schema engine on the model (issue 13): `clone_schema`, `schema_diff` and `schema_drift`
+//! run on it. Every fixture clones and verifies; an independent oracle (pg_dump of the source
+//! with the schema renamed equals pg_dump of the copy); one test per defect of issue 13; and
+//! the reader's own mutation tests over real catalogs.
 
 use crate::clone::{dependencies_on, diff, with_roles, AWKWARD, TEMPLATE};
 use qft_integration_tests::postgres::Client;
@@ -20,14 +19,14 @@ fn loaded(label: &str, fixtures: &[&str]) -> TestDb {
     db
 }
 
-fn rust_clone(su: &mut Client, source: &str, target: &str) {
-    su.query_one(
-        "SELECT tenant._clone_schema_rs($1, $2)",
+fn clone(su: &mut Client, source: &str, target: &str) {
+    su.execute(
+        "SELECT tenant.clone_schema($1::text, $2::text)",
         &[&source, &target],
     )
     .unwrap_or_else(|e| {
         panic!(
-            "Rust clone of {source}: {}",
+            "clone of {source}: {}",
             e.as_db_error()
                 .map(|d| format!("{} {:?}", d.message(), d.detail()))
                 .unwrap_or(e.to_string())
@@ -125,66 +124,50 @@ fn assert_dumps_equal(db: &TestDb, source: &str, copy: &str) {
 }
 
 #[test]
-fn the_rust_plan_passes_the_existing_verification() {
-    // The PL/pgSQL describer compares view definitions as text: it reports the (correct) copy of
-    // a view whose CTE is named like a table as different (kinds, app); it judges the others.
-    for (label, fixtures, source, old_describer) in [
-        ("cat_verify_tpl", vec![TEMPLATE], "tenant_template", true),
-        ("cat_verify_awk", vec![AWKWARD], "Edge Case", true),
-        ("cat_verify_kinds", vec![KINDS], "kinds", false),
-        ("cat_verify_app", vec![APP], "app", false),
+fn every_fixture_clones_verified_and_independent_of_its_source() {
+    for (label, fixtures, source) in [
+        ("cat_verify_tpl", vec![TEMPLATE], "tenant_template"),
+        ("cat_verify_awk", vec![AWKWARD], "Edge Case"),
+        ("cat_verify_kinds", vec![KINDS], "kinds"),
+        ("cat_verify_app", vec![APP], "app"),
     ] {
         let db = loaded(label, &fixtures);
         let mut su = db.superuser();
-        rust_clone(&mut su, source, "qft_rs_copy");
-        // The PL/pgSQL describer and the pg_depend check find nothing either.
-        if old_describer {
-            assert_eq!(
-                diff(&mut su, source, "qft_rs_copy"),
-                Vec::<String>::new(),
-                "{source}"
-            );
-        }
+        clone(&mut su, source, "qft_rs_copy");
+        // pg_depend, read independently of the extension, shows no reference to the source.
         assert_eq!(
             dependencies_on(&mut su, "qft_rs_copy", source),
             Vec::<String>::new(),
             "{source}"
         );
         assert_eq!(
-            rust_diff(&mut su, source, "qft_rs_copy"),
-            vec![],
+            diff(&mut su, source, "qft_rs_copy"),
+            Vec::<String>::new(),
             "{source}"
         );
     }
 }
 
 #[test]
-fn pg_dump_oracle_for_both_paths() {
-    // PL/pgSQL clone_schema cannot copy the aggregate and the CTE view of the application
-    // schema (issue 13): compare both paths on the schema without them, the Rust path on all.
-    // (Nor its index statistics target: the PL/pgSQL copy lacks it, the oracle shows.)
-    let without = "DROP VIEW app.project_overview; DROP VIEW app.recent_defects; DROP AGGREGATE app.group_concat(text);
-                   ALTER INDEX app.users_lower_email_idx ALTER COLUMN 1 SET STATISTICS -1;";
-    for (label, fixtures, source, plpgsql, prepare) in [
-        ("cat_dump_tpl", vec![TEMPLATE], "tenant_template", true, ""),
-        ("cat_dump_awk", vec![AWKWARD], "Edge Case", true, ""),
-        ("cat_dump_app_pl", vec![APP], "app", true, without),
-        ("cat_dump_app", vec![APP], "app", false, ""),
-        ("cat_dump_kinds", vec![KINDS], "kinds", false, ""),
+fn pg_dump_oracle() {
+    // Structure, and with copy_data (the rows and positions do not show in a schema-only dump,
+    // the structure must still be the same once they are in).
+    for (label, fixtures, source, copy_data) in [
+        ("cat_dump_tpl", vec![TEMPLATE], "tenant_template", false),
+        ("cat_dump_tpl_data", vec![TEMPLATE], "tenant_template", true),
+        ("cat_dump_awk", vec![AWKWARD], "Edge Case", false),
+        ("cat_dump_app", vec![APP], "app", false),
+        ("cat_dump_app_data", vec![APP], "app", true),
+        ("cat_dump_kinds", vec![KINDS], "kinds", false),
     ] {
         let db = loaded(label, &fixtures);
         let mut su = db.superuser();
-        su.batch_execute(prepare).unwrap();
-        rust_clone(&mut su, source, "qft_oracle_rs");
-        assert_dumps_equal(&db, source, "qft_oracle_rs");
-        if plpgsql {
-            su.execute(
-                "SELECT tenant.clone_schema($1, 'qft_oracle_pl')",
-                &[&source],
-            )
-            .unwrap_or_else(|e| panic!("PL/pgSQL clone of {source}: {e}"));
-            assert_dumps_equal(&db, source, "qft_oracle_pl");
-        }
+        su.execute(
+            "SELECT tenant.clone_schema($1::text, 'qft_oracle', $2)",
+            &[&source, &copy_data],
+        )
+        .unwrap_or_else(|e| panic!("clone of {source}: {e}"));
+        assert_dumps_equal(&db, source, "qft_oracle");
     }
 }
 
@@ -193,7 +176,7 @@ fn the_oracle_can_fail() {
     // A copy that differs in one thing fails the oracle.
     let db = loaded("cat_oracle_fails", &[TEMPLATE]);
     let mut su = db.superuser();
-    rust_clone(&mut su, "tenant_template", "qft_oracle_rs");
+    clone(&mut su, "tenant_template", "qft_oracle_rs");
     su.batch_execute("ALTER TABLE qft_oracle_rs.scratch ALTER COLUMN v SET STORAGE MAIN")
         .unwrap();
     let r =
@@ -226,7 +209,7 @@ fn drift_of_a_fresh_tenant_whose_functions_name_their_schema_is_empty() {
         .unwrap();
     // customer_count() and log_order() name tenant_template in their bodies.
     let drift = |su: &mut Client, s: Option<&str>| -> Vec<String> {
-        su.query("SELECT schema::text || ' ' || object || ': ' || difference FROM tenant._schema_drift_rs($1)", &[&s])
+        su.query("SELECT schema::text || ' ' || object || ': ' || difference FROM tenant.schema_drift($1)", &[&s])
             .unwrap()
             .iter()
             .map(|r| r.get(0))
@@ -244,6 +227,58 @@ fn drift_of_a_fresh_tenant_whose_functions_name_their_schema_is_empty() {
             "tenant_globex column customers.extra: only in tenant_globex",
         ]
     );
+    // Pins are compared by content with the policy template (tenant._policy_template), each
+    // property on its own.
+    for (alter, property) in [
+        (
+            "ALTER POLICY qft_schema_tenant ON tenant_globex.docs USING (true)",
+            "using",
+        ),
+        (
+            "ALTER POLICY qft_schema_tenant ON tenant_globex.docs WITH CHECK (true)",
+            "with check",
+        ),
+        (
+            "ALTER POLICY qft_cross_tenant ON tenant_globex.docs TO PUBLIC",
+            "roles",
+        ),
+        (
+            "ALTER TABLE tenant_globex.docs NO FORCE ROW LEVEL SECURITY",
+            "force row security",
+        ),
+    ] {
+        su.batch_execute("BEGIN").unwrap();
+        su.batch_execute(alter).unwrap();
+        let got: Vec<String> = su
+            .query(
+                "SELECT object || ' ' || difference FROM tenant.schema_drift('tenant_globex') WHERE object <> 'column customers.extra'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        su.batch_execute("ROLLBACK").unwrap();
+        assert_eq!(got.len(), 1, "{alter}: {got:?}");
+        assert!(
+            got[0].contains(&format!(" {property}: ")),
+            "{alter}: {got:?}"
+        );
+    }
+    // A registered tenant schema that is gone is one row, not an error.
+    su.batch_execute("DROP SCHEMA tenant_globex CASCADE")
+        .unwrap();
+    assert_eq!(
+        drift(&mut su, None),
+        [
+            "tenant_acme policy docs.qft_schema_guard: only in tenant_template",
+            "tenant_globex schema tenant_globex: missing (registered in tenant.tenants)",
+        ]
+    );
+    expect_sqlstate(
+        su.query("SELECT * FROM tenant.schema_drift('tenant_globex')", &[]),
+        "3F000",
+    );
 }
 
 #[test]
@@ -255,7 +290,7 @@ fn a_view_whose_cte_is_named_like_a_table_is_copied_pointing_at_the_copy() {
          CREATE VIEW shop.big AS WITH orders AS (SELECT * FROM shop.orders WHERE amount > 100) SELECT id FROM orders;",
     )
     .unwrap();
-    rust_clone(&mut su, "shop", "shop_copy");
+    clone(&mut su, "shop", "shop_copy");
     assert_eq!(
         one::<String>(&mut su, "SELECT string_agg(DISTINCT d.refobjid::regclass::text, ',') FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
                                  WHERE r.ev_class = 'shop_copy.big'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class"),
@@ -270,7 +305,7 @@ fn a_view_whose_cte_is_named_like_a_table_is_copied_pointing_at_the_copy() {
 fn index_column_statistics_are_copied_and_compared() {
     let db = loaded("cat_idxstats", &[KINDS]);
     let mut su = db.superuser();
-    rust_clone(&mut su, "kinds", "kinds_copy");
+    clone(&mut su, "kinds", "kinds_copy");
     assert_eq!(
         one::<String>(&mut su, "SELECT string_agg(attnum || '=' || attstattarget, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'kinds_copy.people_lower_idx'::regclass"),
         "1=321,2=55"
@@ -303,7 +338,7 @@ fn partitions_in_another_schema_are_refused() {
         "SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace",
     );
     let err = su
-        .query_one("SELECT tenant._clone_schema_rs('src', 'src_copy')", &[])
+        .execute("SELECT tenant.clone_schema('src', 'src_copy')", &[])
         .unwrap_err();
     assert_eq!(sqlstate(&err), "0A000");
     let detail = err
@@ -317,7 +352,7 @@ fn partitions_in_another_schema_are_refused() {
     );
     // A partition of a table elsewhere: its schema is refused too.
     let err = su
-        .query_one("SELECT tenant._clone_schema_rs('part', 'part_copy')", &[])
+        .execute("SELECT tenant.clone_schema('part', 'part_copy')", &[])
         .unwrap_err();
     assert_eq!(sqlstate(&err), "0A000");
     assert!(err
@@ -336,7 +371,7 @@ fn partitions_in_another_schema_are_refused() {
 fn aggregates_operators_classes_collations_and_text_search_are_copied() {
     let db = loaded("cat_kinds", &[KINDS]);
     let mut su = db.superuser();
-    rust_clone(&mut su, "kinds", "k2");
+    clone(&mut su, "kinds", "k2");
     su.batch_execute("INSERT INTO k2.people SELECT * FROM kinds.people; INSERT INTO k2.orders SELECT * FROM kinds.orders;")
         .unwrap();
     for (what, sql, expected) in [
@@ -383,12 +418,12 @@ fn the_lock_table_hint_survives_a_failed_clone() {
     ))
     .unwrap();
     let err = su
-        .query_one("SELECT tenant._clone_schema_rs('wide', 'wide_copy')", &[])
+        .execute("SELECT tenant.clone_schema('wide', 'wide_copy')", &[])
         .unwrap_err();
     let db = err.as_db_error().expect("a server error");
     assert_eq!(sqlstate(&err), "53200", "{}", db.message());
     // Inside a plan step (the source lock fits): the step wrapper keeps the hint (the PL/pgSQL
-    // executor drops it).
+    // executor of 0.1.0 dropped it).
     assert!(db.message().contains("failed at"), "{}", db.message());
     assert!(
         db.hint()
@@ -406,19 +441,82 @@ fn the_lock_table_hint_survives_a_failed_clone() {
 }
 
 #[test]
-fn an_empty_template_schema_setting_is_an_error() {
+fn an_empty_template_schema_setting_is_one_error_everywhere() {
+    // Issue 13: '' was the default in two files and an error in a third. It is an error (22023)
+    // for every reader of the setting, and nothing is created.
     let db = loaded("cat_tpl_setting", &[TEMPLATE]);
     let mut su = db.superuser();
     su.batch_execute("SET qualityfoundry_tenant.template_schema = ''")
         .unwrap();
-    expect_sqlstate(
-        su.query("SELECT * FROM tenant._schema_drift_rs()", &[]),
-        "22023",
+    for sql in [
+        "SELECT * FROM tenant.schema_drift()",
+        "SELECT tenant.create_tenant('acme', with_schema => true)",
+        "SELECT * FROM tenant.check_isolation()",
+        "SELECT * FROM tenant.outdated_schemas()",
+    ] {
+        let err = su.query(sql, &[]).unwrap_err();
+        assert_eq!(sqlstate(&err), "22023", "{sql}: {err}");
+        assert!(
+            err.as_db_error()
+                .is_some_and(|d| d.message().contains("template_schema is empty")),
+            "{sql}: {err}"
+        );
+    }
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM tenant.tenants"),
+        0
     );
     su.batch_execute("RESET qualityfoundry_tenant.template_schema")
         .unwrap();
-    su.query("SELECT * FROM tenant._schema_drift_rs()", &[])
+    su.query("SELECT * FROM tenant.schema_drift()", &[])
         .expect("the default template");
+}
+
+#[test]
+fn the_core_crates_pin_is_the_policy_template() {
+    // The extension reads the pin from tenant._policy_template; the core crate's unit tests run
+    // on its own copy (qft_schema::pin::schema_pin), which must be the same template.
+    use qft_schema::model::Grantee;
+    let db = TestDb::new("cat_pin_copy");
+    let mut su = db.superuser();
+    let sql: Vec<String> = su
+        .query(
+            "SELECT concat_ws(' | ', polname, permissive::text, cmd, array_to_string(roles, ','), qual, with_check)
+               FROM tenant._policy_template(0::oid::regclass, NULL, NULL, 42) ORDER BY polname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let core: Vec<String> = qft_schema::pin::schema_pin()
+        .policies(&[("tenant_id".into(), "42".into())])
+        .into_iter()
+        .map(|p| {
+            let cmd = p.command.polcmd().to_string();
+            let roles: Vec<String> = p
+                .roles
+                .iter()
+                .map(|g| match g {
+                    Grantee::Public => "PUBLIC".to_string(),
+                    Grantee::Role(r) => r.clone(),
+                })
+                .collect();
+            [
+                Some(p.name),
+                Some(p.permissive.to_string()),
+                Some(cmd),
+                Some(roles.join(",")),
+                p.using.map(|u| u.to_string()),
+                p.with_check.map(|w| w.to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" | ")
+        })
+        .collect();
+    assert_eq!(core, sql);
 }
 
 // ---- the reader: mutations over real catalogs, hostile objects, privileges -----------------
@@ -427,8 +525,8 @@ fn an_empty_template_schema_setting_is_an_error() {
 fn each_altered_property_is_one_difference() {
     let db = loaded("cat_mutations", &[TEMPLATE, KINDS]);
     let mut su = db.superuser();
-    rust_clone(&mut su, "tenant_template", "c");
-    rust_clone(&mut su, "kinds", "k");
+    clone(&mut su, "tenant_template", "c");
+    clone(&mut su, "kinds", "k");
     let reader = db.role("bi");
     let cases: Vec<(&str, &str, &str, String)> = vec![
         ("tenant_template", "column customers.notes", "storage", "ALTER TABLE c.customers ALTER COLUMN notes SET STORAGE MAIN".into()),

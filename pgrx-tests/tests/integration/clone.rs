@@ -465,10 +465,9 @@ fn schema_diff_reports_what_differs() {
         objects,
         [
             "column customers.ticket",
-            "comment on index @schema@.order_big_idx",
-            "comment on table @schema@.customers",
             "function customer_count()",
             "index order_big_idx",
+            "table customers",
             "table locked",
         ]
     );

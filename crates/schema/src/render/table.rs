@@ -77,12 +77,30 @@ fn column_definition(
             sequence::options(seq, target, false)
         );
     } else if let Some(g) = &c.generated {
-        s += &format!(" GENERATED ALWAYS AS ({}) STORED", g.render(target));
+        s += &format!(
+            " GENERATED ALWAYS AS ({}) {}",
+            g.render(target),
+            if c.generated_virtual {
+                "VIRTUAL"
+            } else {
+                "STORED"
+            }
+        );
     } else if let Some(d) = &c.default {
         s += &format!(" DEFAULT {}", d.render(target));
     }
-    if c.not_null {
-        s += " NOT NULL";
+    match &c.not_null_constraint {
+        // A NOT VALID one is added after the rows (not_valid_checks); an inherited one comes
+        // with the parent.
+        Some(k) if !k.validated || !k.local => {}
+        Some(k) => {
+            s += &format!(" CONSTRAINT {} NOT NULL", quote_ident(&k.name));
+            if k.no_inherit {
+                s += " NO INHERIT";
+            }
+        }
+        None if c.not_null => s += " NOT NULL",
+        None => {}
     }
     Ok(s)
 }
@@ -180,7 +198,16 @@ pub fn create(schema: &Schema, t: &Table, target: &str) -> Result<Vec<String>, P
                 (None, Some(None)) => {}
             }
             if c.not_null && !parent.is_some_and(|p| p.not_null) {
-                out.push(format!("{col} SET NOT NULL"));
+                match &c.not_null_constraint {
+                    Some(k) if !k.validated => {}
+                    Some(k) => out.push(format!(
+                        "ALTER TABLE ONLY {name} ADD CONSTRAINT {} NOT NULL {}{}",
+                        quote_ident(&k.name),
+                        quote_ident(&c.name),
+                        if k.no_inherit { " NO INHERIT" } else { "" }
+                    )),
+                    None => out.push(format!("{col} SET NOT NULL")),
+                }
             }
         }
         // What the column has after CREATE: inherited at creation from the parent (PARTITION OF,
@@ -257,6 +284,20 @@ pub fn create(schema: &Schema, t: &Table, target: &str) -> Result<Vec<String>, P
 
 /// The statements after the data: NOT VALID check constraints of the table.
 pub fn not_valid_checks(t: &Table, target: &str) -> Vec<String> {
+    let not_null = t.columns.iter().filter_map(|c| {
+        c.not_null_constraint
+            .as_ref()
+            .filter(|k| !k.validated && k.local)
+            .map(|k| {
+                format!(
+                    "ALTER TABLE ONLY {} ADD CONSTRAINT {} NOT NULL {}{} NOT VALID",
+                    q(target, &t.name),
+                    quote_ident(&k.name),
+                    quote_ident(&c.name),
+                    if k.no_inherit { " NO INHERIT" } else { "" }
+                )
+            })
+    });
     t.constraints
         .iter()
         .filter(|k| {
@@ -270,6 +311,7 @@ pub fn not_valid_checks(t: &Table, target: &str) -> Vec<String> {
                 k.definition.render(target)
             )
         })
+        .chain(not_null)
         .collect()
 }
 
@@ -345,6 +387,9 @@ mod tests {
         name.not_null = true;
         let mut upper = col("upper", "text");
         upper.generated = Some(SqlText::plain("upper(\"Name\")"));
+        let mut lower = col("lower", "text");
+        lower.generated = Some(SqlText::plain("lower(\"Name\")"));
+        lower.generated_virtual = true;
         let mut ticket = col("ticket", "integer");
         ticket.default = Some(SqlText::plain("nextval('ticket_seq'::regclass)"));
         ticket.storage = Storage::Plain;
@@ -356,7 +401,7 @@ mod tests {
         notes.compression = Some(Compression::Pglz);
         let t = Table {
             name: "customers".into(),
-            columns: vec![id, name, upper, ticket, notes],
+            columns: vec![id, name, upper, lower, ticket, notes],
             options: vec!["fillfactor=70".into()],
             toast_options: vec!["autovacuum_enabled=false".into()],
             access_method: Some("heap".into()),
@@ -415,7 +460,7 @@ mod tests {
             create(&s, &t, "Copy").unwrap(),
             [
                 "CREATE SEQUENCE \"Copy\".ticket_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9 START WITH 1 CACHE 1 NO CYCLE",
-                "CREATE TABLE \"Copy\".customers (id bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME \"Copy\".customers_id_seq INCREMENT BY 1 MINVALUE 1 MAXVALUE 9 START WITH 1 CACHE 1 NO CYCLE) NOT NULL, \"Name\" text COLLATE \"C\" NOT NULL, upper text GENERATED ALWAYS AS (upper(\"Name\")) STORED, ticket integer DEFAULT nextval('ticket_seq'::regclass), notes text) USING heap WITH (fillfactor='70', toast.autovacuum_enabled='false')",
+                "CREATE TABLE \"Copy\".customers (id bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME \"Copy\".customers_id_seq INCREMENT BY 1 MINVALUE 1 MAXVALUE 9 START WITH 1 CACHE 1 NO CYCLE) NOT NULL, \"Name\" text COLLATE \"C\" NOT NULL, upper text GENERATED ALWAYS AS (upper(\"Name\")) STORED, lower text GENERATED ALWAYS AS (lower(\"Name\")) VIRTUAL, ticket integer DEFAULT nextval('ticket_seq'::regclass), notes text) USING heap WITH (fillfactor='70', toast.autovacuum_enabled='false')",
                 "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET STORAGE EXTERNAL",
                 "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET COMPRESSION pglz",
                 "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET STATISTICS 500",

@@ -20,6 +20,7 @@ pub fn create(t: &Type, target: &str) -> Vec<String> {
         TypeDefinition::Domain {
             base,
             not_null,
+            not_null_name,
             default,
             collation,
             constraints,
@@ -32,6 +33,9 @@ pub fn create(t: &Type, target: &str) -> Vec<String> {
                 sql += &format!(" DEFAULT {}", d.render(target));
             }
             if *not_null {
+                if let Some(n) = not_null_name {
+                    sql += &format!(" CONSTRAINT {}", quote_ident(n));
+                }
                 sql += " NOT NULL";
             }
             let mut out = vec![sql];
@@ -133,6 +137,7 @@ mod tests {
                     TypeDefinition::Domain {
                         base: s("integer"),
                         not_null: true,
+                        not_null_name: None,
                         default: Some(s("1")),
                         collation: None,
                         constraints: vec![
