@@ -469,7 +469,8 @@ fn estimated_rows_sql(reltuples: f32, relpages: i32, pages_now: i64) -> Option<i
 // Rows and bytes of one shared table per tenant.
 
 struct TableInfo {
-    qualified: String,
+    /// `schema.table` as `quote_ident` wrote both parts (TABLE_INFO): safe to splice into SQL.
+    quoted_name: String,
     owner: Oid,
     kind: String,
     column_type: Option<String>,
@@ -499,7 +500,7 @@ fn table_info(tbl: Oid, column: &str) -> Option<TableInfo> {
             }
             let t = t.first();
             Ok(Some(TableInfo {
-                qualified: t.get::<String>(1)?.unwrap_or_default(),
+                quoted_name: t.get::<String>(1)?.unwrap_or_default(),
                 owner: t.get::<Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
                 kind: t.get::<String>(3)?.unwrap_or_default(),
                 column_type: t.get::<String>(4)?,
@@ -554,7 +555,7 @@ fn table_usage(
     if info.kind != "r" {
         error::raise(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("{} is not a table with storage", info.qualified),
+            format!("{} is not a table with storage", info.quoted_name),
             None,
             None,
         );
@@ -568,7 +569,7 @@ fn table_usage(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
             format!(
                 "tenant column {tenant_column} of {} is of type {other}",
-                info.qualified
+                info.quoted_name
             ),
             None,
             None,
@@ -577,7 +578,7 @@ fn table_usage(
             PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
             format!(
                 "column {tenant_column} of {} does not exist",
-                info.qualified
+                info.quoted_name
             ),
             None,
             None,
@@ -592,7 +593,7 @@ fn table_usage(
                     None => {
                         let q = format!(
                             "SELECT x.{col}::pg_catalog.text, pg_catalog.count(*) FROM ONLY {} x GROUP BY x.{col}",
-                            info.qualified
+                            info.quoted_name
                         );
                         let mut counted = Vec::new();
                         for row in c.select(&q, None, &[])? {
@@ -607,7 +608,7 @@ fn table_usage(
                         let q = format!(
                             "SELECT pg_catalog.count(*) FROM ONLY {} x \
                              WHERE x.{col} OPERATOR(pg_catalog.=) $1::pg_catalog.{cast}",
-                            info.qualified
+                            info.quoted_name
                         );
                         let n = c.select(&q, Some(1), &[key.into()])?.first().get_one::<i64>()?;
                         let n = n.unwrap_or(0);
@@ -617,7 +618,7 @@ fn table_usage(
                                 Some(t) => t.max(n),
                                 None => c
                                     .select(
-                                        &format!("SELECT pg_catalog.count(*) FROM ONLY {}", info.qualified),
+                                        &format!("SELECT pg_catalog.count(*) FROM ONLY {}", info.quoted_name),
                                         Some(1),
                                         &[],
                                     )?
@@ -632,7 +633,7 @@ fn table_usage(
                 Ok::<_, pgrx::spi::Error>(out)
             })
         })
-        .unwrap_or_else(|e| spi_failed(&format!("counting the rows of {}", info.qualified), e));
+        .unwrap_or_else(|e| spi_failed(&format!("counting the rows of {}", info.quoted_name), e));
     TableIterator::new(rows)
 }
 
