@@ -102,12 +102,26 @@ static SESSION_RULES: Backend<Cell<SessionRules>> = Backend(Cell::new(SessionRul
     transaction_scope: false,
 }));
 
+/// Whether a plan made by this backend may hold a folded tenant getter (a bound session's
+/// tenant as a constant, see `bound_fold`): then every registry change resets the plan cache.
+static FOLDED: Backend<Cell<bool>> = Backend(Cell::new(false));
+
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: Oid) {
     // No catalog access and no allocation here: just make every cached answer stale.
     let known = TENANTS_RELID.0.get();
     if relid == pg_sys::InvalidOid || known == 0 || relid.to_u32() == known {
         GENERATION.0.set(GENERATION.0.get().wrapping_add(1));
+        forget_folded_plans();
+    }
+}
+
+/// Makes every cached plan of this backend that may hold a folded tenant getter re-plan before
+/// its next run (only flags are flipped: safe in an invalidation callback).
+pub fn forget_folded_plans() {
+    if FOLDED.0.get() {
+        FOLDED.0.set(false);
+        unsafe { pg_sys::ResetPlanCache() };
     }
 }
 
@@ -935,10 +949,7 @@ fn cross_tenant_entered_here() -> bool {
     parallel_safe
 )]
 fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
-    let node = request
-        .unwrap()
-        .map(|d| d.cast_mut_ptr::<pg_sys::Node>())
-        .unwrap_or(std::ptr::null_mut());
+    let node = support_request(request);
     // SAFETY: the planner passes a support request node; only its tag is read.
     let simplify =
         !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SupportRequestSimplify;
@@ -949,8 +960,117 @@ fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal
     } else {
         std::ptr::null_mut()
     };
+    support_answer(folded)
+}
+
+/// The tenant a plan may take as a constant for `current_tenant_id()`: Some(current value) only
+/// for a session whose tenant cannot change without a registry change, i.e. a session user bound
+/// by `tenant.role_bindings` that is the login role itself and no superuser (so `SET SESSION
+/// AUTHORIZATION` cannot make another role the session user), outside a migration step and where
+/// Citus is not loaded (a worker's tenant is the node context). Every registry change then resets
+/// the backend's plan cache (`relcache_changed`), so suspension, unbinding and rebinding reach
+/// prepared statements, generic plans and PL/pgSQL plans from their next execution. Folding is
+/// refused when the planner has no query (`root` NULL: expression_planner, whose results
+/// PostgreSQL keeps outside the plan cache, e.g. domain constraints in the type cache).
+fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
+    // SAFETY: the planner passes a support request node; its tag says which.
+    if request.is_null() || unsafe { (*request).type_ } != pg_sys::NodeTag::T_SupportRequestSimplify
+    {
+        return None;
+    }
+    let req = request.cast::<pg_sys::SupportRequestSimplify>();
+    if unsafe { (*req).root }.is_null()
+        || crate::citus::loaded()
+        || crate::migrate::step_tenant().is_some()
+    {
+        return None;
+    }
+    let session = session_user();
+    let login = unsafe { pg_sys::GetAuthenticatedUserId() };
+    if session != login || unsafe { pg_sys::superuser_arg(login) } {
+        return None;
+    }
+    session_rules(session).binding?;
+    // Before the value is read: an invalidation that arrives while it is looked up resets the
+    // plan being made too.
+    FOLDED.0.set(true);
+    Some(current_tenant_id())
+}
+
+fn support_answer(node: *mut pg_sys::Node) -> pgrx::datum::Internal {
     // A support function answers with a pointer, NULL meaning "no simplification" (never SQL NULL).
-    pgrx::datum::Internal::from(Some(pg_sys::Datum::from(folded)))
+    pgrx::datum::Internal::from(Some(pg_sys::Datum::from(node)))
+}
+
+fn support_request(request: pgrx::datum::Internal) -> *mut pg_sys::Node {
+    request
+        .unwrap()
+        .map(|d| d.cast_mut_ptr::<pg_sys::Node>())
+        .unwrap_or(std::ptr::null_mut())
+}
+
+/// Planner support for `current_tenant_id()` (sql/isolation.sql): a bound session's tenant is
+/// folded to a constant (`bound_fold`), so its policies cost what a hand-written `tenant_id = 5`
+/// costs; a suspended or unknown tenant folds to NULL (no row).
+#[pg_extern(
+    schema = "tenant",
+    name = "_current_tenant_support",
+    immutable,
+    parallel_safe
+)]
+fn current_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
+    let folded = match bound_fold(support_request(request)) {
+        Some(Some(id)) => unsafe {
+            pg_sys::makeConst(
+                pg_sys::INT8OID,
+                -1,
+                pg_sys::InvalidOid,
+                8,
+                pg_sys::Datum::from(id),
+                false,
+                true,
+            )
+            .cast()
+        },
+        Some(None) => unsafe {
+            pg_sys::makeNullConst(pg_sys::INT8OID, -1, pg_sys::InvalidOid).cast()
+        },
+        None => std::ptr::null_mut(),
+    };
+    support_answer(folded)
+}
+
+/// Planner support for `current_tenant_uuid()`: as `current_tenant_support`, the bound tenant's
+/// uuid as a constant.
+#[pg_extern(
+    schema = "tenant",
+    name = "_current_tenant_uuid_support",
+    immutable,
+    parallel_safe
+)]
+fn current_tenant_uuid_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
+    let folded = match bound_fold(support_request(request)).map(|id| id.and(current_tenant_uuid()))
+    {
+        Some(Some(uuid)) => unsafe {
+            let bytes = pg_sys::palloc(16).cast::<u8>();
+            std::ptr::copy_nonoverlapping(uuid.as_bytes().as_ptr(), bytes, 16);
+            pg_sys::makeConst(
+                pg_sys::UUIDOID,
+                -1,
+                pg_sys::InvalidOid,
+                16,
+                pg_sys::Datum::from(bytes),
+                false,
+                false,
+            )
+            .cast()
+        },
+        Some(None) => unsafe {
+            pg_sys::makeNullConst(pg_sys::UUIDOID, -1, pg_sys::InvalidOid).cast()
+        },
+        None => std::ptr::null_mut(),
+    };
+    support_answer(folded)
 }
 
 fn audit(action: &str, reason: Option<&str>) {

@@ -213,3 +213,181 @@ fn plpgsql_cached_plans_follow_cross_tenant_mode() {
         );
     }
 }
+
+/// The tenant ids a bound session's three kinds of cached statement see for `id = 5`: a
+/// protocol-level prepared statement, an SQL `PREPARE` and a PL/pgSQL function's cached plan.
+fn bound_views(s: &mut Client, stmt: &postgres::Statement) -> [Vec<i64>; 3] {
+    let protocol: Vec<i64> = s
+        .query(stmt, &[&5i32])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let sql: Vec<i64> = s
+        .query("EXECUTE bq(5)", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plpgsql: Vec<i64> = one(s, "SELECT public.bound_ids(5)");
+    [protocol, sql, plpgsql]
+}
+
+/// Issue 17: a bound role's tenant getter is folded into its plans as a constant (the index
+/// condition is `tenant_id = '1'::bigint`, no function call left), and every registry change
+/// resets the backend's plan cache, so suspension, resumption, rebinding and unbinding reach an
+/// already-open session's prepared statements, generic and custom plans and PL/pgSQL plans on
+/// their next execution.
+#[test]
+fn a_bound_sessions_cached_plans_follow_suspension_and_rebinding() {
+    let db = TestDb::new("plans_bound");
+    db.superuser()
+        .batch_execute("SELECT tenant.create_tenant('acme'), tenant.create_tenant('globex')")
+        .unwrap();
+    big(&db);
+    let mut su = db.superuser();
+    let bi = db.role("bi");
+    su.batch_execute(&format!(
+        "GRANT SELECT ON public.big TO {bi};
+         CREATE FUNCTION public.bound_ids(i int) RETURNS bigint[] LANGUAGE plpgsql AS $$
+         BEGIN RETURN ARRAY(SELECT tenant_id FROM public.big WHERE id = i); END $$;
+         GRANT EXECUTE ON FUNCTION public.bound_ids(int) TO PUBLIC;
+         SELECT tenant.bind_role('{bi}', 'acme');"
+    ))
+    .unwrap();
+    let mut admin = db.connect("admin");
+    for mode in ["force_generic_plan", "force_custom_plan", "auto"] {
+        let mut s = db.connect("bi");
+        s.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+            .unwrap();
+        let p = plan(&mut s, "SELECT payload FROM public.big WHERE id = 5");
+        assert!(
+            p.contains("Index Cond: ((tenant_id = '1'::bigint) AND (id = 5))")
+                && !p.contains("current_tenant_id")
+                && !p.contains("Filter"),
+            "{mode}: the bound tenant is not a constant of the plan:\n{p}"
+        );
+        let stmt = s
+            .prepare("SELECT tenant_id FROM public.big WHERE id = $1")
+            .unwrap();
+        s.batch_execute("PREPARE bq(int) AS SELECT tenant_id FROM public.big WHERE id = $1")
+            .unwrap();
+        for _ in 0..7 {
+            assert_eq!(
+                bound_views(&mut s, &stmt),
+                [vec![1], vec![1], vec![1]],
+                "{mode}"
+            );
+        }
+        let step = |admin: &mut Client, s: &mut Client, sql: &str, want: Vec<i64>| {
+            admin.batch_execute(sql).unwrap();
+            for _ in 0..2 {
+                assert_eq!(
+                    bound_views(s, &stmt),
+                    [want.clone(), want.clone(), want.clone()],
+                    "{mode}: after {sql}"
+                );
+            }
+        };
+        step(
+            &mut admin,
+            &mut s,
+            "SELECT tenant.suspend_tenant('acme')",
+            vec![],
+        );
+        step(
+            &mut admin,
+            &mut s,
+            "SELECT tenant.resume_tenant('acme')",
+            vec![1],
+        );
+        step(
+            &mut admin,
+            &mut s,
+            &format!("SELECT tenant.bind_role('{bi}', 'globex')"),
+            vec![2],
+        );
+        step(
+            &mut admin,
+            &mut s,
+            &format!("SELECT tenant.unbind_role('{bi}')"),
+            vec![],
+        );
+        step(
+            &mut admin,
+            &mut s,
+            &format!("SELECT tenant.bind_role('{bi}', 'acme')"),
+            vec![1],
+        );
+        // Inside an open transaction the session sees a change from its next transaction at
+        // the latest (like any catalog change), never a mix afterwards.
+        s.batch_execute("BEGIN").unwrap();
+        assert_eq!(bound_views(&mut s, &stmt), [vec![1], vec![1], vec![1]]);
+        admin
+            .batch_execute("SELECT tenant.suspend_tenant('acme')")
+            .unwrap();
+        s.batch_execute("COMMIT").unwrap();
+        assert_eq!(
+            bound_views(&mut s, &stmt),
+            [Vec::<i64>::new(), vec![], vec![]],
+            "{mode}"
+        );
+        admin
+            .batch_execute("SELECT tenant.resume_tenant('acme')")
+            .unwrap();
+    }
+}
+
+/// The fold is for a session whose session user cannot change: a superuser login that becomes
+/// a bound role with `SET SESSION AUTHORIZATION` keeps calling the getter, so a plan made then
+/// does not carry the bound tenant into a later session user whose current role is the same
+/// (the plan cache replans on a change of current user only). Also PostgreSQL's expression
+/// caches outside the plan cache (a domain's CHECK in the type cache) never hold a folded tenant.
+#[test]
+fn no_fold_outlives_a_session_user_change_or_sits_in_a_domain_check() {
+    let db = TestDb::new("plans_bound_auth");
+    db.superuser()
+        .batch_execute("SELECT tenant.create_tenant('acme'), tenant.create_tenant('globex')")
+        .unwrap();
+    big(&db);
+    let (bi, app) = (db.role("bi"), db.role("app"));
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "GRANT SELECT ON public.big TO {bi};
+         GRANT {app} TO {bi};
+         SELECT tenant.bind_role('{bi}', 'acme');
+         CREATE DOMAIN public.own_tenant AS bigint CHECK (VALUE = tenant.current_tenant_id());"
+    ))
+    .unwrap();
+    // bi (bound to acme) acts as app (unbound, no context) and prepares; then app becomes the
+    // session user: same current role, so the cached plan is not replanned by PostgreSQL.
+    let mut s = db.superuser();
+    s.batch_execute(&format!(
+        "SET plan_cache_mode = force_generic_plan;
+         SET SESSION AUTHORIZATION {bi}; SET ROLE {app};
+         PREPARE sq(int) AS SELECT tenant_id::text FROM public.big WHERE id = $1"
+    ))
+    .unwrap();
+    assert_eq!(strings(&mut s, "EXECUTE sq(5)"), vec!["1"]);
+    s.batch_execute(&format!("SET SESSION AUTHORIZATION {app}"))
+        .unwrap();
+    assert_eq!(
+        strings(&mut s, "EXECUTE sq(5)"),
+        Vec::<String>::new(),
+        "the bound tenant of the previous session user leaked into a cached plan"
+    );
+    // The domain's check follows a rebinding in an open bound session.
+    let mut b = db.connect("bi");
+    assert_eq!(one::<i64>(&mut b, "SELECT 1::bigint::public.own_tenant"), 1);
+    expect_sqlstate(
+        b.batch_execute("SELECT 2::bigint::public.own_tenant"),
+        "23514",
+    );
+    su.batch_execute(&format!("SELECT tenant.bind_role('{bi}', 'globex')"))
+        .unwrap();
+    expect_sqlstate(
+        b.batch_execute("SELECT 1::bigint::public.own_tenant"),
+        "23514",
+    );
+    assert_eq!(one::<i64>(&mut b, "SELECT 2::bigint::public.own_tenant"), 2);
+}
