@@ -391,3 +391,81 @@ fn no_fold_outlives_a_session_user_change_or_sits_in_a_domain_check() {
     );
     assert_eq!(one::<i64>(&mut b, "SELECT 2::bigint::public.own_tenant"), 2);
 }
+
+/// The uuid getter folds for a bound role like the id (a uuid-keyed table's index condition is
+/// the bound tenant's uuid), and the fold follows suspension on a cached plan; a bound
+/// tenant_superuser member allowed into cross-tenant mode gets the folded plan outside the mode
+/// and every tenant's rows inside it, on the same cached statement.
+#[test]
+fn the_uuid_getter_folds_too_and_a_bound_member_still_enters_cross_tenant_mode() {
+    let db = TestDb::new("plans_bound_uuid");
+    db.superuser()
+        .batch_execute("SELECT tenant.create_tenant('acme'), tenant.create_tenant('globex')")
+        .unwrap();
+    big(&db);
+    let (bi, support) = (db.role("bi"), db.role("support"));
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "CREATE TABLE public.docs (tenant uuid NOT NULL, id integer NOT NULL, PRIMARY KEY (tenant, id));
+         INSERT INTO public.docs SELECT t.uuid, i FROM tenant.tenants t, generate_series(1, 5000) i;
+         SELECT tenant.enable_isolation('public.docs', 'tenant');
+         ANALYZE public.docs;
+         GRANT SELECT ON public.docs TO {bi};
+         SELECT tenant.bind_role('{bi}', 'acme');
+         SELECT tenant.bind_role('{support}', 'acme', allow_cross_tenant => true);"
+    ))
+    .unwrap();
+    let acme_uuid: String = one(
+        &mut su,
+        "SELECT uuid::text FROM tenant.tenants WHERE slug = 'acme'",
+    );
+    let mut s = db.connect("bi");
+    s.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    let p = plan(&mut s, "SELECT id FROM public.docs WHERE id = 5");
+    assert!(
+        p.contains(&format!(
+            "Index Cond: ((tenant = '{acme_uuid}'::uuid) AND (id = 5))"
+        )) && !p.contains("current_tenant_uuid"),
+        "the bound tenant's uuid is not a constant of the plan:\n{p}"
+    );
+    let stmt = s
+        .prepare("SELECT tenant::text FROM public.docs WHERE id = $1")
+        .unwrap();
+    let seen = |s: &mut Client| -> Vec<String> {
+        s.query(&stmt, &[&5i32])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    for _ in 0..3 {
+        assert_eq!(seen(&mut s), vec![acme_uuid.clone()]);
+    }
+    su.batch_execute("SELECT tenant.suspend_tenant('acme')")
+        .unwrap();
+    assert_eq!(seen(&mut s), Vec::<String>::new(), "suspended");
+    su.batch_execute("SELECT tenant.resume_tenant('acme')")
+        .unwrap();
+    assert_eq!(seen(&mut s), vec![acme_uuid.clone()], "resumed");
+
+    let mut m = db.connect("support");
+    m.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    let p = plan(&mut m, "SELECT payload FROM public.big WHERE id = 5");
+    assert!(
+        p.contains("Index Cond: ((tenant_id = '1'::bigint) AND (id = 5))") && !p.contains("Filter"),
+        "{p}"
+    );
+    let stmt = m
+        .prepare("SELECT count(*) FROM public.big WHERE id = $1")
+        .unwrap();
+    let count = |m: &mut Client| -> i64 { m.query_one(&stmt, &[&5i32]).unwrap().get(0) };
+    assert_eq!(count(&mut m), 1);
+    m.batch_execute("SELECT tenant.enter_cross_tenant('plans test')")
+        .unwrap();
+    assert_eq!(count(&mut m), 2, "inside cross-tenant mode");
+    m.batch_execute("SELECT tenant.exit_cross_tenant()")
+        .unwrap();
+    assert_eq!(count(&mut m), 1, "after leaving it");
+}
