@@ -469,3 +469,62 @@ fn the_uuid_getter_folds_too_and_a_bound_member_still_enters_cross_tenant_mode()
         .unwrap();
     assert_eq!(count(&mut m), 1, "after leaving it");
 }
+
+/// A bound tenant_admin that runs `migrate_all` in an open session: its plans folded to its own
+/// tenant are reset when a step starts, so a function whose plan was cached before the run sees
+/// each schema's tenant inside that schema's step (never the bound tenant). The function pins
+/// its search_path, so the step's search_path does not make PostgreSQL replan it anyway.
+#[test]
+fn a_migration_step_does_not_run_a_plan_folded_to_the_bound_tenant() {
+    let db = TestDb::new("plans_bound_migrate");
+    let admin = db.role("admin");
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "CREATE SCHEMA tenant_template AUTHORIZATION {admin};
+         SET ROLE {admin};
+         CREATE TABLE tenant_template.items (id integer PRIMARY KEY);
+         RESET ROLE;
+         CREATE FUNCTION public.ctx() RETURNS bigint LANGUAGE plpgsql
+         SET search_path = pg_catalog AS $$
+         BEGIN RETURN (SELECT tenant.current_tenant_id()); END $$;
+         GRANT EXECUTE ON FUNCTION public.ctx() TO PUBLIC;"
+    ))
+    .unwrap();
+    for slug in ["acme", "globex"] {
+        su.batch_execute(&format!(
+            "SELECT tenant.create_tenant('{slug}');
+             CREATE SCHEMA tenant_{slug} AUTHORIZATION {admin};
+             SET ROLE {admin};
+             CREATE TABLE tenant_{slug}.items (LIKE tenant_template.items INCLUDING ALL);
+             INSERT INTO tenant_{slug}.items VALUES (1);
+             RESET ROLE;
+             UPDATE tenant.tenants SET schema_name = 'tenant_{slug}' WHERE slug = '{slug}';
+             SELECT tenant.pin_tenant_schema('{slug}');"
+        ))
+        .unwrap();
+    }
+    su.batch_execute(&format!("SELECT tenant.bind_role('{admin}', 'acme')"))
+        .unwrap();
+    let mut a = db.connect("admin");
+    a.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(one::<i64>(&mut a, "SELECT public.ctx()"), 1);
+    }
+    a.execute(
+        "CALL tenant.migrate_all($1, $2)",
+        &[
+            &"v1",
+            &"ALTER TABLE items ADD COLUMN t bigint; UPDATE items SET t = public.ctx()",
+        ],
+    )
+    .unwrap();
+    let seen = strings(
+        &mut su,
+        "SELECT 'acme ' || t::text FROM tenant_acme.items
+         UNION ALL SELECT 'globex ' || t::text FROM tenant_globex.items ORDER BY 1",
+    );
+    assert_eq!(seen, vec!["acme 1", "globex 2"]);
+    // Back outside the run, the session is in its bound tenant again.
+    assert_eq!(one::<i64>(&mut a, "SELECT public.ctx()"), 1);
+}
