@@ -1050,25 +1050,26 @@ fn support_request(request: pgrx::datum::Internal) -> *mut pg_sys::Node {
     parallel_safe
 )]
 fn current_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
-    let folded = match bound_fold(support_request(request)) {
-        Some(Some(id)) => unsafe {
-            pg_sys::makeConst(
-                pg_sys::INT8OID,
-                -1,
-                pg_sys::InvalidOid,
-                8,
-                pg_sys::Datum::from(id),
-                false,
-                true,
-            )
-            .cast()
-        },
-        Some(None) => unsafe {
-            pg_sys::makeNullConst(pg_sys::INT8OID, -1, pg_sys::InvalidOid).cast()
-        },
+    support_answer(match bound_fold(support_request(request)) {
+        Some(id) => folded_const(pg_sys::INT8OID, 8, true, id.map(pg_sys::Datum::from)),
         None => std::ptr::null_mut(),
-    };
-    support_answer(folded)
+    })
+}
+
+/// A constant of type `typ` (`len` bytes, by value or not) holding `value`, or NULL of that type.
+fn folded_const(
+    typ: Oid,
+    len: i32,
+    byval: bool,
+    value: Option<pg_sys::Datum>,
+) -> *mut pg_sys::Node {
+    // SAFETY: plain node constructors in the planner's memory context.
+    unsafe {
+        match value {
+            Some(v) => pg_sys::makeConst(typ, -1, pg_sys::InvalidOid, len, v, false, byval).cast(),
+            None => pg_sys::makeNullConst(typ, -1, pg_sys::InvalidOid).cast(),
+        }
+    }
 }
 
 /// Planner support for `current_tenant_uuid()`: as `current_tenant_support`, the bound tenant's
@@ -1080,28 +1081,18 @@ fn current_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Intern
     parallel_safe
 )]
 fn current_tenant_uuid_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
-    let folded = match bound_fold(support_request(request)).map(|id| id.and(current_tenant_uuid()))
-    {
-        Some(Some(uuid)) => unsafe {
-            let bytes = pg_sys::palloc(16).cast::<u8>();
-            std::ptr::copy_nonoverlapping(uuid.as_bytes().as_ptr(), bytes, 16);
-            pg_sys::makeConst(
-                pg_sys::UUIDOID,
-                -1,
-                pg_sys::InvalidOid,
-                16,
-                pg_sys::Datum::from(bytes),
-                false,
-                false,
-            )
-            .cast()
-        },
-        Some(None) => unsafe {
-            pg_sys::makeNullConst(pg_sys::UUIDOID, -1, pg_sys::InvalidOid).cast()
-        },
+    support_answer(match bound_fold(support_request(request)) {
+        Some(id) => {
+            let uuid = id.and(current_tenant_uuid()).map(|uuid| unsafe {
+                // A uuid is passed by reference: 16 bytes in the planner's memory context.
+                let bytes = pg_sys::palloc(16).cast::<u8>();
+                std::ptr::copy_nonoverlapping(uuid.as_bytes().as_ptr(), bytes, 16);
+                pg_sys::Datum::from(bytes)
+            });
+            folded_const(pg_sys::UUIDOID, 16, false, uuid)
+        }
         None => std::ptr::null_mut(),
-    };
-    support_answer(folded)
+    })
 }
 
 fn audit(action: &str, reason: Option<&str>) {
