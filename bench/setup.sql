@@ -44,6 +44,17 @@ BEGIN
     FOR i IN 1..n LOOP SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int; END LOOP;
     RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
 END $$;
+-- The same isolated point select as a tenant_user that is not bound (its context set with
+-- set_tenant, so the tenant getter is called per execution rather than folded into the plan).
+CREATE FUNCTION public.loop_iso_app(n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; r text;
+BEGIN
+    PERFORM tenant.set_tenant(current_setting('bench.pin')::bigint, false);
+    t0 := clock_timestamp();
+    FOR i IN 1..n LOOP SELECT payload INTO r FROM public.iso WHERE id = 1 + i % current_setting('bench.rows')::int; END LOOP;
+    IF r IS NULL THEN RAISE EXCEPTION 'the loop read no row'; END IF;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END $$;
 CREATE FUNCTION public.loop_plain(n int) RETURNS float8 LANGUAGE plpgsql AS $$
 DECLARE t0 timestamptz := clock_timestamp(); r text; pin bigint := current_setting('bench.pin')::bigint;
 BEGIN

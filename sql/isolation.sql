@@ -41,6 +41,11 @@
 -- ---------------------------------------------------------------------------------------------
 
 ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
+-- And for a session bound by tenant.role_bindings (its login role, no superuser), the tenant
+-- getters fold to the bound tenant's id/uuid (NULL when suspended); every registry change resets
+-- the backend's plan cache (src/context.rs, bound_fold).
+ALTER FUNCTION tenant.current_tenant_id() SUPPORT tenant._current_tenant_support;
+ALTER FUNCTION tenant.current_tenant_uuid() SUPPORT tenant._current_tenant_uuid_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.

@@ -290,6 +290,22 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cross_tenant_support_wrapper';
 
+-- qualityfoundry_tenant::context::_current_tenant_support
+CREATE OR REPLACE FUNCTION tenant."_current_tenant_support"(
+	"request" internal /* pgrx :: datum :: Internal */
+) RETURNS internal /* pgrx :: datum :: Internal */
+IMMUTABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_tenant_support_wrapper';
+
+-- qualityfoundry_tenant::context::_current_tenant_uuid_support
+CREATE OR REPLACE FUNCTION tenant."_current_tenant_uuid_support"(
+	"request" internal /* pgrx :: datum :: Internal */
+) RETURNS internal /* pgrx :: datum :: Internal */
+IMMUTABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_tenant_uuid_support_wrapper';
+
 -- qualityfoundry_tenant::context::_registry_changed
 CREATE OR REPLACE FUNCTION tenant."_registry_changed"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE  
@@ -1013,6 +1029,11 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
+-- And for a session bound by tenant.role_bindings (its login role, no superuser), the tenant
+-- getters fold to the bound tenant's id/uuid (NULL when suspended); every registry change resets
+-- the backend's plan cache (src/context.rs, bound_fold).
+ALTER FUNCTION tenant.current_tenant_id() SUPPORT tenant._current_tenant_support;
+ALTER FUNCTION tenant.current_tenant_uuid() SUPPORT tenant._current_tenant_uuid_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.
@@ -5577,8 +5598,8 @@ END
 $$;
 
 -- sql/finalize.sql
--- Least privilege: nothing in schema tenant is usable by PUBLIC except the three read-only
--- getters that isolation policies call (every role that queries an isolated table runs them).
+-- Least privilege: nothing in schema tenant is usable by PUBLIC except the read-only getters
+-- that isolation policies call (every role that queries an isolated table runs them).
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tenant FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA tenant FROM PUBLIC;
@@ -5589,9 +5610,26 @@ GRANT USAGE ON SCHEMA tenant TO tenant_user, tenant_superuser, tenant_admin;
 -- a tenant showing tenant.current_tenant()) needs it; everything else in the schema stays revoked.
 GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
-GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active() TO PUBLIC;
--- The identity getters will sit in policies too (tenant roles, uuid-keyed tables).
-GRANT EXECUTE ON FUNCTION tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid() TO PUBLIC;
+-- The getters (the identity getters sit in policies too: tenant roles, uuid-keyed tables) keep
+-- PostgreSQL's default function ACL, EXECUTE for PUBLIC, which the REVOKE above made explicit.
+-- The two grant the same, but the executor checks EXECUTE on every function call of every query
+-- execution, and a default ACL is stored as NULL (found in the null bitmap) where an explicit one
+-- is read from the end of the pg_proc row and copied (issue 17: a visible share of a point
+-- select's cost). No SQL command stores a default ACL again, so it is put back here, and the
+-- initial privileges the GRANT of 0.1.0 recorded go with it (pg_dump then dumps none for them,
+-- as for any function with its default ACL).
+GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active(),
+    tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid() TO PUBLIC;
+WITH getters(oid) AS (
+    SELECT p.oid FROM pg_catalog.pg_proc p
+     WHERE p.oid IN ('tenant.current_tenant_id()'::pg_catalog.regprocedure, 'tenant.current_tenant()'::pg_catalog.regprocedure,
+                     'tenant.cross_tenant_active()'::pg_catalog.regprocedure, 'tenant.current_user_id()'::pg_catalog.regprocedure,
+                     'tenant.current_tenant_role()'::pg_catalog.regprocedure, 'tenant.current_tenant_uuid()'::pg_catalog.regprocedure)
+), acl AS (
+    UPDATE pg_catalog.pg_proc p SET proacl = NULL FROM getters g WHERE p.oid = g.oid RETURNING p.oid
+)
+DELETE FROM pg_catalog.pg_init_privs i USING acl
+ WHERE i.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND i.objoid = acl.oid AND i.objsubid = 0;
 
 GRANT EXECUTE ON FUNCTION
     tenant.set_tenant(text, boolean), tenant.set_tenant(bigint, boolean),

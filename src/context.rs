@@ -54,14 +54,45 @@ pub struct RoleRules {
     pub require_membership: bool,
 }
 
+/// Hashes the integer keys of the registry cache (tenant ids, role oids, key ids) with one
+/// multiplication (Fibonacci hashing) instead of SipHash: the setters look a tenant up on every
+/// call. Keys that are not integers go through the same mixing byte by byte.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_i32(&mut self, v: i32) {
+        self.write_u64(v as u32 as u64);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 #[derive(Default)]
 struct Cache {
     generation: u64,
-    by_id: HashMap<i64, Option<Tenant>>,
+    by_id: IdMap<i64, Option<Tenant>>,
     by_slug: HashMap<String, Option<i64>>,
     by_uuid: HashMap<[u8; 16], Option<i64>>,
-    rules: HashMap<u32, RoleRules>,
-    keys: HashMap<i32, Option<SigningKey>>,
+    rules: IdMap<u32, RoleRules>,
+    keys: IdMap<i32, Option<SigningKey>>,
 }
 
 /// A signing key's secret and when it stops being accepted (unix seconds), if ever.
@@ -102,12 +133,26 @@ static SESSION_RULES: Backend<Cell<SessionRules>> = Backend(Cell::new(SessionRul
     transaction_scope: false,
 }));
 
+/// Whether a plan made by this backend may hold a folded tenant getter (a bound session's
+/// tenant as a constant, see `bound_fold`): then every registry change resets the plan cache.
+static FOLDED: Backend<Cell<bool>> = Backend(Cell::new(false));
+
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: Oid) {
     // No catalog access and no allocation here: just make every cached answer stale.
     let known = TENANTS_RELID.0.get();
     if relid == pg_sys::InvalidOid || known == 0 || relid.to_u32() == known {
         GENERATION.0.set(GENERATION.0.get().wrapping_add(1));
+        forget_folded_plans();
+    }
+}
+
+/// Makes every cached plan of this backend that may hold a folded tenant getter re-plan before
+/// its next run (only flags are flipped: safe in an invalidation callback).
+pub fn forget_folded_plans() {
+    if FOLDED.0.get() {
+        FOLDED.0.set(false);
+        unsafe { pg_sys::ResetPlanCache() };
     }
 }
 
@@ -935,10 +980,7 @@ fn cross_tenant_entered_here() -> bool {
     parallel_safe
 )]
 fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
-    let node = request
-        .unwrap()
-        .map(|d| d.cast_mut_ptr::<pg_sys::Node>())
-        .unwrap_or(std::ptr::null_mut());
+    let node = support_request(request);
     // SAFETY: the planner passes a support request node; only its tag is read.
     let simplify =
         !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SupportRequestSimplify;
@@ -949,8 +991,108 @@ fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal
     } else {
         std::ptr::null_mut()
     };
+    support_answer(folded)
+}
+
+/// The tenant a plan may take as a constant for `current_tenant_id()`: Some(current value) only
+/// for a session whose tenant cannot change without a registry change, i.e. a session user bound
+/// by `tenant.role_bindings` that is the login role itself and no superuser (so `SET SESSION
+/// AUTHORIZATION` cannot make another role the session user), outside a migration step and where
+/// Citus is not loaded (a worker's tenant is the node context). Every registry change then resets
+/// the backend's plan cache (`relcache_changed`), so suspension, unbinding and rebinding reach
+/// prepared statements, generic plans and PL/pgSQL plans from their next execution. Folding is
+/// refused when the planner has no query (`root` NULL: expression_planner, whose results
+/// PostgreSQL keeps outside the plan cache, e.g. domain constraints in the type cache).
+fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
+    // SAFETY: the planner passes a support request node; its tag says which.
+    if request.is_null() || unsafe { (*request).type_ } != pg_sys::NodeTag::T_SupportRequestSimplify
+    {
+        return None;
+    }
+    let req = request.cast::<pg_sys::SupportRequestSimplify>();
+    if unsafe { (*req).root }.is_null()
+        || crate::citus::loaded()
+        || crate::migrate::step_tenant().is_some()
+    {
+        return None;
+    }
+    let session = session_user();
+    let login = unsafe { pg_sys::GetAuthenticatedUserId() };
+    if session != login || unsafe { pg_sys::superuser_arg(login) } {
+        return None;
+    }
+    session_rules(session).binding?;
+    // Before the value is read: an invalidation that arrives while it is looked up resets the
+    // plan being made too.
+    FOLDED.0.set(true);
+    Some(current_tenant_id())
+}
+
+fn support_answer(node: *mut pg_sys::Node) -> pgrx::datum::Internal {
     // A support function answers with a pointer, NULL meaning "no simplification" (never SQL NULL).
-    pgrx::datum::Internal::from(Some(pg_sys::Datum::from(folded)))
+    pgrx::datum::Internal::from(Some(pg_sys::Datum::from(node)))
+}
+
+fn support_request(request: pgrx::datum::Internal) -> *mut pg_sys::Node {
+    request
+        .unwrap()
+        .map(|d| d.cast_mut_ptr::<pg_sys::Node>())
+        .unwrap_or(std::ptr::null_mut())
+}
+
+/// Planner support for `current_tenant_id()` (sql/isolation.sql): a bound session's tenant is
+/// folded to a constant (`bound_fold`), so its policies cost what a hand-written `tenant_id = 5`
+/// costs; a suspended or unknown tenant folds to NULL (no row).
+#[pg_extern(
+    schema = "tenant",
+    name = "_current_tenant_support",
+    immutable,
+    parallel_safe
+)]
+fn current_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
+    support_answer(match bound_fold(support_request(request)) {
+        Some(id) => folded_const(pg_sys::INT8OID, 8, true, id.map(pg_sys::Datum::from)),
+        None => std::ptr::null_mut(),
+    })
+}
+
+/// A constant of type `typ` (`len` bytes, by value or not) holding `value`, or NULL of that type.
+fn folded_const(
+    typ: Oid,
+    len: i32,
+    byval: bool,
+    value: Option<pg_sys::Datum>,
+) -> *mut pg_sys::Node {
+    // SAFETY: plain node constructors in the planner's memory context.
+    unsafe {
+        match value {
+            Some(v) => pg_sys::makeConst(typ, -1, pg_sys::InvalidOid, len, v, false, byval).cast(),
+            None => pg_sys::makeNullConst(typ, -1, pg_sys::InvalidOid).cast(),
+        }
+    }
+}
+
+/// Planner support for `current_tenant_uuid()`: as `current_tenant_support`, the bound tenant's
+/// uuid as a constant.
+#[pg_extern(
+    schema = "tenant",
+    name = "_current_tenant_uuid_support",
+    immutable,
+    parallel_safe
+)]
+fn current_tenant_uuid_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
+    support_answer(match bound_fold(support_request(request)) {
+        Some(id) => {
+            let uuid = id.and(current_tenant_uuid()).map(|uuid| unsafe {
+                // A uuid is passed by reference: 16 bytes in the planner's memory context.
+                let bytes = pg_sys::palloc(16).cast::<u8>();
+                std::ptr::copy_nonoverlapping(uuid.as_bytes().as_ptr(), bytes, 16);
+                pg_sys::Datum::from(bytes)
+            });
+            folded_const(pg_sys::UUIDOID, 16, false, uuid)
+        }
+        None => std::ptr::null_mut(),
+    })
 }
 
 fn audit(action: &str, reason: Option<&str>) {

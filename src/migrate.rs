@@ -396,6 +396,9 @@ fn run_step(schema: &str, migration: &str, tenant: Option<i64>) {
         privilege::AfterRun::RollBackSettings,
         || {
             STEP.0.set(Some(tenant));
+            // A bound caller's plans may hold its tenant as a constant (context::bound_fold);
+            // the step's context is its schema's tenant.
+            crate::context::forget_folded_plans();
             PgTryBuilder::new(|| {
             Spi::run(migration).unwrap_or_else(|e| {
                 let code = match e {

@@ -227,7 +227,34 @@ pub fn parse_tenant_setting(text: &str) -> Result<TenantSetting, &'static str> {
 
 /// The text the setters store: the id tied to the session user that set it, and its scope.
 pub fn render_tenant_setting(id: i64, owner: u32, local: bool) -> String {
-    format!("{id}@{owner}{}", if local { LOCAL_SUFFIX } else { "" })
+    // By hand rather than format!: this runs on every set_tenant.
+    let mut text = String::with_capacity(40);
+    if id < 0 {
+        text.push('-');
+    }
+    push_decimal(&mut text, id.unsigned_abs());
+    text.push('@');
+    push_decimal(&mut text, u64::from(owner));
+    if local {
+        text.push_str(LOCAL_SUFFIX);
+    }
+    text
+}
+
+fn push_decimal(text: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        text.push(char::from(d));
+    }
 }
 
 /// Parses the cross-tenant flag: empty or `off` means off; `<pid>.<start>.<owner>` is an entry
@@ -705,6 +732,25 @@ mod tests {
                 parse_tenant_setting(&render_tenant_setting(7, 10, local)),
                 Ok(t(7, 10, local))
             );
+        }
+    }
+
+    #[test]
+    fn the_rendered_setting_is_the_decimal_text() {
+        for (id, owner) in [
+            (1, 1),
+            (9, 10),
+            (10, 99),
+            (i64::MAX, u32::MAX),
+            (1234567, 16384),
+            (-5, 3),
+        ] {
+            for local in [false, true] {
+                assert_eq!(
+                    render_tenant_setting(id, owner, local),
+                    format!("{id}@{owner}{}", if local { "/local" } else { "" })
+                );
+            }
         }
     }
 

@@ -153,6 +153,25 @@ fn non_superusers_execute_only_what_they_were_granted() {
         "tenant.current_user_id()",
     ];
     assert_eq!(executable(&mut su, &db.role("nobody")), public);
+    // Issue 17: PUBLIC executes the getters through PostgreSQL's default function ACL (stored as
+    // NULL, the cheaper per-call check), and no initial privileges are recorded for them, so
+    // pg_dump dumps none; every other function keeps an explicit ACL.
+    let defaults: Vec<String> = su
+        .query(
+            &format!(
+                "SELECT p.oid::regprocedure::text FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
+                 WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = {EXT_OID} AND d.classid = 'pg_proc'::regclass \
+                   AND p.proacl IS NULL \
+                   AND NOT EXISTS (SELECT FROM pg_init_privs i WHERE i.classoid = 'pg_proc'::regclass AND i.objoid = p.oid) \
+                 ORDER BY 1"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(defaults, public, "the functions with the default ACL");
     let mut app_expected: Vec<&str> = public.to_vec();
     app_expected.extend([
         "tenant.clear_tenant()",
