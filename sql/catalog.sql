@@ -30,9 +30,13 @@ AS $$
                               'name', obj_name)
 $$;
 
+-- jit off: in a database with many schemas the planner's estimates for the catalogs pass
+-- jit_above_cost, and compiling this query's ~900 expressions took seconds where running it
+-- takes milliseconds (PostgreSQL 15 with LLVM, 200 schemas: 5.8 s against 0.07 s).
 CREATE OR REPLACE FUNCTION tenant._catalog_read(nsp oid) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 WITH ns AS MATERIALIZED (
     SELECT d.classid, d.objid FROM pg_depend d
@@ -128,7 +132,9 @@ SELECT jsonb_build_object(
       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      WHERE a.attnum > 0 AND NOT a.attisdropped
-       AND (a.attrelid IN (SELECT rel.oid FROM rel) OR a.attrelid IN (SELECT typ.typrelid FROM typ WHERE typ.typtype = 'c'))),
+       -- One IN over both sets, not an OR of two: an OR makes PostgreSQL 15 scan pg_attribute
+       -- (and hash all of pg_attrdef and pg_type) instead of probing its index per relation.
+       AND a.attrelid IN (SELECT rel.oid FROM rel UNION SELECT typ.typrelid FROM typ WHERE typ.typtype = 'c')),
 -- (Domain NOT NULL constraints, in pg_constraint from PostgreSQL 17 on, are the domain's typnotnull.)
 'constraints', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'oid', k.oid, 'rel', k.conrelid, 'typ', k.contypid, 'name', k.conname, 'kind', k.contype,
