@@ -111,14 +111,24 @@ END
 $$;
 
 -- Dependencies recorded in pg_depend from objects of schema target on objects of schema source.
+-- The target's dependencies are looked up per object in pg_depend's depender index (OFFSET 0
+-- keeps the planner from turning that into a scan of the whole pg_depend, which grows with every
+-- schema in the database), then matched against the source's objects by hash.
 CREATE OR REPLACE FUNCTION tenant._clone_source_refs(source name, target name) RETURNS TABLE(object text, depends_on text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
+    WITH t AS MATERIALIZED (
+        SELECT o.classid, o.objid FROM pg_namespace n, tenant._clone_objects(n.oid) o WHERE n.nspname = target
+    ), s AS MATERIALIZED (
+        SELECT DISTINCT o.classid, o.objid FROM pg_namespace n, tenant._clone_objects(n.oid) o WHERE n.nspname = source
+    ), d AS MATERIALIZED (
+        SELECT d.* FROM t, LATERAL (SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid, d.refobjsubid
+                                      FROM pg_depend d WHERE d.classid = t.classid AND d.objid = t.objid OFFSET 0) d
+    )
     SELECT pg_describe_object(d.classid, d.objid, d.objsubid), pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
-      FROM pg_depend d
-     WHERE (d.classid, d.objid) IN (SELECT o.classid, o.objid FROM pg_namespace n, tenant._clone_objects(n.oid) o WHERE n.nspname = target)
-       AND (d.refclassid, d.refobjid) IN (SELECT o.classid, o.objid FROM pg_namespace n, tenant._clone_objects(n.oid) o WHERE n.nspname = source)
+      FROM d JOIN s ON s.classid = d.refclassid AND s.objid = d.refobjid
      ORDER BY 1, 2
 $$;
 

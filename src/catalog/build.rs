@@ -858,7 +858,8 @@ pub fn build(raw: &raw::Catalog) -> Schema {
 /// pg_depend edges between objects of the schema, each end mapped to the object that DDL
 /// creates it with (a default to its table, a constraint to its table or domain, a view's rule to
 /// the view, an array or row type to its element or relation, an owned sequence to its table, an
-/// operator class member to its class or family).
+/// operator class member to its class or family). `raw.depends` also holds dependencies on
+/// objects outside the schema: only those with both ends among the objects read are kept.
 fn dependencies(
     raw: &raw::Catalog,
     s: &Schema,

@@ -1,5 +1,5 @@
 //! The adapter between PostgreSQL's catalogs and the schema engine (`crates/schema`): it reads
-//! a schema's catalogs once (`tenant._catalog_read`, `sql/catalog.sql`), deparses with
+//! a schema's catalogs once (`read.sql`, with helpers in `sql/catalog.sql`), deparses with
 //! PostgreSQL's own `pg_get_*` functions under one search_path setting into the model, runs a
 //! plan through SPI, and verifies a copy against the model already read.
 //!
@@ -15,9 +15,12 @@ mod raw;
 
 use crate::error;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::PgOid;
 use qft_schema::diff::{diff, Options};
 use qft_schema::ident::quote_ident;
 use qft_schema::Schema;
+use std::cell::RefCell;
 
 /// The oid of schema `name`, or 3F000.
 fn namespace(name: &str) -> pg_sys::Oid {
@@ -50,16 +53,52 @@ fn schema_exists(name: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// The catalog reader's query (`src/catalog/read.sql`): one schema's catalog rows, as json text.
+const READ_SQL: &str = include_str!("read.sql");
+
+struct Backend<T>(T);
+// SAFETY: a PostgreSQL backend runs our code on one thread only.
+unsafe impl<T> Sync for Backend<T> {}
+
+/// [`READ_SQL`], prepared once per backend: a clone reads twice (its source, then the copy it
+/// verifies), `schema_drift` once per schema, and planning the query costs about a third of
+/// running it.
+static READ: Backend<RefCell<Option<OwnedPreparedStatement>>> = Backend(RefCell::new(None));
+
+/// The catalog rows of the schema with oid `nsp`, as json text (runs [`READ_SQL`] with
+/// `search_path = pg_catalog, pg_temp`, `jit = off` and its kept generic plan).
+fn read_rows(nsp: pg_sys::Oid) -> Result<Option<String>, pgrx::spi::Error> {
+    deparse::with_settings(
+        &[
+            (c"search_path", "pg_catalog, pg_temp"),
+            (c"jit", "off"),
+            (c"plan_cache_mode", "force_generic_plan"),
+        ],
+        || {
+            Spi::connect(|c| {
+                let mut slot = READ.0.borrow_mut();
+                if slot.is_none() {
+                    let stmt =
+                        c.prepare(READ_SQL, &[PgOid::BuiltIn(pg_sys::BuiltinOid::OIDOID)])?;
+                    *slot = Some(stmt.keep());
+                }
+                let stmt = slot.as_ref().expect("prepared above");
+                c.select(stmt, None, &[nsp.into()])?
+                    .first()
+                    .get_one::<String>()
+            })
+        },
+    )
+    .inspect_err(|_| {
+        // A failed plan may be stale (the extension was re-created in this session): drop it.
+        READ.0.borrow_mut().take();
+    })
+}
+
 /// The model of schema `name`, read from the catalogs.
 pub fn read(name: &str) -> Schema {
     let nsp = namespace(name);
-    let text = deparse::with_search_path("pg_catalog, pg_temp", || {
-        Spi::get_one_with_args::<String>(
-            "SELECT tenant._catalog_read($1)::pg_catalog.text",
-            &[nsp.into()],
-        )
-    });
-    let text = match text {
+    let text = match read_rows(nsp) {
         Ok(Some(t)) => t,
         other => error::raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,

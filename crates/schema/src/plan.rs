@@ -92,20 +92,26 @@ impl Phase {
 /// Whether `sql` is an `ALTER <kind> <object> OWNER TO <role>` statement, as
 /// `render::owner_statement` writes them (the role one identifier, quoted when it must be).
 pub fn is_owner_statement(sql: &str) -> bool {
+    owner_statement_role(sql).is_some()
+}
+
+/// The role an `ALTER <kind> <object> OWNER TO <role>` statement (as `render::owner_statement`
+/// writes them) hands its object to, unquoted; `None` for any other statement.
+pub fn owner_statement_role(sql: &str) -> Option<String> {
     if !sql.starts_with("ALTER ") {
-        return false;
+        return None;
     }
-    let Some((_, role)) = sql.rsplit_once(" OWNER TO ") else {
-        return false;
-    };
+    let (_, role) = sql.rsplit_once(" OWNER TO ")?;
     if let Some(inner) = role.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        !inner.is_empty() && !inner.replace("\"\"", "").contains('"')
+        (!inner.is_empty() && !inner.replace("\"\"", "").contains('"'))
+            .then(|| inner.replace("\"\"", "\""))
     } else {
-        !role.is_empty()
+        (!role.is_empty()
             && role
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
-            && quote_ident(role) == role
+            && quote_ident(role) == role)
+            .then(|| role.to_string())
     }
 }
 
@@ -519,6 +525,22 @@ mod tests {
         ] {
             assert!(!is_owner_statement(no), "{no}");
         }
+    }
+
+    #[test]
+    fn owner_statements_name_their_role_unquoted() {
+        for (sql, role) in [
+            ("ALTER TABLE c.t OWNER TO o", "o"),
+            (
+                "ALTER FUNCTION c.f(integer) OWNER TO \"Some \"\"One\"\"\"",
+                "Some \"One\"",
+            ),
+            ("ALTER SCHEMA c OWNER TO \"select\"", "select"),
+        ] {
+            assert_eq!(owner_statement_role(sql).as_deref(), Some(role), "{sql}");
+        }
+        assert_eq!(owner_statement_role("ALTER TABLE c.t OWNER TO Upper"), None);
+        assert_eq!(owner_statement_role("GRANT SELECT ON c.t TO o"), None);
     }
 
     #[test]

@@ -262,12 +262,21 @@ pub fn create(schema: &Schema, t: &Table, target: &str) -> Result<Vec<String>, P
             k.name.clone(),
         )
     });
-    for k in own {
-        out.push(format!(
-            "ALTER TABLE {name} ADD CONSTRAINT {} {}",
-            quote_ident(&k.name),
-            k.definition.render(target)
-        ));
+    // One ALTER TABLE for all of them (PostgreSQL adds the keys' indexes and the checks of one
+    // statement in passes, as it would one by one): a statement per constraint is a lock, an
+    // event-trigger round and a relcache rebuild more each.
+    let adds: Vec<String> = own
+        .iter()
+        .map(|k| {
+            format!(
+                "ADD CONSTRAINT {} {}",
+                quote_ident(&k.name),
+                k.definition.render(target)
+            )
+        })
+        .collect();
+    if !adds.is_empty() {
+        out.push(format!("ALTER TABLE {name} {}", adds.join(", ")));
     }
     for s in &owned {
         if let Some(o) = &s.owned_by {
@@ -465,8 +474,7 @@ mod tests {
                 "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET COMPRESSION pglz",
                 "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET STATISTICS 500",
                 "ALTER TABLE ONLY \"Copy\".customers ALTER COLUMN notes SET (n_distinct='10')",
-                "ALTER TABLE \"Copy\".customers ADD CONSTRAINT customers_pkey PRIMARY KEY (id)",
-                "ALTER TABLE \"Copy\".customers ADD CONSTRAINT blank CHECK ((\"Name\" <> ''::text))",
+                "ALTER TABLE \"Copy\".customers ADD CONSTRAINT customers_pkey PRIMARY KEY (id), ADD CONSTRAINT blank CHECK ((\"Name\" <> ''::text))",
                 "ALTER SEQUENCE \"Copy\".ticket_seq OWNED BY \"Copy\".customers.ticket",
                 "ALTER TABLE \"Copy\".customers OWNER TO o",
             ]
