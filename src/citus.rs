@@ -80,8 +80,14 @@ pub struct NodeClaims {
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn assign_node_context(_newval: *const c_char, _extra: *mut c_void) {
+unsafe extern "C-unwind" fn assign_node_context(newval: *const c_char, _extra: *mut c_void) {
     ASSIGNED.0.set(ASSIGNED.0.get().wrapping_add(1));
+    let value = if newval.is_null() {
+        ""
+    } else {
+        CStr::from_ptr(newval).to_str().unwrap_or("")
+    };
+    crate::routing::on_node_context(value); // plans folded for another tenant re-plan
 }
 
 /// Defined before settings::init() reserves the prefix.
@@ -164,6 +170,16 @@ pub fn key_id_of(token: &str) -> Option<i32> {
     let mut parts = token.split('.');
     (parts.next()? == "n1").then_some(())?;
     parts.next()?.parse().ok()
+}
+
+/// The tenant and cross-tenant flag a token *claims* (unverified: for plan invalidation only).
+pub fn claimed(token: &str) -> Option<(i64, bool)> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [version, _, tenant, _, flags, _, _] = parts.as_slice() else {
+        return None;
+    };
+    (*version == "n1").then_some(())?;
+    Some((tenant.parse().ok()?, *flags != "0"))
 }
 
 /// Verifies a token for session user `role` at time `now` with `key`.
@@ -565,6 +581,9 @@ mod tests {
         assert_eq!(verify(&t, KEY, "app", 1_000), None);
         let x = NodeClaims { cross: true, ..C };
         assert_eq!(verify(&mint(1, KEY, &x, "app"), KEY, "app", 0), Some(x));
+        assert_eq!(claimed(&t), Some((7, false)));
+        assert_eq!(claimed(&mint(1, KEY, &x, "app")), Some((7, true)));
+        assert_eq!(claimed(""), None);
     }
 
     #[test]

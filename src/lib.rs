@@ -12,6 +12,7 @@ mod jwt;
 mod migrate;
 mod privilege;
 mod quota;
+mod routing;
 mod settings;
 mod signed;
 mod token;
@@ -183,6 +184,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::init();
     context::init();
     cross_audit::init();
+    routing::init(); // after Citus's preload: runs before Citus's distributed planner
 }
 
 #[cfg(test)]

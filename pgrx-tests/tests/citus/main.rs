@@ -436,15 +436,28 @@ fn a_later_permissive_policy_is_reported_by_the_checker() {
             && f.contains("distributed")),
         "{findings:#?}"
     );
-    // ...and it does widen the shards' view: Citus made the guard permissive there.
+    // ...and it does widen the shards' view: Citus made the guard permissive there. (A select
+    // through the coordinator is routed to acme's shard with tenant_id = 1 folded in, which hides
+    // it; on a worker, with acme's own node context, globex's shard shows its rows.)
     let mut app = db.connect("app");
     app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
         .unwrap();
     assert_eq!(
         one::<i64>(&mut app, "SELECT count(*) FROM public.projects"),
-        6
+        3
     );
     app.batch_execute("ROLLBACK").unwrap();
+    let token = own_token(&db, "app");
+    let (w, shard) = &shards_of(&db, 2)[0];
+    let mut worker = db.connect_worker("app", *w);
+    set_node_context(&mut worker, &token);
+    assert_eq!(
+        one::<i64>(
+            &mut worker,
+            &format!("SELECT count(*) FROM public.{shard} WHERE tenant_id = 2")
+        ),
+        3
+    );
 
     let all = |db: &CitusDb| -> Vec<(String, String)> {
         db.connect("admin")
@@ -845,4 +858,220 @@ fn event_triggers_stand_aside_for_citus_shard_ddl() {
             0
         );
     }
+}
+
+/// The number of tasks Citus's plan of `sql` has (EXPLAIN's "Task Count").
+fn task_count(c: &mut Client, sql: &str) -> i64 {
+    let plan = strings(c, &format!("EXPLAIN (COSTS OFF) {sql}")).join("\n");
+    let counts: Vec<i64> = plan
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Task Count: "))
+        .map(|n| n.parse().expect("a task count"))
+        .collect();
+    assert!(!counts.is_empty(), "no distributed plan for {sql}:\n{plan}");
+    counts.iter().sum()
+}
+
+#[test]
+fn a_tenant_pinned_query_is_routed_to_one_shard() {
+    let db = CitusDb::new("routing");
+    with_projects(&db);
+    db.superuser()
+        .batch_execute(&format!(
+            "CREATE TABLE public.kinds (id integer PRIMARY KEY, label text);
+             INSERT INTO public.kinds VALUES (0, 'even'), (1, 'odd');
+             SELECT create_reference_table('public.kinds');
+             GRANT SELECT ON public.kinds TO {0}, {1};",
+            db.role("app"),
+            db.role("support")
+        ))
+        .unwrap();
+    let before = all_rows(&db);
+    let shards: i64 = one(
+        &mut db.superuser(),
+        "SELECT count(*) FROM citus_shards WHERE table_name = 'public.projects'::regclass",
+    );
+    assert!(shards > 2, "{shards}");
+    let mut app = db.connect("app");
+    // Without a context nothing is folded: every shard is asked (and shows nothing).
+    app.batch_execute("BEGIN").unwrap();
+    assert_eq!(
+        task_count(&mut app, "SELECT id FROM public.projects"),
+        shards
+    );
+    app.batch_execute("COMMIT").unwrap();
+
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    let shapes: [(&str, &[i32]); 8] = [
+        ("SELECT id FROM public.projects ORDER BY id", &[100, 101, 102]),
+        (
+            "SELECT t.id FROM public.tasks t JOIN public.projects p ON p.tenant_id = t.tenant_id AND p.id = t.project_id ORDER BY 1",
+            &[1],
+        ),
+        (
+            "SELECT p.id FROM public.projects p JOIN public.kinds k ON k.id = p.id % 2 WHERE k.label = 'odd' ORDER BY 1",
+            &[101],
+        ),
+        (
+            "WITH p AS (SELECT * FROM public.projects) SELECT id FROM p ORDER BY id",
+            &[100, 101, 102],
+        ),
+        (
+            "SELECT id FROM public.projects WHERE id IN (SELECT project_id FROM public.tasks) ORDER BY id",
+            &[100],
+        ),
+        (
+            "SELECT id FROM (SELECT id FROM public.projects WHERE id > 100) s ORDER BY id",
+            &[101, 102],
+        ),
+        (
+            "SELECT p.id FROM public.projects p LEFT JOIN public.tasks t ON t.tenant_id = p.tenant_id AND t.project_id = p.id ORDER BY 1",
+            &[100, 101, 102],
+        ),
+        (
+            "SELECT id FROM public.projects WHERE tenant_id = 2",
+            &[],
+        ),
+    ];
+    for (sql, expected) in shapes {
+        assert_eq!(ids(&mut app, sql), expected, "{sql}");
+    }
+    for sql in [shapes[0].0, shapes[1].0, shapes[2].0] {
+        assert_eq!(task_count(&mut app, sql), 1, "{sql}");
+    }
+    assert_eq!(
+        task_count(&mut app, "UPDATE public.projects SET name = name || '!'"),
+        1
+    );
+    assert_eq!(
+        task_count(&mut app, "DELETE FROM public.projects WHERE name = 'none'"),
+        1
+    );
+    // Writes: every row of acme's and none of another tenant's.
+    assert_eq!(
+        app.execute("UPDATE public.projects SET name = name || '!'", &[])
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        app.execute(
+            "INSERT INTO public.tasks (id, project_id, title) SELECT id + 1000, id, 'copied' FROM public.projects",
+            &[]
+        )
+        .unwrap(),
+        3
+    );
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.tasks ORDER BY id"),
+        [1, 1100, 1101, 1102]
+    );
+    app.batch_execute("ROLLBACK").unwrap();
+
+    // Cross-tenant mode is not pinned: every shard, every tenant.
+    let mut support = db.connect("support");
+    support
+        .batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('ticket 8', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        task_count(&mut support, "SELECT id FROM public.projects"),
+        shards
+    );
+    assert_eq!(
+        one::<i64>(&mut support, "SELECT count(*) FROM public.projects"),
+        6
+    );
+    support.batch_execute("COMMIT").unwrap();
+    // Neither is a role row security does not apply to (the superuser sees every row).
+    let mut su = db.superuser();
+    su.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM public.projects"),
+        6
+    );
+    su.batch_execute("COMMIT").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
+#[test]
+fn cached_plans_are_not_reused_for_another_tenant() {
+    let db = CitusDb::new("plans");
+    with_projects(&db);
+    let mut su = db.superuser();
+    su.batch_execute(
+        "CREATE FUNCTION public.project_ids() RETURNS SETOF integer LANGUAGE plpgsql STABLE AS
+           $$ BEGIN RETURN QUERY SELECT id FROM public.projects ORDER BY id; END $$;",
+    )
+    .unwrap();
+    let before = all_rows(&db);
+    let mut app = db.connect("app");
+    app.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    // A prepared statement without parameters (always the one generic plan), one with a
+    // parameter (forced generic), and a PL/pgSQL function's saved plan.
+    let plain = app
+        .prepare("SELECT id FROM public.projects ORDER BY id")
+        .unwrap();
+    let param = app
+        .prepare("SELECT id FROM public.projects WHERE id % 100 >= $1 ORDER BY id")
+        .unwrap();
+    let run = |app: &mut Client, tenant: &str| -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+        app.batch_execute(&format!(
+            "BEGIN; SELECT tenant.set_tenant('{tenant}', is_local => true)"
+        ))
+        .unwrap();
+        let a = app
+            .query(&plain, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let b = app
+            .query(&param, &[&1i32])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let c = ids(app, "SELECT public.project_ids()");
+        app.batch_execute("COMMIT").unwrap();
+        (a, b, c)
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            run(&mut app, "acme"),
+            (vec![100, 101, 102], vec![101, 102], vec![100, 101, 102])
+        );
+        assert_eq!(
+            run(&mut app, "globex"),
+            (vec![200, 201, 202], vec![201, 202], vec![200, 201, 202])
+        );
+    }
+    // Without a context, then in another transaction for acme again.
+    assert_eq!(
+        app.query(&plain, &[]).unwrap().len(),
+        0,
+        "no context: no rows"
+    );
+    assert_eq!(
+        run(&mut app, "acme"),
+        (vec![100, 101, 102], vec![101, 102], vec![100, 101, 102])
+    );
+    // Cross-tenant mode after a plan folded for a tenant: every row (a role that may do both).
+    su.batch_execute(&format!("GRANT tenant_user TO {}", db.role("support")))
+        .unwrap();
+    let mut support = db.connect("support");
+    let all = support
+        .prepare("SELECT count(*) FROM public.projects")
+        .unwrap();
+    support
+        .batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(support.query_one(&all, &[]).unwrap().get::<_, i64>(0), 3);
+    support
+        .batch_execute("SELECT tenant.enter_cross_tenant('ticket 9', is_local => true)")
+        .unwrap();
+    assert_eq!(support.query_one(&all, &[]).unwrap().get::<_, i64>(0), 6);
+    support.batch_execute("COMMIT").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
 }
