@@ -276,6 +276,28 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'node_key_install_wrapper';
 
+-- qualityfoundry_tenant::citus::_node_key_remove
+CREATE OR REPLACE FUNCTION tenant."_node_key_remove"(
+	"id" INT /* i32 */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'node_key_remove_wrapper';
+
+-- qualityfoundry_tenant::citus::citus_retire_node_key
+CREATE OR REPLACE FUNCTION tenant."citus_retire_node_key"(
+	"key_id" INT /* Option < i32 > */
+) RETURNS INT /* i32 */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_retire_node_key_wrapper';
+
+-- qualityfoundry_tenant::citus::citus_rotate_node_key
+CREATE OR REPLACE FUNCTION tenant."citus_rotate_node_key"() RETURNS INT /* i32 */
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_rotate_node_key_wrapper';
+
 -- qualityfoundry_tenant::citus::citus_sync_keys
 CREATE OR REPLACE FUNCTION tenant."citus_sync_keys"() RETURNS INT /* i32 */
 STRICT VOLATILE PARALLEL UNSAFE 

@@ -90,6 +90,38 @@ unsafe extern "C-unwind" fn assign_node_context(newval: *const c_char, _extra: *
     crate::routing::on_node_context(value); // plans folded for another tenant re-plan
 }
 
+/// The oid of tenant.node_keys once this backend has read it (0 before).
+static NODE_KEYS_RELID: Backend<Cell<u32>> = Backend(Cell::new(0));
+
+/// Part of the library's one relcache callback (context.rs registers it: the slots are few).
+pub fn relcache_changed(relid: pg_sys::Oid) {
+    // The key functions invalidate tenant.node_keys's relcache entry on every node when they
+    // change a key (a rotation, a retirement): forget the keys and what they verified. No
+    // catalog access here.
+    let known = NODE_KEYS_RELID.0.get();
+    if relid == pg_sys::InvalidOid || known == 0 || relid.to_u32() == known {
+        if let Ok(mut keys) = KEYS.0.try_borrow_mut() {
+            *keys = None;
+        }
+        VERIFIED.0.set((0, None));
+    }
+}
+
+/// Tells every backend of this node's database that the node keys changed (at commit).
+fn keys_changed() {
+    let relid = unsafe {
+        pg_sys::get_relname_relid(
+            c"node_keys".as_ptr(),
+            pg_sys::get_namespace_oid(c"tenant".as_ptr(), false),
+        )
+    };
+    if relid != pg_sys::InvalidOid {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    }
+    *KEYS.0.borrow_mut() = None;
+    VERIFIED.0.set((0, None));
+}
+
 /// Defined before settings::init() reserves the prefix.
 pub fn init() {
     unsafe {
@@ -317,6 +349,13 @@ fn spi_failed(e: pgrx::spi::Error) -> ! {
 }
 
 fn read_keys() -> NodeKeys {
+    if NODE_KEYS_RELID.0.get() == 0 {
+        let relid = unsafe {
+            let ns = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
+            pg_sys::get_relname_relid(c"node_keys".as_ptr(), ns)
+        };
+        NODE_KEYS_RELID.0.set(relid.to_u32());
+    }
     privilege::as_owner(|| {
         Spi::connect(|c| {
             let mut out = Vec::new();
@@ -463,14 +502,11 @@ pub fn warn_session_scope() {
     }
 }
 
-/// `tenant.citus_sync_keys()`: on a Citus coordinator, creates the cluster's node key if there is
-/// none and installs every node key on every worker (run it after citus_add_node). Superuser only.
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
-fn citus_sync_keys() -> i32 {
+fn require_superuser_coordinator(what: &str) {
     let caller = privilege::caller();
     if !unsafe { pg_sys::superuser_arg(caller) } {
         error::denied(
-            "permission denied to synchronise the node keys".into(),
+            format!("permission denied to {what}"),
             Some("Only a superuser may.".into()),
             None,
         );
@@ -478,58 +514,172 @@ fn citus_sync_keys() -> i32 {
     if !citus_installed() || node_role() != NodeRole::Coordinator {
         error::raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "tenant.citus_sync_keys() runs on a Citus coordinator".into(),
+            format!("{what}: this runs on a Citus coordinator"),
             None,
             Some("CREATE EXTENSION citus and add the workers first.".into()),
         );
     }
-    let mut keys = read_keys();
-    if keys.is_empty() {
-        let secret = random_bytes::<32>().to_vec();
-        Spi::run_with_args(
-            "INSERT INTO tenant.node_keys (id, secret) VALUES (1, $1)",
-            &[secret.clone().into()],
-        )
-        .unwrap_or_else(|e| spi_failed(e));
-        keys.push((1, secret));
+}
+
+/// Runs `cmd` on every worker (run_command_on_workers, as the calling superuser); raises naming
+/// each worker it failed on. Returns the number of workers.
+fn on_workers(cmd: &str, what: &str) -> i32 {
+    let (workers, failed) = Spi::connect(|c| {
+        let mut failed = Vec::new();
+        let mut workers = 0;
+        for row in c.select(
+            "SELECT nodename || ':' || nodeport, success, result FROM pg_catalog.run_command_on_workers($1)",
+            None,
+            &[cmd.into()],
+        )? {
+            workers += 1;
+            if row.get::<bool>(2)? != Some(true) {
+                failed.push(format!(
+                    "{}: {}",
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default()
+                ));
+            }
+        }
+        Ok::<_, pgrx::spi::Error>((workers, failed))
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    if !failed.is_empty() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            format!("could not {what} on {}", failed.join("; ")),
+            None,
+            Some("Check that every worker is up and has the extension, then run it again.".into()),
+        );
     }
-    *KEYS.0.borrow_mut() = Some(keys.clone());
+    workers
+}
+
+/// Installs every node key this node has on every worker; returns the number of workers.
+fn sync_keys(keys: &NodeKeys) -> i32 {
     let mut workers = 0;
-    for (id, secret) in &keys {
+    for (id, secret) in keys {
         let cmd = format!(
             "SELECT tenant._node_key_install({id}, {})",
             pgrx::spi::quote_literal(hex(secret))
         );
-        let failed: Vec<String> = Spi::connect(|c| {
-            let mut failed = Vec::new();
-            workers = 0;
-            for row in c.select(
-                "SELECT nodename || ':' || nodeport, success, result FROM pg_catalog.run_command_on_workers($1)",
-                None,
-                &[cmd.as_str().into()],
-            )? {
-                workers += 1;
-                if row.get::<bool>(2)? != Some(true) {
-                    failed.push(format!(
-                        "{}: {}",
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(3)?.unwrap_or_default()
-                    ));
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(failed)
-        })
-        .unwrap_or_else(|e| spi_failed(e));
-        if !failed.is_empty() {
-            error::raise(
-                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
-                format!("could not install the node key on {}", failed.join("; ")),
-                None,
-                Some("Check that every worker has the extension, then run it again.".into()),
-            );
-        }
+        workers = on_workers(&cmd, "install the node key");
     }
     workers
+}
+
+fn new_key(id: i32) -> (i32, Vec<u8>) {
+    let secret = random_bytes::<32>().to_vec();
+    Spi::run_with_args(
+        "INSERT INTO tenant.node_keys (id, secret) VALUES ($1, $2)",
+        &[id.into(), secret.clone().into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    keys_changed();
+    (id, secret)
+}
+
+/// `tenant.citus_sync_keys()`: on a Citus coordinator, creates the cluster's node key if there is
+/// none and installs every node key on every worker (run it after citus_add_node). Superuser only.
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+fn citus_sync_keys() -> i32 {
+    require_superuser_coordinator("synchronise the node keys");
+    let mut keys = read_keys();
+    if keys.is_empty() {
+        keys.push(new_key(1));
+    }
+    sync_keys(&keys)
+}
+
+/// `tenant.citus_rotate_node_key()`: on a Citus coordinator, creates a new node key (the next id),
+/// installs every key on every worker, and from then on (this transaction's commit, for every
+/// backend) node contexts are minted with the new key. Node contexts minted with an older key keep
+/// verifying until that key is retired (`citus_retire_node_key`) — retire it once the longest
+/// transaction since the rotation has ended (at most `node_context_ttl` later). Returns the new
+/// key's id. Superuser only.
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+fn citus_rotate_node_key() -> i32 {
+    require_superuser_coordinator("rotate the node key");
+    let keys = read_keys();
+    let next = keys
+        .iter()
+        .map(|k| k.0)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)
+        .unwrap_or_else(|| {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                "no node key id is left".into(),
+                None,
+                None,
+            )
+        });
+    let mut keys = keys;
+    keys.insert(0, new_key(next));
+    sync_keys(&keys);
+    next
+}
+
+/// `tenant.citus_retire_node_key(key_id)`: removes an older node key from every worker and the
+/// coordinator; node contexts minted with it give zero rows from then on. The newest key (the one
+/// contexts are minted with) cannot be retired: rotate first. Superuser only.
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+fn citus_retire_node_key(key_id: Option<i32>) -> i32 {
+    require_superuser_coordinator("retire a node key");
+    let Some(id) = key_id else {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "key_id must not be NULL".into(),
+            None,
+            Some(
+                "SELECT id, created_at FROM tenant.node_keys lists the keys (as a superuser)."
+                    .into(),
+            ),
+        )
+    };
+    let keys = read_keys();
+    if !keys.iter().any(|k| k.0 == id) {
+        error::invalid(
+            format!("there is no node key {id}"),
+            Some(
+                "SELECT id, created_at FROM tenant.node_keys lists the keys (as a superuser)."
+                    .into(),
+            ),
+        );
+    }
+    if keys.first().map(|k| k.0) == Some(id) {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("node key {id} is the one node contexts are signed with"),
+            None,
+            Some("Run SELECT tenant.citus_rotate_node_key() first, then retire this key once the transactions that started before have ended.".into()),
+        );
+    }
+    let workers = on_workers(
+        &format!("SELECT tenant._node_key_remove({id})"),
+        "retire the node key",
+    );
+    Spi::run_with_args("DELETE FROM tenant.node_keys WHERE id = $1", &[id.into()])
+        .unwrap_or_else(|e| spi_failed(e));
+    keys_changed();
+    workers
+}
+
+/// Run on each worker by `citus_retire_node_key()` (as the superuser that called it).
+#[pg_extern(
+    schema = "tenant",
+    name = "_node_key_remove",
+    volatile,
+    parallel_unsafe
+)]
+fn node_key_remove(id: i32) {
+    if !unsafe { pg_sys::superuser_arg(privilege::caller()) } {
+        error::denied("permission denied to remove a node key".into(), None, None);
+    }
+    Spi::run_with_args("DELETE FROM tenant.node_keys WHERE id = $1", &[id.into()])
+        .unwrap_or_else(|e| spi_failed(e));
+    keys_changed();
 }
 
 /// Run on each worker by `citus_sync_keys()` (as the superuser that called it).
@@ -552,7 +702,7 @@ fn node_key_install(id: i32, secret_hex: &str) {
         &[id.into(), secret.into()],
     )
     .unwrap_or_else(|e| spi_failed(e));
-    *KEYS.0.borrow_mut() = None;
+    keys_changed();
 }
 
 /// Whether this node is a Citus worker (for the SQL side: event triggers stand aside there).

@@ -109,6 +109,10 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: Oid) {
     if relid == pg_sys::InvalidOid || known == 0 || relid.to_u32() == known {
         GENERATION.0.set(GENERATION.0.get().wrapping_add(1));
     }
+    // The Citus node keys and the routing fold's table cache (PostgreSQL has 10 relcache
+    // callback slots per backend, Citus takes several: one callback for the whole library).
+    crate::citus::relcache_changed(relid);
+    crate::routing::relcache_changed(relid);
 }
 
 pub fn init() {

@@ -61,14 +61,15 @@ pub fn init() {
     unsafe {
         PREV.0.set(pg_sys::planner_hook);
         pg_sys::planner_hook = Some(planner);
-        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0));
     }
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+/// Part of the library's one relcache callback (context.rs registers it: the slots are few).
+pub fn relcache_changed(relid: pg_sys::Oid) {
     // No catalog access here: forget what we know (all of it, or that table).
-    let mut tables = TABLES.0.borrow_mut();
+    let Ok(mut tables) = TABLES.0.try_borrow_mut() else {
+        return;
+    };
     if relid == pg_sys::InvalidOid {
         *tables = None;
     } else if let Some(t) = tables.as_mut() {
@@ -143,10 +144,17 @@ struct Fold {
 
 /// Adds the quals; returns the tenant when anything was folded.
 unsafe fn fold(parse: *mut pg_sys::Query) -> Option<i64> {
-    if parse.is_null() || context::cross_tenant_active() || crate::citus::node_cross_tenant() {
+    // The node context first: without one there is nothing to fold, and current_tenant_id()
+    // is not asked (it refuses pg_dump sessions without a context, and this runs for every
+    // query, the dump's catalog queries included).
+    let claims = crate::citus::node_claims()?;
+    if parse.is_null() || claims.cross || claims.tenant <= 0 || context::cross_tenant_active() {
         return None;
     }
-    let tenant = context::current_tenant_id()?;
+    let tenant = claims.tenant;
+    if context::current_tenant_id() != Some(tenant) {
+        return None;
+    }
     let mut f = Fold {
         tenant,
         uuid: None,

@@ -1075,3 +1075,106 @@ fn cached_plans_are_not_reused_for_another_tenant() {
     support.batch_execute("COMMIT").unwrap();
     assert_eq!(all_rows(&db), before, "nothing changed");
 }
+
+/// The node key ids each node holds (coordinator first), read as the superuser.
+fn key_ids(db: &CitusDb) -> Vec<Vec<i32>> {
+    let sql = "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM tenant.node_keys";
+    let mut out = vec![one::<Vec<i32>>(&mut db.superuser(), sql)];
+    for w in 0..db.cluster.workers.len() {
+        out.push(one::<Vec<i32>>(&mut db.worker_superuser(w), sql));
+    }
+    out
+}
+
+#[test]
+fn node_keys_rotate_and_retire() {
+    let db = CitusDb::new("rotation");
+    with_projects(&db);
+    let before = all_rows(&db);
+    let old = own_token(&db, "app");
+    assert!(old.starts_with("n1.1."), "{old}");
+    let (w, shard) = &shards_of(&db, 1)[0];
+    // A worker backend that has verified with key 1 (its cache must follow the rotation).
+    let mut worker = db.connect_worker("app", *w);
+    let count = |c: &mut Client, token: &str| -> i64 {
+        set_node_context(c, "");
+        set_node_context(c, token);
+        one(c, &format!("SELECT count(*) FROM public.{shard}"))
+    };
+    assert_eq!(count(&mut worker, &old), 3);
+    // A coordinator backend that minted with key 1 before the rotation.
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true); COMMIT")
+        .unwrap();
+
+    // Bad input first: refused, nothing changed.
+    let mut su = db.superuser();
+    for (sql, state) in [
+        ("SELECT tenant.citus_retire_node_key(NULL)", "22004"),
+        ("SELECT tenant.citus_retire_node_key(99)", "22023"),
+        ("SELECT tenant.citus_retire_node_key(1)", "55000"), // the signing key
+    ] {
+        expect_sqlstate(su.query(sql, &[]), state);
+    }
+    for sql in [
+        "SELECT tenant.citus_rotate_node_key()",
+        "SELECT tenant.citus_retire_node_key(1)",
+        "SELECT tenant._node_key_remove(1)",
+    ] {
+        expect_sqlstate(app.query(sql, &[]), "42501");
+        expect_sqlstate(db.connect("admin").query(sql, &[]), "42501");
+    }
+    expect_sqlstate(
+        worker.query("SELECT tenant._node_key_remove(1)", &[]),
+        "42501",
+    );
+    expect_sqlstate(
+        db.worker_superuser(0)
+            .query("SELECT tenant.citus_rotate_node_key()", &[]),
+        "55000",
+    );
+    assert_eq!(key_ids(&db), [vec![1], vec![1], vec![1]]);
+
+    // Rotate: key 2 everywhere, new contexts signed with it, old ones still verify.
+    assert_eq!(
+        one::<i32>(&mut su, "SELECT tenant.citus_rotate_node_key()"),
+        2
+    );
+    assert_eq!(key_ids(&db), [vec![1, 2], vec![1, 2], vec![1, 2]]);
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    let new: String = one(
+        &mut app,
+        "SELECT current_setting('qualityfoundry_tenant.node_context')",
+    );
+    assert!(new.starts_with("n1.2."), "{new}");
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects ORDER BY id"),
+        [100, 101, 102]
+    );
+    app.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        count(&mut worker, &old),
+        3,
+        "an old context verifies until retired"
+    );
+    assert_eq!(count(&mut worker, &new), 3);
+
+    // Retire key 1: old contexts give nothing, on the same worker backend too; new ones work.
+    assert_eq!(
+        one::<i32>(&mut su, "SELECT tenant.citus_retire_node_key(1)"),
+        2
+    );
+    assert_eq!(key_ids(&db), [vec![2], vec![2], vec![2]]);
+    assert_eq!(count(&mut worker, &old), 0);
+    assert_eq!(count(&mut db.connect_worker("app", *w), &old), 0);
+    assert_eq!(count(&mut worker, &new), 3);
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects ORDER BY id"),
+        [100, 101, 102]
+    );
+    app.batch_execute("COMMIT").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
