@@ -32,6 +32,26 @@ AS $$
        AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
 $$;
 
+-- Storage and rate quotas are refused in a database with Citus (0A000): Citus keeps a distributed
+-- table's rows on the workers, so the coordinator's tables, which usage() and the sweep measure
+-- (pg_total_relation_size, counts as the owner with row security lifted -- a lift that does not
+-- reach the workers), are empty shells, no tenant would ever cross a limit, and Citus refuses
+-- the quota triggers on its tables while citus.enable_unsafe_triggers is off. A limit that can
+-- never act is refused rather than recorded.
+CREATE OR REPLACE FUNCTION tenant._citus_refuse_quotas(what text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION '% is not supported in a database with Citus: storage and rate quotas are not enforced there', what
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Citus keeps the rows of distributed tables on the workers: the coordinator''s copies, which tenant.usage() and the sweep measure, are empty, and Citus refuses the quota triggers on its tables.',
+                  HINT = 'Cap the number of tenants with qualityfoundry_tenant.max_tenants; measure a tenant''s data with citus_shard_sizes() or citus_total_relation_size(); keep tenants that need storage or rate limits in a database without Citus.';
+    END IF;
+END
+$$;
+
 -- What tenant.check_isolation() reports about Citus (its kinds 30-33); no rows without Citus.
 CREATE OR REPLACE FUNCTION tenant._citus_findings()
 RETURNS TABLE(severity text, object text, problem text, fix text)

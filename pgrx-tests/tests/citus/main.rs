@@ -1178,3 +1178,58 @@ fn node_keys_rotate_and_retire() {
     app.batch_execute("COMMIT").unwrap();
     assert_eq!(all_rows(&db), before, "nothing changed");
 }
+
+#[test]
+fn quotas_are_refused_on_a_citus_database() {
+    let db = CitusDb::new("quotas");
+    with_projects(&db);
+    let state = |db: &CitusDb| -> Vec<String> {
+        strings(
+            &mut db.superuser(),
+            "SELECT format('%s %s %s', slug, max_storage_mb, max_runs_per_day) FROM tenant.tenants
+             UNION ALL SELECT format('tier %s %s %s', tier, max_storage_mb, max_runs_per_day) FROM tenant.tiers
+             UNION ALL SELECT format('rate %s', relid) FROM tenant.rate_limits
+             UNION ALL SELECT format('trigger %s %s', tgrelid::regclass, tgname) FROM pg_trigger
+                        WHERE tgname LIKE 'qft\\_%' AND tgrelid IN ('public.projects'::regclass, 'public.tasks'::regclass)
+             UNION ALL SELECT format('audit %s', action) FROM tenant.audit_log WHERE action ~ 'limit'
+             ORDER BY 1",
+        )
+    };
+    let before = state(&db);
+    let rows = all_rows(&db);
+    let mut admin = db.connect("admin");
+    for sql in [
+        "SELECT tenant.set_limits('acme', max_storage_mb => 1)",
+        "SELECT tenant.set_limits('acme', max_runs_per_day => 10)",
+        "SELECT tenant.set_tier_limits('pro', 5, NULL)",
+        "SELECT tenant.limit_rate('public.projects', 10)",
+    ] {
+        let e = admin.query(sql, &[]).expect_err(sql);
+        let db_error = e.as_db_error().expect("a server error");
+        assert_eq!(db_error.code().code(), "0A000", "{sql}: {e:?}");
+        assert!(
+            db_error
+                .message()
+                .contains("not supported in a database with Citus")
+                && db_error.hint().is_some_and(|h| h.contains("max_tenants")),
+            "{sql}: {db_error:?}"
+        );
+        // Whoever may not set limits at all is told that first.
+        expect_sqlstate(db.connect("app").query(sql, &[]), "42501");
+    }
+    assert_eq!(state(&db), before, "nothing changed");
+    // Clearing (nothing to enforce) and a tier without limits still work.
+    admin
+        .batch_execute(
+            "SELECT tenant.clear_limits('acme'); SELECT tenant.set_tier_limits('pro', NULL, NULL);",
+        )
+        .unwrap();
+    // Writes are not limited (there is no quota), as before.
+    let mut app = db.connect("app");
+    app.batch_execute(
+        "BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+         INSERT INTO public.projects (id, name) VALUES (150, 'acme-150'); ROLLBACK;",
+    )
+    .unwrap();
+    assert_eq!(all_rows(&db), rows);
+}
