@@ -231,18 +231,21 @@ BEGIN
     IF NOT tenant._citus_schema_distributed(schema) THEN
         RETURN;
     END IF;
+    -- A CREATE TABLE the client sent itself: Citus distributes that table after the statement
+    -- (and refuses to if it is distributed already).
+    IF tenant._citus_converts_new_tables() THEN
+        RETURN;
+    END IF;
     EXECUTE 'SELECT p.logicalrelid FROM pg_catalog.pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 LIMIT 1' INTO peer USING schema;
     FOR rel IN EXECUTE 'SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = $1 AND c.relkind IN (''r'', ''p'') AND NOT c.relispartition
                            AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid)
                          ORDER BY c.oid' USING schema LOOP
-        IF peer IS NULL THEN
-            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL)' USING rel;
-            peer := rel;
-        ELSE
-            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL, colocate_with => $2)' USING rel, peer::text;
-        END IF;
+        -- As the table's owner: Citus refuses colocated placements touched by two users in one
+        -- transaction (the migration goes on as that owner).
+        PERFORM tenant._citus_distribute_as_owner(rel, peer);
+        peer := coalesce(peer, rel);
     END LOOP;
 END
 $$;

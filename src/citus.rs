@@ -705,6 +705,91 @@ fn node_key_install(id: i32, secret_hex: &str) {
     keys_changed();
 }
 
+/// Whether the statement this backend's client is running is a CREATE TABLE (or CREATE TABLE AS,
+/// CREATE FOREIGN TABLE) sent by the client itself: Citus distributes the table such a top-level
+/// statement makes in a distributed schema by itself, after the statement (and after the
+/// extension's event trigger), and fails with "table ... is already distributed" if the event
+/// trigger did it first. Nested statements (functions, DO, CALL, migrate_all's steps, background
+/// workers) are not top-level for Citus, and the event trigger distributes what they make. The
+/// client's statement is the active portal's; SPI and PL/pgSQL run nested statements without
+/// changing it.
+#[pg_extern(
+    schema = "tenant",
+    name = "_citus_converts_new_tables",
+    volatile,
+    parallel_unsafe
+)]
+fn citus_converts_new_tables() -> bool {
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        if portal.is_null() {
+            return false;
+        }
+        let stmts = pgrx::PgList::<pg_sys::Node>::from_pg((*portal).stmts);
+        let found = stmts.iter_ptr().any(|n| {
+            if n.is_null() || (*n).type_ != pg_sys::NodeTag::T_PlannedStmt {
+                return false;
+            }
+            let stmt = n.cast::<pg_sys::PlannedStmt>();
+            let utility = (*stmt).utilityStmt;
+            (*stmt).commandType == pg_sys::CmdType::CMD_UTILITY
+                && !utility.is_null()
+                && matches!(
+                    (*utility).type_,
+                    pg_sys::NodeTag::T_CreateStmt
+                        | pg_sys::NodeTag::T_CreateForeignTableStmt
+                        | pg_sys::NodeTag::T_CreateTableAsStmt
+                )
+        });
+        found
+    }
+}
+
+/// `create_distributed_table(rel, NULL[, colocate_with])` run as `rel`'s owner (for the event
+/// trigger that distributes tables made in a distributed tenant schema, sql/citus.sql). Citus
+/// connects to the workers as the current user and refuses, in one transaction, to touch
+/// colocated placements that another user modified ("cannot perform query on placements that
+/// were modified in this transaction by a different user"): a migration that creates a table and
+/// then alters another of the schema's tables, as its owner, needs the new table distributed by
+/// that same owner, not by the event trigger's definer. A security-restricted operation with
+/// search_path pinned, as everything the extension runs as another role; superuser callers only.
+#[pg_extern(
+    schema = "tenant",
+    name = "_citus_distribute_as_owner",
+    volatile,
+    parallel_unsafe
+)]
+fn citus_distribute_as_owner(rel: pg_sys::Oid, colocate_with: Option<pg_sys::Oid>) {
+    if !unsafe { pg_sys::superuser_arg(privilege::caller()) } {
+        error::denied("permission denied to distribute a table".into(), None, None);
+    }
+    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[rel.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e))
+    .unwrap_or_else(|| error::invalid(format!("relation {} does not exist", rel.to_u32()), None));
+    privilege::as_role(owner, 0, || match colocate_with {
+        None => Spi::run_with_args(
+            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.oid::pg_catalog.regclass, NULL)",
+            &[rel.into()],
+        ),
+        Some(peer) => Spi::run_with_args(
+            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.oid::pg_catalog.regclass, NULL,
+                        colocate_with => $2::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text)",
+            &[rel.into(), peer.into()],
+        ),
+    })
+    .unwrap_or_else(|e| {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not distribute the new table: {e}"),
+            None,
+            None,
+        )
+    });
+}
+
 /// Whether this node is a Citus worker (for the SQL side: event triggers stand aside there).
 #[pg_extern(schema = "tenant", name = "_citus_worker", stable, parallel_safe)]
 fn citus_worker() -> bool {

@@ -167,7 +167,9 @@ pgrx::extension_sql_file!(
         "schemas",
         "citus_tables",
         citus::citus_sync_keys,
-        citus::node_key_install
+        citus::node_key_install,
+        citus::citus_converts_new_tables,
+        citus::citus_distribute_as_owner
     ]
 );
 pgrx::extension_sql_file!(

@@ -61,6 +61,8 @@ pub fn init() {
     unsafe {
         PREV.0.set(pg_sys::planner_hook);
         pg_sys::planner_hook = Some(planner);
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
     }
 }
 
@@ -98,7 +100,11 @@ fn invalidate() {
     };
 }
 
-#[pg_guard]
+// The hook itself is not #[pg_guard] and holds nothing to drop: PostgreSQL's ERRORs from the
+// planners below pass through it as they are, and its frame stays small (planning nests: SPI
+// inside functions inside planning), as cross_audit.rs's hooks do. What may allocate or raise is
+// in the guarded functions it calls. DEPTH is put back by the (sub)transaction callbacks when an
+// ERROR skips the reset.
 unsafe extern "C-unwind" fn planner(
     parse: *mut pg_sys::Query,
     query_string: *const c_char,
@@ -106,33 +112,84 @@ unsafe extern "C-unwind" fn planner(
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
     let depth = DEPTH.0.get();
-    let folded = if depth == 0 && crate::citus::node() == crate::citus::Node::Coordinator {
-        DEPTH.0.set(depth + 1);
-        let folded = PgTryBuilder::new(|| fold(parse))
-            .finally(|| DEPTH.0.set(depth))
-            .execute();
-        folded
+    let folded = if depth == 0 && crate::citus::loaded() {
+        try_fold(parse)
     } else {
-        None
+        0
     };
     DEPTH.0.set(depth + 1);
-    let stmt = PgTryBuilder::new(|| match PREV.0.get() {
+    let stmt = match PREV.0.get() {
         Some(prev) => prev(parse, query_string, cursor_options, bound_params),
         None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
-    })
-    .finally(|| DEPTH.0.set(depth))
-    .execute();
-    if let Some(tenant) = folded {
-        let mut item = PgBox::<pg_sys::PlanInvalItem>::alloc_node(pg_sys::NodeTag::T_PlanInvalItem);
-        item.cacheId = pg_sys::SysCacheIdentifier::PROCOID as c_int;
-        item.hashValue = INVAL_HASH;
-        (*stmt).invalItems = pg_sys::lappend((*stmt).invalItems, item.into_pg().cast());
-        if FOLDED.0.get().is_some_and(|t| t != tenant) {
-            invalidate();
-        }
-        FOLDED.0.set(Some(tenant));
+    };
+    DEPTH.0.set(depth);
+    if folded != 0 {
+        mark_folded(stmt, folded);
     }
     stmt
+}
+
+/// The fold on a Citus coordinator: the tenant folded in, or 0.
+#[pg_guard]
+unsafe extern "C-unwind" fn try_fold(parse: *mut pg_sys::Query) -> i64 {
+    if crate::citus::node() != crate::citus::Node::Coordinator {
+        return 0;
+    }
+    // The lookups below plan queries of their own: not folded.
+    DEPTH.0.set(1);
+    PgTryBuilder::new(|| fold(parse).unwrap_or(0))
+        .finally(|| DEPTH.0.set(0))
+        .execute()
+}
+
+/// A plan with a folded tenant: re-planned when the node context names another tenant.
+#[pg_guard]
+unsafe extern "C-unwind" fn mark_folded(stmt: *mut pg_sys::PlannedStmt, tenant: i64) {
+    let mut item = PgBox::<pg_sys::PlanInvalItem>::alloc_node(pg_sys::NodeTag::T_PlanInvalItem);
+    item.cacheId = pg_sys::SysCacheIdentifier::PROCOID as c_int;
+    item.hashValue = INVAL_HASH;
+    (*stmt).invalItems = pg_sys::lappend((*stmt).invalItems, item.into_pg().cast());
+    if FOLDED.0.get().is_some_and(|t| t != tenant) {
+        invalidate();
+    }
+    FOLDED.0.set(Some(tenant));
+}
+
+/// DEPTH at each open subtransaction's start, to put it back when one aborts.
+static SUB_DEPTHS: Backend<RefCell<Vec<u32>>> = Backend(RefCell::new(Vec::new()));
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT
+        || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+    {
+        DEPTH.0.set(0);
+    }
+    if event != pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT {
+        SUB_DEPTHS.0.borrow_mut().clear();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut c_void,
+) {
+    let mut depths = SUB_DEPTHS.0.borrow_mut();
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => depths.push(DEPTH.0.get()),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
+            depths.pop();
+        }
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+            if let Some(d) = depths.pop() {
+                DEPTH.0.set(d);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// What the fold puts in: the tenant as a value of the tenant column's type.
