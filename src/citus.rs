@@ -481,7 +481,28 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
     // Citus connects to the workers as the current user.
     let role = privilege::role_name(privilege::caller());
     let token = mint(key_id, &key, &claims, &role);
-    run("SET LOCAL citus.propagate_set_commands = 'local'");
+    // Citus sends the SET LOCAL statements of a transaction block to its workers while
+    // citus.propagate_set_commands is 'local'. Set for the transaction unless it already is (a
+    // DBA may set it for the database), straight into the setting: Citus reads only the value,
+    // and a statement would cost a parse, a plan and a pass through every utility hook.
+    let propagating = unsafe {
+        let v = pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false);
+        !v.is_null() && CStr::from_ptr(v).to_bytes() == b"local"
+    };
+    if !propagating {
+        unsafe {
+            pg_sys::set_config_option(
+                c"citus.propagate_set_commands".as_ptr(),
+                c"local".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_LOCAL,
+                true,
+                0,
+                false,
+            );
+        }
+    }
     // The token is digits, dots and hex: nothing to quote, but quoted anyway.
     run(&format!(
         "SET LOCAL qualityfoundry_tenant.node_context = {}",

@@ -100,6 +100,19 @@ fn invalidate() {
     };
 }
 
+// PostgreSQL's planner called directly, not through pgrx's guarded binding: that one turns an
+// ERROR into a Rust panic, which could not unwind out of this unguarded hook (and re-raising it
+// would lose the error's fields), as cross_audit.rs does for the executor.
+unsafe extern "C" {
+    #[link_name = "standard_planner"]
+    fn raw_standard_planner(
+        parse: *mut pg_sys::Query,
+        query_string: *const c_char,
+        cursor_options: c_int,
+        bound_params: pg_sys::ParamListInfo,
+    ) -> *mut pg_sys::PlannedStmt;
+}
+
 // The hook itself is not #[pg_guard] and holds nothing to drop: PostgreSQL's ERRORs from the
 // planners below pass through it as they are, and its frame stays small (planning nests: SPI
 // inside functions inside planning), as cross_audit.rs's hooks do. What may allocate or raise is
@@ -120,7 +133,7 @@ unsafe extern "C-unwind" fn planner(
     DEPTH.0.set(depth + 1);
     let stmt = match PREV.0.get() {
         Some(prev) => prev(parse, query_string, cursor_options, bound_params),
-        None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+        None => raw_standard_planner(parse, query_string, cursor_options, bound_params),
     };
     DEPTH.0.set(depth);
     if folded != 0 {
