@@ -32,6 +32,26 @@ AS $$
        AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
 $$;
 
+-- Storage and rate quotas are refused in a database with Citus (0A000): Citus keeps a distributed
+-- table's rows on the workers, so the coordinator's tables, which usage() and the sweep measure
+-- (pg_total_relation_size, counts as the owner with row security lifted -- a lift that does not
+-- reach the workers), are empty shells, no tenant would ever cross a limit, and Citus refuses
+-- the quota triggers on its tables while citus.enable_unsafe_triggers is off. A limit that can
+-- never act is refused rather than recorded.
+CREATE OR REPLACE FUNCTION tenant._citus_refuse_quotas(what text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION '% is not supported in a database with Citus: storage and rate quotas are not enforced there', what
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Citus keeps the rows of distributed tables on the workers: the coordinator''s copies, which tenant.usage() and the sweep measure, are empty, and Citus refuses the quota triggers on its tables.',
+                  HINT = 'Cap the number of tenants with qualityfoundry_tenant.max_tenants; measure a tenant''s data with citus_shard_sizes() or citus_total_relation_size(); keep tenants that need storage or rate limits in a database without Citus.';
+    END IF;
+END
+$$;
+
 -- What tenant.check_isolation() reports about Citus (its kinds 30-33); no rows without Citus.
 CREATE OR REPLACE FUNCTION tenant._citus_findings()
 RETURNS TABLE(severity text, object text, problem text, fix text)
@@ -211,18 +231,21 @@ BEGIN
     IF NOT tenant._citus_schema_distributed(schema) THEN
         RETURN;
     END IF;
+    -- A CREATE TABLE the client sent itself: Citus distributes that table after the statement
+    -- (and refuses to if it is distributed already).
+    IF tenant._citus_converts_new_tables() THEN
+        RETURN;
+    END IF;
     EXECUTE 'SELECT p.logicalrelid FROM pg_catalog.pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 LIMIT 1' INTO peer USING schema;
     FOR rel IN EXECUTE 'SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = $1 AND c.relkind IN (''r'', ''p'') AND NOT c.relispartition
                            AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid)
                          ORDER BY c.oid' USING schema LOOP
-        IF peer IS NULL THEN
-            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL)' USING rel;
-            peer := rel;
-        ELSE
-            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL, colocate_with => $2)' USING rel, peer::text;
-        END IF;
+        -- As the table's owner: Citus refuses colocated placements touched by two users in one
+        -- transaction (the migration goes on as that owner).
+        PERFORM tenant._citus_distribute_as_owner(rel, peer);
+        peer := coalesce(peer, rel);
     END LOOP;
 END
 $$;

@@ -261,6 +261,21 @@ STABLE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'schema_drift_rs_wrapper';
 
+-- qualityfoundry_tenant::citus::_citus_converts_new_tables
+CREATE OR REPLACE FUNCTION tenant."_citus_converts_new_tables"() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_converts_new_tables_wrapper';
+
+-- qualityfoundry_tenant::citus::_citus_distribute_as_owner
+CREATE OR REPLACE FUNCTION tenant."_citus_distribute_as_owner"(
+	"rel" oid, /* pg_sys :: Oid */
+	"colocate_with" oid /* Option < pg_sys :: Oid > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_distribute_as_owner_wrapper';
+
 -- qualityfoundry_tenant::citus::_citus_worker
 CREATE OR REPLACE FUNCTION tenant."_citus_worker"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE  
@@ -275,6 +290,28 @@ CREATE OR REPLACE FUNCTION tenant."_node_key_install"(
 STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'node_key_install_wrapper';
+
+-- qualityfoundry_tenant::citus::_node_key_remove
+CREATE OR REPLACE FUNCTION tenant."_node_key_remove"(
+	"id" INT /* i32 */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'node_key_remove_wrapper';
+
+-- qualityfoundry_tenant::citus::citus_retire_node_key
+CREATE OR REPLACE FUNCTION tenant."citus_retire_node_key"(
+	"key_id" INT /* Option < i32 > */
+) RETURNS INT /* i32 */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_retire_node_key_wrapper';
+
+-- qualityfoundry_tenant::citus::citus_rotate_node_key
+CREATE OR REPLACE FUNCTION tenant."citus_rotate_node_key"() RETURNS INT /* i32 */
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_rotate_node_key_wrapper';
 
 -- qualityfoundry_tenant::citus::citus_sync_keys
 CREATE OR REPLACE FUNCTION tenant."citus_sync_keys"() RETURNS INT /* i32 */
@@ -4694,6 +4731,7 @@ DECLARE
     t tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tenant');
+    PERFORM tenant._citus_refuse_quotas('tenant.set_limits()'); -- sql/citus.sql
     t := tenant._resolve(tenant);
     IF set_limits.max_storage_mb IS NULL AND set_limits.max_runs_per_day IS NULL THEN
         RAISE EXCEPTION 'no limit given for tenant "%"', t.slug USING ERRCODE = '22023',
@@ -4741,6 +4779,9 @@ DECLARE
     prev tenant.tiers;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tier');
+    IF set_tier_limits.max_storage_mb IS NOT NULL OR set_tier_limits.max_runs_per_day IS NOT NULL THEN
+        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits()'); -- sql/citus.sql
+    END IF;
     IF set_tier_limits.tier IS NULL THEN
         RAISE EXCEPTION 'tier must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -4819,6 +4860,7 @@ DECLARE
     part regclass;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set a rate limit');
+    PERFORM tenant._citus_refuse_quotas('tenant.limit_rate()'); -- sql/citus.sql
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'tbl must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -4917,6 +4959,26 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
        AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
+$$;
+
+-- Storage and rate quotas are refused in a database with Citus (0A000): Citus keeps a distributed
+-- table's rows on the workers, so the coordinator's tables, which usage() and the sweep measure
+-- (pg_total_relation_size, counts as the owner with row security lifted -- a lift that does not
+-- reach the workers), are empty shells, no tenant would ever cross a limit, and Citus refuses
+-- the quota triggers on its tables while citus.enable_unsafe_triggers is off. A limit that can
+-- never act is refused rather than recorded.
+CREATE OR REPLACE FUNCTION tenant._citus_refuse_quotas(what text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION '% is not supported in a database with Citus: storage and rate quotas are not enforced there', what
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Citus keeps the rows of distributed tables on the workers: the coordinator''s copies, which tenant.usage() and the sweep measure, are empty, and Citus refuses the quota triggers on its tables.',
+                  HINT = 'Cap the number of tenants with qualityfoundry_tenant.max_tenants; measure a tenant''s data with citus_shard_sizes() or citus_total_relation_size(); keep tenants that need storage or rate limits in a database without Citus.';
+    END IF;
+END
 $$;
 
 -- What tenant.check_isolation() reports about Citus (its kinds 30-33); no rows without Citus.
@@ -5098,18 +5160,21 @@ BEGIN
     IF NOT tenant._citus_schema_distributed(schema) THEN
         RETURN;
     END IF;
+    -- A CREATE TABLE the client sent itself: Citus distributes that table after the statement
+    -- (and refuses to if it is distributed already).
+    IF tenant._citus_converts_new_tables() THEN
+        RETURN;
+    END IF;
     EXECUTE 'SELECT p.logicalrelid FROM pg_catalog.pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 LIMIT 1' INTO peer USING schema;
     FOR rel IN EXECUTE 'SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = $1 AND c.relkind IN (''r'', ''p'') AND NOT c.relispartition
                            AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid)
                          ORDER BY c.oid' USING schema LOOP
-        IF peer IS NULL THEN
-            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL)' USING rel;
-            peer := rel;
-        ELSE
-            EXECUTE 'SELECT pg_catalog.create_distributed_table($1, NULL, colocate_with => $2)' USING rel, peer::text;
-        END IF;
+        -- As the table's owner: Citus refuses colocated placements touched by two users in one
+        -- transaction (the migration goes on as that owner).
+        PERFORM tenant._citus_distribute_as_owner(rel, peer);
+        peer := coalesce(peer, rel);
     END LOOP;
 END
 $$;

@@ -458,6 +458,7 @@ DECLARE
     t tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tenant');
+    PERFORM tenant._citus_refuse_quotas('tenant.set_limits()'); -- sql/citus.sql
     t := tenant._resolve(tenant);
     IF set_limits.max_storage_mb IS NULL AND set_limits.max_runs_per_day IS NULL THEN
         RAISE EXCEPTION 'no limit given for tenant "%"', t.slug USING ERRCODE = '22023',
@@ -505,6 +506,9 @@ DECLARE
     prev tenant.tiers;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tier');
+    IF set_tier_limits.max_storage_mb IS NOT NULL OR set_tier_limits.max_runs_per_day IS NOT NULL THEN
+        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits()'); -- sql/citus.sql
+    END IF;
     IF set_tier_limits.tier IS NULL THEN
         RAISE EXCEPTION 'tier must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -583,6 +587,7 @@ DECLARE
     part regclass;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set a rate limit');
+    PERFORM tenant._citus_refuse_quotas('tenant.limit_rate()'); -- sql/citus.sql
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'tbl must not be NULL' USING ERRCODE = '22004';
     END IF;

@@ -80,8 +80,46 @@ pub struct NodeClaims {
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn assign_node_context(_newval: *const c_char, _extra: *mut c_void) {
+unsafe extern "C-unwind" fn assign_node_context(newval: *const c_char, _extra: *mut c_void) {
     ASSIGNED.0.set(ASSIGNED.0.get().wrapping_add(1));
+    let value = if newval.is_null() {
+        ""
+    } else {
+        CStr::from_ptr(newval).to_str().unwrap_or("")
+    };
+    crate::routing::on_node_context(value); // plans folded for another tenant re-plan
+}
+
+/// The oid of tenant.node_keys once this backend has read it (0 before).
+static NODE_KEYS_RELID: Backend<Cell<u32>> = Backend(Cell::new(0));
+
+/// Part of the library's one relcache callback (context.rs registers it: the slots are few).
+pub fn relcache_changed(relid: pg_sys::Oid) {
+    // The key functions invalidate tenant.node_keys's relcache entry on every node when they
+    // change a key (a rotation, a retirement): forget the keys and what they verified. No
+    // catalog access here.
+    let known = NODE_KEYS_RELID.0.get();
+    if relid == pg_sys::InvalidOid || known == 0 || relid.to_u32() == known {
+        if let Ok(mut keys) = KEYS.0.try_borrow_mut() {
+            *keys = None;
+        }
+        VERIFIED.0.set((0, None));
+    }
+}
+
+/// Tells every backend of this node's database that the node keys changed (at commit).
+fn keys_changed() {
+    let relid = unsafe {
+        pg_sys::get_relname_relid(
+            c"node_keys".as_ptr(),
+            pg_sys::get_namespace_oid(c"tenant".as_ptr(), false),
+        )
+    };
+    if relid != pg_sys::InvalidOid {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    }
+    *KEYS.0.borrow_mut() = None;
+    VERIFIED.0.set((0, None));
 }
 
 /// Defined before settings::init() reserves the prefix.
@@ -164,6 +202,16 @@ pub fn key_id_of(token: &str) -> Option<i32> {
     let mut parts = token.split('.');
     (parts.next()? == "n1").then_some(())?;
     parts.next()?.parse().ok()
+}
+
+/// The tenant and cross-tenant flag a token *claims* (unverified: for plan invalidation only).
+pub fn claimed(token: &str) -> Option<(i64, bool)> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [version, _, tenant, _, flags, _, _] = parts.as_slice() else {
+        return None;
+    };
+    (*version == "n1").then_some(())?;
+    Some((tenant.parse().ok()?, *flags != "0"))
 }
 
 /// Verifies a token for session user `role` at time `now` with `key`.
@@ -301,6 +349,13 @@ fn spi_failed(e: pgrx::spi::Error) -> ! {
 }
 
 fn read_keys() -> NodeKeys {
+    if NODE_KEYS_RELID.0.get() == 0 {
+        let relid = unsafe {
+            let ns = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
+            pg_sys::get_relname_relid(c"node_keys".as_ptr(), ns)
+        };
+        NODE_KEYS_RELID.0.set(relid.to_u32());
+    }
     privilege::as_owner(|| {
         Spi::connect(|c| {
             let mut out = Vec::new();
@@ -426,7 +481,28 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
     // Citus connects to the workers as the current user.
     let role = privilege::role_name(privilege::caller());
     let token = mint(key_id, &key, &claims, &role);
-    run("SET LOCAL citus.propagate_set_commands = 'local'");
+    // Citus sends the SET LOCAL statements of a transaction block to its workers while
+    // citus.propagate_set_commands is 'local'. Set for the transaction unless it already is (a
+    // DBA may set it for the database), straight into the setting: Citus reads only the value,
+    // and a statement would cost a parse, a plan and a pass through every utility hook.
+    let propagating = unsafe {
+        let v = pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false);
+        !v.is_null() && CStr::from_ptr(v).to_bytes() == b"local"
+    };
+    if !propagating {
+        unsafe {
+            pg_sys::set_config_option(
+                c"citus.propagate_set_commands".as_ptr(),
+                c"local".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_LOCAL,
+                true,
+                0,
+                false,
+            );
+        }
+    }
     // The token is digits, dots and hex: nothing to quote, but quoted anyway.
     run(&format!(
         "SET LOCAL qualityfoundry_tenant.node_context = {}",
@@ -447,14 +523,11 @@ pub fn warn_session_scope() {
     }
 }
 
-/// `tenant.citus_sync_keys()`: on a Citus coordinator, creates the cluster's node key if there is
-/// none and installs every node key on every worker (run it after citus_add_node). Superuser only.
-#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
-fn citus_sync_keys() -> i32 {
+fn require_superuser_coordinator(what: &str) {
     let caller = privilege::caller();
     if !unsafe { pg_sys::superuser_arg(caller) } {
         error::denied(
-            "permission denied to synchronise the node keys".into(),
+            format!("permission denied to {what}"),
             Some("Only a superuser may.".into()),
             None,
         );
@@ -462,58 +535,172 @@ fn citus_sync_keys() -> i32 {
     if !citus_installed() || node_role() != NodeRole::Coordinator {
         error::raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "tenant.citus_sync_keys() runs on a Citus coordinator".into(),
+            format!("{what}: this runs on a Citus coordinator"),
             None,
             Some("CREATE EXTENSION citus and add the workers first.".into()),
         );
     }
-    let mut keys = read_keys();
-    if keys.is_empty() {
-        let secret = random_bytes::<32>().to_vec();
-        Spi::run_with_args(
-            "INSERT INTO tenant.node_keys (id, secret) VALUES (1, $1)",
-            &[secret.clone().into()],
-        )
-        .unwrap_or_else(|e| spi_failed(e));
-        keys.push((1, secret));
+}
+
+/// Runs `cmd` on every worker (run_command_on_workers, as the calling superuser); raises naming
+/// each worker it failed on. Returns the number of workers.
+fn on_workers(cmd: &str, what: &str) -> i32 {
+    let (workers, failed) = Spi::connect(|c| {
+        let mut failed = Vec::new();
+        let mut workers = 0;
+        for row in c.select(
+            "SELECT nodename || ':' || nodeport, success, result FROM pg_catalog.run_command_on_workers($1)",
+            None,
+            &[cmd.into()],
+        )? {
+            workers += 1;
+            if row.get::<bool>(2)? != Some(true) {
+                failed.push(format!(
+                    "{}: {}",
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default()
+                ));
+            }
+        }
+        Ok::<_, pgrx::spi::Error>((workers, failed))
+    })
+    .unwrap_or_else(|e| spi_failed(e));
+    if !failed.is_empty() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            format!("could not {what} on {}", failed.join("; ")),
+            None,
+            Some("Check that every worker is up and has the extension, then run it again.".into()),
+        );
     }
-    *KEYS.0.borrow_mut() = Some(keys.clone());
+    workers
+}
+
+/// Installs every node key this node has on every worker; returns the number of workers.
+fn sync_keys(keys: &NodeKeys) -> i32 {
     let mut workers = 0;
-    for (id, secret) in &keys {
+    for (id, secret) in keys {
         let cmd = format!(
             "SELECT tenant._node_key_install({id}, {})",
             pgrx::spi::quote_literal(hex(secret))
         );
-        let failed: Vec<String> = Spi::connect(|c| {
-            let mut failed = Vec::new();
-            workers = 0;
-            for row in c.select(
-                "SELECT nodename || ':' || nodeport, success, result FROM pg_catalog.run_command_on_workers($1)",
-                None,
-                &[cmd.as_str().into()],
-            )? {
-                workers += 1;
-                if row.get::<bool>(2)? != Some(true) {
-                    failed.push(format!(
-                        "{}: {}",
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(3)?.unwrap_or_default()
-                    ));
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(failed)
-        })
-        .unwrap_or_else(|e| spi_failed(e));
-        if !failed.is_empty() {
-            error::raise(
-                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
-                format!("could not install the node key on {}", failed.join("; ")),
-                None,
-                Some("Check that every worker has the extension, then run it again.".into()),
-            );
-        }
+        workers = on_workers(&cmd, "install the node key");
     }
     workers
+}
+
+fn new_key(id: i32) -> (i32, Vec<u8>) {
+    let secret = random_bytes::<32>().to_vec();
+    Spi::run_with_args(
+        "INSERT INTO tenant.node_keys (id, secret) VALUES ($1, $2)",
+        &[id.into(), secret.clone().into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    keys_changed();
+    (id, secret)
+}
+
+/// `tenant.citus_sync_keys()`: on a Citus coordinator, creates the cluster's node key if there is
+/// none and installs every node key on every worker (run it after citus_add_node). Superuser only.
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+fn citus_sync_keys() -> i32 {
+    require_superuser_coordinator("synchronise the node keys");
+    let mut keys = read_keys();
+    if keys.is_empty() {
+        keys.push(new_key(1));
+    }
+    sync_keys(&keys)
+}
+
+/// `tenant.citus_rotate_node_key()`: on a Citus coordinator, creates a new node key (the next id),
+/// installs every key on every worker, and from then on (this transaction's commit, for every
+/// backend) node contexts are minted with the new key. Node contexts minted with an older key keep
+/// verifying until that key is retired (`citus_retire_node_key`) — retire it once the longest
+/// transaction since the rotation has ended (at most `node_context_ttl` later). Returns the new
+/// key's id. Superuser only.
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+fn citus_rotate_node_key() -> i32 {
+    require_superuser_coordinator("rotate the node key");
+    let keys = read_keys();
+    let next = keys
+        .iter()
+        .map(|k| k.0)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)
+        .unwrap_or_else(|| {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                "no node key id is left".into(),
+                None,
+                None,
+            )
+        });
+    let mut keys = keys;
+    keys.insert(0, new_key(next));
+    sync_keys(&keys);
+    next
+}
+
+/// `tenant.citus_retire_node_key(key_id)`: removes an older node key from every worker and the
+/// coordinator; node contexts minted with it give zero rows from then on. The newest key (the one
+/// contexts are minted with) cannot be retired: rotate first. Superuser only.
+#[pg_extern(schema = "tenant", volatile, parallel_unsafe)]
+fn citus_retire_node_key(key_id: Option<i32>) -> i32 {
+    require_superuser_coordinator("retire a node key");
+    let Some(id) = key_id else {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "key_id must not be NULL".into(),
+            None,
+            Some(
+                "SELECT id, created_at FROM tenant.node_keys lists the keys (as a superuser)."
+                    .into(),
+            ),
+        )
+    };
+    let keys = read_keys();
+    if !keys.iter().any(|k| k.0 == id) {
+        error::invalid(
+            format!("there is no node key {id}"),
+            Some(
+                "SELECT id, created_at FROM tenant.node_keys lists the keys (as a superuser)."
+                    .into(),
+            ),
+        );
+    }
+    if keys.first().map(|k| k.0) == Some(id) {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("node key {id} is the one node contexts are signed with"),
+            None,
+            Some("Run SELECT tenant.citus_rotate_node_key() first, then retire this key once the transactions that started before have ended.".into()),
+        );
+    }
+    let workers = on_workers(
+        &format!("SELECT tenant._node_key_remove({id})"),
+        "retire the node key",
+    );
+    Spi::run_with_args("DELETE FROM tenant.node_keys WHERE id = $1", &[id.into()])
+        .unwrap_or_else(|e| spi_failed(e));
+    keys_changed();
+    workers
+}
+
+/// Run on each worker by `citus_retire_node_key()` (as the superuser that called it).
+#[pg_extern(
+    schema = "tenant",
+    name = "_node_key_remove",
+    volatile,
+    parallel_unsafe
+)]
+fn node_key_remove(id: i32) {
+    if !unsafe { pg_sys::superuser_arg(privilege::caller()) } {
+        error::denied("permission denied to remove a node key".into(), None, None);
+    }
+    Spi::run_with_args("DELETE FROM tenant.node_keys WHERE id = $1", &[id.into()])
+        .unwrap_or_else(|e| spi_failed(e));
+    keys_changed();
 }
 
 /// Run on each worker by `citus_sync_keys()` (as the superuser that called it).
@@ -536,7 +723,92 @@ fn node_key_install(id: i32, secret_hex: &str) {
         &[id.into(), secret.into()],
     )
     .unwrap_or_else(|e| spi_failed(e));
-    *KEYS.0.borrow_mut() = None;
+    keys_changed();
+}
+
+/// Whether the statement this backend's client is running is a CREATE TABLE (or CREATE TABLE AS,
+/// CREATE FOREIGN TABLE) sent by the client itself: Citus distributes the table such a top-level
+/// statement makes in a distributed schema by itself, after the statement (and after the
+/// extension's event trigger), and fails with "table ... is already distributed" if the event
+/// trigger did it first. Nested statements (functions, DO, CALL, migrate_all's steps, background
+/// workers) are not top-level for Citus, and the event trigger distributes what they make. The
+/// client's statement is the active portal's; SPI and PL/pgSQL run nested statements without
+/// changing it.
+#[pg_extern(
+    schema = "tenant",
+    name = "_citus_converts_new_tables",
+    volatile,
+    parallel_unsafe
+)]
+fn citus_converts_new_tables() -> bool {
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        if portal.is_null() {
+            return false;
+        }
+        let stmts = pgrx::PgList::<pg_sys::Node>::from_pg((*portal).stmts);
+        let found = stmts.iter_ptr().any(|n| {
+            if n.is_null() || (*n).type_ != pg_sys::NodeTag::T_PlannedStmt {
+                return false;
+            }
+            let stmt = n.cast::<pg_sys::PlannedStmt>();
+            let utility = (*stmt).utilityStmt;
+            (*stmt).commandType == pg_sys::CmdType::CMD_UTILITY
+                && !utility.is_null()
+                && matches!(
+                    (*utility).type_,
+                    pg_sys::NodeTag::T_CreateStmt
+                        | pg_sys::NodeTag::T_CreateForeignTableStmt
+                        | pg_sys::NodeTag::T_CreateTableAsStmt
+                )
+        });
+        found
+    }
+}
+
+/// `create_distributed_table(rel, NULL[, colocate_with])` run as `rel`'s owner (for the event
+/// trigger that distributes tables made in a distributed tenant schema, sql/citus.sql). Citus
+/// connects to the workers as the current user and refuses, in one transaction, to touch
+/// colocated placements that another user modified ("cannot perform query on placements that
+/// were modified in this transaction by a different user"): a migration that creates a table and
+/// then alters another of the schema's tables, as its owner, needs the new table distributed by
+/// that same owner, not by the event trigger's definer. A security-restricted operation with
+/// search_path pinned, as everything the extension runs as another role; superuser callers only.
+#[pg_extern(
+    schema = "tenant",
+    name = "_citus_distribute_as_owner",
+    volatile,
+    parallel_unsafe
+)]
+fn citus_distribute_as_owner(rel: pg_sys::Oid, colocate_with: Option<pg_sys::Oid>) {
+    if !unsafe { pg_sys::superuser_arg(privilege::caller()) } {
+        error::denied("permission denied to distribute a table".into(), None, None);
+    }
+    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[rel.into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e))
+    .unwrap_or_else(|| error::invalid(format!("relation {} does not exist", rel.to_u32()), None));
+    privilege::as_role(owner, 0, || match colocate_with {
+        None => Spi::run_with_args(
+            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.oid::pg_catalog.regclass, NULL)",
+            &[rel.into()],
+        ),
+        Some(peer) => Spi::run_with_args(
+            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.oid::pg_catalog.regclass, NULL,
+                        colocate_with => $2::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text)",
+            &[rel.into(), peer.into()],
+        ),
+    })
+    .unwrap_or_else(|e| {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not distribute the new table: {e}"),
+            None,
+            None,
+        )
+    });
 }
 
 /// Whether this node is a Citus worker (for the SQL side: event triggers stand aside there).
@@ -565,6 +837,9 @@ mod tests {
         assert_eq!(verify(&t, KEY, "app", 1_000), None);
         let x = NodeClaims { cross: true, ..C };
         assert_eq!(verify(&mint(1, KEY, &x, "app"), KEY, "app", 0), Some(x));
+        assert_eq!(claimed(&t), Some((7, false)));
+        assert_eq!(claimed(&mint(1, KEY, &x, "app")), Some((7, true)));
+        assert_eq!(claimed(""), None);
     }
 
     #[test]

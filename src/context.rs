@@ -154,6 +154,10 @@ pub fn forget_folded_plans() {
         FOLDED.0.set(false);
         unsafe { pg_sys::ResetPlanCache() };
     }
+    // The Citus node keys and the routing fold's table cache (PostgreSQL has 10 relcache
+    // callback slots per backend, Citus takes several: one callback for the whole library).
+    crate::citus::relcache_changed(relid);
+    crate::routing::relcache_changed(relid);
 }
 
 pub fn init() {

@@ -12,6 +12,7 @@ mod jwt;
 mod migrate;
 mod privilege;
 mod quota;
+mod routing;
 mod settings;
 mod signed;
 mod token;
@@ -166,7 +167,9 @@ pgrx::extension_sql_file!(
         "schemas",
         "citus_tables",
         citus::citus_sync_keys,
-        citus::node_key_install
+        citus::node_key_install,
+        citus::citus_converts_new_tables,
+        citus::citus_distribute_as_owner
     ]
 );
 pgrx::extension_sql_file!(
@@ -183,6 +186,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::init();
     context::init();
     cross_audit::init();
+    routing::init(); // after Citus's preload: runs before Citus's distributed planner
 }
 
 #[cfg(test)]

@@ -436,15 +436,28 @@ fn a_later_permissive_policy_is_reported_by_the_checker() {
             && f.contains("distributed")),
         "{findings:#?}"
     );
-    // ...and it does widen the shards' view: Citus made the guard permissive there.
+    // ...and it does widen the shards' view: Citus made the guard permissive there. (A select
+    // through the coordinator is routed to acme's shard with tenant_id = 1 folded in, which hides
+    // it; on a worker, with acme's own node context, globex's shard shows its rows.)
     let mut app = db.connect("app");
     app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
         .unwrap();
     assert_eq!(
         one::<i64>(&mut app, "SELECT count(*) FROM public.projects"),
-        6
+        3
     );
     app.batch_execute("ROLLBACK").unwrap();
+    let token = own_token(&db, "app");
+    let (w, shard) = &shards_of(&db, 2)[0];
+    let mut worker = db.connect_worker("app", *w);
+    set_node_context(&mut worker, &token);
+    assert_eq!(
+        one::<i64>(
+            &mut worker,
+            &format!("SELECT count(*) FROM public.{shard} WHERE tenant_id = 2")
+        ),
+        3
+    );
 
     let all = |db: &CitusDb| -> Vec<(String, String)> {
         db.connect("admin")
@@ -845,4 +858,542 @@ fn event_triggers_stand_aside_for_citus_shard_ddl() {
             0
         );
     }
+}
+
+/// The number of tasks Citus's plan of `sql` has (EXPLAIN's "Task Count").
+fn task_count(c: &mut Client, sql: &str) -> i64 {
+    let plan = strings(c, &format!("EXPLAIN (COSTS OFF) {sql}")).join("\n");
+    let counts: Vec<i64> = plan
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Task Count: "))
+        .map(|n| n.parse().expect("a task count"))
+        .collect();
+    assert!(!counts.is_empty(), "no distributed plan for {sql}:\n{plan}");
+    counts.iter().sum()
+}
+
+#[test]
+fn a_tenant_pinned_query_is_routed_to_one_shard() {
+    let db = CitusDb::new("routing");
+    with_projects(&db);
+    db.superuser()
+        .batch_execute(&format!(
+            "CREATE TABLE public.kinds (id integer PRIMARY KEY, label text);
+             INSERT INTO public.kinds VALUES (0, 'even'), (1, 'odd');
+             SELECT create_reference_table('public.kinds');
+             GRANT SELECT ON public.kinds TO {0}, {1};",
+            db.role("app"),
+            db.role("support")
+        ))
+        .unwrap();
+    let before = all_rows(&db);
+    let shards: i64 = one(
+        &mut db.superuser(),
+        "SELECT count(*) FROM citus_shards WHERE table_name = 'public.projects'::regclass",
+    );
+    assert!(shards > 2, "{shards}");
+    let mut app = db.connect("app");
+    // Without a context nothing is folded: every shard is asked (and shows nothing).
+    app.batch_execute("BEGIN").unwrap();
+    assert_eq!(
+        task_count(&mut app, "SELECT id FROM public.projects"),
+        shards
+    );
+    app.batch_execute("COMMIT").unwrap();
+
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    let shapes: [(&str, &[i32]); 8] = [
+        ("SELECT id FROM public.projects ORDER BY id", &[100, 101, 102]),
+        (
+            "SELECT t.id FROM public.tasks t JOIN public.projects p ON p.tenant_id = t.tenant_id AND p.id = t.project_id ORDER BY 1",
+            &[1],
+        ),
+        (
+            "SELECT p.id FROM public.projects p JOIN public.kinds k ON k.id = p.id % 2 WHERE k.label = 'odd' ORDER BY 1",
+            &[101],
+        ),
+        (
+            "WITH p AS (SELECT * FROM public.projects) SELECT id FROM p ORDER BY id",
+            &[100, 101, 102],
+        ),
+        (
+            "SELECT id FROM public.projects WHERE id IN (SELECT project_id FROM public.tasks) ORDER BY id",
+            &[100],
+        ),
+        (
+            "SELECT id FROM (SELECT id FROM public.projects WHERE id > 100) s ORDER BY id",
+            &[101, 102],
+        ),
+        (
+            "SELECT p.id FROM public.projects p LEFT JOIN public.tasks t ON t.tenant_id = p.tenant_id AND t.project_id = p.id ORDER BY 1",
+            &[100, 101, 102],
+        ),
+        (
+            "SELECT id FROM public.projects WHERE tenant_id = 2",
+            &[],
+        ),
+    ];
+    for (sql, expected) in shapes {
+        assert_eq!(ids(&mut app, sql), expected, "{sql}");
+    }
+    for sql in [shapes[0].0, shapes[1].0, shapes[2].0] {
+        assert_eq!(task_count(&mut app, sql), 1, "{sql}");
+    }
+    assert_eq!(
+        task_count(&mut app, "UPDATE public.projects SET name = name || '!'"),
+        1
+    );
+    assert_eq!(
+        task_count(&mut app, "DELETE FROM public.projects WHERE name = 'none'"),
+        1
+    );
+    // Writes: every row of acme's and none of another tenant's.
+    assert_eq!(
+        app.execute("UPDATE public.projects SET name = name || '!'", &[])
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        app.execute(
+            "INSERT INTO public.tasks (id, project_id, title) SELECT id + 1000, id, 'copied' FROM public.projects",
+            &[]
+        )
+        .unwrap(),
+        3
+    );
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.tasks ORDER BY id"),
+        [1, 1100, 1101, 1102]
+    );
+    app.batch_execute("ROLLBACK").unwrap();
+
+    // Cross-tenant mode is not pinned: every shard, every tenant.
+    let mut support = db.connect("support");
+    support
+        .batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('ticket 8', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        task_count(&mut support, "SELECT id FROM public.projects"),
+        shards
+    );
+    assert_eq!(
+        one::<i64>(&mut support, "SELECT count(*) FROM public.projects"),
+        6
+    );
+    support.batch_execute("COMMIT").unwrap();
+    // Neither is a role row security does not apply to (the superuser sees every row).
+    let mut su = db.superuser();
+    su.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM public.projects"),
+        6
+    );
+    su.batch_execute("COMMIT").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
+#[test]
+fn cached_plans_are_not_reused_for_another_tenant() {
+    let db = CitusDb::new("plans");
+    with_projects(&db);
+    let mut su = db.superuser();
+    su.batch_execute(
+        "CREATE FUNCTION public.project_ids() RETURNS SETOF integer LANGUAGE plpgsql STABLE AS
+           $$ BEGIN RETURN QUERY SELECT id FROM public.projects ORDER BY id; END $$;",
+    )
+    .unwrap();
+    let before = all_rows(&db);
+    let mut app = db.connect("app");
+    app.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    // A prepared statement without parameters (always the one generic plan), one with a
+    // parameter (forced generic), and a PL/pgSQL function's saved plan.
+    let plain = app
+        .prepare("SELECT id FROM public.projects ORDER BY id")
+        .unwrap();
+    let param = app
+        .prepare("SELECT id FROM public.projects WHERE id % 100 >= $1 ORDER BY id")
+        .unwrap();
+    let run = |app: &mut Client, tenant: &str| -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+        app.batch_execute(&format!(
+            "BEGIN; SELECT tenant.set_tenant('{tenant}', is_local => true)"
+        ))
+        .unwrap();
+        let a = app
+            .query(&plain, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let b = app
+            .query(&param, &[&1i32])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let c = ids(app, "SELECT public.project_ids()");
+        app.batch_execute("COMMIT").unwrap();
+        (a, b, c)
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            run(&mut app, "acme"),
+            (vec![100, 101, 102], vec![101, 102], vec![100, 101, 102])
+        );
+        assert_eq!(
+            run(&mut app, "globex"),
+            (vec![200, 201, 202], vec![201, 202], vec![200, 201, 202])
+        );
+    }
+    // Without a context, then in another transaction for acme again.
+    assert_eq!(
+        app.query(&plain, &[]).unwrap().len(),
+        0,
+        "no context: no rows"
+    );
+    assert_eq!(
+        run(&mut app, "acme"),
+        (vec![100, 101, 102], vec![101, 102], vec![100, 101, 102])
+    );
+    // Cross-tenant mode after a plan folded for a tenant: every row (a role that may do both).
+    su.batch_execute(&format!("GRANT tenant_user TO {}", db.role("support")))
+        .unwrap();
+    let mut support = db.connect("support");
+    let all = support
+        .prepare("SELECT count(*) FROM public.projects")
+        .unwrap();
+    support
+        .batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(support.query_one(&all, &[]).unwrap().get::<_, i64>(0), 3);
+    support
+        .batch_execute("SELECT tenant.enter_cross_tenant('ticket 9', is_local => true)")
+        .unwrap();
+    assert_eq!(support.query_one(&all, &[]).unwrap().get::<_, i64>(0), 6);
+    support.batch_execute("COMMIT").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
+/// The node key ids each node holds (coordinator first), read as the superuser.
+fn key_ids(db: &CitusDb) -> Vec<Vec<i32>> {
+    let sql = "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM tenant.node_keys";
+    let mut out = vec![one::<Vec<i32>>(&mut db.superuser(), sql)];
+    for w in 0..db.cluster.workers.len() {
+        out.push(one::<Vec<i32>>(&mut db.worker_superuser(w), sql));
+    }
+    out
+}
+
+#[test]
+fn node_keys_rotate_and_retire() {
+    let db = CitusDb::new("rotation");
+    with_projects(&db);
+    let before = all_rows(&db);
+    let old = own_token(&db, "app");
+    assert!(old.starts_with("n1.1."), "{old}");
+    let (w, shard) = &shards_of(&db, 1)[0];
+    // A worker backend that has verified with key 1 (its cache must follow the rotation).
+    let mut worker = db.connect_worker("app", *w);
+    let count = |c: &mut Client, token: &str| -> i64 {
+        set_node_context(c, "");
+        set_node_context(c, token);
+        one(c, &format!("SELECT count(*) FROM public.{shard}"))
+    };
+    assert_eq!(count(&mut worker, &old), 3);
+    // A coordinator backend that minted with key 1 before the rotation.
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true); COMMIT")
+        .unwrap();
+
+    // Bad input first: refused, nothing changed.
+    let mut su = db.superuser();
+    for (sql, state) in [
+        ("SELECT tenant.citus_retire_node_key(NULL)", "22004"),
+        ("SELECT tenant.citus_retire_node_key(99)", "22023"),
+        ("SELECT tenant.citus_retire_node_key(1)", "55000"), // the signing key
+    ] {
+        expect_sqlstate(su.query(sql, &[]), state);
+    }
+    for sql in [
+        "SELECT tenant.citus_rotate_node_key()",
+        "SELECT tenant.citus_retire_node_key(1)",
+        "SELECT tenant._node_key_remove(1)",
+    ] {
+        expect_sqlstate(app.query(sql, &[]), "42501");
+        expect_sqlstate(db.connect("admin").query(sql, &[]), "42501");
+    }
+    expect_sqlstate(
+        worker.query("SELECT tenant._node_key_remove(1)", &[]),
+        "42501",
+    );
+    expect_sqlstate(
+        db.worker_superuser(0)
+            .query("SELECT tenant.citus_rotate_node_key()", &[]),
+        "55000",
+    );
+    assert_eq!(key_ids(&db), [vec![1], vec![1], vec![1]]);
+
+    // Rotate: key 2 everywhere, new contexts signed with it, old ones still verify.
+    assert_eq!(
+        one::<i32>(&mut su, "SELECT tenant.citus_rotate_node_key()"),
+        2
+    );
+    assert_eq!(key_ids(&db), [vec![1, 2], vec![1, 2], vec![1, 2]]);
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    let new: String = one(
+        &mut app,
+        "SELECT current_setting('qualityfoundry_tenant.node_context')",
+    );
+    assert!(new.starts_with("n1.2."), "{new}");
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects ORDER BY id"),
+        [100, 101, 102]
+    );
+    app.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        count(&mut worker, &old),
+        3,
+        "an old context verifies until retired"
+    );
+    assert_eq!(count(&mut worker, &new), 3);
+
+    // Retire key 1: old contexts give nothing, on the same worker backend too; new ones work.
+    assert_eq!(
+        one::<i32>(&mut su, "SELECT tenant.citus_retire_node_key(1)"),
+        2
+    );
+    assert_eq!(key_ids(&db), [vec![2], vec![2], vec![2]]);
+    assert_eq!(count(&mut worker, &old), 0);
+    assert_eq!(count(&mut db.connect_worker("app", *w), &old), 0);
+    assert_eq!(count(&mut worker, &new), 3);
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        ids(&mut app, "SELECT id FROM public.projects ORDER BY id"),
+        [100, 101, 102]
+    );
+    app.batch_execute("COMMIT").unwrap();
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
+#[test]
+fn quotas_are_refused_on_a_citus_database() {
+    let db = CitusDb::new("quotas");
+    with_projects(&db);
+    let state = |db: &CitusDb| -> Vec<String> {
+        strings(
+            &mut db.superuser(),
+            "SELECT format('%s %s %s', slug, max_storage_mb, max_runs_per_day) FROM tenant.tenants
+             UNION ALL SELECT format('tier %s %s %s', tier, max_storage_mb, max_runs_per_day) FROM tenant.tiers
+             UNION ALL SELECT format('rate %s', relid) FROM tenant.rate_limits
+             UNION ALL SELECT format('trigger %s %s', tgrelid::regclass, tgname) FROM pg_trigger
+                        WHERE tgname LIKE 'qft\\_%' AND tgrelid IN ('public.projects'::regclass, 'public.tasks'::regclass)
+             UNION ALL SELECT format('audit %s', action) FROM tenant.audit_log WHERE action ~ 'limit'
+             ORDER BY 1",
+        )
+    };
+    let before = state(&db);
+    let rows = all_rows(&db);
+    let mut admin = db.connect("admin");
+    for sql in [
+        "SELECT tenant.set_limits('acme', max_storage_mb => 1)",
+        "SELECT tenant.set_limits('acme', max_runs_per_day => 10)",
+        "SELECT tenant.set_tier_limits('pro', 5, NULL)",
+        "SELECT tenant.limit_rate('public.projects', 10)",
+    ] {
+        let e = admin.query(sql, &[]).expect_err(sql);
+        let db_error = e.as_db_error().expect("a server error");
+        assert_eq!(db_error.code().code(), "0A000", "{sql}: {e:?}");
+        assert!(
+            db_error
+                .message()
+                .contains("not supported in a database with Citus")
+                && db_error.hint().is_some_and(|h| h.contains("max_tenants")),
+            "{sql}: {db_error:?}"
+        );
+        // Whoever may not set limits at all is told that first.
+        expect_sqlstate(db.connect("app").query(sql, &[]), "42501");
+    }
+    assert_eq!(state(&db), before, "nothing changed");
+    // Clearing (nothing to enforce) and a tier without limits still work.
+    admin
+        .batch_execute(
+            "SELECT tenant.clear_limits('acme'); SELECT tenant.set_tier_limits('pro', NULL, NULL);",
+        )
+        .unwrap();
+    // Writes are not limited (there is no quota), as before.
+    let mut app = db.connect("app");
+    app.batch_execute(
+        "BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+         INSERT INTO public.projects (id, name) VALUES (150, 'acme-150'); ROLLBACK;",
+    )
+    .unwrap();
+    assert_eq!(all_rows(&db), rows);
+}
+
+/// Per tenant schema, after migration `version` created table `table` and added column `column`
+/// to `notes`: (schema, ledger status, attempts, the new table distributed in the schema's
+/// colocation group, its extension policies, the column on every shard of notes).
+fn migrated(
+    su: &mut Client,
+    version: &str,
+    table: &str,
+    column: &str,
+) -> Vec<(String, String, i32, bool, Vec<String>, bool)> {
+    su.query(
+        "SELECT m.schema_name::text, m.status, m.attempts,
+                coalesce((SELECT p.colocationid = n.colocationid
+                            FROM pg_dist_partition p, pg_dist_partition n
+                           WHERE p.logicalrelid = to_regclass(format('%I.%I', m.schema_name, $2::text))
+                             AND n.logicalrelid = format('%I.notes', m.schema_name)::regclass), false),
+                ARRAY(SELECT polname::text FROM pg_policy
+                       WHERE polrelid = to_regclass(format('%I.%I', m.schema_name, $2::text)) ORDER BY 1),
+                (SELECT bool_and(result = '1') FROM run_command_on_shards(format('%I.notes', m.schema_name)::regclass,
+                     format('SELECT count(*) FROM pg_attribute WHERE attrelid = %L::regclass AND attname = %L', '%s', $3::text)))
+           FROM tenant.schema_migrations m
+          WHERE m.version = $1 AND m.tenant_id IS NOT NULL ORDER BY 1",
+        &[&version, &table, &column],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+    .collect()
+}
+
+/// Four distributed tenant schemas (acme, globex, initech, umbrella) cloned from a template with
+/// `notes`, owned by a login role Citus can use; initech already has a table `tags`, made by a
+/// top-level CREATE TABLE (which Citus distributes itself). Returns the owner.
+fn schema_tenants(db: &CitusDb) -> String {
+    let owner = db.role("owner");
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "CREATE ROLE {owner} LOGIN NOSUPERUSER;
+         ALTER DATABASE {db} SET qualityfoundry_tenant.schema_owner = '{owner}';
+         ALTER DATABASE {db} SET citus.enable_schema_based_sharding = on;",
+        db = db.name
+    ))
+    .unwrap();
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "SET citus.enable_schema_based_sharding = off;
+         CREATE SCHEMA tenant_template AUTHORIZATION {owner};
+         RESET citus.enable_schema_based_sharding;
+         GRANT {owner} TO {admin};
+         CREATE TABLE tenant_template.notes (id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, body text);
+         ALTER TABLE tenant_template.notes OWNER TO {owner};
+         SELECT tenant.create_tenant(t, with_schema => true) FROM unnest(ARRAY['acme', 'globex', 'initech', 'umbrella']) t;
+         INSERT INTO tenant_globex.notes (body) VALUES ('globex secret');",
+        admin = db.role("admin"),
+    ))
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    // Its own transaction: Citus refuses placements touched by two users in one.
+    su.batch_execute(&format!("SET ROLE {owner}")).unwrap();
+    su.batch_execute("CREATE TABLE tenant_initech.tags (id integer)")
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    owner
+}
+
+#[test]
+fn parallel_migrate_all_on_distributed_schemas_ends_like_serial() {
+    let serial_db = CitusDb::new("serial");
+    let parallel_db = CitusDb::new("parallel");
+    let mut ledgers = Vec::new();
+    for (db, parallel) in [(&serial_db, 1), (&parallel_db, 2)] {
+        let owner = schema_tenants(db);
+        let mut su = db.superuser();
+        // The top-level CREATE TABLE was distributed by Citus (the event trigger only pinned it).
+        assert_eq!(
+            strings(
+                &mut su,
+                "SELECT logicalrelid::text FROM pg_dist_partition WHERE logicalrelid::text ~ '^tenant_initech\\.' ORDER BY 1"
+            ),
+            ["tenant_initech.notes", "tenant_initech.tags"]
+        );
+        // Creates a table and alters a distributed one, as the owner (which Citus needs: the
+        // new table is distributed as its owner too).
+        let migration = format!(
+            "SET ROLE {owner}; CREATE TABLE tags (id integer PRIMARY KEY, name text); ALTER TABLE notes ADD COLUMN tag text"
+        );
+        db.connect("admin")
+            .execute(
+                "CALL tenant.migrate_all('2', $1, parallel => $2)",
+                &[&migration, &parallel],
+            )
+            .unwrap_or_else(|e| panic!("parallel {parallel}: {e:?}"));
+        let ledger = migrated(&mut su, "2", "tags", "tag");
+        let errors = strings(
+            &mut su,
+            "SELECT format('%s %s', schema_name, sqlstate) FROM tenant.schema_migrations WHERE error IS NOT NULL ORDER BY 1",
+        );
+        assert_eq!(errors, ["tenant_initech 42P07"], "parallel {parallel}");
+        // Only initech, where the migration failed, differs from the template.
+        let drift = strings(
+            &mut su,
+            "SELECT DISTINCT d.schema::text FROM tenant.schema_drift() d ORDER BY 1",
+        );
+        assert_eq!(drift, ["tenant_initech"], "parallel {parallel}");
+        let details = strings(
+            &mut su,
+            "SELECT row_to_json(d)::text FROM tenant.schema_drift() d ORDER BY 1",
+        );
+        ledgers.push((ledger, details));
+    }
+    assert_eq!(ledgers[1], ledgers[0], "parallel ends like serial");
+    let ledgers: Vec<_> = ledgers.into_iter().map(|l| l.0).collect();
+    let expected_policies: Vec<String> =
+        ["qft_cross_tenant", "qft_schema_guard", "qft_schema_tenant"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    assert_eq!(
+        ledgers[1],
+        ["acme", "globex", "initech", "umbrella"]
+            .iter()
+            .map(|t| {
+                let ok = *t != "initech";
+                (
+                    format!("tenant_{t}"),
+                    if ok { "applied" } else { "failed" }.to_string(),
+                    1,
+                    true, // initech's own tags is in the schema's colocation group too
+                    expected_policies.clone(),
+                    ok,
+                )
+            })
+            .collect::<Vec<_>>()
+    );
+    // The table a parallel worker made is isolated: acme sees nothing of globex's.
+    let db = &parallel_db;
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO {app};
+         GRANT SELECT ON ALL TABLES IN SCHEMA tenant_acme, tenant_globex TO {app};",
+        app = db.role("app")
+    ))
+    .unwrap();
+    su.batch_execute("INSERT INTO tenant_globex.tags VALUES (1, 'g')")
+        .unwrap();
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+        .unwrap();
+    assert_eq!(
+        strings(&mut app, "SELECT name FROM tenant_globex.tags"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        strings(&mut app, "SELECT body FROM tenant_globex.notes"),
+        Vec::<String>::new()
+    );
+    app.batch_execute("COMMIT").unwrap();
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")
+        .unwrap();
+    assert_eq!(strings(&mut app, "SELECT name FROM tags"), ["g"]);
+    app.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        strings(&mut su, "SELECT body FROM tenant_globex.notes"),
+        ["globex secret"]
+    );
 }
