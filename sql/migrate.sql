@@ -368,14 +368,19 @@ $$;
 -- schema with its tenant as the context (tenant._migration_run_step), the tables it created or
 -- whose pins it changed are pinned again, anything it added that escapes the pins fails the step
 -- (0A000), and the ledger row is set to applied. Any error rolls the subtransaction back — the
--- schema is exactly as before — and is recorded with its SQLSTATE instead.
+-- schema is exactly as before — and is recorded with its SQLSTATE instead. Pinning and the
+-- problem inventory run only when the step leaves the schema in another state than the one last
+-- verified pinned and clean (tenant._schema_check_before/_after, sql/schemas.sql); a step that
+-- leaves problems in a schema recorded clean is rolled back and run again once its problems
+-- before the step are known, so only problems it added fail it.
 CREATE OR REPLACE FUNCTION tenant._migration_apply(run bigint, target name) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    before text[];
+    before record;
+    redo boolean := false;
     msg text;
     state text;
 BEGIN
@@ -384,10 +389,25 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = target) THEN
             RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
         END IF;
-        before := tenant._tenant_schema_problem_keys(target, false);
-        PERFORM tenant._migration_run_step(run, target);
-        PERFORM tenant._pin_schema_tables(target);
-        PERFORM tenant._tenant_schema_refuse(target, false, before, format('migration %L', v));
+        SELECT * INTO before FROM tenant._schema_check_before(target);
+        BEGIN
+            PERFORM tenant._migration_run_step(run, target);
+            redo := NOT tenant._schema_check_after(target, before.fingerprint, before.problems, format('migration %L', v));
+            IF redo THEN
+                RAISE EXCEPTION 'the step is run again' USING ERRCODE = 'P0001'; -- rolls the step back
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            IF NOT redo THEN
+                RAISE;
+            END IF;
+        END;
+        IF redo THEN
+            -- The step left problems in a schema recorded as having none: rolled back, the schema
+            -- is as before it; read its problems, run the step again, and fail it only for new ones.
+            before.problems := tenant._tenant_schema_problem_keys(target, false);
+            PERFORM tenant._migration_run_step(run, target);
+            PERFORM tenant._schema_check_after(target, NULL, before.problems, format('migration %L', v));
+        END IF;
         PERFORM tenant._migration_finish(run, target, NULL, NULL);
         RETURN true;
     EXCEPTION WHEN OTHERS THEN
