@@ -2191,6 +2191,7 @@ $$;
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan -- planned once per session, not once per schema
 AS $$
 DECLARE
     r tenant.migration_runs;
@@ -2212,14 +2213,16 @@ BEGIN
     IF NOT FOUND OR r.finished_at IS NOT NULL THEN
         RETURN NULL;
     END IF;
-    IF NOT r.continue_on_error
-       AND EXISTS (SELECT FROM tenant.schema_migrations s WHERE s.run_id = run AND s.status = 'failed') THEN
-        RETURN NULL;
+    IF NOT r.continue_on_error THEN
+        IF EXISTS (SELECT FROM tenant.schema_migrations s WHERE s.run_id = run AND s.status = 'failed') THEN
+            RETURN NULL;
+        END IF;
     END IF;
+    -- Ordered as schema_migrations_run_idx is, so that index is the plan (generic or not).
     SELECT s.schema_name INTO target
     FROM tenant.schema_migrations s
     WHERE s.run_id = run AND s.version = r.version AND s.status = 'pending'
-    ORDER BY s.schema_name
+    ORDER BY s.run_id, s.status, s.schema_name
     LIMIT 1
     FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
@@ -2240,15 +2243,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
+    mine boolean;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    UPDATE tenant.schema_migrations s
-       SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
-           error = err, sqlstate = state, finished_at = clock_timestamp()
-     WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'running'
-       AND s.pid = pg_backend_pid();
-    IF NOT FOUND THEN
+    -- Found by its primary key alone: status is indexed (schema_migrations_version_idx), and every
+    -- schema finished before leaves a dead 'running' entry there that a scan on it would step over.
+    SELECT s.run_id = run AND s.status = 'running' AND s.pid = pg_backend_pid() INTO mine
+      FROM tenant.schema_migrations s WHERE s.schema_name = target AND s.version = v;
+    IF mine THEN
+        UPDATE tenant.schema_migrations s
+           SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
+               error = err, sqlstate = state, finished_at = clock_timestamp()
+         WHERE s.schema_name = target AND s.version = v;
+    END IF;
+    IF NOT coalesce(mine, false) THEN
         RAISE EXCEPTION 'schema % is not being migrated to % by run % in this session', quote_ident(target),
                         quote_literal(v), run
             USING ERRCODE = '55000';
