@@ -323,10 +323,13 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
-    -- Ordered as schema_migrations_run_idx is, so that index is the plan (generic or not).
+    -- By (run_id, status) alone, ordered as schema_migrations_run_idx is, so that index is the
+    -- plan: with the version in the condition too, schema_migrations_version_idx (version, status)
+    -- matches as well, and the planner (stale statistics mid-run) chose it and sorted every
+    -- pending row of the version for each claim. A run queues rows of its own version only.
     SELECT s.schema_name INTO target
     FROM tenant.schema_migrations s
-    WHERE s.run_id = run AND s.version = r.version AND s.status = 'pending'
+    WHERE s.run_id = run AND s.status = 'pending'
     ORDER BY s.run_id, s.status, s.schema_name
     LIMIT 1
     FOR UPDATE SKIP LOCKED;
