@@ -49,7 +49,7 @@ GRANT EXECUTE ON FUNCTION
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name, regtype),
     tenant.limit_tenant_roles(regclass, text, text[]),
     tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
-    tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
+    tenant.pin_tenant_schema(text),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 

@@ -296,6 +296,7 @@ $$;
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan -- planned once per session, not once per schema
 AS $$
 DECLARE
     r tenant.migration_runs;
@@ -317,14 +318,19 @@ BEGIN
     IF NOT FOUND OR r.finished_at IS NOT NULL THEN
         RETURN NULL;
     END IF;
-    IF NOT r.continue_on_error
-       AND EXISTS (SELECT FROM tenant.schema_migrations s WHERE s.run_id = run AND s.status = 'failed') THEN
-        RETURN NULL;
+    IF NOT r.continue_on_error THEN
+        IF EXISTS (SELECT FROM tenant.schema_migrations s WHERE s.run_id = run AND s.status = 'failed') THEN
+            RETURN NULL;
+        END IF;
     END IF;
+    -- By (run_id, status) alone, ordered as schema_migrations_run_idx is, so that index is the
+    -- plan: with the version in the condition too, schema_migrations_version_idx (version, status)
+    -- matches as well, and the planner (stale statistics mid-run) chose it and sorted every
+    -- pending row of the version for each claim. A run queues rows of its own version only.
     SELECT s.schema_name INTO target
     FROM tenant.schema_migrations s
-    WHERE s.run_id = run AND s.version = r.version AND s.status = 'pending'
-    ORDER BY s.schema_name
+    WHERE s.run_id = run AND s.status = 'pending'
+    ORDER BY s.run_id, s.status, s.schema_name
     LIMIT 1
     FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
@@ -345,15 +351,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
+    mine boolean;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    UPDATE tenant.schema_migrations s
-       SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
-           error = err, sqlstate = state, finished_at = clock_timestamp()
-     WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'running'
-       AND s.pid = pg_backend_pid();
-    IF NOT FOUND THEN
+    -- Found by its primary key alone: status is indexed (schema_migrations_version_idx), and every
+    -- schema finished before leaves a dead 'running' entry there that a scan on it would step over.
+    SELECT s.run_id = run AND s.status = 'running' AND s.pid = pg_backend_pid() INTO mine
+      FROM tenant.schema_migrations s WHERE s.schema_name = target AND s.version = v;
+    IF mine THEN
+        UPDATE tenant.schema_migrations s
+           SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
+               error = err, sqlstate = state, finished_at = clock_timestamp()
+         WHERE s.schema_name = target AND s.version = v;
+    END IF;
+    IF NOT coalesce(mine, false) THEN
         RAISE EXCEPTION 'schema % is not being migrated to % by run % in this session', quote_ident(target),
                         quote_literal(v), run
             USING ERRCODE = '55000';
@@ -368,14 +380,19 @@ $$;
 -- schema with its tenant as the context (tenant._migration_run_step), the tables it created or
 -- whose pins it changed are pinned again, anything it added that escapes the pins fails the step
 -- (0A000), and the ledger row is set to applied. Any error rolls the subtransaction back — the
--- schema is exactly as before — and is recorded with its SQLSTATE instead.
+-- schema is exactly as before — and is recorded with its SQLSTATE instead. Pinning and the
+-- problem inventory run only when the step leaves the schema in another state than the one last
+-- verified pinned and clean (tenant._schema_check_before/_after, sql/schemas.sql); a step that
+-- leaves problems in a schema recorded clean is rolled back and run again once its problems
+-- before the step are known, so only problems it added fail it.
 CREATE OR REPLACE FUNCTION tenant._migration_apply(run bigint, target name) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    before text[];
+    before record;
+    redo boolean := false;
     msg text;
     state text;
 BEGIN
@@ -384,10 +401,25 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = target) THEN
             RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
         END IF;
-        before := tenant._tenant_schema_problem_keys(target, false);
-        PERFORM tenant._migration_run_step(run, target);
-        PERFORM tenant._pin_schema_tables(target);
-        PERFORM tenant._tenant_schema_refuse(target, false, before, format('migration %L', v));
+        SELECT * INTO before FROM tenant._schema_check_before(target);
+        BEGIN
+            PERFORM tenant._migration_run_step(run, target);
+            redo := NOT tenant._schema_check_after(target, before.fingerprint, before.problems, format('migration %L', v));
+            IF redo THEN
+                RAISE EXCEPTION 'the step is run again' USING ERRCODE = 'P0001'; -- rolls the step back
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            IF NOT redo THEN
+                RAISE;
+            END IF;
+        END;
+        IF redo THEN
+            -- The step left problems in a schema recorded as having none: rolled back, the schema
+            -- is as before it; read its problems, run the step again, and fail it only for new ones.
+            before.problems := tenant._tenant_schema_problem_keys(target, false);
+            PERFORM tenant._migration_run_step(run, target);
+            PERFORM tenant._schema_check_after(target, NULL, before.problems, format('migration %L', v));
+        END IF;
         PERFORM tenant._migration_finish(run, target, NULL, NULL);
         RETURN true;
     EXCEPTION WHEN OTHERS THEN

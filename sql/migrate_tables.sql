@@ -53,6 +53,19 @@ CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, stat
 CREATE INDEX schema_migrations_version_idx ON tenant.schema_migrations (version, status);
 COMMENT ON TABLE tenant.schema_migrations IS 'Per schema and version: pending, running, applied or failed (with SQLSTATE and message). A pending row whose error says "blocked" waits for an earlier version.';
 
+-- What migrate_all last verified about each tenant schema, so that a step that changes nothing
+-- pinning or the problem inventory reads costs neither (tenant._schema_check_before/_after in
+-- sql/schemas.sql): the schema's fingerprint right after it was pinned and checked, and the
+-- isolation problems it had then (usually none). A cache: not dumped (a restored database has
+-- other oids and row versions, so nothing matches and each schema is checked in full once).
+CREATE TABLE tenant.schema_checks (
+    tenant_id bigint PRIMARY KEY REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    fingerprint text NOT NULL,
+    problems text[] NOT NULL,
+    checked_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE tenant.schema_checks IS 'What migrate_all last verified about each tenant schema (fingerprint, problems): a cache, not dumped.';
+
 SELECT pg_catalog.pg_extension_config_dump('tenant.migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.migrations_seq_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.migration_runs', '');

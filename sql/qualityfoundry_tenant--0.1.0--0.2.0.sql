@@ -203,6 +203,17 @@ DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
 DROP INDEX tenant.schema_migrations_run_idx;
 CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
 
+-- Issue 17: what migrate_all last verified about each tenant schema (sql/migrate_tables.sql), and
+-- the per-schema re-pin entry point it replaces (tenant._schema_check_after, sql/schemas.sql).
+CREATE TABLE tenant.schema_checks (
+    tenant_id bigint PRIMARY KEY REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    fingerprint text NOT NULL,
+    problems text[] NOT NULL,
+    checked_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE tenant.schema_checks IS 'What migrate_all last verified about each tenant schema (fingerprint, problems): a cache, not dumped.';
+DROP FUNCTION tenant._pin_schema_tables(name);
+
 -- ===== every replayable object of the 0.2.0 install script =====
 -- qualityfoundry_tenant::catalog::_clone_plan_rs
 CREATE OR REPLACE FUNCTION tenant."_clone_plan_rs"(
@@ -2238,6 +2249,7 @@ $$;
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan -- planned once per session, not once per schema
 AS $$
 DECLARE
     r tenant.migration_runs;
@@ -2259,14 +2271,19 @@ BEGIN
     IF NOT FOUND OR r.finished_at IS NOT NULL THEN
         RETURN NULL;
     END IF;
-    IF NOT r.continue_on_error
-       AND EXISTS (SELECT FROM tenant.schema_migrations s WHERE s.run_id = run AND s.status = 'failed') THEN
-        RETURN NULL;
+    IF NOT r.continue_on_error THEN
+        IF EXISTS (SELECT FROM tenant.schema_migrations s WHERE s.run_id = run AND s.status = 'failed') THEN
+            RETURN NULL;
+        END IF;
     END IF;
+    -- By (run_id, status) alone, ordered as schema_migrations_run_idx is, so that index is the
+    -- plan: with the version in the condition too, schema_migrations_version_idx (version, status)
+    -- matches as well, and the planner (stale statistics mid-run) chose it and sorted every
+    -- pending row of the version for each claim. A run queues rows of its own version only.
     SELECT s.schema_name INTO target
     FROM tenant.schema_migrations s
-    WHERE s.run_id = run AND s.version = r.version AND s.status = 'pending'
-    ORDER BY s.schema_name
+    WHERE s.run_id = run AND s.status = 'pending'
+    ORDER BY s.run_id, s.status, s.schema_name
     LIMIT 1
     FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
@@ -2287,15 +2304,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
+    mine boolean;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    UPDATE tenant.schema_migrations s
-       SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
-           error = err, sqlstate = state, finished_at = clock_timestamp()
-     WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'running'
-       AND s.pid = pg_backend_pid();
-    IF NOT FOUND THEN
+    -- Found by its primary key alone: status is indexed (schema_migrations_version_idx), and every
+    -- schema finished before leaves a dead 'running' entry there that a scan on it would step over.
+    SELECT s.run_id = run AND s.status = 'running' AND s.pid = pg_backend_pid() INTO mine
+      FROM tenant.schema_migrations s WHERE s.schema_name = target AND s.version = v;
+    IF mine THEN
+        UPDATE tenant.schema_migrations s
+           SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
+               error = err, sqlstate = state, finished_at = clock_timestamp()
+         WHERE s.schema_name = target AND s.version = v;
+    END IF;
+    IF NOT coalesce(mine, false) THEN
         RAISE EXCEPTION 'schema % is not being migrated to % by run % in this session', quote_ident(target),
                         quote_literal(v), run
             USING ERRCODE = '55000';
@@ -2310,14 +2333,19 @@ $$;
 -- schema with its tenant as the context (tenant._migration_run_step), the tables it created or
 -- whose pins it changed are pinned again, anything it added that escapes the pins fails the step
 -- (0A000), and the ledger row is set to applied. Any error rolls the subtransaction back — the
--- schema is exactly as before — and is recorded with its SQLSTATE instead.
+-- schema is exactly as before — and is recorded with its SQLSTATE instead. Pinning and the
+-- problem inventory run only when the step leaves the schema in another state than the one last
+-- verified pinned and clean (tenant._schema_check_before/_after, sql/schemas.sql); a step that
+-- leaves problems in a schema recorded clean is rolled back and run again once its problems
+-- before the step are known, so only problems it added fail it.
 CREATE OR REPLACE FUNCTION tenant._migration_apply(run bigint, target name) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    before text[];
+    before record;
+    redo boolean := false;
     msg text;
     state text;
 BEGIN
@@ -2326,10 +2354,25 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = target) THEN
             RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
         END IF;
-        before := tenant._tenant_schema_problem_keys(target, false);
-        PERFORM tenant._migration_run_step(run, target);
-        PERFORM tenant._pin_schema_tables(target);
-        PERFORM tenant._tenant_schema_refuse(target, false, before, format('migration %L', v));
+        SELECT * INTO before FROM tenant._schema_check_before(target);
+        BEGIN
+            PERFORM tenant._migration_run_step(run, target);
+            redo := NOT tenant._schema_check_after(target, before.fingerprint, before.problems, format('migration %L', v));
+            IF redo THEN
+                RAISE EXCEPTION 'the step is run again' USING ERRCODE = 'P0001'; -- rolls the step back
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            IF NOT redo THEN
+                RAISE;
+            END IF;
+        END;
+        IF redo THEN
+            -- The step left problems in a schema recorded as having none: rolled back, the schema
+            -- is as before it; read its problems, run the step again, and fail it only for new ones.
+            before.problems := tenant._tenant_schema_problem_keys(target, false);
+            PERFORM tenant._migration_run_step(run, target);
+            PERFORM tenant._schema_check_after(target, NULL, before.problems, format('migration %L', v));
+        END IF;
         PERFORM tenant._migration_finish(run, target, NULL, NULL);
         RETURN true;
     EXCEPTION WHEN OTHERS THEN
@@ -2985,22 +3028,50 @@ $$;
 -- (so a pin altered to USING (true), dropped, or left without FORCE is pinned again), and grants
 -- tenant_user DML on tables and security_invoker views that lack it. Only what differs is touched,
 -- so the cost follows what a migration or a DDL statement changed, not the size of the schema.
+-- One query finds what differs: a table's qft_ policies are compared, as one canonical array, with
+-- the schema's pin (the policy template for the tenant, read once); a table the template gives
+-- more than the pin (an isolated table, role limits on it or on a table it inherits from) is
+-- compared by tenant._policy_differences itself.
 CREATE OR REPLACE FUNCTION tenant._pin_unpinned(schema name, owner_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
+    pin text[] := ARRAY(SELECT jsonb_build_array(t.polname, t.permissive, t.cmd, ARRAY(SELECT x FROM unnest(t.roles) x ORDER BY 1),
+                                                 t.qual, t.with_check)::text
+                          FROM tenant._policy_template(0::oid::regclass, NULL, NULL, owner_id) t ORDER BY t.polname);
 BEGIN
-    FOR r IN SELECT s.rel, s.relkind FROM tenant._schema_relations(schema) s WHERE s.relkind IN ('r', 'p', 'v') LOOP
-        IF r.relkind IN ('r', 'p')
-           AND (NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.rel AND c.relrowsecurity AND c.relforcerowsecurity)
-                OR EXISTS (SELECT FROM tenant._policy_differences(r.rel, NULL, NULL, owner_id))) THEN
+    FOR r IN
+        SELECT x.rel, x.repin, x.regrant FROM (
+            SELECT c.oid::regclass AS rel,
+                   c.relkind IN ('r', 'p')
+                   AND (NOT (c.relrowsecurity AND c.relforcerowsecurity)
+                        OR CASE WHEN EXISTS (SELECT FROM tenant.isolated_tables i WHERE i.relid = c.oid)
+                                  OR EXISTS (SELECT FROM tenant.role_limits l WHERE l.relid = c.oid)
+                                  OR EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = c.oid)
+                                THEN EXISTS (SELECT FROM tenant._policy_differences(c.oid, NULL, NULL, owner_id))
+                                ELSE ARRAY(SELECT jsonb_build_array(p.polname, p.polpermissive, p.polcmd,
+                                                      ARRAY(SELECT CASE WHEN g = 0 THEN 'PUBLIC' ELSE coalesce(pg_get_userbyid(g)::text, g::text) END
+                                                              FROM unnest(p.polroles) g ORDER BY 1),
+                                                      pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))::text
+                                             FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname LIKE 'qft\_%'
+                                            ORDER BY p.polname) IS DISTINCT FROM pin END) AS repin,
+                   -- tables, and views only when security_invoker (evaluated for views alone)
+                   CASE WHEN CASE WHEN c.relkind = 'v' THEN tenant._security_invoker(c.oid) ELSE true END
+                        THEN NOT (has_table_privilege('tenant_user', c.oid, 'SELECT') AND has_table_privilege('tenant_user', c.oid, 'INSERT')
+                                  AND has_table_privilege('tenant_user', c.oid, 'UPDATE') AND has_table_privilege('tenant_user', c.oid, 'DELETE'))
+                        ELSE false END AS regrant
+              FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+             WHERE d.refclassid = 'pg_namespace'::regclass
+               AND d.refobjid = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema)
+               AND d.classid = 'pg_class'::regclass AND d.deptype = 'n' AND c.relkind IN ('r', 'p', 'v')
+             ORDER BY c.oid) x
+         WHERE x.repin OR x.regrant LOOP
+        IF r.repin THEN
             PERFORM tenant._pin_table(r.rel, owner_id);
         END IF;
-        IF (r.relkind IN ('r', 'p') OR tenant._security_invoker(r.rel))
-           AND NOT (has_table_privilege('tenant_user', r.rel, 'SELECT') AND has_table_privilege('tenant_user', r.rel, 'INSERT')
-                    AND has_table_privilege('tenant_user', r.rel, 'UPDATE') AND has_table_privilege('tenant_user', r.rel, 'DELETE')) THEN
+        IF r.regrant THEN
             EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenant_user', r.rel);
         END IF;
     END LOOP;
@@ -3018,23 +3089,7 @@ BEGIN
     EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM tenant_user', schema);
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO tenant_user', schema);
     PERFORM tenant._pin_unpinned(schema, tenant_id);
-END
-$$;
-
--- For migrate_all, which runs as the calling tenant_admin member, after each tenant schema
--- (SECURITY DEFINER: pinning is the extension's job, not the caller's).
-CREATE OR REPLACE FUNCTION tenant._pin_schema_tables(schema name) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    owner_id bigint;
-BEGIN
-    PERFORM tenant._require_member('tenant_admin', 'pin a tenant schema');
-    SELECT id INTO owner_id FROM tenant.tenants WHERE schema_name = schema;
-    IF owner_id IS NOT NULL THEN
-        PERFORM tenant._pin_unpinned(schema, owner_id);
-    END IF;
+    PERFORM tenant._schema_check_record(schema, tenant_id, tenant._tenant_schema_problem_keys(schema, false));
 END
 $$;
 
@@ -3224,6 +3279,180 @@ BEGIN
 END
 $$;
 
+-- What pinning (tenant._pin_unpinned) and the problem inventory (tenant._tenant_schema_problems)
+-- of a tenant schema read, in one string: equal strings mean both would find exactly what they
+-- found before. Read by content: the schema and its tenant, the extension's version (the code
+-- of both checks), each table, view, materialized view and sequence (name, kind, owner, ACL,
+-- options, row security, FORCE), each qft_ policy by row version (a policy that is altered,
+-- dropped and created again, or rewritten by a superuser's UPDATE of pg_policy is a new version:
+-- xmin and ctid of its row), column ACLs, defaults that use a sequence, functions (signature,
+-- kind, SECURITY DEFINER, result type, owner, ACL), types, statistics, inheritance, the
+-- role_limits and isolated_tables rows of the schema's tables (by row version), and for every
+-- role that owns, is granted or is named by a policy there: its name, whether it is a superuser,
+-- whether it holds tenant_user and whether tenant_user holds it. Not read: indexes, columns
+-- without ACLs, triggers, rules, view bodies, statistics counters — nothing either check reads
+-- — so a migration that adds a column or an index leaves it unchanged. One query over the
+-- schema's own catalog rows, found through indexes: its cost follows the size of the schema,
+-- never the number of tenants. NULL when the schema does not exist.
+CREATE OR REPLACE FUNCTION tenant._tenant_schema_fingerprint(schema name, tenant_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    nsp oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema);
+BEGIN
+    IF nsp IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (
+    WITH obj AS MATERIALIZED (
+        SELECT d.classid, d.objid FROM pg_depend d
+         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = nsp AND d.deptype = 'n'
+           AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass, 'pg_statistic_ext'::regclass)
+    ), rel AS MATERIALIZED (
+        SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl, c.reloptions, c.relrowsecurity, c.relforcerowsecurity
+          FROM obj o JOIN pg_class c ON c.oid = o.objid
+         WHERE o.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+    ), fn AS MATERIALIZED (
+        SELECT p.oid, p.oid::regprocedure::text AS ident, p.prokind, p.prosecdef, p.prorettype, p.proowner, p.proacl
+          FROM obj o JOIN pg_proc p ON p.oid = o.objid WHERE o.classid = 'pg_proc'::regclass
+    ), typ AS MATERIALIZED (
+        SELECT t.oid, t.oid::regtype::text AS ident, t.typtype, t.typowner,
+               (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) AS relkind
+          FROM obj o JOIN pg_type t ON t.oid = o.objid
+         WHERE o.classid = 'pg_type'::regclass AND t.typtype IN ('e', 'd', 'r', 'c')
+    ), stx AS MATERIALIZED (
+        SELECT x.oid, x.stxname, x.stxowner FROM obj o JOIN pg_statistic_ext x ON x.oid = o.objid
+         WHERE o.classid = 'pg_statistic_ext'::regclass
+    ), pol AS MATERIALIZED (
+        SELECT p.oid, p.xmin, p.ctid, p.polroles
+          FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
+         WHERE r.relkind IN ('r', 'p') AND p.polname LIKE 'qft\_%'
+    ), col AS MATERIALIZED (
+        SELECT a.attrelid, a.attnum, a.attname, a.attacl FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid
+         WHERE r.relkind IN ('r', 'p') AND a.attnum > 0 AND a.attacl IS NOT NULL
+    ), seqdef AS MATERIALIZED (
+        SELECT ad.adrelid, ad.adnum, a.attname, a.attgenerated, d.refobjid::regclass::text AS seq
+          FROM rel r
+          JOIN pg_attrdef ad ON ad.adrelid = r.oid
+          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+          JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+         WHERE r.relkind IN ('r', 'p')
+    ), anc AS MATERIALIZED (
+        WITH RECURSIVE a(relid, parent) AS (
+            SELECT h.inhrelid, h.inhparent FROM rel r JOIN pg_inherits h ON h.inhrelid = r.oid WHERE r.relkind IN ('r', 'p')
+            UNION
+            SELECT a.relid, h.inhparent FROM a JOIN pg_inherits h ON h.inhrelid = a.parent
+        ) SELECT * FROM a
+    ), roles AS MATERIALIZED (
+        -- owners, grantees (each distinct ACL exploded once) and policy roles
+        SELECT x.role FROM (
+            SELECT r.relowner FROM rel r
+            UNION SELECT f.proowner FROM fn f
+            UNION SELECT t.typowner FROM typ t
+            UNION SELECT x.stxowner FROM stx x
+            UNION SELECT g.grantee FROM (SELECT r.relacl FROM rel r UNION SELECT c.attacl FROM col c
+                                         UNION SELECT f.proacl FROM fn f) a(acl), aclexplode(a.acl) g
+            UNION SELECT u.role FROM (SELECT DISTINCT p.polroles FROM pol p) p, unnest(p.polroles) u(role)
+        ) x(role) WHERE x.role <> 0
+    )
+    SELECT concat_ws(E'\n', ROW(nsp, schema, tenant_id, (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'qualityfoundry_tenant'))::text,
+        (SELECT string_agg(ROW(r.oid, r.relname, r.relkind, r.relowner, r.relacl, r.reloptions, r.relrowsecurity,
+                               r.relforcerowsecurity)::text, ',' ORDER BY r.oid) FROM rel r),
+        -- policies by row version: a changed policy is a new version (xmin, ctid) of its row
+        (SELECT string_agg(ROW(p.oid, p.xmin, p.ctid)::text, ',' ORDER BY p.oid) FROM pol p),
+        (SELECT string_agg(ROW(c.attrelid, c.attnum, c.attname, c.attacl)::text, ',' ORDER BY c.attrelid, c.attnum) FROM col c),
+        (SELECT string_agg(ROW(s.adrelid, s.adnum, s.attname, s.attgenerated, s.seq)::text, ',' ORDER BY s.adrelid, s.adnum, s.seq) FROM seqdef s),
+        (SELECT string_agg(ROW(f.oid, f.ident, f.prokind, f.prosecdef, f.prorettype, f.proowner, f.proacl)::text, ',' ORDER BY f.oid) FROM fn f),
+        (SELECT string_agg(ROW(t.oid, t.ident, t.typtype, t.typowner, t.relkind)::text, ',' ORDER BY t.oid) FROM typ t),
+        (SELECT string_agg(ROW(x.oid, x.stxname, x.stxowner)::text, ',' ORDER BY x.oid) FROM stx x),
+        (SELECT string_agg(ROW(a.relid, a.parent)::text, ',' ORDER BY a.relid, a.parent) FROM anc a),
+        (SELECT string_agg(ROW(l.relid::oid, l.xmin, l.ctid)::text, ',' ORDER BY l.relid::oid, l.command)
+           FROM tenant.role_limits l WHERE l.relid::oid IN (SELECT r.oid FROM rel r UNION SELECT a.parent FROM anc a)),
+        (SELECT string_agg(ROW(i.relid::oid, i.xmin, i.ctid)::text, ',' ORDER BY i.relid::oid)
+           FROM tenant.isolated_tables i WHERE i.relid::oid IN (SELECT r.oid FROM rel r)),
+        (SELECT string_agg(ROW(a.oid, a.rolname, a.rolsuper, pg_has_role(a.oid, 'tenant_user', 'MEMBER'),
+                               pg_has_role('tenant_user', a.oid, 'USAGE'))::text, ',' ORDER BY a.oid)
+           FROM roles x JOIN pg_authid a ON a.oid = x.role))
+    );
+END
+$$;
+
+-- Records what was verified about a tenant schema that has just been pinned: its fingerprint now
+-- and its problems (tenant.schema_checks).
+CREATE OR REPLACE FUNCTION tenant._schema_check_record(schema name, tenant_id bigint, problems text[]) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO tenant.schema_checks AS c (tenant_id, fingerprint, problems)
+    VALUES (tenant_id, tenant._tenant_schema_fingerprint(schema, tenant_id), problems)
+    ON CONFLICT (tenant_id) DO UPDATE
+        SET fingerprint = excluded.fingerprint, problems = excluded.problems, checked_at = excluded.checked_at
+$$;
+
+-- migrate_all, before a tenant schema's step (tenant._migration_apply): the fingerprint recorded
+-- when the schema was last pinned and checked (tenant.schema_checks; NULL: never), and the
+-- schema's problems now — read in full only when the record does not say "none": a schema with
+-- recorded problems, or never checked. NULL problems: the record says none, and the inventory is
+-- left for the unlikely case that the step leaves some (tenant._schema_check_after).
+CREATE OR REPLACE FUNCTION tenant._schema_check_before(schema name, OUT fingerprint text, OUT problems text[])
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c tenant.schema_checks;
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'run migrations');
+    SELECT x.* INTO c FROM tenant.schema_checks x JOIN tenant.tenants t ON t.id = x.tenant_id
+     WHERE t.schema_name = _schema_check_before.schema;
+    fingerprint := c.fingerprint;
+    IF c.problems IS NULL OR c.problems <> '{}' THEN
+        problems := tenant._tenant_schema_problem_keys(schema, false);
+    END IF;
+END
+$$;
+
+-- migrate_all, after a tenant schema's step, in its transaction. When the schema's fingerprint is
+-- the one recorded when it was last pinned and checked, and that check found no problems, the
+-- schema is in a state that was verified pinned and clean: nothing to do. Otherwise its tables
+-- are pinned again (tenant._pin_unpinned), a step that added problems to `problems` (the schema's
+-- problems before the step) fails with 0A000 (tenant._tenant_schema_refuse), and what was
+-- verified is recorded for the next run. Returns false, having changed nothing, when the schema
+-- has problems and `problems` is NULL (not read before the step): the caller then rolls the
+-- step back, reads them, and runs the step again.
+CREATE OR REPLACE FUNCTION tenant._schema_check_after(schema name, fingerprint text, problems text[], what text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tid bigint;
+    found text[];
+BEGIN
+    PERFORM tenant._require_member('tenant_admin', 'run migrations');
+    SELECT t.id INTO tid FROM tenant.tenants t WHERE t.schema_name = _schema_check_after.schema;
+    IF problems IS NULL AND tenant._tenant_schema_fingerprint(schema, tid) = fingerprint THEN
+        RETURN true;
+    END IF;
+    IF tid IS NOT NULL THEN
+        PERFORM tenant._pin_unpinned(schema, tid);
+    END IF;
+    found := tenant._tenant_schema_problem_keys(schema, false);
+    IF problems IS NULL AND found <> '{}' THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT FROM unnest(found) k WHERE NOT k = ANY (problems)) THEN
+        PERFORM tenant._tenant_schema_refuse(schema, false, problems, what);
+    END IF;
+    IF tid IS NOT NULL THEN
+        PERFORM tenant._schema_check_record(schema, tid, found);
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- Tenant schemas and everything in them belong to tenant_admin (a trusted NOLOGIN role): its
 -- members run migrate_all as themselves and must be able to alter every object; application
 -- roles are never owners (an object the template gave an application role, statistics included,
@@ -3352,7 +3581,8 @@ END
 $evt$;
 
 GRANT EXECUTE ON FUNCTION tenant._tenant_schema_problem_keys(name, boolean),
-    tenant._tenant_schema_refuse(name, boolean, text[], text) TO tenant_admin;
+    tenant._tenant_schema_refuse(name, boolean, text[], text), tenant._schema_check_before(name),
+    tenant._schema_check_after(name, text, text[], text) TO tenant_admin;
 
 -- sql/checker.sql
 -- tenant.check_isolation(): the database-wide isolation lint.
@@ -5433,7 +5663,7 @@ GRANT EXECUTE ON FUNCTION
     tenant.enable_isolation_for_schema(name, name), tenant.add_tenant_column(regclass, text, name, regtype),
     tenant.limit_tenant_roles(regclass, text, text[]),
     tenant.mark_shared(regclass), tenant.mark_shared_like(name, text), tenant.unmark_shared_like(name, text),
-    tenant.pin_tenant_schema(text), tenant._pin_schema_tables(name),
+    tenant.pin_tenant_schema(text),
     tenant.clone_schema(text, text, boolean), tenant.clone_schema(name, name, boolean), tenant.schema_diff(name, name)
 TO tenant_admin;
 

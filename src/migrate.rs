@@ -274,6 +274,10 @@ fn workers_gone() {
 // tenant changes what the step sees).
 // ---------------------------------------------------------------------------------------------
 
+/// The prepared query of [`claimed_step`], kept for the backend's life.
+static CLAIMED_STEP: Backend<RefCell<Option<pgrx::spi::OwnedPreparedStatement>>> =
+    Backend(RefCell::new(None));
+
 /// None: no step runs in this backend; Some(t): a step runs with tenant t (None: the template).
 static STEP: Backend<Cell<Option<Option<i64>>>> = Backend(Cell::new(None));
 
@@ -302,19 +306,37 @@ pub fn refuse_in_step() {
 /// `running` in this very backend (marked so in this very transaction by the claim). Takes the
 /// schema's activity lock (see [`hold_activity_lock`]).
 fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
+    // Prepared once per backend (planning this join cost more than the rest of a small step).
     let row = privilege::as_owner(|| {
-        Spi::get_three_with_args::<String, i64, pg_sys::Oid>(
-            "SELECT m.sql, t.id, n.oid FROM tenant.migration_runs r \
-               JOIN tenant.migrations m ON m.version OPERATOR(pg_catalog.=) r.version \
-               JOIN tenant.schema_migrations s ON s.version OPERATOR(pg_catalog.=) r.version \
-                AND s.run_id OPERATOR(pg_catalog.=) r.id \
-               LEFT JOIN tenant.tenants t ON t.schema_name OPERATOR(pg_catalog.=) s.schema_name \
-               LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.schema_name \
-              WHERE r.id OPERATOR(pg_catalog.=) $1 AND s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
-                AND s.status OPERATOR(pg_catalog.=) 'running' \
-                AND s.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()",
-            &[run.into(), schema.into()],
-        )
+        Spi::connect(|c| {
+            let mut slot = CLAIMED_STEP.0.borrow_mut();
+            if slot.is_none() {
+                let stmt = c.prepare(
+                    "SELECT m.sql, t.id, n.oid FROM tenant.migration_runs r \
+                       JOIN tenant.migrations m ON m.version OPERATOR(pg_catalog.=) r.version \
+                       JOIN tenant.schema_migrations s ON s.version OPERATOR(pg_catalog.=) r.version \
+                        AND s.run_id OPERATOR(pg_catalog.=) r.id \
+                       LEFT JOIN tenant.tenants t ON t.schema_name OPERATOR(pg_catalog.=) s.schema_name \
+                       LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.schema_name \
+                      WHERE r.id OPERATOR(pg_catalog.=) $1 AND s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                        AND s.status OPERATOR(pg_catalog.=) 'running' \
+                        AND s.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()",
+                    &[
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID),
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
+                    ],
+                )?;
+                *slot = Some(stmt.keep());
+            }
+            let stmt = slot.as_ref().expect("prepared above");
+            c.select(stmt, Some(1), &[run.into(), schema.into()])?
+                .first()
+                .get_three::<String, i64, pg_sys::Oid>()
+        })
+        .inspect_err(|_| {
+            // A failed plan may be stale (the extension was re-created in this session).
+            CLAIMED_STEP.0.borrow_mut().take();
+        })
     });
     match row {
         Ok((Some(sql), tenant, namespace)) => {

@@ -197,3 +197,14 @@ DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
 -- Issue 17: migrate_all claims a run's next pending schema in order from this index (no sort).
 DROP INDEX tenant.schema_migrations_run_idx;
 CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
+
+-- Issue 17: what migrate_all last verified about each tenant schema (sql/migrate_tables.sql), and
+-- the per-schema re-pin entry point it replaces (tenant._schema_check_after, sql/schemas.sql).
+CREATE TABLE tenant.schema_checks (
+    tenant_id bigint PRIMARY KEY REFERENCES tenant.tenants (id) ON DELETE CASCADE,
+    fingerprint text NOT NULL,
+    problems text[] NOT NULL,
+    checked_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE tenant.schema_checks IS 'What migrate_all last verified about each tenant schema (fingerprint, problems): a cache, not dumped.';
+DROP FUNCTION tenant._pin_schema_tables(name);

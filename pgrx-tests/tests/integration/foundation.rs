@@ -218,9 +218,10 @@ fn non_superusers_execute_only_what_they_were_granted() {
         "tenant._migration_template_target(text,text)",
         "tenant._migration_unlock()",
         "tenant._migration_wait_workers(bigint,integer)",
-        // migrate_all re-pins each tenant schema after migrating it, as the caller, and refuses
-        // a step that adds what would escape the pins.
-        "tenant._pin_schema_tables(name)",
+        // migrate_all re-pins each tenant schema after migrating it when the step changed what
+        // the pins depend on, and refuses a step that adds what would escape them.
+        "tenant._schema_check_after(name,text,text[],text)",
+        "tenant._schema_check_before(name)",
         "tenant._tenant_schema_problem_keys(name,boolean)",
         "tenant._tenant_schema_refuse(name,boolean,text[],text)",
     ];

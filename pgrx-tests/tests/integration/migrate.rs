@@ -1699,3 +1699,232 @@ fn a_migration_step_carries_no_end_user_of_the_calling_session() {
         Some("alice".to_string())
     );
 }
+
+/// A table's pin as the catalog holds it, read directly (not through the extension's own
+/// comparison): row security, FORCE, the DML tenant_user has, and every qft_ policy with its kind,
+/// command, roles, USING and WITH CHECK.
+fn pin_of(su: &mut Client, table: &str) -> Vec<String> {
+    su.query(
+        "SELECT format('rls %s force %s dml %s', c.relrowsecurity, c.relforcerowsecurity,
+                       (SELECT string_agg(p, ',' ORDER BY p) FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) p
+                         WHERE has_table_privilege('tenant_user', c.oid, p)))
+           FROM pg_class c WHERE c.oid = $1::text::regclass
+         UNION ALL
+         SELECT format('%s %s %s TO %s USING %s CHECK %s', polname, CASE WHEN polpermissive THEN 'permissive' ELSE 'restrictive' END,
+                       polcmd, (SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r)::text END, ',' ORDER BY 1)
+                                  FROM unnest(polroles) r),
+                       pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid))
+           FROM pg_policy WHERE polrelid = $1::text::regclass AND polname LIKE 'qft\\_%'
+         ORDER BY 1",
+        &[&table],
+    )
+    .unwrap_or_else(|e| panic!("pin of {table}: {e}"))
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// `sql` as a migration that acts only in tenant schemas (the template has no pins to damage).
+fn in_tenant_schemas_only(sql: &str) -> String {
+    format!("DO $$ BEGIN IF current_schema() <> 'tenant_template' THEN {sql} END IF; END $$")
+}
+
+/// The pins of tenant_a.items and tenant_b.items, checked to be whole (row security and FORCE on,
+/// DML for tenant_user, three qft_ policies).
+fn whole_pins(su: &mut Client) -> Vec<Vec<String>> {
+    let pins: Vec<Vec<String>> = ["tenant_a.items", "tenant_b.items"]
+        .iter()
+        .map(|t| pin_of(su, t))
+        .collect();
+    for p in &pins {
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(
+            p.contains(&"rls t force t dml DELETE,INSERT,SELECT,UPDATE".to_string()),
+            "{p:?}"
+        );
+    }
+    pins
+}
+
+#[test]
+fn a_step_that_damages_a_pin_is_pinned_again_however_it_does_it() {
+    // Each step damages the pin of every tenant schema's table in another way; after each run the
+    // pins are exactly what they were. The catalog updates are no DDL: no event trigger sees them.
+    let db = pinned_fixture("mig_damage", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let mut admin = db.connect("admin");
+    let before = whole_pins(&mut su);
+    let steps = [
+        (false, "ALTER TABLE items NO FORCE ROW LEVEL SECURITY;"),
+        (false, "ALTER TABLE items DISABLE ROW LEVEL SECURITY;"),
+        (
+            false,
+            "ALTER TABLE items DISABLE ROW LEVEL SECURITY; ALTER TABLE items ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE items NO FORCE ROW LEVEL SECURITY; ALTER TABLE items FORCE ROW LEVEL SECURITY;",
+        ),
+        (false, "DROP POLICY qft_schema_guard ON items;"),
+        (false, "ALTER POLICY qft_schema_guard ON items USING (true);"),
+        (false, "ALTER POLICY qft_schema_tenant ON items TO tenant_superuser;"),
+        (
+            false,
+            "DROP POLICY qft_schema_tenant ON items; CREATE POLICY qft_schema_tenant ON items USING (true) WITH CHECK (true);",
+        ),
+        (false, "REVOKE DELETE ON items FROM tenant_user;"),
+        (
+            true,
+            "UPDATE pg_catalog.pg_class SET relforcerowsecurity = false WHERE oid = 'items'::regclass;",
+        ),
+        (
+            true,
+            "UPDATE pg_catalog.pg_policy SET polqual = (SELECT x.polqual FROM pg_catalog.pg_policy x
+                     WHERE x.polrelid = 'items'::regclass AND x.polname = 'qft_cross_tenant')
+              WHERE polrelid = 'items'::regclass AND polname = 'qft_schema_tenant';",
+        ),
+    ];
+    for (i, (superuser, sql)) in steps.iter().enumerate() {
+        let client = if *superuser { &mut su } else { &mut admin };
+        migrate(client, &format!("v{i}"), &in_tenant_schemas_only(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error()));
+        for s in ["tenant_a", "tenant_b"] {
+            assert_eq!(row_of(&mut su, s, &format!("v{i}")).0, "applied", "{sql}");
+        }
+        assert_eq!(whole_pins(&mut su), before, "{sql}");
+    }
+    let mut app = db.connect_in("app", "b");
+    assert_eq!(
+        one::<i64>(&mut app, "SELECT count(*) FROM tenant_a.items"),
+        0
+    );
+    assert_eq!(isolation_findings(&db), []);
+}
+
+#[test]
+fn a_schema_damaged_before_the_run_is_pinned_by_a_step_that_touches_no_pin() {
+    // Damaged by hand after it was last checked — one of them by a catalog update no event trigger
+    // sees — then migrated with a step that changes nothing a pin depends on.
+    let db = pinned_fixture("mig_predamaged", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let before = whole_pins(&mut su);
+    su.batch_execute(
+        "ALTER TABLE tenant_a.items NO FORCE ROW LEVEL SECURITY;
+         DROP POLICY qft_schema_guard ON tenant_a.items;
+         REVOKE INSERT ON tenant_a.items FROM tenant_user;
+         UPDATE pg_catalog.pg_class SET relrowsecurity = false WHERE oid = 'tenant_b.items'::regclass;",
+    )
+    .unwrap();
+    assert_ne!(pin_of(&mut su, "tenant_a.items"), before[0]);
+    assert_ne!(pin_of(&mut su, "tenant_b.items"), before[1]);
+    migrate(&mut db.connect("admin"), "v1", ADD_COLUMN).unwrap();
+    assert_eq!(whole_pins(&mut su), before);
+}
+
+#[test]
+fn a_problem_made_before_a_step_does_not_fail_it_and_one_the_step_adds_does() {
+    let db = pinned_fixture("mig_preproblem", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let mut admin = db.connect("admin");
+    // By hand, after tenant_a was last checked: a problem its record does not know of.
+    su.batch_execute("GRANT TRUNCATE ON tenant_a.items TO PUBLIC")
+        .unwrap();
+    // A step that changes what the checks read (a new table) and writes a row: applied
+    // everywhere, once (tenant_a's step is rolled back and run again once its old problem is known).
+    migrate(
+        &mut admin,
+        "v1",
+        "CREATE TABLE notes (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, body text);
+         INSERT INTO items (qty, label) VALUES (10, 'v1');",
+    )
+    .unwrap();
+    for s in ["tenant_a", "tenant_b"] {
+        assert_eq!(row_of(&mut su, s, "v1").0, "applied", "{s}");
+        assert_eq!(
+            one::<i64>(
+                &mut su,
+                &format!("SELECT count(*) FROM {s}.items WHERE label = 'v1'")
+            ),
+            1,
+            "{s}"
+        );
+        assert!(one::<bool>(
+            &mut su,
+            &format!("SELECT relforcerowsecurity FROM pg_class WHERE oid = '{s}.notes'::regclass")
+        ));
+    }
+    assert!(one::<bool>(
+        &mut su,
+        "SELECT has_table_privilege('public', 'tenant_a.items', 'TRUNCATE')"
+    ));
+    // A step that adds a problem fails in both schemas — tenant_a now recorded with its old
+    // problem, tenant_b recorded clean — and leaves nothing behind.
+    let state = everything(&mut su, &["tenant_a", "tenant_b"]);
+    migrate(
+        &mut admin,
+        "v2",
+        &in_tenant_schemas_only("GRANT TRUNCATE ON notes TO PUBLIC;"),
+    )
+    .unwrap();
+    for s in ["tenant_a", "tenant_b"] {
+        let (status, sqlstate, error) = row_of(&mut su, s, "v2");
+        assert_eq!(
+            (status.as_str(), sqlstate.as_deref()),
+            ("failed", Some("0A000")),
+            "{s}: {error:?}"
+        );
+        assert!(
+            !one::<bool>(
+                &mut su,
+                &format!("SELECT has_table_privilege('public', '{s}.notes', 'TRUNCATE')")
+            ),
+            "{s}"
+        );
+    }
+    let after = everything(&mut su, &["tenant_a", "tenant_b"]);
+    let shapes = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .filter(|l| {
+                !l.starts_with("ledger ")
+                    && !l.starts_with("run ")
+                    && !l.starts_with("migration ")
+                    && !l.starts_with("audit ")
+            })
+            .cloned()
+            .collect()
+    };
+    assert_eq!(shapes(&after), shapes(&state));
+}
+
+#[test]
+fn a_step_that_only_changes_role_membership_is_refused_where_it_adds_a_problem() {
+    // nobody may use tenant_a's sequence, which is no problem while it holds no tenant_user; the
+    // step only grants it tenant_user. Nothing in the schema changes, yet the step adds a problem.
+    let db = pinned_fixture("mig_roles", &[("a", 1)]);
+    let mut su = db.superuser();
+    let nobody = db.role("nobody");
+    let seq: String = one(
+        &mut su,
+        "SELECT pg_get_serial_sequence('tenant_a.items', 'id')",
+    );
+    su.batch_execute(&format!(
+        "GRANT USAGE ON SEQUENCE {seq} TO {nobody}; SELECT tenant.pin_tenant_schema('a');"
+    ))
+    .unwrap();
+    migrate(
+        &mut su,
+        "v1",
+        &in_tenant_schemas_only(&format!("GRANT tenant_user TO {nobody};")),
+    )
+    .unwrap();
+    let (status, sqlstate, error) = row_of(&mut su, "tenant_a", "v1");
+    assert_eq!(
+        (status.as_str(), sqlstate.as_deref()),
+        ("failed", Some("0A000")),
+        "{error:?}"
+    );
+    assert!(error
+        .unwrap_or_default()
+        .contains("escape tenant isolation"));
+    assert!(!one::<bool>(
+        &mut su,
+        &format!("SELECT pg_has_role('{nobody}', 'tenant_user', 'MEMBER')")
+    ));
+}
