@@ -145,6 +145,10 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: Oid) {
         GENERATION.0.set(GENERATION.0.get().wrapping_add(1));
         forget_folded_plans();
     }
+    // The Citus node keys and the routing fold's table cache (PostgreSQL has 10 relcache
+    // callback slots per backend, Citus takes several: one callback for the whole library).
+    crate::citus::relcache_changed(relid);
+    crate::routing::relcache_changed(relid);
 }
 
 /// Makes every cached plan of this backend that may hold a folded tenant getter re-plan before
@@ -154,10 +158,6 @@ pub fn forget_folded_plans() {
         FOLDED.0.set(false);
         unsafe { pg_sys::ResetPlanCache() };
     }
-    // The Citus node keys and the routing fold's table cache (PostgreSQL has 10 relcache
-    // callback slots per backend, Citus takes several: one callback for the whole library).
-    crate::citus::relcache_changed(relid);
-    crate::routing::relcache_changed(relid);
 }
 
 pub fn init() {
