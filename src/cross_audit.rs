@@ -168,6 +168,18 @@ fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
     if settings::cross_tenant_entry().is_none() || DEPTH.0.get() != 0 {
         return;
     }
+    // Everything below is one level deeper: the lookups it makes (the context's verification,
+    // the registry and role caches, the audit INSERT) may run queries of their own, whose
+    // executor and utility hooks must not record them again — without this a cache miss here
+    // recursed until "stack depth limit exceeded". An ERROR below aborts the (sub)transaction,
+    // whose callback puts the depth back.
+    let depth = DEPTH.0.get();
+    DEPTH.0.set(depth + 1);
+    record_statement(statement, transaction_control);
+    DEPTH.0.set(depth);
+}
+
+fn record_statement(statement: impl FnOnce() -> String, transaction_control: bool) {
     // In an aborted transaction block only ROLLBACK and friends run, and no catalog or registry
     // lookup may: they end the block (and whatever it did is gone) without being logged.
     if unsafe { !pg_sys::IsTransactionState() || pg_sys::IsAbortedTransactionBlockState() } {
@@ -194,10 +206,6 @@ fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
         return;
     }
     let tenant = context::current_tenant_id();
-    // One level deeper, so the INSERT's own executor is not a top-level statement (an ERROR
-    // here aborts the statement's transaction, which resets the depth).
-    let depth = DEPTH.0.get();
-    DEPTH.0.set(depth + 1);
     let done = privilege::as_owner(|| {
         Spi::run_with_args(
             "SELECT tenant._audit('cross_tenant_statement', NULL, $1, \
@@ -205,7 +213,6 @@ fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
             &[tenant.into(), query.as_str().into(), reason.as_str().into()],
         )
     });
-    DEPTH.0.set(depth);
     done.unwrap_or_else(|e| {
         crate::error::raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,

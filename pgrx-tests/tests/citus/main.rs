@@ -1086,6 +1086,44 @@ fn key_ids(db: &CitusDb) -> Vec<Vec<i32>> {
     out
 }
 
+/// Cross-tenant mode audits every statement, and recording one may have to reload what it
+/// checks (the registry's role rules, the node keys), made stale by other sessions in the middle
+/// of the transaction. That reload runs queries of its own, which
+/// must not be recorded again: they were, recursively, until "stack depth limit exceeded" (it
+/// showed now and then, when a full cache reset came in mid-transaction).
+#[test]
+fn a_statement_audited_while_the_key_cache_is_stale_is_recorded_once() {
+    let db = CitusDb::new("stalekeys");
+    with_projects(&db);
+    let before = all_rows(&db);
+    let mut support = db.connect("support");
+    let mut su = db.superuser();
+    support
+        .batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('stale keys', is_local => true)")
+        .unwrap();
+    // Made stale by another session: the node keys (a rotation), the registry (a new tenant).
+    assert_eq!(
+        one::<i32>(&mut su, "SELECT tenant.citus_rotate_node_key()"),
+        2
+    );
+    su.batch_execute("SELECT tenant.create_tenant('initech')")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(&mut support, "SELECT count(*) FROM public.projects"),
+        6
+    );
+    su.batch_execute("SELECT tenant.create_tenant('umbrella')")
+        .unwrap();
+    support.batch_execute("COMMIT").unwrap();
+    let audited: i64 = one(
+        &mut su,
+        "SELECT count(*) FROM tenant.audit_log WHERE action = 'cross_tenant_statement' \
+           AND detail->>'reason' = 'stale keys' AND detail->>'query' = 'SELECT count(*) FROM public.projects'",
+    );
+    assert_eq!(audited, 1, "the statement is audited once");
+    assert_eq!(all_rows(&db), before, "nothing changed");
+}
+
 #[test]
 fn node_keys_rotate_and_retire() {
     let db = CitusDb::new("rotation");

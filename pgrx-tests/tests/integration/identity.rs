@@ -1289,6 +1289,52 @@ mod cross_tenant_statements {
     }
 }
 
+/// Recording a cross-tenant statement checks the session's role rules, which another session's
+/// registry change made stale in the middle of the transaction: the reload runs queries of its
+/// own, which must not be recorded again (they were, recursively, until "stack depth limit
+/// exceeded").
+#[test]
+fn a_statement_recorded_after_another_sessions_registry_change_is_audited_once() {
+    let db = TestDb::new("cross_stale").with_projects();
+    let mut su = db.superuser();
+    let rows = |su: &mut postgres::Client| -> Vec<(i64, i32, String)> {
+        su.query(
+            "SELECT tenant_id, id, name FROM public.projects ORDER BY 1, 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    };
+    let before = rows(&mut su);
+    let mut support = db.connect("support");
+    support
+        .batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('stale rules', is_local => true)")
+        .unwrap();
+    su.batch_execute("SELECT tenant.create_tenant('initech')")
+        .unwrap();
+    let all: i64 = support
+        .query_one("SELECT count(*) FROM public.projects", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(all as usize, before.len());
+    su.batch_execute("SELECT tenant.create_tenant('umbrella')")
+        .unwrap();
+    support.batch_execute("COMMIT").unwrap();
+    let audited: i64 = su
+        .query_one(
+            "SELECT count(*) FROM tenant.audit_log WHERE action = 'cross_tenant_statement' \
+               AND detail->>'reason' = 'stale rules' \
+               AND detail->>'query' = 'SELECT count(*) FROM public.projects'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1, "the statement is audited once");
+    assert_eq!(rows(&mut su), before, "nothing changed");
+}
+
 #[test]
 fn registry_identity_survives_pg_dump_and_restore() {
     let db = jwt_db("jwt_dump");
