@@ -65,6 +65,8 @@ pgrx::extension_sql_file!(
         context::current_tenant_id,
         context::cross_tenant_active,
         context::cross_tenant_support,
+        context::current_tenant_support,
+        context::current_tenant_uuid_support,
         citus::citus_worker
     ]
 );
