@@ -325,6 +325,9 @@ unsafe fn fold_level(q: *mut pg_sys::Query, f: &mut Fold) {
         {
             continue;
         }
+        if already_pinned((*(*q).jointree).quals, rtindex, attnum) {
+            continue; // Citus prunes by the query's own equality; a fold would only tie the plan
+        }
         let Some(qual) = equality(rtindex, relid, attnum, f) else {
             continue;
         };
@@ -336,6 +339,60 @@ unsafe fn fold_level(q: *mut pg_sys::Query, f: &mut Fold) {
         };
         f.any = true;
     }
+}
+
+/// Whether this level's WHERE already pins the tenant column to one value: `col = Const` or
+/// `col = Param` (either side, the column type's own equality) in its top-level AND list. Citus
+/// routes such a query by itself (a Param by deferred pruning), so it is left as it is: folding it
+/// too would only tie its cached plan to one tenant and re-plan it whenever the tenant changes.
+unsafe fn already_pinned(quals: *mut pg_sys::Node, rtindex: i32, attnum: i16) -> bool {
+    if quals.is_null() {
+        return false;
+    }
+    let conjuncts = match (*quals).type_ {
+        pg_sys::NodeTag::T_BoolExpr
+            if (*quals.cast::<pg_sys::BoolExpr>()).boolop == pg_sys::BoolExprType::AND_EXPR =>
+        {
+            list_ptrs((*quals.cast::<pg_sys::BoolExpr>()).args)
+        }
+        pg_sys::NodeTag::T_List => list_ptrs(quals.cast()),
+        _ => vec![quals],
+    };
+    conjuncts.into_iter().any(|c| pins(c, rtindex, attnum))
+}
+
+unsafe fn pins(node: *mut pg_sys::Node, rtindex: i32, attnum: i16) -> bool {
+    if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_OpExpr {
+        return false;
+    }
+    let op = node.cast::<pg_sys::OpExpr>();
+    let args = list_ptrs((*op).args);
+    let [a, b] = args[..] else {
+        return false;
+    };
+    let is_col = |n: *mut pg_sys::Node| {
+        !n.is_null() && (*n).type_ == pg_sys::NodeTag::T_Var && {
+            let v = n.cast::<pg_sys::Var>();
+            (*v).varno as i32 == rtindex && (*v).varattno == attnum && (*v).varlevelsup == 0
+        }
+    };
+    let is_value = |n: *mut pg_sys::Node| {
+        !n.is_null()
+            && matches!(
+                (*n).type_,
+                pg_sys::NodeTag::T_Const | pg_sys::NodeTag::T_Param
+            )
+    };
+    let col = if is_col(a) && is_value(b) {
+        a
+    } else if is_col(b) && is_value(a) {
+        b
+    } else {
+        return false;
+    };
+    let typid = (*col.cast::<pg_sys::Var>()).vartype;
+    let tc = pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_EQ_OPR as c_int);
+    !tc.is_null() && (*tc).eq_opr != pg_sys::InvalidOid && (*tc).eq_opr == (*op).opno
 }
 
 /// `<rtindex>.<attnum> = <tenant>` for the column's type (bigint, integer, uuid), else None.

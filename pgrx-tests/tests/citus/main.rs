@@ -1047,6 +1047,28 @@ fn cached_plans_are_not_reused_for_another_tenant() {
             (vec![200, 201, 202], vec![201, 202], vec![200, 201, 202])
         );
     }
+    // A statement pinning the tenant column itself (Citus routes it by the parameter, so it is
+    // not folded): still only the context's rows, whichever tenant the parameter names.
+    let pinned = app
+        .prepare("SELECT id FROM public.projects WHERE tenant_id = $1 ORDER BY id")
+        .unwrap();
+    for (tenant, own, other) in [("acme", 1i64, 2i64), ("globex", 2, 1), ("acme", 1, 2)] {
+        app.batch_execute(&format!(
+            "BEGIN; SELECT tenant.set_tenant('{tenant}', is_local => true)"
+        ))
+        .unwrap();
+        let mine: Vec<i32> = app
+            .query(&pinned, &[&own])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let theirs = app.query(&pinned, &[&other]).unwrap().len();
+        app.batch_execute("COMMIT").unwrap();
+        let expected: Vec<i32> = (0..3).map(|i| own as i32 * 100 + i).collect();
+        assert_eq!(mine, expected, "{tenant}");
+        assert_eq!(theirs, 0, "{tenant} reads nothing of tenant {other}");
+    }
     // Without a context, then in another transaction for acme again.
     assert_eq!(
         app.query(&plain, &[]).unwrap().len(),
