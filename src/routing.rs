@@ -373,7 +373,7 @@ unsafe fn pins(node: *mut pg_sys::Node, rtindex: i32, attnum: i16) -> bool {
     let is_col = |n: *mut pg_sys::Node| {
         !n.is_null() && (*n).type_ == pg_sys::NodeTag::T_Var && {
             let v = n.cast::<pg_sys::Var>();
-            (*v).varno as i32 == rtindex && (*v).varattno == attnum && (*v).varlevelsup == 0
+            (*v).varno == rtindex && (*v).varattno == attnum && (*v).varlevelsup == 0
         }
     };
     let is_value = |n: *mut pg_sys::Node| {
