@@ -14,19 +14,15 @@
 //! parameter may be a token).
 
 use crate::context;
+use crate::nesting::Nesting;
 use crate::privilege;
 use crate::settings;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, CStr};
 
-struct Backend<T>(T);
-// SAFETY: a PostgreSQL backend runs our code on one thread only.
-unsafe impl<T> Sync for Backend<T> {}
-
 /// How deep inside an executor or utility statement we are (0: a top-level statement).
-static DEPTH: Backend<Cell<u32>> = Backend(Cell::new(0));
+static DEPTH: Nesting = Nesting::new();
 
 static mut PREV_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_RUN: pg_sys::ExecutorRun_hook_type = None;
@@ -71,10 +67,6 @@ unsafe extern "C" {
     );
 }
 
-/// The depth at the start of each open subtransaction, so its abort can restore it.
-static SUBXACT_DEPTHS: Backend<std::cell::RefCell<Vec<(pg_sys::SubTransactionId, u32)>>> =
-    Backend(std::cell::RefCell::new(Vec::new()));
-
 pub fn init() {
     unsafe {
         PREV_START = pg_sys::ExecutorStart_hook;
@@ -95,15 +87,7 @@ unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
-    // An aborted transaction unwinds every statement (a COMMIT inside a procedure does not).
-    if event == pg_sys::XactEvent::XACT_EVENT_ABORT
-        || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
-    {
-        DEPTH.0.set(0);
-    }
-    if event != pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT {
-        SUBXACT_DEPTHS.0.borrow_mut().clear();
-    }
+    DEPTH.on_xact(event);
 }
 
 #[pg_guard]
@@ -113,31 +97,17 @@ unsafe extern "C-unwind" fn subxact_callback(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    let mut stack = SUBXACT_DEPTHS.0.borrow_mut();
-    match event {
-        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => stack.push((my_subid, DEPTH.0.get())),
-        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB
-        | pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
-            if let Some(at) = stack.iter().rposition(|(id, _)| *id == my_subid) {
-                let (_, depth) = stack[at];
-                stack.truncate(at);
-                if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-                    DEPTH.0.set(depth);
-                }
-            }
-        }
-        _ => {}
-    }
+    DEPTH.on_subxact(event, my_subid);
 }
 
 /// One level deeper while `f` runs. No cleanup on ERROR here (see above): an aborted
 /// (sub)transaction restores the depth.
 #[inline(always)]
 unsafe fn nested(f: impl FnOnce()) {
-    let depth = DEPTH.0.get();
-    DEPTH.0.set(depth + 1);
+    let depth = DEPTH.get();
+    DEPTH.set(depth + 1);
     f();
-    DEPTH.0.set(depth);
+    DEPTH.set(depth);
 }
 
 /// The statement's own text within the query string (a multi-statement string holds several).
@@ -165,7 +135,7 @@ unsafe fn statement_text(source: *const c_char, stmt: *const pg_sys::PlannedStmt
 /// `transaction_control`: BEGIN/COMMIT/ROLLBACK and friends, which only the server log keeps.
 fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
     // The hot path when the mode is off: one cell read.
-    if settings::cross_tenant_entry().is_none() || DEPTH.0.get() != 0 {
+    if settings::cross_tenant_entry().is_none() || DEPTH.get() != 0 {
         return;
     }
     // Everything below is one level deeper: the lookups it makes (the context's verification,
@@ -173,10 +143,10 @@ fn record(statement: impl FnOnce() -> String, transaction_control: bool) {
     // executor and utility hooks must not record them again — without this a cache miss here
     // recursed until "stack depth limit exceeded". An ERROR below aborts the (sub)transaction,
     // whose callback puts the depth back.
-    let depth = DEPTH.0.get();
-    DEPTH.0.set(depth + 1);
+    let depth = DEPTH.get();
+    DEPTH.set(depth + 1);
     record_statement(statement, transaction_control);
-    DEPTH.0.set(depth);
+    DEPTH.set(depth);
 }
 
 fn record_statement(statement: impl FnOnce() -> String, transaction_control: bool) {
@@ -245,7 +215,7 @@ unsafe extern "C-unwind" fn record_utility(
 /// Cheap exits before any Rust work: mode off, or not a top-level statement.
 #[inline(always)]
 fn may_record() -> bool {
-    DEPTH.0.get() == 0 && settings::cross_tenant_entry().is_some()
+    DEPTH.get() == 0 && settings::cross_tenant_entry().is_some()
 }
 
 // The hooks themselves are not #[pg_guard]: they hold nothing to drop and must let PostgreSQL's

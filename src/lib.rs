@@ -10,6 +10,7 @@ mod cross_audit;
 mod error;
 mod jwt;
 mod migrate;
+mod nesting;
 mod privilege;
 mod quota;
 mod routing;

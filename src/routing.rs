@@ -32,6 +32,7 @@
 //! Single node (no Citus loaded): the hook passes every query through untouched.
 
 use crate::context;
+use crate::nesting::Nesting;
 use crate::privilege;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -46,7 +47,7 @@ unsafe impl<T> Sync for Backend<T> {}
 static PREV: Backend<Cell<pg_sys::planner_hook_type>> = Backend(Cell::new(None));
 /// Nesting of the hook: only the outermost planning folds (Citus plans subqueries again, and the
 /// lookups below run queries of their own).
-static DEPTH: Backend<Cell<u32>> = Backend(Cell::new(0));
+static DEPTH: Nesting = Nesting::new();
 /// The tenant cached plans of this backend were folded for, if any since the last invalidation.
 static FOLDED: Backend<Cell<Option<i64>>> = Backend(Cell::new(None));
 /// Per table: the tenant column that is also its distribution column (attnum), or None.
@@ -124,18 +125,18 @@ unsafe extern "C-unwind" fn planner(
     cursor_options: c_int,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
-    let depth = DEPTH.0.get();
+    let depth = DEPTH.get();
     let folded = if depth == 0 && crate::citus::loaded() {
         try_fold(parse)
     } else {
         0
     };
-    DEPTH.0.set(depth + 1);
+    DEPTH.set(depth + 1);
     let stmt = match PREV.0.get() {
         Some(prev) => prev(parse, query_string, cursor_options, bound_params),
         None => raw_standard_planner(parse, query_string, cursor_options, bound_params),
     };
-    DEPTH.0.set(depth);
+    DEPTH.set(depth);
     if folded != 0 {
         mark_folded(stmt, folded);
     }
@@ -149,9 +150,9 @@ unsafe extern "C-unwind" fn try_fold(parse: *mut pg_sys::Query) -> i64 {
         return 0;
     }
     // The lookups below plan queries of their own: not folded.
-    DEPTH.0.set(1);
+    DEPTH.set(1);
     PgTryBuilder::new(|| fold(parse).unwrap_or(0))
-        .finally(|| DEPTH.0.set(0))
+        .finally(|| DEPTH.set(0))
         .execute()
 }
 
@@ -168,41 +169,19 @@ unsafe extern "C-unwind" fn mark_folded(stmt: *mut pg_sys::PlannedStmt, tenant: 
     FOLDED.0.set(Some(tenant));
 }
 
-/// DEPTH at each open subtransaction's start, to put it back when one aborts.
-static SUB_DEPTHS: Backend<RefCell<Vec<u32>>> = Backend(RefCell::new(Vec::new()));
-
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
-    if event == pg_sys::XactEvent::XACT_EVENT_ABORT
-        || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
-    {
-        DEPTH.0.set(0);
-    }
-    if event != pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT {
-        SUB_DEPTHS.0.borrow_mut().clear();
-    }
+    DEPTH.on_xact(event);
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn subxact_callback(
     event: pg_sys::SubXactEvent::Type,
-    _my: pg_sys::SubTransactionId,
+    my_subid: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,
     _arg: *mut c_void,
 ) {
-    let mut depths = SUB_DEPTHS.0.borrow_mut();
-    match event {
-        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => depths.push(DEPTH.0.get()),
-        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
-            depths.pop();
-        }
-        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
-            if let Some(d) = depths.pop() {
-                DEPTH.0.set(d);
-            }
-        }
-        _ => {}
-    }
+    DEPTH.on_subxact(event, my_subid);
 }
 
 /// What the fold puts in: the tenant as a value of the tenant column's type.
