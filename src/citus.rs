@@ -580,6 +580,8 @@ fn on_workers(cmd: &str, what: &str) -> i32 {
 fn sync_keys(keys: &NodeKeys) -> i32 {
     let mut workers = 0;
     for (id, secret) in keys {
+        // Command text for run_command_on_workers (no parameters there): an i32 and a
+        // quote_literal'ed hex string.
         let cmd = format!(
             "SELECT tenant._node_key_install({id}, {})",
             pgrx::spi::quote_literal(hex(secret))
@@ -677,6 +679,8 @@ fn citus_retire_node_key(key_id: Option<i32>) -> i32 {
             Some("Run SELECT tenant.citus_rotate_node_key() first, then retire this key once the transactions that started before have ended.".into()),
         );
     }
+    // run_command_on_workers takes the command as text (no parameters reach the workers): the
+    // only value in it is `id`, an i32, which renders as digits.
     let workers = on_workers(
         &format!("SELECT tenant._node_key_remove({id})"),
         "retire the node key",
