@@ -1114,7 +1114,7 @@ fn key_ids(db: &CitusDb) -> Vec<Vec<i32>> {
 /// must not be recorded again: they were, recursively, until "stack depth limit exceeded" (it
 /// showed now and then, when a full cache reset came in mid-transaction).
 #[test]
-fn a_statement_audited_while_the_key_cache_is_stale_is_recorded_once() {
+fn a_statement_audited_after_other_sessions_changed_keys_and_registry_is_recorded_once() {
     let db = CitusDb::new("stalekeys");
     with_projects(&db);
     let before = all_rows(&db);
