@@ -17,9 +17,7 @@ use crate::token::{self, Claims};
 use pgrx::datum::{Interval, Uuid};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
-use pgrx::PgOid;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 const PG_EPOCH_UNIX: i64 = 946_684_800;
 /// The marker row of `tenant.used_tokens`: its `expires_at` is the time since which the table
@@ -35,7 +33,6 @@ unsafe impl<T> Sync for Backend<T> {}
 /// Since when `tenant.used_tokens` remembers, read once per backend (a crash, the only thing that
 /// empties the table, also ends every backend).
 static REMEMBERS_SINCE: Backend<Cell<Option<i64>>> = Backend(Cell::new(None));
-static CONSUME: Backend<RefCell<Option<OwnedPreparedStatement>>> = Backend(RefCell::new(None));
 static SIGNED: Backend<Cell<u32>> = Backend(Cell::new(0));
 
 pub(crate) fn now_unix() -> i64 {
@@ -164,40 +161,208 @@ pub(crate) fn remembers_since() -> i64 {
 /// of the same token waits for the first user's transaction and is refused if that commits.
 /// Shared by the extension's own tokens and JWTs with a `jti` (their ids never collide: one is
 /// random, the other a hash of key id and jti).
+///
+/// Written straight into the table and its primary key, without SPI, a plan or a role switch
+/// (the request path's dearest part when it was an `INSERT ... ON CONFLICT`). A lock on the token
+/// id, held only around the insert, serialises its users there. The row goes in with a partial
+/// unique check of the primary key (one descent; no wait, no error); if the index already holds
+/// an entry for the id, the row is taken back and a dirty-snapshot probe says whose the entry is —
+/// committed or this transaction's own: used; another transaction's still in progress: wait for
+/// that transaction (a `transactionid` lock, as an `INSERT` would), then try again. No code runs
+/// but the table's and its index's access methods: the table has no triggers, defaults or
+/// constraints the caller could have planted (the owner alone can alter it).
 pub(crate) fn consume(token_id: [u8; 16], expires_at: i64) -> bool {
-    privilege::as_owner(|| {
-        Spi::connect_mut(|c| {
-            let mut slot = CONSUME.0.borrow_mut();
-            if slot.is_none() {
-                let stmt = c.prepare_mut(
-                    "INSERT INTO tenant.used_tokens (token_id, expires_at) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING RETURNING 1",
-                    &[
-                        PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDOID),
-                        PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID),
-                    ],
-                )?;
-                *slot = Some(stmt.keep());
-            }
-            let stmt = slot.as_ref().expect("prepared above");
-            let inserted = c.update(
-                stmt,
+    unsafe {
+        if pg_sys::RecoveryInProgress() || pg_sys::XactReadOnly {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                "cannot record the token's use in a read-only transaction".into(),
+                Some(
+                    "Tokens are single-use: using one writes its id to tenant.used_tokens.".into(),
+                ),
+                Some("Call it in a read-write transaction on the primary.".into()),
+            );
+        }
+        let heap = pg_sys::table_open(used_tokens_oid(), pg_sys::RowExclusiveLock as i32);
+        #[cfg(not(feature = "pg18"))]
+        let pk = pg_sys::RelationGetPrimaryKeyIndex(heap);
+        #[cfg(feature = "pg18")]
+        let pk = pg_sys::RelationGetPrimaryKeyIndex(heap, false);
+        if pk == pg_sys::InvalidOid {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "tenant.used_tokens has no primary key".into(),
                 None,
-                &[Uuid::from_bytes(token_id).into(), expires_at.into()],
-            )?;
-            Ok::<_, pgrx::spi::Error>(!inserted.is_empty())
-        })
-    })
-    .unwrap_or_else(|e| {
-        // A failed plan may be stale (the extension was re-created in this session): drop it.
-        CONSUME.0.borrow_mut().take();
-        error::raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("could not record the token's use: {e}"),
-            None,
-            Some("set_tenant_signed writes to tenant.used_tokens: it needs a read-write transaction on the primary.".into()),
-        )
-    })
+                Some("Re-create the extension's tables: ALTER EXTENSION qualityfoundry_tenant UPDATE, or reinstall.".into()),
+            );
+        }
+        let index = pg_sys::index_open(pk, pg_sys::RowExclusiveLock as i32);
+        // A uuid Datum points at its 16 bytes (pg_uuid_t).
+        let mut id = token_id;
+        let id_datum = pg_sys::Datum::from(id.as_mut_ptr());
+        let tag = token_lock_tag(&token_id);
+        let first_use = loop {
+            pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false);
+            let (inserted, mut tid) = insert(heap, index, id_datum, expires_at);
+            if inserted {
+                pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, false);
+                break true;
+            }
+            // The index holds another entry for the id: take our row back, then see whose it is.
+            pg_sys::CommandCounterIncrement();
+            pg_sys::simple_heap_delete(heap, &mut tid);
+            let found = probe(heap, index, id_datum);
+            pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, false);
+            match found {
+                Probe::Used => break false,
+                Probe::InProgress(xid, mut tid) => pg_sys::XactLockTableWait(
+                    xid,
+                    heap,
+                    &mut tid,
+                    pg_sys::XLTW_Oper::XLTW_InsertIndex,
+                ),
+                // That transaction ended (rolled back) in between: try again.
+                Probe::Unused => {}
+            }
+        };
+        // The table and index locks stay until the transaction ends, like an INSERT's.
+        pg_sys::index_close(index, pg_sys::NoLock as i32);
+        pg_sys::table_close(heap, pg_sys::NoLock as i32);
+        first_use
+    }
+}
+
+/// Inserts a row for the id and its primary-key entry; false (the row's tid to take back) when
+/// the index already holds a live or in-progress entry for it (a partial unique check: no wait,
+/// no error).
+unsafe fn insert(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    id: pg_sys::Datum,
+    expires_at: i64,
+) -> (bool, pg_sys::ItemPointerData) {
+    unsafe {
+        let mut values = [id, pg_sys::Datum::from(expires_at)];
+        let mut nulls = [false, false];
+        let tuple =
+            pg_sys::heap_form_tuple((*heap).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::simple_heap_insert(heap, tuple);
+        let mut key = [id];
+        let mut key_null = [false];
+        let unique = pg_sys::index_insert(
+            index,
+            key.as_mut_ptr(),
+            key_null.as_mut_ptr(),
+            &mut (*tuple).t_self,
+            heap,
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_PARTIAL,
+            false,
+            pg_sys::BuildIndexInfo(index),
+        );
+        let tid = (*tuple).t_self;
+        pg_sys::heap_freetuple(tuple);
+        (unique, tid)
+    }
+}
+
+/// `tenant.used_tokens`, looked up by name (a re-created extension has a new table).
+fn used_tokens_oid() -> pg_sys::Oid {
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"tenant".as_ptr(), false);
+        let oid = pg_sys::get_relname_relid(c"used_tokens".as_ptr(), schema);
+        if oid == pg_sys::InvalidOid {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                "relation \"tenant.used_tokens\" does not exist".into(),
+                None,
+                Some("Re-create the extension's tables: ALTER EXTENSION qualityfoundry_tenant UPDATE, or reinstall.".into()),
+            );
+        }
+        oid
+    }
+}
+
+/// The lock that serialises the users of one token id from probe to insert: an advisory-type tag whose
+/// last field (`objsubid` in `pg_locks`) no SQL function can take (`pg_advisory_*` use 1 and 2),
+/// so no application can hold it to make another session wait.
+fn token_lock_tag(token_id: &[u8; 16]) -> pg_sys::LOCKTAG {
+    let word = |i: usize| {
+        u32::from_be_bytes([
+            token_id[i],
+            token_id[i + 1],
+            token_id[i + 2],
+            token_id[i + 3],
+        ])
+    };
+    pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: word(0) ^ word(8),
+        locktag_field3: word(4) ^ word(12),
+        locktag_field4: TOKEN_LOCK_SUBID,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
+
+/// The `objsubid` of the token locks (see [`token_lock_tag`]).
+const TOKEN_LOCK_SUBID: u16 = 0x5154;
+
+/// What the primary key holds for a token id.
+enum Probe {
+    Unused,
+    /// Committed, or this transaction's own (a dirty snapshot sees both).
+    Used,
+    /// Inserted by this other transaction, still in progress (its row's tid).
+    InProgress(pg_sys::TransactionId, pg_sys::ItemPointerData),
+}
+
+unsafe fn probe(heap: pg_sys::Relation, index: pg_sys::Relation, id: pg_sys::Datum) -> Probe {
+    unsafe {
+        let mut snapshot: pg_sys::SnapshotData = std::mem::zeroed();
+        snapshot.snapshot_type = pg_sys::SnapshotType::SNAPSHOT_DIRTY;
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::RegProcedure::from(pg_sys::F_UUID_EQ),
+            id,
+        );
+        #[cfg(not(feature = "pg18"))]
+        let scan = pg_sys::index_beginscan(heap, index, &mut snapshot, 1, 0);
+        #[cfg(feature = "pg18")]
+        let scan = pg_sys::index_beginscan(heap, index, &mut snapshot, std::ptr::null_mut(), 1, 0);
+        pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let found = if pg_sys::index_getnext_slot(
+            scan,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            slot,
+        ) {
+            // The dirty snapshot names an inserter that is neither committed nor this transaction.
+            if snapshot.xmin != pg_sys::InvalidTransactionId {
+                Probe::InProgress(snapshot.xmin, (*slot).tts_tid)
+            } else {
+                Probe::Used
+            }
+        } else {
+            Probe::Unused
+        };
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        found
+    }
+}
+
+/// A fresh token id: the time in microseconds (big-endian), then 8 random bytes. Unique without
+/// being secret (the MAC makes a token, not its id); time-ordered so that recording uses appends
+/// to the right edge of `used_tokens`' primary key, where a B-tree insert skips the descent.
+fn new_token_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    id[..8].copy_from_slice(&now.to_be_bytes());
+    id[8..].copy_from_slice(&random_bytes::<8>());
+    id
 }
 
 /// Deletes some expired used-token rows (never the marker). Bounded: at most 1,000 per call.
@@ -271,7 +436,7 @@ fn sign_context(
             tenant_id: row.id,
             issued_at: now_unix(),
             expires_at: expires_at.unwrap_or(0),
-            token_id: random_bytes::<16>(),
+            token_id: new_token_id(),
             user: user_id.map(str::to_string),
             role: tenant_role.map(str::to_string),
         },

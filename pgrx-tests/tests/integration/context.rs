@@ -766,6 +766,7 @@ mod hardening {
         cross_tenant_mode_has_the_context_scopes_and_is_never_inherited,
         bound_tenant_superusers_stay_in_their_tenant_unless_a_superuser_allows_it,
         a_token_works_once_and_never_in_another_session,
+        a_token_is_spent_only_by_a_transaction_that_commits,
         tokens_issued_before_the_used_token_table_was_emptied_are_refused,
         rotate_zero_retires_every_earlier_key,
         pg_read_all_data_cannot_read_the_signing_keys,
@@ -1283,6 +1284,92 @@ mod hardening {
         }
         first.batch_execute("COMMIT").unwrap();
         assert_eq!(racer.join().unwrap(), Err("42501".to_string()));
+        assert_eq!(db.all_projects().len(), 6);
+    }
+
+    /// A use is recorded with the transaction that made it: a rolled-back use (also one a
+    /// concurrent user waited for) leaves the token usable, a read-only transaction cannot use it
+    /// at all (25006, nothing recorded), and two uses in one transaction are one too many.
+    fn a_token_is_spent_only_by_a_transaction_that_commits(c: &'static Cluster) {
+        let db = db_on(c, "tok_abort");
+        let t = token(&db, "acme");
+        let mut app = db.connect("app");
+        let (code, msg) = refusal(app.batch_execute(&format!(
+            "BEGIN READ ONLY; SELECT tenant.set_tenant_signed('{t}', true)"
+        )));
+        assert_eq!(code, "25006", "{msg}");
+        assert!(msg.contains("read-only"), "{msg}");
+        app.batch_execute("ROLLBACK").unwrap();
+        assert_eq!(visible(&mut app), vec![]);
+        // Used in a transaction that rolls back: still unused.
+        app.batch_execute("BEGIN").unwrap();
+        app.query_one("SELECT tenant.set_tenant_signed($1, true)", &[&t])
+            .unwrap();
+        assert_eq!(visible(&mut app), ACME);
+        app.batch_execute("ROLLBACK").unwrap();
+        // A second session waits for a first use that then rolls back, and gets in.
+        let mut first = db.connect("app");
+        first.batch_execute("BEGIN").unwrap();
+        first
+            .query_one("SELECT tenant.set_tenant_signed($1, true)", &[&t])
+            .unwrap();
+        let name = db.name.clone();
+        let cluster = db.cluster;
+        let t2 = t.clone();
+        let role = db.role("app");
+        let racer = std::thread::spawn(move || {
+            let mut c = qft_integration_tests::postgres::Client::connect(
+                &cluster.conninfo(&role, &name),
+                qft_integration_tests::postgres::NoTls,
+            )
+            .unwrap();
+            let r = c
+                .query_one("SELECT tenant.set_tenant_signed($1)", &[&t2])
+                .map(|r| r.get::<_, i64>(0))
+                .map_err(|e| sqlstate(&e));
+            (r, visible(&mut c))
+        });
+        let mut su = db.superuser();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while one::<i64>(
+            &mut su,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND usename = '{}' AND wait_event_type = 'Lock' AND pid <> {}",
+                db.role("app"),
+                one::<i32>(&mut first, "SELECT pg_backend_pid()")
+            ),
+        ) == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second user never waited"
+            );
+            std::thread::yield_now();
+        }
+        first.batch_execute("ROLLBACK").unwrap();
+        let (won, rows) = racer.join().unwrap();
+        assert_eq!(won, Ok(1));
+        assert_eq!(rows, ACME);
+        // Now spent: refused everywhere, also twice in one transaction.
+        expect_sqlstate(
+            app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t]),
+            "42501",
+        );
+        let t = token(&db, "acme");
+        app.batch_execute("BEGIN").unwrap();
+        app.query_one("SELECT tenant.set_tenant_signed($1, true)", &[&t])
+            .unwrap();
+        expect_sqlstate(
+            app.query_one("SELECT tenant.set_tenant_signed($1, true)", &[&t]),
+            "42501",
+        );
+        app.batch_execute("ROLLBACK").unwrap();
+        let rows: i64 = one(
+            &mut su,
+            "SELECT count(*) FROM tenant.used_tokens WHERE token_id <> '00000000-0000-0000-0000-000000000000'",
+        );
+        assert_eq!(rows, 1, "only the committed use is recorded");
         assert_eq!(db.all_projects().len(), 6);
     }
 
