@@ -1017,16 +1017,10 @@ fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal
     support_answer(folded)
 }
 
-/// The tenant a plan may take as a constant for `current_tenant_id()`: Some(current value) only
-/// for a session whose tenant cannot change without a registry change, i.e. a session user bound
-/// by `tenant.role_bindings` that is the login role itself and no superuser (so `SET SESSION
-/// AUTHORIZATION` cannot make another role the session user), outside a migration step and where
-/// Citus is not loaded (a worker's tenant is the node context). Every registry change then resets
-/// the backend's plan cache (`relcache_changed`), so suspension, unbinding and rebinding reach
-/// prepared statements, generic plans and PL/pgSQL plans from their next execution. Folding is
-/// refused when the planner has no query (`root` NULL: expression_planner, whose results
-/// PostgreSQL keeps outside the plan cache, e.g. domain constraints in the type cache).
-fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
+/// The simplification request of a planner call that may fold a getter: one with a query
+/// (`root`; not expression_planner, whose results PostgreSQL keeps outside the plan cache), where
+/// Citus is not loaded (a worker's context is the node context) and outside a migration step.
+fn foldable_request(request: *mut pg_sys::Node) -> Option<*mut pg_sys::SupportRequestSimplify> {
     // SAFETY: the planner passes a support request node; its tag says which.
     if request.is_null() || unsafe { (*request).type_ } != pg_sys::NodeTag::T_SupportRequestSimplify
     {
@@ -1039,6 +1033,20 @@ fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
     {
         return None;
     }
+    Some(req)
+}
+
+/// The tenant a plan may take as a constant for `current_tenant_id()`: Some(current value) only
+/// for a session whose tenant cannot change without a registry change, i.e. a session user bound
+/// by `tenant.role_bindings` that is the login role itself and no superuser (so `SET SESSION
+/// AUTHORIZATION` cannot make another role the session user), outside a migration step and where
+/// Citus is not loaded (a worker's tenant is the node context). Every registry change then resets
+/// the backend's plan cache (`relcache_changed`), so suspension, unbinding and rebinding reach
+/// prepared statements, generic plans and PL/pgSQL plans from their next execution. Folding is
+/// refused when the planner has no query (`root` NULL: expression_planner, whose results
+/// PostgreSQL keeps outside the plan cache, e.g. domain constraints in the type cache).
+fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
+    foldable_request(request)?;
     let session = session_user();
     let login = unsafe { pg_sys::GetAuthenticatedUserId() };
     if session != login || unsafe { pg_sys::superuser_arg(login) } {
@@ -1225,23 +1233,11 @@ unsafe extern "C-unwind" fn role_subxact_callback(
     }
 }
 
-/// The role in force, when this planner call may fold for it: a simplification request with a
-/// query (root), no Citus (a worker's context is the node context), no migration step, and the
-/// plans made since the last reset assumed this role or none (otherwise nothing is folded until
+/// The role in force, when this planner call may fold for it (`foldable_request`) and the plans
+/// made since the last reset assumed this role or none (otherwise nothing is folded until
 /// the next reset: the call is evaluated per execution, as without folding).
 fn role_fold(request: *mut pg_sys::Node) -> Option<Option<String>> {
-    // SAFETY: the planner passes a support request node; its tag says which.
-    if request.is_null() || unsafe { (*request).type_ } != pg_sys::NodeTag::T_SupportRequestSimplify
-    {
-        return None;
-    }
-    let req = request.cast::<pg_sys::SupportRequestSimplify>();
-    if unsafe { (*req).root }.is_null()
-        || crate::citus::loaded()
-        || crate::migrate::step_tenant().is_some()
-    {
-        return None;
-    }
+    foldable_request(request)?;
     let role = role_in_force();
     let mut folded = FOLD_ROLE.0.borrow_mut();
     match &*folded {
@@ -1392,13 +1388,10 @@ fn tenant_role_in_support(request: pgrx::datum::Internal) -> pgrx::datum::Intern
 /// The constant, non-NULL text array a simplification request's call passes, if it does.
 fn roles_arg<'a>(request: *mut pg_sys::Node) -> Option<pgrx::datum::Array<'a, &'a str>> {
     use pgrx::datum::FromDatum;
-    if request.is_null() || unsafe { (*request).type_ } != pg_sys::NodeTag::T_SupportRequestSimplify
-    {
-        return None;
-    }
+    let req = foldable_request(request)?;
     // SAFETY: a simplification request carries the FuncExpr being simplified.
     unsafe {
-        let call = (*request.cast::<pg_sys::SupportRequestSimplify>()).fcall;
+        let call = (*req).fcall;
         if call.is_null() || (*call).args.is_null() || (*(*call).args).length != 1 {
             return None;
         }
