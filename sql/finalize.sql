@@ -19,12 +19,17 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 -- initial privileges the GRANT of 0.1.0 recorded go with it (pg_dump then dumps none for them,
 -- as for any function with its default ACL).
 GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active(),
-    tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid() TO PUBLIC;
+    tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid(),
+    tenant._tenant_role_in(text[]), tenant._current_tenant_id_as(text), tenant._current_tenant_uuid_as(text) TO PUBLIC;
 WITH getters(oid) AS (
     SELECT p.oid FROM pg_catalog.pg_proc p
      WHERE p.oid IN ('tenant.current_tenant_id()'::pg_catalog.regprocedure, 'tenant.current_tenant()'::pg_catalog.regprocedure,
                      'tenant.cross_tenant_active()'::pg_catalog.regprocedure, 'tenant.current_user_id()'::pg_catalog.regprocedure,
-                     'tenant.current_tenant_role()'::pg_catalog.regprocedure, 'tenant.current_tenant_uuid()'::pg_catalog.regprocedure)
+                     'tenant.current_tenant_role()'::pg_catalog.regprocedure, 'tenant.current_tenant_uuid()'::pg_catalog.regprocedure,
+                     -- role limits' policies and the getters a plan folded for a role calls
+                     'tenant._tenant_role_in(text[])'::pg_catalog.regprocedure,
+                     'tenant._current_tenant_id_as(text)'::pg_catalog.regprocedure,
+                     'tenant._current_tenant_uuid_as(text)'::pg_catalog.regprocedure)
 ), acl AS (
     UPDATE pg_catalog.pg_proc p SET proacl = NULL FROM getters g WHERE p.oid = g.oid RETURNING p.oid
 )

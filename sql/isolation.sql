@@ -35,9 +35,16 @@
 -- tenant.role_limits for the table (or a table it inherits from: partitions follow their parent)
 -- adds one policy, tenant._role_limit_shape:
 --   qft_role_<command>  RESTRICTIVE  <command>  TO PUBLIC
---       (tenant.current_tenant_role() = ANY ('{<roles>}'::text[])) OR tenant.cross_tenant_active()
--- A context without a role (NULL) is in no list. No column in it: the planner evaluates it once
--- per scan, beside the tenant column's index condition.
+--       (tenant._tenant_role_in('{<roles>}'::text[]) OR tenant.cross_tenant_active())
+-- A context without a role is in no list. No column in it. Planner support
+-- (tenant._tenant_role_in_support, src/context.rs "Folding the tenant role") answers the call at
+-- plan time for the role in force, and keys the plan's tenant getters to that role
+-- (tenant._current_tenant_id_as('<role>')), so a plan made for one role returns nothing for
+-- another; the plan cache is reset when the role in force changes. That needs a tenant getter in
+-- a policy every row must pass: isolated tables without shared rows and pinned tables get this
+-- form; tables with shared rows (qft_shared_read has no getter) and template-schema tables get
+--       ((tenant.current_tenant_role() = ANY ('{<roles>}'::text[])) OR tenant.cross_tenant_active())
+-- evaluated per execution.
 -- ---------------------------------------------------------------------------------------------
 
 ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
@@ -46,6 +53,7 @@ ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support
 -- the backend's plan cache (src/context.rs, bound_fold).
 ALTER FUNCTION tenant.current_tenant_id() SUPPORT tenant._current_tenant_support;
 ALTER FUNCTION tenant.current_tenant_uuid() SUPPORT tenant._current_tenant_uuid_support;
+ALTER FUNCTION tenant._tenant_role_in(text[]) SUPPORT tenant._tenant_role_in_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.
@@ -93,14 +101,18 @@ $$;
 -- The policy of one tenant.role_limits row: command SELECT|INSERT|UPDATE|DELETE|ALL, roles the
 -- tenant roles allowed (sorted, distinct, validated by tenant.limit_tenant_roles: no backslash and
 -- no double quote, so the array's text has no backslash and quote_literal writes the literal
--- exactly as pg_get_expr renders it).
-CREATE OR REPLACE FUNCTION tenant._role_limit_shape(command text, roles text[])
+-- exactly as pg_get_expr renders it); foldable: the table has a tenant getter in a policy every
+-- row passes (see the template's comment above).
+CREATE OR REPLACE FUNCTION tenant._role_limit_shape(command text, roles text[], foldable boolean)
 RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH e(expr) AS (
-        SELECT '((tenant.current_tenant_role() = ANY (' || quote_literal(roles::text) || '::text[])) OR tenant.cross_tenant_active())'
+        SELECT CASE WHEN foldable
+                    THEN '(tenant._tenant_role_in(' || quote_literal(roles::text) || '::text[]) OR tenant.cross_tenant_active())'
+                    ELSE '((tenant.current_tenant_role() = ANY (' || quote_literal(roles::text) || '::text[])) OR tenant.cross_tenant_active())'
+               END
     )
     SELECT ('qft_role_' || lower(command))::name, false, c.cmd, ARRAY['PUBLIC'],
            CASE WHEN c.cmd <> 'a' THEN e.expr END, CASE WHEN c.cmd IN ('a', 'w', '*') THEN e.expr END
@@ -144,7 +156,8 @@ AS $$
         UNION ALL
         -- Role limits of the table or of the nearest table it inherits from that has one.
         SELECT s.*, a.depth FROM ancestors a JOIN tenant.role_limits l ON l.relid::oid = a.relid,
-               tenant._role_limit_shape(l.command, l.roles) s
+               tenant._role_limit_shape(l.command, l.roles,
+                                        EXISTS (SELECT FROM pin) OR EXISTS (SELECT FROM iso WHERE NOT iso.shared)) s
     )
     -- qft_cross_tenant is the same in both shapes: one of it.
     SELECT DISTINCT ON (r.polname) r.polname, r.permissive, r.cmd, r.roles, r.qual, r.with_check

@@ -338,6 +338,14 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cross_tenant_support_wrapper';
 
+-- qualityfoundry_tenant::context::_current_tenant_id_as
+CREATE OR REPLACE FUNCTION tenant."_current_tenant_id_as"(
+	"role" TEXT /* & str */
+) RETURNS bigint /* Option < i64 > */
+STRICT STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_tenant_id_as_wrapper';
+
 -- qualityfoundry_tenant::context::_current_tenant_support
 CREATE OR REPLACE FUNCTION tenant."_current_tenant_support"(
 	"request" internal /* pgrx :: datum :: Internal */
@@ -345,6 +353,14 @@ CREATE OR REPLACE FUNCTION tenant."_current_tenant_support"(
 IMMUTABLE PARALLEL SAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'current_tenant_support_wrapper';
+
+-- qualityfoundry_tenant::context::_current_tenant_uuid_as
+CREATE OR REPLACE FUNCTION tenant."_current_tenant_uuid_as"(
+	"role" TEXT /* & str */
+) RETURNS uuid /* Option < pgrx :: datum :: Uuid > */
+STRICT STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_tenant_uuid_as_wrapper';
 
 -- qualityfoundry_tenant::context::_current_tenant_uuid_support
 CREATE OR REPLACE FUNCTION tenant."_current_tenant_uuid_support"(
@@ -367,6 +383,22 @@ CREATE OR REPLACE FUNCTION tenant."_require_superuser"(
 STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'require_superuser_sql_wrapper';
+
+-- qualityfoundry_tenant::context::_tenant_role_in
+CREATE OR REPLACE FUNCTION tenant."_tenant_role_in"(
+	"roles" TEXT[] /* pgrx :: datum :: Array < & str > */
+) RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tenant_role_in_wrapper';
+
+-- qualityfoundry_tenant::context::_tenant_role_in_support
+CREATE OR REPLACE FUNCTION tenant."_tenant_role_in_support"(
+	"request" internal /* pgrx :: datum :: Internal */
+) RETURNS internal /* pgrx :: datum :: Internal */
+IMMUTABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tenant_role_in_support_wrapper';
 
 -- qualityfoundry_tenant::context::clear_tenant
 CREATE OR REPLACE FUNCTION tenant."clear_tenant"() RETURNS void
@@ -1071,9 +1103,16 @@ $$;
 -- tenant.role_limits for the table (or a table it inherits from: partitions follow their parent)
 -- adds one policy, tenant._role_limit_shape:
 --   qft_role_<command>  RESTRICTIVE  <command>  TO PUBLIC
---       (tenant.current_tenant_role() = ANY ('{<roles>}'::text[])) OR tenant.cross_tenant_active()
--- A context without a role (NULL) is in no list. No column in it: the planner evaluates it once
--- per scan, beside the tenant column's index condition.
+--       (tenant._tenant_role_in('{<roles>}'::text[]) OR tenant.cross_tenant_active())
+-- A context without a role is in no list. No column in it. Planner support
+-- (tenant._tenant_role_in_support, src/context.rs "Folding the tenant role") answers the call at
+-- plan time for the role in force, and keys the plan's tenant getters to that role
+-- (tenant._current_tenant_id_as('<role>')), so a plan made for one role returns nothing for
+-- another; the plan cache is reset when the role in force changes. That needs a tenant getter in
+-- a policy every row must pass: isolated tables without shared rows and pinned tables get this
+-- form; tables with shared rows (qft_shared_read has no getter) and template-schema tables get
+--       ((tenant.current_tenant_role() = ANY ('{<roles>}'::text[])) OR tenant.cross_tenant_active())
+-- evaluated per execution.
 -- ---------------------------------------------------------------------------------------------
 
 ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support;
@@ -1082,6 +1121,7 @@ ALTER FUNCTION tenant.cross_tenant_active() SUPPORT tenant._cross_tenant_support
 -- the backend's plan cache (src/context.rs, bound_fold).
 ALTER FUNCTION tenant.current_tenant_id() SUPPORT tenant._current_tenant_support;
 ALTER FUNCTION tenant.current_tenant_uuid() SUPPORT tenant._current_tenant_uuid_support;
+ALTER FUNCTION tenant._tenant_role_in(text[]) SUPPORT tenant._tenant_role_in_support;
 
 -- The policies of one shape. roles: role names, 'PUBLIC' for every role. shared_col: the quoted
 -- tenant column when rows with a NULL tenant are shared, else NULL.
@@ -1129,14 +1169,18 @@ $$;
 -- The policy of one tenant.role_limits row: command SELECT|INSERT|UPDATE|DELETE|ALL, roles the
 -- tenant roles allowed (sorted, distinct, validated by tenant.limit_tenant_roles: no backslash and
 -- no double quote, so the array's text has no backslash and quote_literal writes the literal
--- exactly as pg_get_expr renders it).
-CREATE OR REPLACE FUNCTION tenant._role_limit_shape(command text, roles text[])
+-- exactly as pg_get_expr renders it); foldable: the table has a tenant getter in a policy every
+-- row passes (see the template's comment above).
+CREATE OR REPLACE FUNCTION tenant._role_limit_shape(command text, roles text[], foldable boolean)
 RETURNS TABLE(polname name, permissive boolean, cmd "char", roles text[], qual text, with_check text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH e(expr) AS (
-        SELECT '((tenant.current_tenant_role() = ANY (' || quote_literal(roles::text) || '::text[])) OR tenant.cross_tenant_active())'
+        SELECT CASE WHEN foldable
+                    THEN '(tenant._tenant_role_in(' || quote_literal(roles::text) || '::text[]) OR tenant.cross_tenant_active())'
+                    ELSE '((tenant.current_tenant_role() = ANY (' || quote_literal(roles::text) || '::text[])) OR tenant.cross_tenant_active())'
+               END
     )
     SELECT ('qft_role_' || lower(command))::name, false, c.cmd, ARRAY['PUBLIC'],
            CASE WHEN c.cmd <> 'a' THEN e.expr END, CASE WHEN c.cmd IN ('a', 'w', '*') THEN e.expr END
@@ -1180,7 +1224,8 @@ AS $$
         UNION ALL
         -- Role limits of the table or of the nearest table it inherits from that has one.
         SELECT s.*, a.depth FROM ancestors a JOIN tenant.role_limits l ON l.relid::oid = a.relid,
-               tenant._role_limit_shape(l.command, l.roles) s
+               tenant._role_limit_shape(l.command, l.roles,
+                                        EXISTS (SELECT FROM pin) OR EXISTS (SELECT FROM iso WHERE NOT iso.shared)) s
     )
     -- qft_cross_tenant is the same in both shapes: one of it.
     SELECT DISTINCT ON (r.polname) r.polname, r.permissive, r.cmd, r.roles, r.qual, r.with_check
@@ -5633,12 +5678,17 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 -- initial privileges the GRANT of 0.1.0 recorded go with it (pg_dump then dumps none for them,
 -- as for any function with its default ACL).
 GRANT EXECUTE ON FUNCTION tenant.current_tenant_id(), tenant.current_tenant(), tenant.cross_tenant_active(),
-    tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid() TO PUBLIC;
+    tenant.current_user_id(), tenant.current_tenant_role(), tenant.current_tenant_uuid(),
+    tenant._tenant_role_in(text[]), tenant._current_tenant_id_as(text), tenant._current_tenant_uuid_as(text) TO PUBLIC;
 WITH getters(oid) AS (
     SELECT p.oid FROM pg_catalog.pg_proc p
      WHERE p.oid IN ('tenant.current_tenant_id()'::pg_catalog.regprocedure, 'tenant.current_tenant()'::pg_catalog.regprocedure,
                      'tenant.cross_tenant_active()'::pg_catalog.regprocedure, 'tenant.current_user_id()'::pg_catalog.regprocedure,
-                     'tenant.current_tenant_role()'::pg_catalog.regprocedure, 'tenant.current_tenant_uuid()'::pg_catalog.regprocedure)
+                     'tenant.current_tenant_role()'::pg_catalog.regprocedure, 'tenant.current_tenant_uuid()'::pg_catalog.regprocedure,
+                     -- role limits' policies and the getters a plan folded for a role calls
+                     'tenant._tenant_role_in(text[])'::pg_catalog.regprocedure,
+                     'tenant._current_tenant_id_as(text)'::pg_catalog.regprocedure,
+                     'tenant._current_tenant_uuid_as(text)'::pg_catalog.regprocedure)
 ), acl AS (
     UPDATE pg_catalog.pg_proc p SET proacl = NULL FROM getters g WHERE p.oid = g.oid RETURNING p.oid
 )

@@ -162,7 +162,9 @@ pub fn forget_folded_plans() {
 
 pub fn init() {
     unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0))
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0));
+        pg_sys::RegisterXactCallback(Some(role_xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(role_subxact_callback), std::ptr::null_mut());
     };
     privilege::init();
 }
@@ -680,6 +682,12 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
         Target::Token(t) => Some(t),
         Target::Text(_) | Target::Id(_) => None,
     };
+    // Role folding: whether this call changes the tenant role of a context that was set (which
+    // the end of the transaction or a rollback can bring back), from the settings as they are.
+    let role_after = token.and_then(|t| t.role.as_deref());
+    let role_revertible = (settings::tenant_id_setting() != 0
+        || session_rules(session).binding.is_some())
+        && settings::with_identity(|i| i.and_then(|i| i.role.as_deref()) != role_after);
     if let (Some(bound), _) = session_binding(session) {
         if let Target::Text(None) = target {
             bound_elsewhere(bound);
@@ -690,6 +698,7 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
                     require_member(&rules, superuser, &t, token);
                 }
                 apply_identity(bound, session, local, token);
+                role_entered(role_revertible, role_after);
                 publish_node_context(local.then_some(bound)); // Citus (src/citus.rs)
                 return bound;
             }
@@ -765,6 +774,7 @@ fn enter(target: Target, is_local: Option<bool>) -> i64 {
         local,
     );
     apply_identity(tenant.id, session, local, token);
+    role_entered(role_revertible, role_after);
     LAST_ACTIVE.0.set((tenant.id, GENERATION.0.get()));
     publish_node_context(local.then_some(tenant.id)); // Citus (src/citus.rs)
     if !local {
@@ -912,13 +922,22 @@ pub(crate) fn current_tenant_uuid() -> Option<pgrx::datum::Uuid> {
 /// `f` of the identity in force: the one set with the current context (same tenant, same session
 /// user, a scope the role's rules allow); None otherwise.
 fn with_identity_in_force<R>(f: impl FnOnce(&settings::IdentitySetting) -> Option<R>) -> Option<R> {
-    let (tenant, owner, local) =
+    settings::with_identity(|i| i.is_some()).then_some(())?;
+    identity_in_force_for(current_tenant_id()?, f)
+}
+
+/// As `with_identity_in_force`, `tenant` being the current tenant (already looked up).
+fn identity_in_force_for<R>(
+    tenant: i64,
+    f: impl FnOnce(&settings::IdentitySetting) -> Option<R>,
+) -> Option<R> {
+    let (id, owner, local) =
         settings::with_identity(|i| i.map(|i| (i.tenant.id, i.tenant.owner, i.tenant.local)))?;
     let session = session_user();
-    if owner != session.to_u32() || (session_rules(session).transaction_scope && !local) {
-        return None;
-    }
-    if current_tenant_id() != Some(tenant) {
+    if id != tenant
+        || owner != session.to_u32()
+        || (session_rules(session).transaction_scope && !local)
+    {
         return None;
     }
     settings::with_identity(|i| i.and_then(f))
@@ -998,16 +1017,10 @@ fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal
     support_answer(folded)
 }
 
-/// The tenant a plan may take as a constant for `current_tenant_id()`: Some(current value) only
-/// for a session whose tenant cannot change without a registry change, i.e. a session user bound
-/// by `tenant.role_bindings` that is the login role itself and no superuser (so `SET SESSION
-/// AUTHORIZATION` cannot make another role the session user), outside a migration step and where
-/// Citus is not loaded (a worker's tenant is the node context). Every registry change then resets
-/// the backend's plan cache (`relcache_changed`), so suspension, unbinding and rebinding reach
-/// prepared statements, generic plans and PL/pgSQL plans from their next execution. Folding is
-/// refused when the planner has no query (`root` NULL: expression_planner, whose results
-/// PostgreSQL keeps outside the plan cache, e.g. domain constraints in the type cache).
-fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
+/// The simplification request of a planner call that may fold a getter: one with a query
+/// (`root`; not expression_planner, whose results PostgreSQL keeps outside the plan cache), where
+/// Citus is not loaded (a worker's context is the node context) and outside a migration step.
+fn foldable_request(request: *mut pg_sys::Node) -> Option<*mut pg_sys::SupportRequestSimplify> {
     // SAFETY: the planner passes a support request node; its tag says which.
     if request.is_null() || unsafe { (*request).type_ } != pg_sys::NodeTag::T_SupportRequestSimplify
     {
@@ -1020,6 +1033,20 @@ fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
     {
         return None;
     }
+    Some(req)
+}
+
+/// The tenant a plan may take as a constant for `current_tenant_id()`: Some(current value) only
+/// for a session whose tenant cannot change without a registry change, i.e. a session user bound
+/// by `tenant.role_bindings` that is the login role itself and no superuser (so `SET SESSION
+/// AUTHORIZATION` cannot make another role the session user), outside a migration step and where
+/// Citus is not loaded (a worker's tenant is the node context). Every registry change then resets
+/// the backend's plan cache (`relcache_changed`), so suspension, unbinding and rebinding reach
+/// prepared statements, generic plans and PL/pgSQL plans from their next execution. Folding is
+/// refused when the planner has no query (`root` NULL: expression_planner, whose results
+/// PostgreSQL keeps outside the plan cache, e.g. domain constraints in the type cache).
+fn bound_fold(request: *mut pg_sys::Node) -> Option<Option<i64>> {
+    foldable_request(request)?;
     let session = session_user();
     let login = unsafe { pg_sys::GetAuthenticatedUserId() };
     if session != login || unsafe { pg_sys::superuser_arg(login) } {
@@ -1054,7 +1081,11 @@ fn support_request(request: pgrx::datum::Internal) -> *mut pg_sys::Node {
     parallel_safe
 )]
 fn current_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
-    support_answer(match bound_fold(support_request(request)) {
+    let request = support_request(request);
+    if let Some(role) = role_keyed_getter(request) {
+        return support_answer(role_keyed_call(RoleKeyed::Id, &role));
+    }
+    support_answer(match bound_fold(request) {
         Some(id) => folded_const(pg_sys::INT8OID, 8, true, id.map(pg_sys::Datum::from)),
         None => std::ptr::null_mut(),
     })
@@ -1085,7 +1116,11 @@ fn folded_const(
     parallel_safe
 )]
 fn current_tenant_uuid_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
-    support_answer(match bound_fold(support_request(request)) {
+    let request = support_request(request);
+    if let Some(role) = role_keyed_getter(request) {
+        return support_answer(role_keyed_call(RoleKeyed::Uuid, &role));
+    }
+    support_answer(match bound_fold(request) {
         Some(id) => {
             let uuid = id.and(current_tenant_uuid()).map(|uuid| unsafe {
                 // A uuid is passed by reference: 16 bytes in the planner's memory context.
@@ -1097,6 +1132,283 @@ fn current_tenant_uuid_support(request: pgrx::datum::Internal) -> pgrx::datum::I
         }
         None => std::ptr::null_mut(),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Folding the tenant role (issue 15). A role limit's policy calls `tenant._tenant_role_in(roles)`;
+// at plan time its support function folds the call to the constant answer for the tenant role in
+// force, so a limited point select costs what the same select costs without the limit (no Filter,
+// no call per execution). A plan folded to `true` must never serve another role: in the same
+// plan, the tenant getters (`current_tenant_id()`, `current_tenant_uuid()`, in the table's
+// isolation or pin policies, which every role-limited table that gets the foldable form has) are
+// rewritten to `tenant._current_tenant_id_as('<role>')` / `_current_tenant_uuid_as('<role>')`,
+// which return the tenant only while that role is the one in force, NULL (no row, no write)
+// otherwise. The rewritten getter is the one both the permissive and the restrictive policy use,
+// so they still merge into one index condition. So a plan that outlives the role it was made for
+// can only hide rows; and to keep it from even hiding them, the backend's plan cache is reset
+// when the role in force changes (`role_entered`, `identity_assigned`, the end of a transaction
+// that changed a context's role), and not when a transaction enters the same role again (the
+// common case: one JWT role, a new transaction-local context per request).
+// ---------------------------------------------------------------------------------------------
+
+/// The tenant role (Some(None): none) that the plans this backend made since its last reset
+/// assumed, if any plan folded or rewrote for one.
+static FOLD_ROLE: Backend<RefCell<Option<Option<String>>>> = Backend(RefCell::new(None));
+/// A setter changed the role of a context that was in force: at the end of the (sub)transaction
+/// the role may revert to what the plans made meanwhile did not assume.
+static RESET_AT_END: Backend<Cell<bool>> = Backend(Cell::new(false));
+static RESET_AT_SUBABORT: Backend<Cell<bool>> = Backend(Cell::new(false));
+
+/// Makes every cached plan of this backend re-plan before its next run (flags only: safe in an
+/// assign hook and a transaction callback).
+fn forget_role_plans() {
+    if FOLD_ROLE.0.borrow_mut().take().is_some() {
+        unsafe { pg_sys::ResetPlanCache() };
+    }
+}
+
+/// The tenant role in force (None: no tenant or no role).
+fn role_in_force() -> Option<String> {
+    identity_in_force_for(current_tenant_id()?, |i| i.role.clone())
+}
+
+/// A setter has just made `after` the role in force; `revertible`: it changed the role of a
+/// context that was set, which a rollback or the end of the transaction can bring back.
+fn role_entered(revertible: bool, after: Option<&str>) {
+    let stale = matches!(&*FOLD_ROLE.0.borrow(), Some(r) if r.as_deref() != after);
+    if stale {
+        forget_role_plans();
+    }
+    if revertible {
+        RESET_AT_END.0.set(true);
+        if unsafe { pg_sys::GetCurrentTransactionNestLevel() } > 1 {
+            RESET_AT_SUBABORT.0.set(true);
+        }
+    }
+}
+
+/// From the identity setting's assign hook (a value restored by a rollback or at the end of a
+/// transaction, RESET): a role other than the plans' makes them re-plan. A restored "no role" is
+/// left to `role_entered` and the transaction callbacks, so the end of every transaction-local
+/// context does not reset the plan cache; a plan that meets it meanwhile returns no row.
+pub fn identity_assigned(role: Option<&str>) {
+    if role.is_none() {
+        return;
+    }
+    let stale = matches!(&*FOLD_ROLE.0.borrow(), Some(r) if r.as_deref() != role);
+    if stale {
+        forget_role_plans();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn role_xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        RESET_AT_SUBABORT.0.set(false);
+        if RESET_AT_END.0.replace(false) {
+            forget_role_plans();
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn role_subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    _my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB && RESET_AT_SUBABORT.0.get() {
+        forget_role_plans();
+    }
+}
+
+/// The role in force, when this planner call may fold for it (`foldable_request`) and the plans
+/// made since the last reset assumed this role or none (otherwise nothing is folded until
+/// the next reset: the call is evaluated per execution, as without folding).
+fn role_fold(request: *mut pg_sys::Node) -> Option<Option<String>> {
+    foldable_request(request)?;
+    let role = role_in_force();
+    let mut folded = FOLD_ROLE.0.borrow_mut();
+    match &*folded {
+        None => *folded = Some(role.clone()),
+        Some(r) if *r == role => {}
+        Some(_) => return None,
+    }
+    Some(role)
+}
+
+/// For the tenant getters' support functions: the role their call is rewritten for, if any.
+fn role_keyed_getter(request: *mut pg_sys::Node) -> Option<String> {
+    if !settings::with_identity(|i| i.is_some_and(|i| i.role.is_some())) {
+        return None; // no role anywhere: nothing to key (and the bound fold stays possible)
+    }
+    role_fold(request).flatten()
+}
+
+#[derive(Clone, Copy)]
+enum RoleKeyed {
+    Id,
+    Uuid,
+}
+
+/// The OIDs of `_current_tenant_id_as(text)` and `_current_tenant_uuid_as(text)`, with the
+/// registry generation they were looked up in (dropping the extension changes it).
+static KEYED_OIDS: Backend<Cell<(u64, Oid, Oid)>> =
+    Backend(Cell::new((0, pg_sys::InvalidOid, pg_sys::InvalidOid)));
+
+fn keyed_oid(kind: RoleKeyed) -> Oid {
+    let generation = GENERATION.0.get();
+    let (at, id, uuid) = KEYED_OIDS.0.get();
+    let (id, uuid) = if at == generation && id != pg_sys::InvalidOid {
+        (id, uuid)
+    } else {
+        let lookup = |signature: &std::ffi::CStr| unsafe {
+            pgrx::direct_function_call::<Oid>(
+                pg_sys::regprocedurein,
+                &[Some(pg_sys::Datum::from(signature.as_ptr()))],
+            )
+            .unwrap_or(pg_sys::InvalidOid)
+        };
+        let found = (
+            lookup(c"tenant._current_tenant_id_as(text)"),
+            lookup(c"tenant._current_tenant_uuid_as(text)"),
+        );
+        KEYED_OIDS.0.set((generation, found.0, found.1));
+        found
+    };
+    match kind {
+        RoleKeyed::Id => id,
+        RoleKeyed::Uuid => uuid,
+    }
+}
+
+/// `tenant._current_tenant_id_as('<role>')` (or the uuid one) as a planner node.
+fn role_keyed_call(kind: RoleKeyed, role: &str) -> *mut pg_sys::Node {
+    let result = match kind {
+        RoleKeyed::Id => pg_sys::INT8OID,
+        RoleKeyed::Uuid => pg_sys::UUIDOID,
+    };
+    let oid = keyed_oid(kind);
+    // SAFETY: plain node constructors in the planner's memory context.
+    unsafe {
+        let text = pg_sys::cstring_to_text_with_len(role.as_ptr().cast(), role.len() as i32);
+        let arg = pg_sys::makeConst(
+            pg_sys::TEXTOID,
+            -1,
+            pg_sys::DEFAULT_COLLATION_OID,
+            -1,
+            pg_sys::Datum::from(text),
+            false,
+            false,
+        );
+        let args = pg_sys::lappend(std::ptr::null_mut(), arg.cast());
+        pg_sys::makeFuncExpr(
+            oid,
+            result,
+            args,
+            pg_sys::InvalidOid,
+            pg_sys::DEFAULT_COLLATION_OID,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        )
+        .cast()
+    }
+}
+
+/// The current tenant while `role` is the tenant role in force, NULL otherwise: what a plan
+/// folded for `role` calls instead of `current_tenant_id()` (see above).
+#[pg_extern(
+    schema = "tenant",
+    name = "_current_tenant_id_as",
+    stable,
+    parallel_safe
+)]
+fn current_tenant_id_as(role: &str) -> Option<i64> {
+    let id = current_tenant_id()?;
+    identity_in_force_for(id, |i| (i.role.as_deref() == Some(role)).then_some(id))
+}
+
+/// As `_current_tenant_id_as`, the current tenant's uuid.
+#[pg_extern(
+    schema = "tenant",
+    name = "_current_tenant_uuid_as",
+    stable,
+    parallel_safe
+)]
+fn current_tenant_uuid_as(role: &str) -> Option<pgrx::datum::Uuid> {
+    current_tenant_id_as(role)?;
+    current_tenant_uuid()
+}
+
+/// Whether the tenant role in force is one of `roles` (no role: false). The policy of a role
+/// limit; folded at plan time (`_tenant_role_in_support`).
+#[pg_extern(schema = "tenant", name = "_tenant_role_in", stable, parallel_safe)]
+fn tenant_role_in(roles: pgrx::datum::Array<&str>) -> bool {
+    role_listed(current_tenant_role().as_deref(), roles)
+}
+
+fn role_listed(role: Option<&str>, roles: pgrx::datum::Array<&str>) -> bool {
+    role.is_some_and(|r| roles.iter().any(|x| x == Some(r)))
+}
+
+/// Planner support for `_tenant_role_in(roles)`: a constant roles array is answered at plan time
+/// for the role in force (`role_fold`), and the plan's tenant getters are keyed to that role
+/// (`current_tenant_support`).
+#[pg_extern(
+    schema = "tenant",
+    name = "_tenant_role_in_support",
+    immutable,
+    parallel_safe
+)]
+fn tenant_role_in_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal {
+    let request = support_request(request);
+    let roles = roles_arg(request);
+    let folded = match roles {
+        Some(roles) => match role_fold(request) {
+            Some(role) => unsafe {
+                pg_sys::makeBoolConst(role_listed(role.as_deref(), roles), false)
+            },
+            None => std::ptr::null_mut(),
+        },
+        None => std::ptr::null_mut(),
+    };
+    support_answer(folded)
+}
+
+/// The constant, non-NULL text array a simplification request's call passes, if it does.
+fn roles_arg<'a>(request: *mut pg_sys::Node) -> Option<pgrx::datum::Array<'a, &'a str>> {
+    use pgrx::datum::FromDatum;
+    let req = foldable_request(request)?;
+    // SAFETY: a simplification request carries the FuncExpr being simplified.
+    unsafe {
+        let call = (*req).fcall;
+        if call.is_null() || (*call).args.is_null() || (*(*call).args).length != 1 {
+            return None;
+        }
+        let arg = pg_sys::list_nth((*call).args, 0).cast::<pg_sys::Node>();
+        if arg.is_null() || (*arg).type_ != pg_sys::NodeTag::T_Const {
+            return None;
+        }
+        let c = arg.cast::<pg_sys::Const>();
+        if (*c).constisnull || (*c).consttype != pg_sys::TEXTARRAYOID {
+            return None;
+        }
+        pgrx::datum::Array::<&str>::from_polymorphic_datum(
+            (*c).constvalue,
+            false,
+            pg_sys::TEXTARRAYOID,
+        )
+    }
 }
 
 fn audit(action: &str, reason: Option<&str>) {

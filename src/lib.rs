@@ -68,6 +68,10 @@ pgrx::extension_sql_file!(
         context::cross_tenant_support,
         context::current_tenant_support,
         context::current_tenant_uuid_support,
+        context::current_tenant_id_as,
+        context::current_tenant_uuid_as,
+        context::tenant_role_in,
+        context::tenant_role_in_support,
         citus::citus_worker
     ]
 );

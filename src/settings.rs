@@ -408,7 +408,10 @@ unsafe extern "C-unwind" fn check_identity(
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn assign_identity(newval: *const c_char, _extra: *mut c_void) {
-    *IDENTITY_VALUE.0.borrow_mut() = parse_identity(hook_text(newval)).unwrap_or(None);
+    let value = parse_identity(hook_text(newval)).unwrap_or(None);
+    // Plans folded for another tenant role re-plan (context.rs, role folding; flags only).
+    crate::context::identity_assigned(value.as_ref().and_then(|i| i.role.as_deref()));
+    *IDENTITY_VALUE.0.borrow_mut() = value;
 }
 
 #[pgrx::pg_guard]

@@ -705,3 +705,338 @@ fn schema_tenants_keep_the_templates_limits_through_clone_pinning_and_migrations
         ["DELETE", "UPDATE"]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cached plans (the role fold, src/context.rs "Folding the tenant role"): a plan answers the role
+// limits for the role in force when it is made, so every kind of cached plan must follow the role
+// when it changes (and a plan that escapes the reset must show nothing).
+
+/// The statements every cached-plan probe runs, each undone afterwards: (label, SQL, returns rows).
+const PROBES: [(&str, &str, bool); 9] = [
+    ("select", "SELECT count(*) FROM public.projects", true),
+    ("tenant", "SELECT tenant.current_tenant_id()", true),
+    (
+        "insert",
+        "INSERT INTO public.projects (id, name) VALUES (900, 'new')",
+        false,
+    ),
+    ("update", "UPDATE public.projects SET name = name", false),
+    ("delete", "DELETE FROM public.projects WHERE id = 100", false),
+    (
+        "upsert",
+        "INSERT INTO public.projects (id, name) VALUES (102, 'upsert') ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name",
+        false,
+    ),
+    (
+        "nothing",
+        "INSERT INTO public.projects (id, name) VALUES (903, 'nothing') ON CONFLICT DO NOTHING",
+        false,
+    ),
+    (
+        "merge",
+        "MERGE INTO public.projects p USING (VALUES (102)) v(id) ON p.id = v.id WHEN MATCHED THEN UPDATE SET name = 'merged'",
+        false,
+    ),
+    (
+        "cte",
+        "WITH u AS (UPDATE public.projects SET name = 'cte' WHERE id = 102 RETURNING id) SELECT count(*) FROM u",
+        true,
+    ),
+];
+
+/// What the probes must give in acme for tenant role `role` (limited_db's limits), `tenant` the
+/// tenant in force (acme: 1) or None.
+fn expected_probes(role: Option<&str>, tenant: Option<i64>) -> Vec<String> {
+    let in_acme = tenant.is_some();
+    let read = in_acme && matches!(role, Some("viewer" | "user" | "admin"));
+    let insert = in_acme && matches!(role, Some("user" | "admin"));
+    let write = in_acme && role == Some("admin");
+    let n = |yes: bool, n: i64| (if yes { n } else { 0 }).to_string();
+    let ok_or_denied = |yes: bool| if yes { "1" } else { "denied" }.to_string();
+    vec![
+        n(read, 3),
+        tenant.map_or("NULL".into(), |t| t.to_string()),
+        ok_or_denied(insert),
+        n(write, 3),
+        n(write, 1),
+        ok_or_denied(write),
+        ok_or_denied(insert),
+        // MERGE: a row the role reads but may not update is an error, one it cannot read is not matched.
+        if write {
+            "1".into()
+        } else if read {
+            "denied".into()
+        } else {
+            "0".into()
+        },
+        n(write, 1),
+    ]
+}
+
+/// Runs the probes as protocol-prepared statements (prepared once per connection, by the caller).
+fn run_prepared(
+    c: &mut Client,
+    stmts: &[qft_integration_tests::postgres::Statement],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for ((label, _, rows), st) in PROBES.iter().zip(stmts) {
+        c.batch_execute("SAVEPOINT probe").unwrap();
+        let r = if *rows {
+            c.query_one(st, &[]).map(|r| {
+                r.get::<_, Option<i64>>(0)
+                    .map_or("NULL".to_string(), |v| v.to_string())
+            })
+        } else {
+            c.execute(st, &[]).map(|n| n.to_string())
+        };
+        out.push(match r {
+            Ok(v) => v,
+            Err(e) if sqlstate(&e) == "42501" => "denied".into(),
+            Err(e) => panic!("{label}: {e}"),
+        });
+        c.batch_execute("ROLLBACK TO SAVEPOINT probe").unwrap();
+    }
+    out
+}
+
+/// A PL/pgSQL function running the probes (its plans are cached for the session), as the caller.
+fn create_plpgsql_probe(db: &TestDb) {
+    let mut body = String::from(
+        "CREATE FUNCTION public.role_probe() RETURNS text[] LANGUAGE plpgsql AS $f$
+         DECLARE out text[] := '{}'; n bigint;
+         BEGIN\n",
+    );
+    for (_, sql, rows) in PROBES {
+        let run = if rows {
+            // SELECT ... INTO: the first column of the row.
+            let (head, tail) = sql.split_once(" FROM ").map_or((sql, ""), |(h, t)| (h, t));
+            if tail.is_empty() {
+                format!("{head} INTO n;")
+            } else {
+                format!("{head} INTO n FROM {tail};")
+            }
+        } else {
+            format!("{sql}; GET DIAGNOSTICS n = ROW_COUNT;")
+        };
+        body.push_str(&format!(
+            "BEGIN {run} RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = coalesce(n::text, 'NULL');
+             EXCEPTION WHEN SQLSTATE 'P0001' THEN out := out || SQLERRM;
+                       WHEN insufficient_privilege THEN out := out || 'denied'::text;
+             END;\n"
+        ));
+    }
+    body.push_str("RETURN out; END $f$; GRANT EXECUTE ON FUNCTION public.role_probe() TO PUBLIC;");
+    db.superuser().batch_execute(&body).unwrap();
+}
+
+#[test]
+fn cached_plans_follow_the_tenant_role_for_every_command() {
+    let db = limited_db("roles_cached");
+    create_plpgsql_probe(&db);
+    let before = db.all_projects();
+    let mut c = db.connect("app");
+    // Generic plans from the first execution: the plan made for the first role is the one reused.
+    c.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    let stmts: Vec<_> = PROBES
+        .iter()
+        .map(|(_, sql, _)| c.prepare(sql).unwrap())
+        .collect();
+    let plpgsql = |c: &mut Client| -> Vec<String> {
+        c.query_one("SELECT public.role_probe()", &[])
+            .unwrap()
+            .get::<_, Vec<String>>(0)
+    };
+    let roles = [
+        Some("viewer"),
+        Some("admin"),
+        None,
+        Some("viewer"),
+        Some("user"),
+        Some("admin"),
+    ];
+    // Session-scope contexts, one after the other.
+    for role in roles {
+        c.execute("SELECT tenant.set_tenant_jwt($1)", &[&jwt("acme", role)])
+            .unwrap();
+        let want = expected_probes(role, Some(1));
+        c.batch_execute("BEGIN").unwrap();
+        assert_eq!(
+            run_prepared(&mut c, &stmts),
+            want,
+            "prepared, session, {role:?}"
+        );
+        c.batch_execute("ROLLBACK").unwrap();
+        assert_eq!(plpgsql(&mut c), want, "plpgsql, session, {role:?}");
+    }
+    c.batch_execute("SELECT tenant.clear_tenant()").unwrap();
+    // Transaction-local contexts (one per request, as behind a pooler); the same role twice in a
+    // row, and no context between the transactions.
+    for role in roles.iter().chain(roles.iter()).copied() {
+        c.batch_execute("BEGIN").unwrap();
+        c.execute(
+            "SELECT tenant.set_tenant_jwt($1, true)",
+            &[&jwt("acme", role)],
+        )
+        .unwrap();
+        let want = expected_probes(role, Some(1));
+        assert_eq!(
+            run_prepared(&mut c, &stmts),
+            want,
+            "prepared, local, {role:?}"
+        );
+        assert_eq!(plpgsql(&mut c), want, "plpgsql, local, {role:?}");
+        c.batch_execute("COMMIT").unwrap();
+        c.batch_execute("BEGIN").unwrap();
+        assert_eq!(
+            run_prepared(&mut c, &stmts),
+            expected_probes(None, None),
+            "prepared, after the local {role:?}"
+        );
+        c.batch_execute("COMMIT").unwrap();
+    }
+    // A local token over a session context without a role: when the transaction ends, the
+    // session's context (no role) is back, and the plans made for the token's role follow it.
+    c.batch_execute("SELECT tenant.set_tenant('acme')").unwrap();
+    for role in [Some("admin"), Some("viewer")] {
+        c.batch_execute("BEGIN").unwrap();
+        c.execute(
+            "SELECT tenant.set_tenant_jwt($1, true)",
+            &[&jwt("acme", role)],
+        )
+        .unwrap();
+        assert_eq!(run_prepared(&mut c, &stmts), expected_probes(role, Some(1)));
+        assert_eq!(plpgsql(&mut c), expected_probes(role, Some(1)));
+        c.batch_execute("COMMIT").unwrap();
+        c.batch_execute("BEGIN").unwrap();
+        assert_eq!(
+            run_prepared(&mut c, &stmts),
+            expected_probes(None, Some(1)),
+            "prepared, the session context back after a local {role:?}"
+        );
+        c.batch_execute("COMMIT").unwrap();
+        assert_eq!(plpgsql(&mut c), expected_probes(None, Some(1)));
+    }
+    // A rollback to a savepoint brings the earlier role back.
+    c.execute(
+        "SELECT tenant.set_tenant_jwt($1)",
+        &[&jwt("acme", Some("admin"))],
+    )
+    .unwrap();
+    c.batch_execute("BEGIN").unwrap();
+    assert_eq!(
+        run_prepared(&mut c, &stmts),
+        expected_probes(Some("admin"), Some(1))
+    );
+    c.batch_execute("SAVEPOINT s").unwrap();
+    c.execute(
+        "SELECT tenant.set_tenant_jwt($1)",
+        &[&jwt("acme", Some("viewer"))],
+    )
+    .unwrap();
+    assert_eq!(
+        run_prepared(&mut c, &stmts),
+        expected_probes(Some("viewer"), Some(1))
+    );
+    c.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    assert_eq!(
+        run_prepared(&mut c, &stmts),
+        expected_probes(Some("admin"), Some(1))
+    );
+    c.batch_execute("ROLLBACK").unwrap();
+    // And a context without a role, brought back by a rollback to a savepoint.
+    c.batch_execute("SELECT tenant.set_tenant('acme'); BEGIN; SAVEPOINT s;")
+        .unwrap();
+    c.execute(
+        "SELECT tenant.set_tenant_jwt($1)",
+        &[&jwt("acme", Some("admin"))],
+    )
+    .unwrap();
+    assert_eq!(
+        run_prepared(&mut c, &stmts),
+        expected_probes(Some("admin"), Some(1))
+    );
+    c.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    assert_eq!(
+        run_prepared(&mut c, &stmts),
+        expected_probes(None, Some(1)),
+        "prepared, no role after a rollback to a savepoint"
+    );
+    c.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(db.all_projects(), before);
+}
+
+#[test]
+fn a_plan_that_outlives_its_role_shows_nothing() {
+    let db = limited_db("roles_stale");
+    let mut c = app_as(&db, Some("admin"));
+    // A cursor's plan is made (and folded for admin) when it is declared, and is no cached plan
+    // that a reset re-plans; its scan starts at the first FETCH, by then without a role.
+    c.batch_execute(
+        "BEGIN;
+         DECLARE admin_cur CURSOR FOR SELECT id FROM public.projects ORDER BY id;
+         DECLARE admin_upd CURSOR FOR SELECT id FROM public.projects WHERE tenant.current_tenant_id() IS NOT NULL;",
+    )
+    .unwrap();
+    c.execute(
+        "SELECT tenant.set_tenant_jwt($1, true)",
+        &[&jwt("acme", None)],
+    )
+    .unwrap();
+    assert_eq!(c.query("FETCH ALL FROM admin_cur", &[]).unwrap().len(), 0);
+    assert_eq!(c.query("FETCH ALL FROM admin_upd", &[]).unwrap().len(), 0);
+    c.batch_execute("ROLLBACK").unwrap();
+    // The same cursors declared with the role in force see acme's rows.
+    c.batch_execute(
+        "BEGIN; DECLARE admin_cur CURSOR FOR SELECT id FROM public.projects ORDER BY id;",
+    )
+    .unwrap();
+    assert_eq!(c.query("FETCH ALL FROM admin_cur", &[]).unwrap().len(), 3);
+    c.batch_execute("ROLLBACK").unwrap();
+}
+
+#[test]
+fn cross_tenant_mode_on_a_role_limited_table_with_cached_plans() {
+    let db = limited_db("roles_cross");
+    db.superuser()
+        .batch_execute(&format!("GRANT tenant_user TO {}", db.role("support")))
+        .unwrap();
+    let mut s = db.connect("support");
+    s.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    s.execute(
+        "SELECT tenant.set_tenant_jwt($1)",
+        &[&jwt("acme", Some("viewer"))],
+    )
+    .unwrap();
+    let select = s.prepare("SELECT count(*) FROM public.projects").unwrap();
+    let update = s.prepare("UPDATE public.projects SET name = name").unwrap();
+    let rows = |s: &mut Client| -> (i64, u64) {
+        s.batch_execute("BEGIN").unwrap();
+        let seen: i64 = s.query_one(&select, &[]).unwrap().get(0);
+        let updated = s.execute(&update, &[]).unwrap();
+        s.batch_execute("ROLLBACK").unwrap();
+        (seen, updated)
+    };
+    // A viewer of acme: reads acme, changes nothing.
+    assert_eq!(rows(&mut s), (3, 0));
+    // Cross-tenant mode is above the tenant's roles: every row of every tenant.
+    s.batch_execute("SELECT tenant.enter_cross_tenant('role limits and cached plans')")
+        .unwrap();
+    assert_eq!(rows(&mut s), (6, 6));
+    s.batch_execute("SELECT tenant.exit_cross_tenant()")
+        .unwrap();
+    assert_eq!(rows(&mut s), (3, 0));
+    // And in a transaction-local mode, with an admin token: the mode ends with the transaction.
+    s.execute(
+        "SELECT tenant.set_tenant_jwt($1)",
+        &[&jwt("acme", Some("admin"))],
+    )
+    .unwrap();
+    assert_eq!(rows(&mut s), (3, 3));
+    s.batch_execute("BEGIN; SELECT tenant.enter_cross_tenant('local', true);")
+        .unwrap();
+    assert_eq!(s.query_one(&select, &[]).unwrap().get::<_, i64>(0), 6);
+    s.batch_execute("COMMIT").unwrap();
+    assert_eq!(rows(&mut s), (3, 3));
+}
