@@ -213,7 +213,7 @@ END
 $$;
 
 -- Opens a run over one version: takes over rows an interrupted run left `running`, gives every
--- tenant schema a ledger row for every registered version, and queues (run_id = the run) this
+-- tenant schema that has none a ledger row for this version, and queues (run_id = the run) this
 -- version's pending and failed rows whose earlier versions are all applied. Pending rows that wait
 -- for an earlier version are annotated and left out. Returns the run id; NULL when `always` is
 -- false and nothing is queued.
@@ -227,10 +227,12 @@ DECLARE
     run bigint;
     n integer;
     taken text;
+    prev text; -- the version registered just before this one (NULL: none)
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     PERFORM tenant._migration_require_lock();
     SELECT * INTO STRICT m FROM tenant.migrations WHERE migrations.version = _migration_start_run.version;
+    SELECT e.version INTO prev FROM tenant.migrations e WHERE e.seq < m.seq ORDER BY e.seq DESC LIMIT 1;
     -- Workers of an earlier run hold this shared until they exit: once we have it, a `running` row
     -- belongs to nobody.
     PERFORM tenant._migration_workers_gone();
@@ -244,10 +246,15 @@ BEGIN
         RAISE NOTICE 'taking over % schema(s) left running by an interrupted run: %', n, taken;
     END IF;
 
+    -- A ledger row of this version for each tenant schema that has none (one anti-join, no row
+    -- per tenant and registered version: a schema with no row for a version is pending for it,
+    -- and the run over that version gives it its row).
     INSERT INTO tenant.schema_migrations (schema_name, version, tenant_id)
-    SELECT t.schema_name, v.version, t.id
-    FROM tenant.tenants t CROSS JOIN tenant.migrations v
+    SELECT t.schema_name, m.version, t.id
+    FROM tenant.tenants t
     WHERE t.schema_name IS NOT NULL
+      AND NOT EXISTS (SELECT FROM tenant.schema_migrations x
+                      WHERE x.schema_name = t.schema_name AND x.version = m.version)
     ON CONFLICT ON CONSTRAINT schema_migrations_pkey DO NOTHING;
 
     INSERT INTO tenant.migration_runs (version, continue_on_error, parallel, started_by, leader_pid)
@@ -259,11 +266,14 @@ BEGIN
      WHERE s.version = m.version
        AND s.status IN ('pending', 'failed')
        AND EXISTS (SELECT FROM tenant.tenants t WHERE t.id = s.tenant_id AND t.schema_name = s.schema_name)
-       AND NOT EXISTS (
-           SELECT FROM tenant.migrations e
-           WHERE e.seq < m.seq
-             AND NOT EXISTS (SELECT FROM tenant.schema_migrations a
-                             WHERE a.schema_name = s.schema_name AND a.version = e.version AND a.status = 'applied'));
+       -- Every earlier version is applied here exactly when the one just before is: a version is
+       -- queued for a schema only once that one is applied (by induction, every earlier one),
+       -- the template has every registered version (so a clone is marked with all of them), and
+       -- `applied` is final. One primary-key probe per queued schema, whatever the number of
+       -- versions.
+       AND (prev IS NULL OR EXISTS (SELECT FROM tenant.schema_migrations a
+                                    WHERE a.schema_name = s.schema_name AND a.version = prev
+                                      AND a.status = 'applied'));
     GET DIAGNOSTICS n = ROW_COUNT;
 
     UPDATE tenant.schema_migrations s

@@ -698,6 +698,69 @@ fn a_tenant_failed_at_n_is_not_given_n_plus_1_until_retried_in_order() {
     assert_eq!(drift(&mut su, None), NO_DRIFT);
 }
 
+/// A run gives ledger rows for its own version only (never one per tenant and registered
+/// version): a schema registered after three versions has no row for them, reads as pending for
+/// each, is blocked for the fourth (by the version just before it, which it lacks), and
+/// retry_failed() gives it every version in order.
+#[test]
+fn a_schema_registered_after_three_versions_gets_rows_only_for_the_versions_run() {
+    let db = fixture("mig_late", &[("a", 1), ("b", 2), ("c", 3)]);
+    let mut su = db.superuser();
+    // tenant_c exists as the template was before any version, but is not registered yet.
+    su.batch_execute("UPDATE tenant.tenants SET schema_name = NULL WHERE slug = 'c'")
+        .unwrap();
+    let (mut admin, notices) = connect_noticed(&db, "admin");
+    migrate(&mut admin, "v1", CHECK_QTY).unwrap();
+    migrate(&mut admin, "v2", ADD_EVENTS).unwrap();
+    migrate(&mut admin, "v3", ADD_COLUMN).unwrap();
+    su.batch_execute("UPDATE tenant.tenants SET schema_name = 'tenant_c' WHERE slug = 'c'")
+        .unwrap();
+    let c_before = shape(&mut su, "tenant_c");
+    migrate(&mut admin, "v4", "ALTER TABLE items ADD COLUMN note text").unwrap();
+
+    let rows_of_c: Vec<String> = ledger(&mut su)
+        .into_iter()
+        .filter(|r| r.0 == "tenant_c")
+        .map(|r| format!("{}={}", r.1, r.2))
+        .collect();
+    assert_eq!(rows_of_c, ["v4=pending"]);
+    assert!(row_of(&mut su, "tenant_c", "v4")
+        .2
+        .unwrap()
+        .contains("blocked: version v1"));
+    assert_eq!(shape(&mut su, "tenant_c"), c_before, "tenant_c was given v4");
+    assert!(notices_contain(&notices, "1 blocked by an earlier version"));
+    let pending: Vec<i64> = admin
+        .query("SELECT pending FROM tenant.migration_status() ORDER BY registered_at", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pending, [1, 1, 1, 1]);
+    assert_eq!(
+        one::<String>(&mut admin, "SELECT schema_name || ':' || array_to_string(missing, ',') FROM tenant.outdated_schemas()"),
+        "tenant_c:v1,v2,v3,v4"
+    );
+
+    admin.batch_execute("CALL tenant.retry_failed()").unwrap();
+    assert!(
+        ledger(&mut su).iter().all(|r| r.2 == "applied"),
+        "{:?}",
+        ledger(&mut su)
+    );
+    let order: Vec<String> = su
+        .query(
+            "SELECT version FROM tenant.schema_migrations WHERE schema_name = 'tenant_c' ORDER BY started_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(order, ["v1", "v2", "v3", "v4"]);
+    assert_eq!(drift(&mut su, None), NO_DRIFT);
+}
+
 #[test]
 fn continue_on_error_false_stops_at_the_first_failed_tenant() {
     let db = fixture("mig_stop", &[("a", 1), ("b", -1), ("c", 1), ("d", 1)]);
