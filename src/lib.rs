@@ -8,6 +8,7 @@ mod citus;
 mod context;
 mod cross_audit;
 mod error;
+mod fingerprint;
 mod jwt;
 mod migrate;
 mod nesting;
@@ -117,7 +118,13 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/schemas.sql",
     name = "schemas",
-    requires = ["registry", "isolation", "clone", "migrate"]
+    requires = [
+        "registry",
+        "isolation",
+        "clone",
+        "migrate",
+        fingerprint::tenant_schema_fingerprint
+    ]
 );
 pgrx::extension_sql_file!(
     "../sql/checker.sql",

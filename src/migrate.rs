@@ -54,7 +54,7 @@ static CALLBACK_REGISTERED: Backend<Cell<bool>> = Backend(Cell::new(false));
 /// Set in a migration worker: it applies schemas claimed for its leader's run.
 static IN_WORKER: Backend<Cell<bool>> = Backend(Cell::new(false));
 
-fn extension_oid() -> pg_sys::Oid {
+pub fn extension_oid() -> pg_sys::Oid {
     unsafe { pg_sys::get_extension_oid(c"qualityfoundry_tenant".as_ptr(), false) }
 }
 

@@ -728,10 +728,17 @@ fn a_schema_registered_after_three_versions_gets_rows_only_for_the_versions_run(
         .2
         .unwrap()
         .contains("blocked: version v1"));
-    assert_eq!(shape(&mut su, "tenant_c"), c_before, "tenant_c was given v4");
+    assert_eq!(
+        shape(&mut su, "tenant_c"),
+        c_before,
+        "tenant_c was given v4"
+    );
     assert!(notices_contain(&notices, "1 blocked by an earlier version"));
     let pending: Vec<i64> = admin
-        .query("SELECT pending FROM tenant.migration_status() ORDER BY registered_at", &[])
+        .query(
+            "SELECT pending FROM tenant.migration_status() ORDER BY registered_at",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
