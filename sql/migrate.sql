@@ -297,11 +297,12 @@ BEGIN
 END
 $$;
 
--- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) and
--- marks it `running` in the caller's transaction, which then migrates it (_migration_apply) and
--- commits: the mark is never committed, so a killed run leaves the row `pending`. NULL when the
--- queue is empty, when the run stops at a failure (continue_on_error => false), or when `leader`
--- is given and no longer holds the run lock. The pending rows are read in schema order from
+-- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) for
+-- the caller's transaction, which then migrates it (_migration_apply) and commits: the claim is
+-- the row lock plus a record of this transaction (tenant._migration_claimed, src/migrate.rs),
+-- nothing is written, so a killed run leaves the row `pending`. NULL when the queue is empty,
+-- when the run stops at a failure (continue_on_error => false), or when `leader` is given and no
+-- longer runs (tenant._migration_leader_alive). The pending rows are read in schema order from
 -- schema_migrations_run_idx (run_id, status, schema_name): no sort of the queue per claim.
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -315,13 +316,7 @@ BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     IF leader IS NULL THEN
         PERFORM tenant._migration_require_lock();
-    ELSIF NOT EXISTS (
-        SELECT FROM pg_catalog.pg_locks l
-        WHERE l.locktype = 'object' AND l.pid = leader AND l.granted
-          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-          AND l.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-          AND l.objid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'qualityfoundry_tenant')
-          AND l.objsubid = 1) THEN
+    ELSIF NOT tenant._migration_leader_alive(leader) THEN
         RETURN NULL;
     END IF;
     SELECT * INTO r FROM tenant.migration_runs WHERE id = run;
@@ -346,10 +341,9 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    UPDATE tenant.schema_migrations s
-       SET status = 'running', started_at = clock_timestamp(), finished_at = NULL, error = NULL,
-           sqlstate = NULL, attempts = s.attempts + 1, pid = pg_backend_pid()
-     WHERE s.schema_name = target AND s.version = r.version;
+    -- The row lock and the claim recorded for this transaction are the claim: no write to the
+    -- ledger until _migration_finish records the outcome (one update per schema).
+    PERFORM tenant._migration_claimed(run, target);
     RETURN target;
 END
 $$;
@@ -361,21 +355,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    mine boolean;
+    n integer := 0;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    -- Found by its primary key alone: status is indexed (schema_migrations_version_idx), and every
-    -- schema finished before leaves a dead 'running' entry there that a scan on it would step over.
-    SELECT s.run_id = run AND s.status = 'running' AND s.pid = pg_backend_pid() INTO mine
-      FROM tenant.schema_migrations s WHERE s.schema_name = target AND s.version = v;
-    IF mine THEN
+    -- Found by its primary key, the one write of the schema's ledger row in this run: started
+    -- when this transaction began (it began with the claim), attempted once more, by this backend.
+    IF tenant._migration_is_claimed(run, target) THEN
         UPDATE tenant.schema_migrations s
            SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
-               error = err, sqlstate = state, finished_at = clock_timestamp()
-         WHERE s.schema_name = target AND s.version = v;
+               error = err, sqlstate = state, started_at = now(), finished_at = clock_timestamp(),
+               attempts = s.attempts + 1, pid = pg_backend_pid()
+         WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'pending';
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
-    IF NOT coalesce(mine, false) THEN
+    IF n <> 1 THEN
         RAISE EXCEPTION 'schema % is not being migrated to % by run % in this session', quote_ident(target),
                         quote_literal(v), run
             USING ERRCODE = '55000';

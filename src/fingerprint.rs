@@ -32,7 +32,8 @@ const PG_INHERITS: u32 = 2611;
 const PG_INHERITS_RELID_SEQNO_INDEX: u32 = 2680;
 
 // The fixed-width heads of the catalog rows read through index scans (pgrx binds no header for
-// these catalogs); the layouts are those of catalog/pg_*.h, unchanged from 15 to 18.
+// these catalogs, nor pg_statistic_ext on 18); the layouts are those of catalog/pg_*.h, whose
+// leading columns are the same from 15 to 18.
 #[repr(C)]
 struct FormDepend {
     classid: Oid,
@@ -54,6 +55,14 @@ struct FormAttrdef {
     oid: Oid,
     adrelid: Oid,
     adnum: i16,
+}
+#[repr(C)]
+struct FormStatisticExt {
+    oid: Oid,
+    stxrelid: Oid,
+    stxname: pg_sys::NameData,
+    stxnamespace: Oid,
+    stxowner: Oid,
 }
 #[repr(C)]
 struct FormInherits {
@@ -396,7 +405,7 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
             },
             _ => unsafe {
                 cached(C::STATEXTOID, oid, |tup| {
-                    let x: &pg_sys::FormData_pg_statistic_ext = getstruct(tup);
+                    let x: &FormStatisticExt = getstruct(tup);
                     roles.push(x.stxowner);
                     let _ = write!(
                         stxs,

@@ -102,7 +102,10 @@ pgrx::extension_sql_file!(
         migrate::template_lock,
         migrate::workers_gone,
         migrate::migration_run_step,
-        migrate::migration_run_template
+        migrate::migration_run_template,
+        migrate::migration_claimed,
+        migrate::migration_is_claimed,
+        migrate::leader_alive
     ]
 );
 pgrx::extension_sql_file!(

@@ -768,6 +768,79 @@ fn a_schema_registered_after_three_versions_gets_rows_only_for_the_versions_run(
     assert_eq!(drift(&mut su, None), NO_DRIFT);
 }
 
+/// A step runs only in the schema its own transaction claimed: a migration that asks for the step
+/// of another schema of the run (which it could name: the ledger is readable) gets 55000 and is
+/// rolled back; that schema is then migrated by its own step. (The claim is the row lock plus a
+/// record of the transaction, never a ledger write: src/migrate.rs, CLAIMED.)
+#[test]
+fn a_migration_cannot_run_the_step_of_a_schema_it_has_not_claimed() {
+    let db = fixture("mig_claim", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let mut admin = db.connect("admin");
+    let sql = "DO $$ BEGIN
+                 IF current_schema() = 'tenant_a' THEN
+                   PERFORM tenant._migration_run_step((SELECT max(r.id) FROM tenant.migration_runs r), 'tenant_b');
+                 END IF;
+               END $$;
+               CREATE TABLE hit (id integer)";
+    migrate(&mut admin, "v1", sql).unwrap();
+    let (status, sqlstate, _) = row_of(&mut su, "tenant_a", "v1");
+    assert_eq!(
+        (status.as_str(), sqlstate.as_deref()),
+        ("failed", Some("55000"))
+    );
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "applied");
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = 'hit' ORDER BY 1"
+        ),
+        vec!["tenant_b", "tenant_template"]
+    );
+    // The attempts and the backend of the one write per schema.
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT schema_name || ' ' || attempts || ' ' || (pid IS NOT NULL) || ' ' || (started_at <= finished_at)
+               FROM tenant.schema_migrations WHERE tenant_id IS NOT NULL ORDER BY 1"
+        ),
+        vec!["tenant_a 1 true true", "tenant_b 1 true true"]
+    );
+}
+
+/// A worker goes on claiming only while its leader runs the run: the leader's process exists and
+/// the run lock is held (tenant._migration_leader_alive, read without pg_locks).
+#[test]
+fn a_worker_sees_its_leader_alive_only_while_the_run_lock_is_held() {
+    let db = fixture("mig_leader", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let me: i32 = one(&mut su, "SELECT pg_backend_pid()");
+    let alive = |su: &mut Client, pid: i32| -> bool {
+        one(su, &format!("SELECT tenant._migration_leader_alive({pid})"))
+    };
+    assert!(!alive(&mut su, me), "no run: no leader");
+    assert!(!alive(&mut su, 0));
+    let mut holder = hold_items_of_b(&db);
+    let (pid, run) = migrate_in_background(&db, "v1", ADD_COLUMN);
+    wait_for(&mut su, WAITS_ON_ITEMS_OF_B, pid);
+    assert!(alive(&mut su, pid), "the leader holds the run lock");
+    assert!(!alive(&mut su, -1), "no such process");
+    holder.batch_execute("COMMIT").unwrap();
+    run.join().unwrap().unwrap();
+    assert!(!alive(&mut su, pid), "the run is over");
+    // Not for tenant_admin: only the claim (SECURITY DEFINER) asks.
+    let mut admin = db.connect("admin");
+    expect_sqlstate(
+        admin.batch_execute(&format!("SELECT tenant._migration_leader_alive({pid})")),
+        "42501",
+    );
+    expect_sqlstate(
+        admin.batch_execute("SELECT tenant._migration_claimed(1, 'tenant_a')"),
+        "42501",
+    );
+}
+
 #[test]
 fn continue_on_error_false_stops_at_the_first_failed_tenant() {
     let db = fixture("mig_stop", &[("a", 1), ("b", -1), ("c", 1), ("d", 1)]);
