@@ -88,11 +88,11 @@ const ANUM_EXTENSION_EXTVERSION: usize = 6;
 /// The installed version of the extension (its SQL: the code of both checks), then the row
 /// versions (raw xmin, ctid) of the `role_limits` rows of `limited` and the `isolated_tables` rows
 /// of `isolated`, through their primary keys.
-unsafe fn extension_rows(limited: &[Oid], isolated: &[Oid]) -> String {
+unsafe fn extension_rows(cats: &mut Catalogs, limited: &[Oid], isolated: &[Oid]) -> String {
     let mut out = String::new();
     unsafe {
         let mut k = [oid_key(ANUM_EXTENSION_OID, crate::migrate::extension_oid())];
-        scan(PG_EXTENSION, PG_EXTENSION_OID_INDEX, &mut k, |tup, desc| {
+        cats.scan(PG_EXTENSION, PG_EXTENSION_OID_INDEX, &mut k, |tup, desc| {
             if let Some(v) = column::<String>(tup, desc, ANUM_EXTENSION_EXTVERSION) {
                 out.push_str(&v);
             }
@@ -108,7 +108,7 @@ unsafe fn extension_rows(limited: &[Oid], isolated: &[Oid]) -> String {
             let mut rows: Vec<(u32, String)> = Vec::new();
             for rel in rels {
                 let mut k = [oid_key(1, *rel)];
-                scan(table.to_u32(), index.to_u32(), &mut k, |tup, _| {
+                cats.scan(table.to_u32(), index.to_u32(), &mut k, |tup, _| {
                     rows.push((rel.to_u32(), version(tup)));
                 });
             }
@@ -172,33 +172,73 @@ unsafe fn oid_key(attno: i16, value: Oid) -> pg_sys::ScanKeyData {
     }
 }
 
-/// Every row of catalog `rel` matching `keys` (heap attribute numbers) through index `index`.
-unsafe fn scan(
-    rel: u32,
-    index: u32,
-    keys: &mut [pg_sys::ScanKeyData],
-    mut each: impl FnMut(pg_sys::HeapTuple, pg_sys::TupleDesc),
-) {
-    unsafe {
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        let r = pg_sys::table_open(Oid::from(rel), lock);
-        let s = pg_sys::systable_beginscan(
-            r,
-            Oid::from(index),
-            true,
-            std::ptr::null_mut(),
-            keys.len() as i32,
-            keys.as_mut_ptr(),
-        );
-        loop {
-            let tup = pg_sys::systable_getnext(s);
-            if tup.is_null() {
-                break;
-            }
-            each(tup, (*r).rd_att);
+/// The catalogs a fingerprint scans, each opened once and its index locked once for the call:
+/// after the step's DDL a backend holds more locks than its fast-path slots, so every scan that
+/// opened and closed its catalog and index would take and release two locks in the shared lock
+/// table. The locks are kept to the end of the transaction, as a catalog query's are.
+struct Catalogs {
+    open: Vec<(u32, pg_sys::Relation)>,
+    locked: Vec<u32>,
+}
+
+impl Catalogs {
+    fn new() -> Self {
+        Catalogs {
+            open: Vec::new(),
+            locked: Vec::new(),
         }
-        pg_sys::systable_endscan(s);
-        pg_sys::table_close(r, lock);
+    }
+
+    /// Every row of catalog `rel` matching `keys` (heap attribute numbers) through index `index`.
+    unsafe fn scan(
+        &mut self,
+        rel: u32,
+        index: u32,
+        keys: &mut [pg_sys::ScanKeyData],
+        mut each: impl FnMut(pg_sys::HeapTuple, pg_sys::TupleDesc),
+    ) {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        unsafe {
+            let r = match self.open.iter().find(|(o, _)| *o == rel) {
+                Some((_, r)) => *r,
+                None => {
+                    let r = pg_sys::table_open(Oid::from(rel), lock);
+                    self.open.push((rel, r));
+                    r
+                }
+            };
+            if !self.locked.contains(&index) {
+                // held for the transaction: the scans' own open and close are then local
+                pg_sys::LockRelationOid(Oid::from(index), lock);
+                self.locked.push(index);
+            }
+            let s = pg_sys::systable_beginscan(
+                r,
+                Oid::from(index),
+                true,
+                std::ptr::null_mut(),
+                keys.len() as i32,
+                keys.as_mut_ptr(),
+            );
+            loop {
+                let tup = pg_sys::systable_getnext(s);
+                if tup.is_null() {
+                    break;
+                }
+                each(tup, (*r).rd_att);
+            }
+            pg_sys::systable_endscan(s);
+        }
+    }
+}
+
+impl Catalogs {
+    /// Closes the catalogs (on an error the transaction's abort releases them instead).
+    fn close(mut self) {
+        for (_, r) in self.open.drain(..) {
+            // the lock stays until the end of the transaction
+            unsafe { pg_sys::table_close(r, pg_sys::NoLock as pg_sys::LOCKMODE) };
+        }
     }
 }
 
@@ -284,6 +324,7 @@ fn tenant_schema_fingerprint(schema: Option<&str>, tenant_id: Option<i64>) -> Op
 
 unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String {
     use pg_sys::SysCacheIdentifier as C;
+    let mut cats = Catalogs::new();
     // The schema's own objects: pg_depend's namespace entries (deptype 'n').
     let mut members: Vec<(u32, Oid)> = Vec::new();
     let mut keys = unsafe {
@@ -293,7 +334,7 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
         ]
     };
     unsafe {
-        scan(PG_DEPEND, PG_DEPEND_REFERENCE_INDEX, &mut keys, |tup, _| {
+        cats.scan(PG_DEPEND, PG_DEPEND_REFERENCE_INDEX, &mut keys, |tup, _| {
             let d: &FormDepend = getstruct(tup);
             let class = d.classid.to_u32();
             if d.deptype == b'n' && [PG_CLASS, PG_PROC, PG_TYPE, PG_STATISTIC_EXT].contains(&class)
@@ -428,7 +469,7 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
     for &rel in &tables {
         let mut k = unsafe { [oid_key(ANUM_POLICY_POLRELID, rel)] };
         unsafe {
-            scan(
+            cats.scan(
                 PG_POLICY,
                 PG_POLICY_POLRELID_POLNAME_INDEX,
                 &mut k,
@@ -491,7 +532,7 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
         let mut k = unsafe { [oid_key(ANUM_ATTRDEF_ADRELID, rel)] };
         let mut defaults: Vec<(Oid, i16)> = Vec::new();
         unsafe {
-            scan(
+            cats.scan(
                 PG_ATTRDEF,
                 PG_ATTRDEF_ADRELID_ADNUM_INDEX,
                 &mut k,
@@ -512,7 +553,7 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
             };
             let mut seqs: Vec<Oid> = Vec::new();
             unsafe {
-                scan(PG_DEPEND, PG_DEPEND_DEPENDER_INDEX, &mut k, |tup, _| {
+                cats.scan(PG_DEPEND, PG_DEPEND_DEPENDER_INDEX, &mut k, |tup, _| {
                     let d: &FormDepend = getstruct(tup);
                     if d.refclassid == Oid::from(PG_CLASS)
                         && pg_sys::get_rel_relkind(d.refobjid) as u8 == b'S'
@@ -564,7 +605,7 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
         while let Some(child) = todo.pop() {
             let mut k = unsafe { [oid_key(ANUM_INHERITS_INHRELID, child)] };
             unsafe {
-                scan(
+                cats.scan(
                     PG_INHERITS,
                     PG_INHERITS_RELID_SEQNO_INDEX,
                     &mut k,
@@ -590,7 +631,8 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
     // the extension's version (the code of both checks).
     let mut limited = rel_oids.clone();
     limited.extend(ancestors.iter().map(|(_, p)| Oid::from(*p)));
-    let extension = unsafe { extension_rows(&limited, &rel_oids) };
+    let extension = unsafe { extension_rows(&mut cats, &limited, &rel_oids) };
+    cats.close();
 
     // Every role that owns, is granted or is named by a policy: name, superuser, whether it holds
     // tenant_user and whether tenant_user holds it.
