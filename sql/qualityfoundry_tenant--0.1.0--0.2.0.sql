@@ -504,6 +504,14 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'migration_claimed_wrapper';
 
+-- qualityfoundry_tenant::migrate::_migration_claimed_after
+CREATE OR REPLACE FUNCTION tenant."_migration_claimed_after"(
+	"run" bigint /* i64 */
+) RETURNS TEXT /* String */
+STRICT STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'migration_claimed_after_wrapper';
+
 -- qualityfoundry_tenant::migrate::_migration_is_claimed
 CREATE OR REPLACE FUNCTION tenant."_migration_is_claimed"(
 	"run" bigint, /* i64 */
@@ -2300,6 +2308,7 @@ AS $$
 DECLARE
     r tenant.migration_runs;
     target name;
+    after name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     IF leader IS NULL THEN
@@ -2320,9 +2329,12 @@ BEGIN
     -- plan: with the version in the condition too, schema_migrations_version_idx (version, status)
     -- matches as well, and the planner (stale statistics mid-run) chose it and sorted every
     -- pending row of the version for each claim. A run queues rows of its own version only.
+    -- From the schema this backend claimed last (tenant._migration_claimed_after, src/migrate.rs):
+    -- every pending row before it is taken, and its dead index entries are not stepped over again.
+    after := tenant._migration_claimed_after(run);
     SELECT s.schema_name INTO target
     FROM tenant.schema_migrations s
-    WHERE s.run_id = run AND s.status = 'pending'
+    WHERE s.run_id = run AND s.status = 'pending' AND s.schema_name > after
     ORDER BY s.run_id, s.status, s.schema_name
     LIMIT 1
     FOR UPDATE SKIP LOCKED;

@@ -320,6 +320,33 @@ fn migration_claimed(run: i64, schema: &str) {
     // The FOR UPDATE of the claim has given the transaction its xid.
     let xid = unsafe { pg_sys::GetTopTransactionId() };
     *CLAIMED.0.borrow_mut() = Some((run, schema.to_string(), xid));
+    *LAST_CLAIMED.0.borrow_mut() = Some((extension_oid(), run, schema.to_string()));
+}
+
+/// The last schema this backend claimed in a run, across its transactions: a claim reads the queue
+/// from there on. Every pending row before it is taken: claimed by this backend (and finished: a
+/// transaction that fails outside the step's own error handling ends the run or the worker), or
+/// skipped while another backend held it — a worker's, which that worker finishes, or if it dies
+/// the leader applies after the workers (its own claims start from the beginning). So no claim
+/// steps over the dead index entries of the schemas done before it (which the leader's snapshot,
+/// up to a second old, keeps from being pruned while workers run). Keyed by the extension's oid
+/// too: a re-created extension numbers its runs from 1 again.
+static LAST_CLAIMED: Backend<RefCell<Option<(pg_sys::Oid, i64, String)>>> =
+    Backend(RefCell::new(None));
+
+/// `tenant._migration_claimed_after(run)`: the schema name the next claim of this backend in
+/// `run` starts after ('' for the first). Called by `tenant._migration_claim` only.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_claimed_after",
+    stable,
+    parallel_unsafe
+)]
+fn migration_claimed_after(run: i64) -> String {
+    match &*LAST_CLAIMED.0.borrow() {
+        Some((e, r, s)) if *r == run && *e == extension_oid() => s.clone(),
+        _ => String::new(),
+    }
 }
 
 /// Whether the current transaction has claimed `schema` in `run`.

@@ -841,6 +841,51 @@ fn a_worker_sees_its_leader_alive_only_while_the_run_lock_is_held() {
     );
 }
 
+/// A claim reads the queue from the schema its backend claimed last in the run: a session whose
+/// run ids start again (the extension re-created) still applies every schema of its new run.
+#[test]
+fn a_session_whose_run_ids_start_again_applies_every_schema() {
+    let db = fixture("mig_rerun", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let mut admin = db.connect("admin");
+    migrate(&mut admin, "v1", ADD_COLUMN).unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT max(id) FROM tenant.migration_runs"),
+        1
+    );
+    su.batch_execute(
+        "DROP EXTENSION qualityfoundry_tenant CASCADE;
+         CREATE EXTENSION qualityfoundry_tenant;
+         SELECT tenant.create_tenant('a'), tenant.create_tenant('b');
+         UPDATE tenant.tenants SET schema_name = 'tenant_' || slug;
+         SELECT tenant.pin_tenant_schema('a'), tenant.pin_tenant_schema('b');",
+    )
+    .unwrap();
+    // The same admin session: its next run is run 1 again.
+    migrate(
+        &mut admin,
+        "v2",
+        "ALTER TABLE items ADD COLUMN more integer",
+    )
+    .unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT max(id) FROM tenant.migration_runs"),
+        1
+    );
+    let statuses: Vec<String> = ledger(&mut su)
+        .into_iter()
+        .map(|r| format!("{}={}", r.0, r.2))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "tenant_a=applied",
+            "tenant_b=applied",
+            "tenant_template=applied"
+        ]
+    );
+}
+
 #[test]
 fn continue_on_error_false_stops_at_the_first_failed_tenant() {
     let db = fixture("mig_stop", &[("a", 1), ("b", -1), ("c", 1), ("d", 1)]);
