@@ -149,6 +149,14 @@ fn ledger(client: &mut Client) -> Vec<(String, String, String, Option<String>)> 
         .collect()
 }
 
+/// "schema=status" for every ledger row, in ledger order.
+fn statuses(client: &mut Client) -> Vec<String> {
+    ledger(client)
+        .into_iter()
+        .map(|r| format!("{}={}", r.0, r.2))
+        .collect()
+}
+
 fn row_of(
     client: &mut Client,
     schema: &str,
@@ -872,10 +880,7 @@ fn a_session_whose_run_ids_start_again_applies_every_schema() {
         one::<i64>(&mut su, "SELECT max(id) FROM tenant.migration_runs"),
         1
     );
-    let statuses: Vec<String> = ledger(&mut su)
-        .into_iter()
-        .map(|r| format!("{}={}", r.0, r.2))
-        .collect();
+    let statuses = statuses(&mut su);
     assert_eq!(
         statuses,
         [
@@ -897,10 +902,7 @@ fn continue_on_error_false_stops_at_the_first_failed_tenant() {
     );
     let msg = expect_sqlstate(err, "23514");
     assert!(msg.contains("stopped") && msg.contains("tenant_b"), "{msg}");
-    let statuses: Vec<String> = ledger(&mut su)
-        .into_iter()
-        .map(|r| format!("{}={}", r.0, r.2))
-        .collect();
+    let statuses = statuses(&mut su);
     assert_eq!(
         statuses,
         [
