@@ -236,6 +236,7 @@ BEGIN
     -- Workers of an earlier run hold this shared until they exit: once we have it, a `running` row
     -- belongs to nobody.
     PERFORM tenant._migration_workers_gone();
+    -- (schema_migrations_running_idx: only rows left `running` by a 0.1.0 run are read)
     WITH t AS (
         UPDATE tenant.schema_migrations s SET status = 'pending', pid = NULL
         WHERE s.status = 'running' RETURNING s.schema_name, s.version

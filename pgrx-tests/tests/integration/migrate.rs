@@ -891,6 +891,52 @@ fn a_session_whose_run_ids_start_again_applies_every_schema() {
     );
 }
 
+/// A row a 0.1.0 run left `running` (its run interrupted, `finished_at` NULL) is taken over by
+/// the next run, found through the partial index of such rows (schema_migrations_running_idx),
+/// not by reading the whole ledger.
+#[test]
+fn a_row_left_running_by_an_interrupted_run_is_taken_over() {
+    let db = fixture("mig_takeover", &[("a", 1), ("b", -1)]);
+    let mut su = db.superuser();
+    let (mut admin, notices) = connect_noticed(&db, "admin");
+    migrate(&mut admin, "v1", CHECK_QTY).unwrap();
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "failed");
+    su.batch_execute(
+        "UPDATE tenant_b.items SET qty = 1;
+         WITH r AS (INSERT INTO tenant.migration_runs (version, continue_on_error, parallel, started_by, leader_pid)
+                    VALUES ('v1', true, 1, 'admin', 0) RETURNING id)
+         UPDATE tenant.schema_migrations s SET status = 'running', run_id = r.id, pid = 0
+           FROM r WHERE s.schema_name = 'tenant_b' AND s.version = 'v1';",
+    )
+    .unwrap();
+    // The takeover's statement reads the partial index of `running` rows.
+    let plan = strings(
+        &mut su,
+        "EXPLAIN (COSTS OFF) UPDATE tenant.schema_migrations s SET status = 'pending' WHERE s.status = 'running'",
+    )
+    .join("\n");
+    assert!(plan.contains("schema_migrations_running_idx"), "{plan}");
+    admin
+        .batch_execute("CALL tenant.retry_failed('v1')")
+        .unwrap();
+    assert!(
+        notices_contain(
+            &notices,
+            "taking over 1 schema(s) left running by an interrupted run: tenant_b (v1)"
+        ),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    assert_eq!(
+        statuses(&mut su),
+        [
+            "tenant_a=applied",
+            "tenant_b=applied",
+            "tenant_template=applied"
+        ]
+    );
+}
+
 #[test]
 fn continue_on_error_false_stops_at_the_first_failed_tenant() {
     let db = fixture("mig_stop", &[("a", 1), ("b", -1), ("c", 1), ("d", 1)]);
