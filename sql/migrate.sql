@@ -213,7 +213,7 @@ END
 $$;
 
 -- Opens a run over one version: takes over rows an interrupted run left `running`, gives every
--- tenant schema a ledger row for every registered version, and queues (run_id = the run) this
+-- tenant schema that has none a ledger row for this version, and queues (run_id = the run) this
 -- version's pending and failed rows whose earlier versions are all applied. Pending rows that wait
 -- for an earlier version are annotated and left out. Returns the run id; NULL when `always` is
 -- false and nothing is queued.
@@ -227,13 +227,16 @@ DECLARE
     run bigint;
     n integer;
     taken text;
+    prev text; -- the version registered just before this one (NULL: none)
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     PERFORM tenant._migration_require_lock();
     SELECT * INTO STRICT m FROM tenant.migrations WHERE migrations.version = _migration_start_run.version;
+    SELECT e.version INTO prev FROM tenant.migrations e WHERE e.seq < m.seq ORDER BY e.seq DESC LIMIT 1;
     -- Workers of an earlier run hold this shared until they exit: once we have it, a `running` row
     -- belongs to nobody.
     PERFORM tenant._migration_workers_gone();
+    -- (schema_migrations_running_idx: only rows left `running` by a 0.1.0 run are read)
     WITH t AS (
         UPDATE tenant.schema_migrations s SET status = 'pending', pid = NULL
         WHERE s.status = 'running' RETURNING s.schema_name, s.version
@@ -244,10 +247,15 @@ BEGIN
         RAISE NOTICE 'taking over % schema(s) left running by an interrupted run: %', n, taken;
     END IF;
 
+    -- A ledger row of this version for each tenant schema that has none (one anti-join, no row
+    -- per tenant and registered version: a schema with no row for a version is pending for it,
+    -- and the run over that version gives it its row).
     INSERT INTO tenant.schema_migrations (schema_name, version, tenant_id)
-    SELECT t.schema_name, v.version, t.id
-    FROM tenant.tenants t CROSS JOIN tenant.migrations v
+    SELECT t.schema_name, m.version, t.id
+    FROM tenant.tenants t
     WHERE t.schema_name IS NOT NULL
+      AND NOT EXISTS (SELECT FROM tenant.schema_migrations x
+                      WHERE x.schema_name = t.schema_name AND x.version = m.version)
     ON CONFLICT ON CONSTRAINT schema_migrations_pkey DO NOTHING;
 
     INSERT INTO tenant.migration_runs (version, continue_on_error, parallel, started_by, leader_pid)
@@ -259,11 +267,14 @@ BEGIN
      WHERE s.version = m.version
        AND s.status IN ('pending', 'failed')
        AND EXISTS (SELECT FROM tenant.tenants t WHERE t.id = s.tenant_id AND t.schema_name = s.schema_name)
-       AND NOT EXISTS (
-           SELECT FROM tenant.migrations e
-           WHERE e.seq < m.seq
-             AND NOT EXISTS (SELECT FROM tenant.schema_migrations a
-                             WHERE a.schema_name = s.schema_name AND a.version = e.version AND a.status = 'applied'));
+       -- Every earlier version is applied here exactly when the one just before is: a version is
+       -- queued for a schema only once that one is applied (by induction, every earlier one),
+       -- the template has every registered version (so a clone is marked with all of them), and
+       -- `applied` is final. One primary-key probe per queued schema, whatever the number of
+       -- versions.
+       AND (prev IS NULL OR EXISTS (SELECT FROM tenant.schema_migrations a
+                                    WHERE a.schema_name = s.schema_name AND a.version = prev
+                                      AND a.status = 'applied'));
     GET DIAGNOSTICS n = ROW_COUNT;
 
     UPDATE tenant.schema_migrations s
@@ -287,11 +298,12 @@ BEGIN
 END
 $$;
 
--- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) and
--- marks it `running` in the caller's transaction, which then migrates it (_migration_apply) and
--- commits: the mark is never committed, so a killed run leaves the row `pending`. NULL when the
--- queue is empty, when the run stops at a failure (continue_on_error => false), or when `leader`
--- is given and no longer holds the run lock. The pending rows are read in schema order from
+-- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) for
+-- the caller's transaction, which then migrates it (_migration_apply) and commits: the claim is
+-- the row lock plus a record of this transaction (tenant._migration_claimed, src/migrate.rs),
+-- nothing is written, so a killed run leaves the row `pending`. NULL when the queue is empty,
+-- when the run stops at a failure (continue_on_error => false), or when `leader` is given and no
+-- longer runs (tenant._migration_leader_alive). The pending rows are read in schema order from
 -- schema_migrations_run_idx (run_id, status, schema_name): no sort of the queue per claim.
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -301,17 +313,12 @@ AS $$
 DECLARE
     r tenant.migration_runs;
     target name;
+    after name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     IF leader IS NULL THEN
         PERFORM tenant._migration_require_lock();
-    ELSIF NOT EXISTS (
-        SELECT FROM pg_catalog.pg_locks l
-        WHERE l.locktype = 'object' AND l.pid = leader AND l.granted
-          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-          AND l.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-          AND l.objid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'qualityfoundry_tenant')
-          AND l.objsubid = 1) THEN
+    ELSIF NOT tenant._migration_leader_alive(leader) THEN
         RETURN NULL;
     END IF;
     SELECT * INTO r FROM tenant.migration_runs WHERE id = run;
@@ -327,19 +334,21 @@ BEGIN
     -- plan: with the version in the condition too, schema_migrations_version_idx (version, status)
     -- matches as well, and the planner (stale statistics mid-run) chose it and sorted every
     -- pending row of the version for each claim. A run queues rows of its own version only.
+    -- From the schema this backend claimed last (tenant._migration_claimed_after, src/migrate.rs):
+    -- every pending row before it is taken, and its dead index entries are not stepped over again.
+    after := tenant._migration_claimed_after(run);
     SELECT s.schema_name INTO target
     FROM tenant.schema_migrations s
-    WHERE s.run_id = run AND s.status = 'pending'
+    WHERE s.run_id = run AND s.status = 'pending' AND s.schema_name > after
     ORDER BY s.run_id, s.status, s.schema_name
     LIMIT 1
     FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    UPDATE tenant.schema_migrations s
-       SET status = 'running', started_at = clock_timestamp(), finished_at = NULL, error = NULL,
-           sqlstate = NULL, attempts = s.attempts + 1, pid = pg_backend_pid()
-     WHERE s.schema_name = target AND s.version = r.version;
+    -- The row lock and the claim recorded for this transaction are the claim: no write to the
+    -- ledger until _migration_finish records the outcome (one update per schema).
+    PERFORM tenant._migration_claimed(run, target);
     RETURN target;
 END
 $$;
@@ -351,21 +360,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    mine boolean;
+    n integer := 0;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    -- Found by its primary key alone: status is indexed (schema_migrations_version_idx), and every
-    -- schema finished before leaves a dead 'running' entry there that a scan on it would step over.
-    SELECT s.run_id = run AND s.status = 'running' AND s.pid = pg_backend_pid() INTO mine
-      FROM tenant.schema_migrations s WHERE s.schema_name = target AND s.version = v;
-    IF mine THEN
+    -- Found by its primary key, the one write of the schema's ledger row in this run: started
+    -- when this transaction began (it began with the claim), attempted once more, by this backend.
+    IF tenant._migration_is_claimed(run, target) THEN
         UPDATE tenant.schema_migrations s
            SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
-               error = err, sqlstate = state, finished_at = clock_timestamp()
-         WHERE s.schema_name = target AND s.version = v;
+               error = err, sqlstate = state, started_at = now(), finished_at = clock_timestamp(),
+               attempts = s.attempts + 1, pid = pg_backend_pid()
+         WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'pending';
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
-    IF NOT coalesce(mine, false) THEN
+    IF n <> 1 THEN
         RAISE EXCEPTION 'schema % is not being migrated to % by run % in this session', quote_ident(target),
                         quote_literal(v), run
             USING ERRCODE = '55000';

@@ -51,6 +51,9 @@ CREATE TABLE tenant.schema_migrations (
 -- (run_id, status, schema_name): a run's claim reads its next pending schema in order, no sort.
 CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
 CREATE INDEX schema_migrations_version_idx ON tenant.schema_migrations (version, status);
+-- Rows left `running` by a 0.1.0 run (0.2.0 never commits `running`): a run finds the ones to take
+-- over here, without reading the whole ledger (every schema times every version) each time.
+CREATE INDEX schema_migrations_running_idx ON tenant.schema_migrations (run_id) WHERE status = 'running';
 COMMENT ON TABLE tenant.schema_migrations IS 'Per schema and version: pending, running, applied or failed (with SQLSTATE and message). A pending row whose error says "blocked" waits for an earlier version.';
 
 -- What migrate_all last verified about each tenant schema, so that a step that changes nothing

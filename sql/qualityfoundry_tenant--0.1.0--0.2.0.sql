@@ -202,6 +202,8 @@ DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
 -- Issue 17: migrate_all claims a run's next pending schema in order from this index (no sort).
 DROP INDEX tenant.schema_migrations_run_idx;
 CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
+-- Issue 17: the rows a 0.1.0 run left `running`, which the next run takes over (sql/migrate_tables.sql).
+CREATE INDEX schema_migrations_running_idx ON tenant.schema_migrations (run_id) WHERE status = 'running';
 
 -- Issue 17: what migrate_all last verified about each tenant schema (sql/migrate_tables.sql), and
 -- the per-schema re-pin entry point it replaces (tenant._schema_check_after, sql/schemas.sql).
@@ -475,6 +477,15 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_id_wrapper';
 
+-- qualityfoundry_tenant::fingerprint::_tenant_schema_fingerprint_rs
+CREATE OR REPLACE FUNCTION tenant."_tenant_schema_fingerprint_rs"(
+	"schema" TEXT, /* Option < & str > */
+	"tenant_id" bigint /* Option < i64 > */
+) RETURNS TEXT /* Option < String > */
+STABLE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tenant_schema_fingerprint_wrapper';
+
 -- qualityfoundry_tenant::jwt::_request_id
 CREATE OR REPLACE FUNCTION tenant."_request_id"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE  
@@ -517,6 +528,40 @@ CREATE OR REPLACE FUNCTION tenant."set_tenant_jwt"(
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_jwt_wrapper';
+
+-- qualityfoundry_tenant::migrate::_migration_claimed
+CREATE OR REPLACE FUNCTION tenant."_migration_claimed"(
+	"run" bigint, /* i64 */
+	"schema" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'migration_claimed_wrapper';
+
+-- qualityfoundry_tenant::migrate::_migration_claimed_after
+CREATE OR REPLACE FUNCTION tenant."_migration_claimed_after"(
+	"run" bigint /* i64 */
+) RETURNS TEXT /* String */
+STRICT STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'migration_claimed_after_wrapper';
+
+-- qualityfoundry_tenant::migrate::_migration_is_claimed
+CREATE OR REPLACE FUNCTION tenant."_migration_is_claimed"(
+	"run" bigint, /* i64 */
+	"schema" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'migration_is_claimed_wrapper';
+
+-- qualityfoundry_tenant::migrate::_migration_leader_alive
+CREATE OR REPLACE FUNCTION tenant."_migration_leader_alive"(
+	"leader" INT /* i32 */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'leader_alive_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_lock
 CREATE OR REPLACE FUNCTION tenant."_migration_lock"() RETURNS void
@@ -2211,7 +2256,7 @@ END
 $$;
 
 -- Opens a run over one version: takes over rows an interrupted run left `running`, gives every
--- tenant schema a ledger row for every registered version, and queues (run_id = the run) this
+-- tenant schema that has none a ledger row for this version, and queues (run_id = the run) this
 -- version's pending and failed rows whose earlier versions are all applied. Pending rows that wait
 -- for an earlier version are annotated and left out. Returns the run id; NULL when `always` is
 -- false and nothing is queued.
@@ -2225,13 +2270,16 @@ DECLARE
     run bigint;
     n integer;
     taken text;
+    prev text; -- the version registered just before this one (NULL: none)
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     PERFORM tenant._migration_require_lock();
     SELECT * INTO STRICT m FROM tenant.migrations WHERE migrations.version = _migration_start_run.version;
+    SELECT e.version INTO prev FROM tenant.migrations e WHERE e.seq < m.seq ORDER BY e.seq DESC LIMIT 1;
     -- Workers of an earlier run hold this shared until they exit: once we have it, a `running` row
     -- belongs to nobody.
     PERFORM tenant._migration_workers_gone();
+    -- (schema_migrations_running_idx: only rows left `running` by a 0.1.0 run are read)
     WITH t AS (
         UPDATE tenant.schema_migrations s SET status = 'pending', pid = NULL
         WHERE s.status = 'running' RETURNING s.schema_name, s.version
@@ -2242,10 +2290,15 @@ BEGIN
         RAISE NOTICE 'taking over % schema(s) left running by an interrupted run: %', n, taken;
     END IF;
 
+    -- A ledger row of this version for each tenant schema that has none (one anti-join, no row
+    -- per tenant and registered version: a schema with no row for a version is pending for it,
+    -- and the run over that version gives it its row).
     INSERT INTO tenant.schema_migrations (schema_name, version, tenant_id)
-    SELECT t.schema_name, v.version, t.id
-    FROM tenant.tenants t CROSS JOIN tenant.migrations v
+    SELECT t.schema_name, m.version, t.id
+    FROM tenant.tenants t
     WHERE t.schema_name IS NOT NULL
+      AND NOT EXISTS (SELECT FROM tenant.schema_migrations x
+                      WHERE x.schema_name = t.schema_name AND x.version = m.version)
     ON CONFLICT ON CONSTRAINT schema_migrations_pkey DO NOTHING;
 
     INSERT INTO tenant.migration_runs (version, continue_on_error, parallel, started_by, leader_pid)
@@ -2257,11 +2310,14 @@ BEGIN
      WHERE s.version = m.version
        AND s.status IN ('pending', 'failed')
        AND EXISTS (SELECT FROM tenant.tenants t WHERE t.id = s.tenant_id AND t.schema_name = s.schema_name)
-       AND NOT EXISTS (
-           SELECT FROM tenant.migrations e
-           WHERE e.seq < m.seq
-             AND NOT EXISTS (SELECT FROM tenant.schema_migrations a
-                             WHERE a.schema_name = s.schema_name AND a.version = e.version AND a.status = 'applied'));
+       -- Every earlier version is applied here exactly when the one just before is: a version is
+       -- queued for a schema only once that one is applied (by induction, every earlier one),
+       -- the template has every registered version (so a clone is marked with all of them), and
+       -- `applied` is final. One primary-key probe per queued schema, whatever the number of
+       -- versions.
+       AND (prev IS NULL OR EXISTS (SELECT FROM tenant.schema_migrations a
+                                    WHERE a.schema_name = s.schema_name AND a.version = prev
+                                      AND a.status = 'applied'));
     GET DIAGNOSTICS n = ROW_COUNT;
 
     UPDATE tenant.schema_migrations s
@@ -2285,11 +2341,12 @@ BEGIN
 END
 $$;
 
--- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) and
--- marks it `running` in the caller's transaction, which then migrates it (_migration_apply) and
--- commits: the mark is never committed, so a killed run leaves the row `pending`. NULL when the
--- queue is empty, when the run stops at a failure (continue_on_error => false), or when `leader`
--- is given and no longer holds the run lock. The pending rows are read in schema order from
+-- Takes the next queued schema of the run (SKIP LOCKED: workers never wait for each other) for
+-- the caller's transaction, which then migrates it (_migration_apply) and commits: the claim is
+-- the row lock plus a record of this transaction (tenant._migration_claimed, src/migrate.rs),
+-- nothing is written, so a killed run leaves the row `pending`. NULL when the queue is empty,
+-- when the run stops at a failure (continue_on_error => false), or when `leader` is given and no
+-- longer runs (tenant._migration_leader_alive). The pending rows are read in schema order from
 -- schema_migrations_run_idx (run_id, status, schema_name): no sort of the queue per claim.
 CREATE OR REPLACE FUNCTION tenant._migration_claim(run bigint, leader integer DEFAULT NULL) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -2299,17 +2356,12 @@ AS $$
 DECLARE
     r tenant.migration_runs;
     target name;
+    after name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     IF leader IS NULL THEN
         PERFORM tenant._migration_require_lock();
-    ELSIF NOT EXISTS (
-        SELECT FROM pg_catalog.pg_locks l
-        WHERE l.locktype = 'object' AND l.pid = leader AND l.granted
-          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-          AND l.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-          AND l.objid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'qualityfoundry_tenant')
-          AND l.objsubid = 1) THEN
+    ELSIF NOT tenant._migration_leader_alive(leader) THEN
         RETURN NULL;
     END IF;
     SELECT * INTO r FROM tenant.migration_runs WHERE id = run;
@@ -2325,19 +2377,21 @@ BEGIN
     -- plan: with the version in the condition too, schema_migrations_version_idx (version, status)
     -- matches as well, and the planner (stale statistics mid-run) chose it and sorted every
     -- pending row of the version for each claim. A run queues rows of its own version only.
+    -- From the schema this backend claimed last (tenant._migration_claimed_after, src/migrate.rs):
+    -- every pending row before it is taken, and its dead index entries are not stepped over again.
+    after := tenant._migration_claimed_after(run);
     SELECT s.schema_name INTO target
     FROM tenant.schema_migrations s
-    WHERE s.run_id = run AND s.status = 'pending'
+    WHERE s.run_id = run AND s.status = 'pending' AND s.schema_name > after
     ORDER BY s.run_id, s.status, s.schema_name
     LIMIT 1
     FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    UPDATE tenant.schema_migrations s
-       SET status = 'running', started_at = clock_timestamp(), finished_at = NULL, error = NULL,
-           sqlstate = NULL, attempts = s.attempts + 1, pid = pg_backend_pid()
-     WHERE s.schema_name = target AND s.version = r.version;
+    -- The row lock and the claim recorded for this transaction are the claim: no write to the
+    -- ledger until _migration_finish records the outcome (one update per schema).
+    PERFORM tenant._migration_claimed(run, target);
     RETURN target;
 END
 $$;
@@ -2349,21 +2403,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
-    mine boolean;
+    n integer := 0;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    -- Found by its primary key alone: status is indexed (schema_migrations_version_idx), and every
-    -- schema finished before leaves a dead 'running' entry there that a scan on it would step over.
-    SELECT s.run_id = run AND s.status = 'running' AND s.pid = pg_backend_pid() INTO mine
-      FROM tenant.schema_migrations s WHERE s.schema_name = target AND s.version = v;
-    IF mine THEN
+    -- Found by its primary key, the one write of the schema's ledger row in this run: started
+    -- when this transaction began (it began with the claim), attempted once more, by this backend.
+    IF tenant._migration_is_claimed(run, target) THEN
         UPDATE tenant.schema_migrations s
            SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
-               error = err, sqlstate = state, finished_at = clock_timestamp()
-         WHERE s.schema_name = target AND s.version = v;
+               error = err, sqlstate = state, started_at = now(), finished_at = clock_timestamp(),
+               attempts = s.attempts + 1, pid = pg_backend_pid()
+         WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'pending';
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
-    IF NOT coalesce(mine, false) THEN
+    IF n <> 1 THEN
         RAISE EXCEPTION 'schema % is not being migrated to % by run % in this session', quote_ident(target),
                         quote_literal(v), run
             USING ERRCODE = '55000';
@@ -3336,94 +3390,15 @@ $$;
 -- role that owns, is granted or is named by a policy there: its name, whether it is a superuser,
 -- whether it holds tenant_user and whether tenant_user holds it. Not read: indexes, columns
 -- without ACLs, triggers, rules, view bodies, statistics counters — nothing either check reads
--- — so a migration that adds a column or an index leaves it unchanged. One query over the
--- schema's own catalog rows, found through indexes: its cost follows the size of the schema,
--- never the number of tenants. NULL when the schema does not exist.
+-- — so a migration that adds a column or an index leaves it unchanged. Read from the schema's
+-- own catalog rows, found through indexes and the system caches: its cost follows the size of
+-- the schema, never the number of tenants. NULL when the schema does not exist.
 CREATE OR REPLACE FUNCTION tenant._tenant_schema_fingerprint(schema name, tenant_id bigint) RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    nsp oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema);
-BEGIN
-    IF nsp IS NULL THEN
-        RETURN NULL;
-    END IF;
-    RETURN (
-    WITH obj AS MATERIALIZED (
-        SELECT d.classid, d.objid FROM pg_depend d
-         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = nsp AND d.deptype = 'n'
-           AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass, 'pg_statistic_ext'::regclass)
-    ), rel AS MATERIALIZED (
-        SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl, c.reloptions, c.relrowsecurity, c.relforcerowsecurity
-          FROM obj o JOIN pg_class c ON c.oid = o.objid
-         WHERE o.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-    ), fn AS MATERIALIZED (
-        SELECT p.oid, p.oid::regprocedure::text AS ident, p.prokind, p.prosecdef, p.prorettype, p.proowner, p.proacl
-          FROM obj o JOIN pg_proc p ON p.oid = o.objid WHERE o.classid = 'pg_proc'::regclass
-    ), typ AS MATERIALIZED (
-        SELECT t.oid, t.oid::regtype::text AS ident, t.typtype, t.typowner,
-               (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) AS relkind
-          FROM obj o JOIN pg_type t ON t.oid = o.objid
-         WHERE o.classid = 'pg_type'::regclass AND t.typtype IN ('e', 'd', 'r', 'c')
-    ), stx AS MATERIALIZED (
-        SELECT x.oid, x.stxname, x.stxowner FROM obj o JOIN pg_statistic_ext x ON x.oid = o.objid
-         WHERE o.classid = 'pg_statistic_ext'::regclass
-    ), pol AS MATERIALIZED (
-        SELECT p.oid, p.xmin, p.ctid, p.polroles
-          FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
-         WHERE r.relkind IN ('r', 'p') AND p.polname LIKE 'qft\_%'
-    ), col AS MATERIALIZED (
-        SELECT a.attrelid, a.attnum, a.attname, a.attacl FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid
-         WHERE r.relkind IN ('r', 'p') AND a.attnum > 0 AND a.attacl IS NOT NULL
-    ), seqdef AS MATERIALIZED (
-        SELECT ad.adrelid, ad.adnum, a.attname, a.attgenerated, d.refobjid::regclass::text AS seq
-          FROM rel r
-          JOIN pg_attrdef ad ON ad.adrelid = r.oid
-          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
-          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
-          JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
-         WHERE r.relkind IN ('r', 'p')
-    ), anc AS MATERIALIZED (
-        WITH RECURSIVE a(relid, parent) AS (
-            SELECT h.inhrelid, h.inhparent FROM rel r JOIN pg_inherits h ON h.inhrelid = r.oid WHERE r.relkind IN ('r', 'p')
-            UNION
-            SELECT a.relid, h.inhparent FROM a JOIN pg_inherits h ON h.inhrelid = a.parent
-        ) SELECT * FROM a
-    ), roles AS MATERIALIZED (
-        -- owners, grantees (each distinct ACL exploded once) and policy roles
-        SELECT x.role FROM (
-            SELECT r.relowner FROM rel r
-            UNION SELECT f.proowner FROM fn f
-            UNION SELECT t.typowner FROM typ t
-            UNION SELECT x.stxowner FROM stx x
-            UNION SELECT g.grantee FROM (SELECT r.relacl FROM rel r UNION SELECT c.attacl FROM col c
-                                         UNION SELECT f.proacl FROM fn f) a(acl), aclexplode(a.acl) g
-            UNION SELECT u.role FROM (SELECT DISTINCT p.polroles FROM pol p) p, unnest(p.polroles) u(role)
-        ) x(role) WHERE x.role <> 0
-    )
-    SELECT concat_ws(E'\n', ROW(nsp, schema, tenant_id, (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'qualityfoundry_tenant'))::text,
-        (SELECT string_agg(ROW(r.oid, r.relname, r.relkind, r.relowner, r.relacl, r.reloptions, r.relrowsecurity,
-                               r.relforcerowsecurity)::text, ',' ORDER BY r.oid) FROM rel r),
-        -- policies by row version: a changed policy is a new version (xmin, ctid) of its row
-        (SELECT string_agg(ROW(p.oid, p.xmin, p.ctid)::text, ',' ORDER BY p.oid) FROM pol p),
-        (SELECT string_agg(ROW(c.attrelid, c.attnum, c.attname, c.attacl)::text, ',' ORDER BY c.attrelid, c.attnum) FROM col c),
-        (SELECT string_agg(ROW(s.adrelid, s.adnum, s.attname, s.attgenerated, s.seq)::text, ',' ORDER BY s.adrelid, s.adnum, s.seq) FROM seqdef s),
-        (SELECT string_agg(ROW(f.oid, f.ident, f.prokind, f.prosecdef, f.prorettype, f.proowner, f.proacl)::text, ',' ORDER BY f.oid) FROM fn f),
-        (SELECT string_agg(ROW(t.oid, t.ident, t.typtype, t.typowner, t.relkind)::text, ',' ORDER BY t.oid) FROM typ t),
-        (SELECT string_agg(ROW(x.oid, x.stxname, x.stxowner)::text, ',' ORDER BY x.oid) FROM stx x),
-        (SELECT string_agg(ROW(a.relid, a.parent)::text, ',' ORDER BY a.relid, a.parent) FROM anc a),
-        (SELECT string_agg(ROW(l.relid::oid, l.xmin, l.ctid)::text, ',' ORDER BY l.relid::oid, l.command)
-           FROM tenant.role_limits l WHERE l.relid::oid IN (SELECT r.oid FROM rel r UNION SELECT a.parent FROM anc a)),
-        (SELECT string_agg(ROW(i.relid::oid, i.xmin, i.ctid)::text, ',' ORDER BY i.relid::oid)
-           FROM tenant.isolated_tables i WHERE i.relid::oid IN (SELECT r.oid FROM rel r)),
-        (SELECT string_agg(ROW(a.oid, a.rolname, a.rolsuper, pg_has_role(a.oid, 'tenant_user', 'MEMBER'),
-                               pg_has_role('tenant_user', a.oid, 'USAGE'))::text, ',' ORDER BY a.oid)
-           FROM roles x JOIN pg_authid a ON a.oid = x.role))
-    );
-END
-$$;
+LANGUAGE sql STABLE
+-- Read from the catalogs directly (src/fingerprint.rs): a catalog query of these fourteen parts
+-- cost more per schema (executor start-up, a lock per catalog in every transaction) than the rest
+-- of a small migration step. No SET clause, so this wrapper is inlined; every name is qualified.
+AS $$ SELECT tenant._tenant_schema_fingerprint_rs(CAST(schema AS pg_catalog.text), tenant_id) $$;
 
 -- Records what was verified about a tenant schema that has just been pinned: its fingerprint now
 -- and its problems (tenant.schema_checks).

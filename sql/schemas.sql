@@ -315,94 +315,15 @@ $$;
 -- role that owns, is granted or is named by a policy there: its name, whether it is a superuser,
 -- whether it holds tenant_user and whether tenant_user holds it. Not read: indexes, columns
 -- without ACLs, triggers, rules, view bodies, statistics counters — nothing either check reads
--- — so a migration that adds a column or an index leaves it unchanged. One query over the
--- schema's own catalog rows, found through indexes: its cost follows the size of the schema,
--- never the number of tenants. NULL when the schema does not exist.
+-- — so a migration that adds a column or an index leaves it unchanged. Read from the schema's
+-- own catalog rows, found through indexes and the system caches: its cost follows the size of
+-- the schema, never the number of tenants. NULL when the schema does not exist.
 CREATE OR REPLACE FUNCTION tenant._tenant_schema_fingerprint(schema name, tenant_id bigint) RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    nsp oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = schema);
-BEGIN
-    IF nsp IS NULL THEN
-        RETURN NULL;
-    END IF;
-    RETURN (
-    WITH obj AS MATERIALIZED (
-        SELECT d.classid, d.objid FROM pg_depend d
-         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = nsp AND d.deptype = 'n'
-           AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass, 'pg_statistic_ext'::regclass)
-    ), rel AS MATERIALIZED (
-        SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl, c.reloptions, c.relrowsecurity, c.relforcerowsecurity
-          FROM obj o JOIN pg_class c ON c.oid = o.objid
-         WHERE o.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-    ), fn AS MATERIALIZED (
-        SELECT p.oid, p.oid::regprocedure::text AS ident, p.prokind, p.prosecdef, p.prorettype, p.proowner, p.proacl
-          FROM obj o JOIN pg_proc p ON p.oid = o.objid WHERE o.classid = 'pg_proc'::regclass
-    ), typ AS MATERIALIZED (
-        SELECT t.oid, t.oid::regtype::text AS ident, t.typtype, t.typowner,
-               (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) AS relkind
-          FROM obj o JOIN pg_type t ON t.oid = o.objid
-         WHERE o.classid = 'pg_type'::regclass AND t.typtype IN ('e', 'd', 'r', 'c')
-    ), stx AS MATERIALIZED (
-        SELECT x.oid, x.stxname, x.stxowner FROM obj o JOIN pg_statistic_ext x ON x.oid = o.objid
-         WHERE o.classid = 'pg_statistic_ext'::regclass
-    ), pol AS MATERIALIZED (
-        SELECT p.oid, p.xmin, p.ctid, p.polroles
-          FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
-         WHERE r.relkind IN ('r', 'p') AND p.polname LIKE 'qft\_%'
-    ), col AS MATERIALIZED (
-        SELECT a.attrelid, a.attnum, a.attname, a.attacl FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid
-         WHERE r.relkind IN ('r', 'p') AND a.attnum > 0 AND a.attacl IS NOT NULL
-    ), seqdef AS MATERIALIZED (
-        SELECT ad.adrelid, ad.adnum, a.attname, a.attgenerated, d.refobjid::regclass::text AS seq
-          FROM rel r
-          JOIN pg_attrdef ad ON ad.adrelid = r.oid
-          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
-          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
-          JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
-         WHERE r.relkind IN ('r', 'p')
-    ), anc AS MATERIALIZED (
-        WITH RECURSIVE a(relid, parent) AS (
-            SELECT h.inhrelid, h.inhparent FROM rel r JOIN pg_inherits h ON h.inhrelid = r.oid WHERE r.relkind IN ('r', 'p')
-            UNION
-            SELECT a.relid, h.inhparent FROM a JOIN pg_inherits h ON h.inhrelid = a.parent
-        ) SELECT * FROM a
-    ), roles AS MATERIALIZED (
-        -- owners, grantees (each distinct ACL exploded once) and policy roles
-        SELECT x.role FROM (
-            SELECT r.relowner FROM rel r
-            UNION SELECT f.proowner FROM fn f
-            UNION SELECT t.typowner FROM typ t
-            UNION SELECT x.stxowner FROM stx x
-            UNION SELECT g.grantee FROM (SELECT r.relacl FROM rel r UNION SELECT c.attacl FROM col c
-                                         UNION SELECT f.proacl FROM fn f) a(acl), aclexplode(a.acl) g
-            UNION SELECT u.role FROM (SELECT DISTINCT p.polroles FROM pol p) p, unnest(p.polroles) u(role)
-        ) x(role) WHERE x.role <> 0
-    )
-    SELECT concat_ws(E'\n', ROW(nsp, schema, tenant_id, (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'qualityfoundry_tenant'))::text,
-        (SELECT string_agg(ROW(r.oid, r.relname, r.relkind, r.relowner, r.relacl, r.reloptions, r.relrowsecurity,
-                               r.relforcerowsecurity)::text, ',' ORDER BY r.oid) FROM rel r),
-        -- policies by row version: a changed policy is a new version (xmin, ctid) of its row
-        (SELECT string_agg(ROW(p.oid, p.xmin, p.ctid)::text, ',' ORDER BY p.oid) FROM pol p),
-        (SELECT string_agg(ROW(c.attrelid, c.attnum, c.attname, c.attacl)::text, ',' ORDER BY c.attrelid, c.attnum) FROM col c),
-        (SELECT string_agg(ROW(s.adrelid, s.adnum, s.attname, s.attgenerated, s.seq)::text, ',' ORDER BY s.adrelid, s.adnum, s.seq) FROM seqdef s),
-        (SELECT string_agg(ROW(f.oid, f.ident, f.prokind, f.prosecdef, f.prorettype, f.proowner, f.proacl)::text, ',' ORDER BY f.oid) FROM fn f),
-        (SELECT string_agg(ROW(t.oid, t.ident, t.typtype, t.typowner, t.relkind)::text, ',' ORDER BY t.oid) FROM typ t),
-        (SELECT string_agg(ROW(x.oid, x.stxname, x.stxowner)::text, ',' ORDER BY x.oid) FROM stx x),
-        (SELECT string_agg(ROW(a.relid, a.parent)::text, ',' ORDER BY a.relid, a.parent) FROM anc a),
-        (SELECT string_agg(ROW(l.relid::oid, l.xmin, l.ctid)::text, ',' ORDER BY l.relid::oid, l.command)
-           FROM tenant.role_limits l WHERE l.relid::oid IN (SELECT r.oid FROM rel r UNION SELECT a.parent FROM anc a)),
-        (SELECT string_agg(ROW(i.relid::oid, i.xmin, i.ctid)::text, ',' ORDER BY i.relid::oid)
-           FROM tenant.isolated_tables i WHERE i.relid::oid IN (SELECT r.oid FROM rel r)),
-        (SELECT string_agg(ROW(a.oid, a.rolname, a.rolsuper, pg_has_role(a.oid, 'tenant_user', 'MEMBER'),
-                               pg_has_role('tenant_user', a.oid, 'USAGE'))::text, ',' ORDER BY a.oid)
-           FROM roles x JOIN pg_authid a ON a.oid = x.role))
-    );
-END
-$$;
+LANGUAGE sql STABLE
+-- Read from the catalogs directly (src/fingerprint.rs): a catalog query of these fourteen parts
+-- cost more per schema (executor start-up, a lock per catalog in every transaction) than the rest
+-- of a small migration step. No SET clause, so this wrapper is inlined; every name is qualified.
+AS $$ SELECT tenant._tenant_schema_fingerprint_rs(CAST(schema AS pg_catalog.text), tenant_id) $$;
 
 -- Records what was verified about a tenant schema that has just been pinned: its fingerprint now
 -- and its problems (tenant.schema_checks).

@@ -8,6 +8,7 @@ mod citus;
 mod context;
 mod cross_audit;
 mod error;
+mod fingerprint;
 mod jwt;
 mod migrate;
 mod nesting;
@@ -105,7 +106,11 @@ pgrx::extension_sql_file!(
         migrate::template_lock,
         migrate::workers_gone,
         migrate::migration_run_step,
-        migrate::migration_run_template
+        migrate::migration_run_template,
+        migrate::migration_claimed,
+        migrate::migration_is_claimed,
+        migrate::migration_claimed_after,
+        migrate::leader_alive
     ]
 );
 pgrx::extension_sql_file!(
@@ -121,7 +126,13 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/schemas.sql",
     name = "schemas",
-    requires = ["registry", "isolation", "clone", "migrate"]
+    requires = [
+        "registry",
+        "isolation",
+        "clone",
+        "migrate",
+        fingerprint::tenant_schema_fingerprint
+    ]
 );
 pgrx::extension_sql_file!(
     "../sql/checker.sql",

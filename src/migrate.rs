@@ -54,7 +54,7 @@ static CALLBACK_REGISTERED: Backend<Cell<bool>> = Backend(Cell::new(false));
 /// Set in a migration worker: it applies schemas claimed for its leader's run.
 static IN_WORKER: Backend<Cell<bool>> = Backend(Cell::new(false));
 
-fn extension_oid() -> pg_sys::Oid {
+pub fn extension_oid() -> pg_sys::Oid {
     unsafe { pg_sys::get_extension_oid(c"qualityfoundry_tenant".as_ptr(), false) }
 }
 
@@ -301,10 +301,102 @@ pub fn refuse_in_step() {
     }
 }
 
+/// The schema this backend's current transaction has claimed: (run, schema, top-level xid),
+/// recorded by `tenant._migration_claim` once it holds the ledger row (FOR UPDATE SKIP LOCKED).
+/// The claim is not written to the ledger: the row lock and this record are the claim, and both
+/// end with the transaction (the xid no longer matches), so a killed run leaves the row `pending`.
+static CLAIMED: Backend<RefCell<Option<(i64, String, pg_sys::TransactionId)>>> =
+    Backend(RefCell::new(None));
+
+/// Records the claim of `schema` in `run` for the current transaction. Called by the SECURITY
+/// DEFINER `tenant._migration_claim` only (EXECUTE is granted to nobody).
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_claimed",
+    volatile,
+    parallel_unsafe
+)]
+fn migration_claimed(run: i64, schema: &str) {
+    // The FOR UPDATE of the claim has given the transaction its xid.
+    let xid = unsafe { pg_sys::GetTopTransactionId() };
+    *CLAIMED.0.borrow_mut() = Some((run, schema.to_string(), xid));
+    *LAST_CLAIMED.0.borrow_mut() = Some((extension_oid(), run, schema.to_string()));
+}
+
+/// The last schema this backend claimed in a run, across its transactions: a claim reads the queue
+/// from there on. Every pending row before it is taken: claimed by this backend (and finished: a
+/// transaction that fails outside the step's own error handling ends the run or the worker), or
+/// skipped while another backend held it — a worker's, which that worker finishes, or if it dies
+/// the leader applies after the workers (its own claims start from the beginning). So no claim
+/// steps over the dead index entries of the schemas done before it (which the leader's snapshot,
+/// up to a second old, keeps from being pruned while workers run). Keyed by the extension's oid
+/// too: a re-created extension numbers its runs from 1 again.
+static LAST_CLAIMED: Backend<RefCell<Option<(pg_sys::Oid, i64, String)>>> =
+    Backend(RefCell::new(None));
+
+/// `tenant._migration_claimed_after(run)`: the schema name the next claim of this backend in
+/// `run` starts after ('' for the first). Called by `tenant._migration_claim` only.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_claimed_after",
+    stable,
+    parallel_unsafe
+)]
+fn migration_claimed_after(run: i64) -> String {
+    match &*LAST_CLAIMED.0.borrow() {
+        Some((e, r, s)) if *r == run && *e == extension_oid() => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Whether the current transaction has claimed `schema` in `run`.
+fn claimed_here(run: i64, schema: &str) -> bool {
+    let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
+    xid != pg_sys::InvalidTransactionId
+        && matches!(&*CLAIMED.0.borrow(), Some((r, s, x)) if *r == run && s == schema && *x == xid)
+}
+
+/// `tenant._migration_is_claimed(run, schema)`: for `tenant._migration_finish` (SECURITY DEFINER;
+/// EXECUTE is granted to nobody).
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_is_claimed",
+    volatile,
+    parallel_unsafe
+)]
+fn migration_is_claimed(run: i64, schema: &str) -> bool {
+    claimed_here(run, schema)
+}
+
+/// Whether the leader `leader` of a worker's run is still running it: its process exists and the
+/// run lock is held. (A leader that releases the run lock has stopped its workers or seen them
+/// exit first: release_on_abort, or the end of `_migration_execute`.) Read without pg_locks, whose
+/// snapshot of the whole lock table every claim of every worker would otherwise take.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_leader_alive",
+    volatile,
+    parallel_unsafe
+)]
+fn leader_alive(leader: i32) -> bool {
+    if unsafe { pg_sys::BackendPidGetProc(leader) }.is_null() {
+        return false;
+    }
+    let tag = run_lock_tag();
+    let mode = pg_sys::ShareLock as i32;
+    let got = unsafe { pg_sys::LockAcquire(&tag, mode, false, true) };
+    if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+        return true;
+    }
+    // Nobody holds it: the run is over. Give back what was just taken.
+    unsafe { pg_sys::LockRelease(&tag, mode, false) };
+    false
+}
+
 /// (schema, migration SQL, tenant) of the schema this backend has claimed in `run`, or a 55000
-/// error when it has claimed none of that name: a step runs only for a ledger row that is
-/// `running` in this very backend (marked so in this very transaction by the claim). Takes the
-/// schema's activity lock (see [`hold_activity_lock`]).
+/// error when it has claimed none of that name: a step runs only for the pending ledger row this
+/// very transaction has claimed ([`CLAIMED`]). Takes the schema's activity lock (see
+/// [`hold_activity_lock`]).
 fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
     // Prepared once per backend (planning this join cost more than the rest of a small step).
     let row = privilege::as_owner(|| {
@@ -319,8 +411,7 @@ fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
                        LEFT JOIN tenant.tenants t ON t.schema_name OPERATOR(pg_catalog.=) s.schema_name \
                        LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.schema_name \
                       WHERE r.id OPERATOR(pg_catalog.=) $1 AND s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
-                        AND s.status OPERATOR(pg_catalog.=) 'running' \
-                        AND s.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()",
+                        AND s.status OPERATOR(pg_catalog.=) 'pending'",
                     &[
                         PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID),
                         PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
@@ -339,7 +430,7 @@ fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
         })
     });
     match row {
-        Ok((Some(sql), tenant, namespace)) => {
+        Ok((Some(sql), tenant, namespace)) if claimed_here(run, schema) => {
             if let Some(namespace) = namespace {
                 hold_activity_lock(namespace);
             }

@@ -197,6 +197,8 @@ DROP FUNCTION tenant.add_tenant_column(regclass, text, name);
 -- Issue 17: migrate_all claims a run's next pending schema in order from this index (no sort).
 DROP INDEX tenant.schema_migrations_run_idx;
 CREATE INDEX schema_migrations_run_idx ON tenant.schema_migrations (run_id, status, schema_name);
+-- Issue 17: the rows a 0.1.0 run left `running`, which the next run takes over (sql/migrate_tables.sql).
+CREATE INDEX schema_migrations_running_idx ON tenant.schema_migrations (run_id) WHERE status = 'running';
 
 -- Issue 17: what migrate_all last verified about each tenant schema (sql/migrate_tables.sql), and
 -- the per-schema re-pin entry point it replaces (tenant._schema_check_after, sql/schemas.sql).

@@ -4,6 +4,7 @@ mod catalog;
 mod checker;
 mod clone;
 mod context;
+mod fingerprint;
 mod foundation;
 mod identity;
 mod isolation;

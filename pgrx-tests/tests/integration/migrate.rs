@@ -149,6 +149,14 @@ fn ledger(client: &mut Client) -> Vec<(String, String, String, Option<String>)> 
         .collect()
 }
 
+/// "schema=status" for every ledger row, in ledger order.
+fn statuses(client: &mut Client) -> Vec<String> {
+    ledger(client)
+        .into_iter()
+        .map(|r| format!("{}={}", r.0, r.2))
+        .collect()
+}
+
 fn row_of(
     client: &mut Client,
     schema: &str,
@@ -698,6 +706,237 @@ fn a_tenant_failed_at_n_is_not_given_n_plus_1_until_retried_in_order() {
     assert_eq!(drift(&mut su, None), NO_DRIFT);
 }
 
+/// A run gives ledger rows for its own version only (never one per tenant and registered
+/// version): a schema registered after three versions has no row for them, reads as pending for
+/// each, is blocked for the fourth (by the version just before it, which it lacks), and
+/// retry_failed() gives it every version in order.
+#[test]
+fn a_schema_registered_after_three_versions_gets_rows_only_for_the_versions_run() {
+    let db = fixture("mig_late", &[("a", 1), ("b", 2), ("c", 3)]);
+    let mut su = db.superuser();
+    // tenant_c exists as the template was before any version, but is not registered yet.
+    su.batch_execute("UPDATE tenant.tenants SET schema_name = NULL WHERE slug = 'c'")
+        .unwrap();
+    let (mut admin, notices) = connect_noticed(&db, "admin");
+    migrate(&mut admin, "v1", CHECK_QTY).unwrap();
+    migrate(&mut admin, "v2", ADD_EVENTS).unwrap();
+    migrate(&mut admin, "v3", ADD_COLUMN).unwrap();
+    su.batch_execute("UPDATE tenant.tenants SET schema_name = 'tenant_c' WHERE slug = 'c'")
+        .unwrap();
+    let c_before = shape(&mut su, "tenant_c");
+    migrate(&mut admin, "v4", "ALTER TABLE items ADD COLUMN note text").unwrap();
+
+    let rows_of_c: Vec<String> = ledger(&mut su)
+        .into_iter()
+        .filter(|r| r.0 == "tenant_c")
+        .map(|r| format!("{}={}", r.1, r.2))
+        .collect();
+    assert_eq!(rows_of_c, ["v4=pending"]);
+    assert!(row_of(&mut su, "tenant_c", "v4")
+        .2
+        .unwrap()
+        .contains("blocked: version v1"));
+    assert_eq!(
+        shape(&mut su, "tenant_c"),
+        c_before,
+        "tenant_c was given v4"
+    );
+    assert!(notices_contain(&notices, "1 blocked by an earlier version"));
+    let pending: Vec<i64> = admin
+        .query(
+            "SELECT pending FROM tenant.migration_status() ORDER BY registered_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pending, [1, 1, 1, 1]);
+    assert_eq!(
+        one::<String>(&mut admin, "SELECT schema_name || ':' || array_to_string(missing, ',') FROM tenant.outdated_schemas()"),
+        "tenant_c:v1,v2,v3,v4"
+    );
+
+    admin.batch_execute("CALL tenant.retry_failed()").unwrap();
+    assert!(
+        ledger(&mut su).iter().all(|r| r.2 == "applied"),
+        "{:?}",
+        ledger(&mut su)
+    );
+    let order: Vec<String> = su
+        .query(
+            "SELECT version FROM tenant.schema_migrations WHERE schema_name = 'tenant_c' ORDER BY started_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(order, ["v1", "v2", "v3", "v4"]);
+    assert_eq!(drift(&mut su, None), NO_DRIFT);
+}
+
+/// A step runs only in the schema its own transaction claimed: a migration that asks for the step
+/// of another schema of the run (which it could name: the ledger is readable) gets 55000 and is
+/// rolled back; that schema is then migrated by its own step. (The claim is the row lock plus a
+/// record of the transaction, never a ledger write: src/migrate.rs, CLAIMED.)
+#[test]
+fn a_migration_cannot_run_the_step_of_a_schema_it_has_not_claimed() {
+    let db = fixture("mig_claim", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let mut admin = db.connect("admin");
+    let sql = "DO $$ BEGIN
+                 IF current_schema() = 'tenant_a' THEN
+                   PERFORM tenant._migration_run_step((SELECT max(r.id) FROM tenant.migration_runs r), 'tenant_b');
+                 END IF;
+               END $$;
+               CREATE TABLE hit (id integer)";
+    migrate(&mut admin, "v1", sql).unwrap();
+    let (status, sqlstate, _) = row_of(&mut su, "tenant_a", "v1");
+    assert_eq!(
+        (status.as_str(), sqlstate.as_deref()),
+        ("failed", Some("55000"))
+    );
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "applied");
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = 'hit' ORDER BY 1"
+        ),
+        vec!["tenant_b", "tenant_template"]
+    );
+    // The attempts and the backend of the one write per schema.
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT schema_name || ' ' || attempts || ' ' || (pid IS NOT NULL) || ' ' || (started_at <= finished_at)
+               FROM tenant.schema_migrations WHERE tenant_id IS NOT NULL ORDER BY 1"
+        ),
+        vec!["tenant_a 1 true true", "tenant_b 1 true true"]
+    );
+}
+
+/// A worker goes on claiming only while its leader runs the run: the leader's process exists and
+/// the run lock is held (tenant._migration_leader_alive, read without pg_locks).
+#[test]
+fn a_worker_sees_its_leader_alive_only_while_the_run_lock_is_held() {
+    let db = fixture("mig_leader", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let me: i32 = one(&mut su, "SELECT pg_backend_pid()");
+    let alive = |su: &mut Client, pid: i32| -> bool {
+        one(su, &format!("SELECT tenant._migration_leader_alive({pid})"))
+    };
+    assert!(!alive(&mut su, me), "no run: no leader");
+    assert!(!alive(&mut su, 0));
+    let mut holder = hold_items_of_b(&db);
+    let (pid, run) = migrate_in_background(&db, "v1", ADD_COLUMN);
+    wait_for(&mut su, WAITS_ON_ITEMS_OF_B, pid);
+    assert!(alive(&mut su, pid), "the leader holds the run lock");
+    assert!(!alive(&mut su, -1), "no such process");
+    holder.batch_execute("COMMIT").unwrap();
+    run.join().unwrap().unwrap();
+    assert!(!alive(&mut su, pid), "the run is over");
+    // Not for tenant_admin: only the claim (SECURITY DEFINER) asks.
+    let mut admin = db.connect("admin");
+    expect_sqlstate(
+        admin.batch_execute(&format!("SELECT tenant._migration_leader_alive({pid})")),
+        "42501",
+    );
+    expect_sqlstate(
+        admin.batch_execute("SELECT tenant._migration_claimed(1, 'tenant_a')"),
+        "42501",
+    );
+}
+
+/// A claim reads the queue from the schema its backend claimed last in the run: a session whose
+/// run ids start again (the extension re-created) still applies every schema of its new run.
+#[test]
+fn a_session_whose_run_ids_start_again_applies_every_schema() {
+    let db = fixture("mig_rerun", &[("a", 1), ("b", 2)]);
+    let mut su = db.superuser();
+    let mut admin = db.connect("admin");
+    migrate(&mut admin, "v1", ADD_COLUMN).unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT max(id) FROM tenant.migration_runs"),
+        1
+    );
+    su.batch_execute(
+        "DROP EXTENSION qualityfoundry_tenant CASCADE;
+         CREATE EXTENSION qualityfoundry_tenant;
+         SELECT tenant.create_tenant('a'), tenant.create_tenant('b');
+         UPDATE tenant.tenants SET schema_name = 'tenant_' || slug;
+         SELECT tenant.pin_tenant_schema('a'), tenant.pin_tenant_schema('b');",
+    )
+    .unwrap();
+    // The same admin session: its next run is run 1 again.
+    migrate(
+        &mut admin,
+        "v2",
+        "ALTER TABLE items ADD COLUMN more integer",
+    )
+    .unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT max(id) FROM tenant.migration_runs"),
+        1
+    );
+    let statuses = statuses(&mut su);
+    assert_eq!(
+        statuses,
+        [
+            "tenant_a=applied",
+            "tenant_b=applied",
+            "tenant_template=applied"
+        ]
+    );
+}
+
+/// A row a 0.1.0 run left `running` (its run interrupted, `finished_at` NULL) is taken over by
+/// the next run, found through the partial index of such rows (schema_migrations_running_idx),
+/// not by reading the whole ledger.
+#[test]
+fn a_row_left_running_by_an_interrupted_run_is_taken_over() {
+    let db = fixture("mig_takeover", &[("a", 1), ("b", -1)]);
+    let mut su = db.superuser();
+    let (mut admin, notices) = connect_noticed(&db, "admin");
+    migrate(&mut admin, "v1", CHECK_QTY).unwrap();
+    assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "failed");
+    su.batch_execute(
+        "UPDATE tenant_b.items SET qty = 1;
+         WITH r AS (INSERT INTO tenant.migration_runs (version, continue_on_error, parallel, started_by, leader_pid)
+                    VALUES ('v1', true, 1, 'admin', 0) RETURNING id)
+         UPDATE tenant.schema_migrations s SET status = 'running', run_id = r.id, pid = 0
+           FROM r WHERE s.schema_name = 'tenant_b' AND s.version = 'v1';",
+    )
+    .unwrap();
+    // The takeover's statement reads the partial index of `running` rows.
+    let plan = strings(
+        &mut su,
+        "EXPLAIN (COSTS OFF) UPDATE tenant.schema_migrations s SET status = 'pending' WHERE s.status = 'running'",
+    )
+    .join("\n");
+    assert!(plan.contains("schema_migrations_running_idx"), "{plan}");
+    admin
+        .batch_execute("CALL tenant.retry_failed('v1')")
+        .unwrap();
+    assert!(
+        notices_contain(
+            &notices,
+            "taking over 1 schema(s) left running by an interrupted run: tenant_b (v1)"
+        ),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    assert_eq!(
+        statuses(&mut su),
+        [
+            "tenant_a=applied",
+            "tenant_b=applied",
+            "tenant_template=applied"
+        ]
+    );
+}
+
 #[test]
 fn continue_on_error_false_stops_at_the_first_failed_tenant() {
     let db = fixture("mig_stop", &[("a", 1), ("b", -1), ("c", 1), ("d", 1)]);
@@ -709,10 +948,7 @@ fn continue_on_error_false_stops_at_the_first_failed_tenant() {
     );
     let msg = expect_sqlstate(err, "23514");
     assert!(msg.contains("stopped") && msg.contains("tenant_b"), "{msg}");
-    let statuses: Vec<String> = ledger(&mut su)
-        .into_iter()
-        .map(|r| format!("{}={}", r.0, r.2))
-        .collect();
+    let statuses = statuses(&mut su);
     assert_eq!(
         statuses,
         [
