@@ -15,16 +15,25 @@ impl PartialEq<u32> for Oid {
 
 impl<'de> Deserialize<'de> for Oid {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Oid, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Number(u32),
-            Text(String),
+        // A visitor of both forms: an untagged enum would buffer every value and build (and
+        // format) an error for each string it first failed to read as a number.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Oid;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an oid, as a number or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Oid, E> {
+                u32::try_from(n).map(Oid).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Oid, E> {
+                u32::try_from(n).map(Oid).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Oid, E> {
+                t.parse().map(Oid).map_err(E::custom)
+            }
         }
-        match Either::deserialize(d)? {
-            Either::Number(n) => Ok(Oid(n)),
-            Either::Text(t) => t.parse().map(Oid).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -113,6 +122,7 @@ pub struct Relation {
 #[derive(Deserialize)]
 pub struct Attribute {
     pub rel: Oid,
+    pub num: i16,
     pub name: String,
     pub typid: Oid,
     pub typmod: i32,
@@ -452,9 +462,10 @@ pub struct Statistics {
 
 #[derive(Deserialize)]
 pub struct Depend {
-    pub class: String,
+    /// The catalog of the depending object (`pg_depend.classid`).
+    pub class: Oid,
     pub obj: Oid,
-    pub ref_class: String,
+    pub ref_class: Oid,
     #[serde(rename = "ref")]
     pub referenced: Oid,
 }
@@ -463,4 +474,18 @@ pub struct Depend {
 pub struct Unsupported {
     pub object: String,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Oid;
+
+    #[test]
+    fn oids_are_read_as_numbers_and_as_strings() {
+        let v: Vec<Option<Oid>> = serde_json::from_str(r#"[16384, "4294967295", null]"#).unwrap();
+        assert_eq!(v, [Some(Oid(16384)), Some(Oid(u32::MAX)), None]);
+        for bad in [r#""12a""#, "-1", "4294967296", "1.5", "true"] {
+            assert!(serde_json::from_str::<Oid>(bad).is_err(), "{bad}");
+        }
+    }
 }
