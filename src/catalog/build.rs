@@ -912,25 +912,24 @@ pub fn build(raw: &raw::Catalog) -> Schema {
     s
 }
 
-/// The name of a catalog the model has objects of, by its oid (`pg_depend.classid`): the oids
-/// PostgreSQL assigns its catalogs in their headers (`CATALOG(pg_class,1259,...)`), the same in
-/// every version.
+/// The name of a catalog the model has objects of, by its oid (`pg_depend.classid`).
 fn catalog_name(class: Oid) -> Option<&'static str> {
+    use raw::class::*;
     Some(match class.0 {
-        1259 => "pg_class",
-        1247 => "pg_type",
-        1255 => "pg_proc",
-        2604 => "pg_attrdef",
-        2618 => "pg_rewrite",
-        2606 => "pg_constraint",
-        2617 => "pg_operator",
-        2753 => "pg_opfamily",
-        2616 => "pg_opclass",
-        2602 => "pg_amop",
-        2603 => "pg_amproc",
-        3456 => "pg_collation",
-        3600 => "pg_ts_dict",
-        3602 => "pg_ts_config",
+        PG_CLASS => "pg_class",
+        PG_TYPE => "pg_type",
+        PG_PROC => "pg_proc",
+        PG_ATTRDEF => "pg_attrdef",
+        PG_REWRITE => "pg_rewrite",
+        PG_CONSTRAINT => "pg_constraint",
+        PG_OPERATOR => "pg_operator",
+        PG_OPFAMILY => "pg_opfamily",
+        PG_OPCLASS => "pg_opclass",
+        PG_AMOP => "pg_amop",
+        PG_AMPROC => "pg_amproc",
+        PG_COLLATION => "pg_collation",
+        PG_TS_DICT => "pg_ts_dict",
+        PG_TS_CONFIG => "pg_ts_config",
         _ => return None,
     })
 }

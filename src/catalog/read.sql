@@ -65,6 +65,10 @@ WITH ns AS MATERIALIZED (
     UNION ALL SELECT 'pg_amop'::regclass::oid, amop.oid FROM amop
     UNION ALL SELECT 'pg_amproc'::regclass::oid, amproc.oid FROM amproc
     UNION ALL SELECT 'pg_type'::regclass::oid, l.oid FROM links l
+    -- (Only as dependers: a clone checks that none of its copy's objects depends on its source.)
+    UNION ALL SELECT 'pg_trigger'::regclass::oid, g.oid FROM pg_trigger g
+               WHERE g.tgrelid IN (SELECT rel.oid FROM rel) AND NOT g.tgisinternal
+    UNION ALL SELECT 'pg_policy'::regclass::oid, p.oid FROM pg_policy p WHERE p.polrelid IN (SELECT rel.oid FROM rel)
 )
 SELECT json_build_object(
 'schema', (SELECT json_build_object('oid', n.oid, 'name', n.nspname, 'owner', pg_get_userbyid(n.nspowner),
