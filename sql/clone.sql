@@ -2,8 +2,9 @@
 -- the schema engine in Rust (crates/schema: the model, ordering, rendering, diff; src/catalog:
 -- reading the catalogs into the model and running a plan). What stays here is naturally SQL: the
 -- argument checks and the audit row of the public functions, the index-only inventory of a
--- schema's catalog objects (also used by tenant._own_schema), the dependency check of a copy on
--- its source, and the row copy a clone with copy_data runs per table.
+-- schema's catalog objects (used by tenant._own_schema), and the row copy a clone with copy_data
+-- runs per table. (The check that a copy depends on nothing of its source is the engine's: on the
+-- dependencies the verification's read of the copy returns.)
 
 -- Every catalog object that belongs to a schema: its members and their sub-objects (defaults,
 -- constraints, triggers, policies, rules), and the schema itself. Every object of a schema, found through indexes only: the catalogs have no index on their
@@ -108,28 +109,6 @@ BEGIN
                             format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM ONLY %s', dst, cols, vals, src),
                             NULL, 'pg_catalog, pg_temp', false, true);
 END
-$$;
-
--- Dependencies recorded in pg_depend from objects of schema target on objects of schema source.
--- The target's dependencies are looked up per object in pg_depend's depender index (OFFSET 0
--- keeps the planner from turning that into a scan of the whole pg_depend, which grows with every
--- schema in the database), then matched against the source's objects by hash.
-CREATE OR REPLACE FUNCTION tenant._clone_source_refs(source name, target name) RETURNS TABLE(object text, depends_on text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-    WITH t AS MATERIALIZED (
-        SELECT o.classid, o.objid FROM pg_namespace n, tenant._clone_objects(n.oid) o WHERE n.nspname = target
-    ), s AS MATERIALIZED (
-        SELECT DISTINCT o.classid, o.objid FROM pg_namespace n, tenant._clone_objects(n.oid) o WHERE n.nspname = source
-    ), d AS MATERIALIZED (
-        SELECT d.* FROM t, LATERAL (SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid, d.refobjsubid
-                                      FROM pg_depend d WHERE d.classid = t.classid AND d.objid = t.objid OFFSET 0) d
-    )
-    SELECT pg_describe_object(d.classid, d.objid, d.objsubid), pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
-      FROM d JOIN s ON s.classid = d.refclassid AND s.objid = d.refobjid
-     ORDER BY 1, 2
 $$;
 
 -- A complete, verified copy of schema source as a new schema target; with copy_data also the rows

@@ -178,6 +178,7 @@ DROP FUNCTION tenant._clone_split_path(text);
 DROP FUNCTION tenant._clone_sync_acl(text, text, aclitem[], name, text);
 DROP FUNCTION tenant._clone_unsupported(oid);
 DROP FUNCTION tenant._clone_sql(text, oid, text, integer, pg_node_tree);
+DROP FUNCTION tenant._clone_source_refs(name, name);
 DROP FUNCTION tenant._schema_shape(name);
 DROP FUNCTION tenant._drift_pair(name, name);
 

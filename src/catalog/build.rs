@@ -7,6 +7,7 @@ use super::raw::{self, Oid};
 use qft_schema::ident::{quote_ident, quote_qualified};
 use qft_schema::model::*;
 use qft_schema::SqlText;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 fn ch(s: &str) -> char {
@@ -152,6 +153,31 @@ fn setting(item: &str, own: &str) -> Setting {
 struct Reader<'a> {
     own: &'a str,
     unsupported: Vec<Unsupported>,
+    /// `format_type` by (type, typmod), marked: a schema's columns use few types, and each call
+    /// looks its type up and each text is tokenized to be marked. (Within one read the catalogs
+    /// and the search_path do not change.)
+    types: RefCell<BTreeMap<(Oid, Option<i32>), SqlText>>,
+    /// Column defaults by their node tree without its `:location` fields, when it has no column
+    /// reference (a default cannot have one): deparsed the same for any table.
+    defaults: RefCell<BTreeMap<String, SqlText>>,
+}
+
+/// A node tree (`pg_node_tree` text) without its `:location N` fields (offsets into the text of
+/// the statement that created it, which differ between otherwise equal expressions).
+fn without_locations(tree: &str) -> String {
+    let mut out = String::with_capacity(tree.len());
+    let mut rest = tree;
+    while let Some(at) = rest.find(" :location ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + " :location ".len()..];
+        let digits = after
+            .char_indices()
+            .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+            .map_or(after.len(), |(i, _)| i);
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Reader<'_> {
@@ -162,7 +188,25 @@ impl Reader<'_> {
         SqlText::deparsed(text, self.own)
     }
     fn type_name(&self, t: Oid, typmod: Option<i32>) -> SqlText {
-        self.names(&d::format_type(t, typmod))
+        if let Some(known) = self.types.borrow().get(&(t, typmod)) {
+            return known.clone();
+        }
+        let text = self.names(&d::format_type(t, typmod));
+        self.types.borrow_mut().insert((t, typmod), text.clone());
+        text
+    }
+    /// A column default or generation expression of relation `rel`.
+    fn column_expression(&self, tree: &str, rel: Oid, generated: bool) -> SqlText {
+        if generated || tree.contains("{VAR ") {
+            return self.deparsed(&d::expr(tree, rel));
+        }
+        let key = without_locations(tree);
+        if let Some(known) = self.defaults.borrow().get(&key) {
+            return known.clone();
+        }
+        let text = self.deparsed(&d::expr(tree, rel));
+        self.defaults.borrow_mut().insert(key, text.clone());
+        text
     }
     fn proc(&self, o: Oid) -> Option<SqlText> {
         (o != 0).then(|| self.names(&d::regproc(o)))
@@ -184,12 +228,12 @@ impl Reader<'_> {
             'e' => Storage::External,
             _ => Storage::Extended,
         };
+        // 's': stored, 'v': virtual (PostgreSQL 18); both keep their expression in pg_attrdef.
+        let generated = a.generated == "s" || a.generated == "v";
         let expr = a
             .default
             .as_deref()
-            .map(|e| self.deparsed(&d::expr(e, a.rel)));
-        // 's': stored, 'v': virtual (PostgreSQL 18); both keep their expression in pg_attrdef.
-        let generated = a.generated == "s" || a.generated == "v";
+            .map(|e| self.column_expression(e, a.rel, generated));
         Column {
             name: a.name.clone(),
             data_type: self.type_name(a.typid, Some(a.typmod)),
@@ -279,6 +323,8 @@ impl Reader<'_> {
 pub fn build(raw: &raw::Catalog) -> Schema {
     let own = raw.schema.name.as_str();
     let mut r = Reader {
+        types: Default::default(),
+        defaults: Default::default(),
         own,
         unsupported: raw
             .unsupported
@@ -315,6 +361,10 @@ pub fn build(raw: &raw::Catalog) -> Schema {
     for a in &raw.attributes {
         attrs.entry(a.rel).or_default().push(a);
     }
+    // The reader returns them in no order: each relation's in column order.
+    for v in attrs.values_mut() {
+        v.sort_by_key(|a| a.num);
+    }
     let mut table_constraints: BTreeMap<Oid, Vec<&raw::Constraint>> = BTreeMap::new();
     let mut domain_constraints: BTreeMap<Oid, Vec<&raw::Constraint>> = BTreeMap::new();
     for k in &raw.constraints {
@@ -327,17 +377,24 @@ pub fn build(raw: &raw::Catalog) -> Schema {
     let sequences: BTreeMap<Oid, &raw::Sequence> =
         raw.sequences.iter().map(|q| (q.rel, q)).collect();
 
+    let mut indexes_of: BTreeMap<Oid, Vec<&raw::Index>> = BTreeMap::new();
+    for i in &raw.indexes {
+        indexes_of.entry(i.rel).or_default().push(i);
+    }
+
     for c in &raw.relations {
-        let columns: Vec<Column> = attrs
+        // (A sequence's columns are its own, not the model's.)
+        let columns: Vec<Column> = match c.kind.as_str() {
+            "S" => Vec::new(),
+            _ => attrs
+                .get(&c.oid)
+                .map(|a| a.iter().map(|a| r.column(a)).collect())
+                .unwrap_or_default(),
+        };
+        let indexes: Vec<Index> = indexes_of
             .get(&c.oid)
-            .map(|a| a.iter().map(|a| r.column(a)).collect())
+            .map(|v| v.iter().map(|i| r.index(i, &c.name)).collect())
             .unwrap_or_default();
-        let indexes: Vec<Index> = raw
-            .indexes
-            .iter()
-            .filter(|i| i.rel == c.oid)
-            .map(|i| r.index(i, &c.name))
-            .collect::<Vec<_>>();
         match ch(&c.kind) {
             'r' | 'p' => {
                 let constraints = table_constraints
@@ -855,6 +912,28 @@ pub fn build(raw: &raw::Catalog) -> Schema {
     s
 }
 
+/// The name of a catalog the model has objects of, by its oid (`pg_depend.classid`).
+fn catalog_name(class: Oid) -> Option<&'static str> {
+    use raw::class::*;
+    Some(match class.0 {
+        PG_CLASS => "pg_class",
+        PG_TYPE => "pg_type",
+        PG_PROC => "pg_proc",
+        PG_ATTRDEF => "pg_attrdef",
+        PG_REWRITE => "pg_rewrite",
+        PG_CONSTRAINT => "pg_constraint",
+        PG_OPERATOR => "pg_operator",
+        PG_OPFAMILY => "pg_opfamily",
+        PG_OPCLASS => "pg_opclass",
+        PG_AMOP => "pg_amop",
+        PG_AMPROC => "pg_amproc",
+        PG_COLLATION => "pg_collation",
+        PG_TS_DICT => "pg_ts_dict",
+        PG_TS_CONFIG => "pg_ts_config",
+        _ => return None,
+    })
+}
+
 /// pg_depend edges between objects of the schema, each end mapped to the object that DDL
 /// creates it with (a default to its table, a constraint to its table or domain, a view's rule to
 /// the view, an array or row type to its element or relation, an owned sequence to its table, an
@@ -996,8 +1075,12 @@ fn dependencies(
     }
     let mut out = Vec::new();
     for dep in &raw.depends {
-        let from = node.get(&(dep.class.as_str(), dep.obj));
-        let to = node.get(&(dep.ref_class.as_str(), dep.referenced));
+        let (Some(class), Some(ref_class)) = (catalog_name(dep.class), catalog_name(dep.ref_class))
+        else {
+            continue;
+        };
+        let from = node.get(&(class, dep.obj));
+        let to = node.get(&(ref_class, dep.referenced));
         if let (Some(from), Some(to)) = (from, to) {
             if from != to {
                 out.push(Dependency {
@@ -1008,4 +1091,24 @@ fn dependencies(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_locations;
+
+    #[test]
+    fn node_trees_compare_without_their_locations() {
+        let a = "{FUNCEXPR :funcid 1299 :funcresulttype 1184 :funcformat 0 :args <> :location 212}";
+        let b = "{FUNCEXPR :funcid 1299 :funcresulttype 1184 :funcformat 0 :args <> :location 7}";
+        assert_eq!(without_locations(a), without_locations(b));
+        assert_eq!(
+            without_locations("{CONST :consttype 1700 :location -1 :constvalue 4 [ 1 2 3 4 ]}"),
+            "{CONST :consttype 1700 :constvalue 4 [ 1 2 3 4 ]}"
+        );
+        assert_ne!(
+            without_locations("{CONST :consttype 23 :location 3 :constvalue 4 [ 0 0 0 0 ]}"),
+            without_locations("{CONST :consttype 23 :location 3 :constvalue 4 [ 1 0 0 0 ]}")
+        );
+    }
 }

@@ -97,6 +97,12 @@ fn read_rows(nsp: pg_sys::Oid) -> Result<Option<String>, pgrx::spi::Error> {
 
 /// The model of schema `name`, read from the catalogs.
 pub fn read(name: &str) -> Schema {
+    read_catalog(name).0
+}
+
+/// The model of schema `name` and the catalog rows it was built from (a clone checks the copy's
+/// dependencies against the source's objects with them).
+fn read_catalog(name: &str) -> (Schema, raw::Catalog) {
     let nsp = namespace(name);
     let text = match read_rows(nsp) {
         Ok(Some(t)) => t,
@@ -118,9 +124,10 @@ pub fn read(name: &str) -> Schema {
             None,
         )
     });
-    deparse::with_search_path(&qft_schema::plan::search_path(name), || {
+    let model = deparse::with_search_path(&qft_schema::plan::search_path(name), || {
         deparse::with_current_snapshot(|| build::build(&raw))
-    })
+    });
+    (model, raw)
 }
 
 /// The model of a schema, as JSON (what the fixtures in `crates/schema/fixtures/` hold). `json`,

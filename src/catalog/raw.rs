@@ -15,16 +15,25 @@ impl PartialEq<u32> for Oid {
 
 impl<'de> Deserialize<'de> for Oid {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Oid, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Number(u32),
-            Text(String),
+        // A visitor of both forms: an untagged enum would buffer every value and build (and
+        // format) an error for each string it first failed to read as a number.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Oid;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an oid, as a number or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Oid, E> {
+                u32::try_from(n).map(Oid).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Oid, E> {
+                u32::try_from(n).map(Oid).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Oid, E> {
+                t.parse().map(Oid).map_err(E::custom)
+            }
         }
-        match Either::deserialize(d)? {
-            Either::Number(n) => Ok(Oid(n)),
-            Either::Text(t) => t.parse().map(Oid).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -113,6 +122,7 @@ pub struct Relation {
 #[derive(Deserialize)]
 pub struct Attribute {
     pub rel: Oid,
+    pub num: i16,
     pub name: String,
     pub typid: Oid,
     pub typmod: i32,
@@ -452,9 +462,10 @@ pub struct Statistics {
 
 #[derive(Deserialize)]
 pub struct Depend {
-    pub class: String,
+    /// The catalog of the depending object (`pg_depend.classid`).
+    pub class: Oid,
     pub obj: Oid,
-    pub ref_class: String,
+    pub ref_class: Oid,
     #[serde(rename = "ref")]
     pub referenced: Oid,
 }
@@ -463,4 +474,117 @@ pub struct Depend {
 pub struct Unsupported {
     pub object: String,
     pub reason: String,
+}
+
+/// The oids PostgreSQL gives the catalogs the reader reads objects from (their headers:
+/// `CATALOG(pg_class,1259,...)`), the same in every version.
+pub mod class {
+    pub const PG_CLASS: u32 = 1259;
+    pub const PG_TYPE: u32 = 1247;
+    pub const PG_PROC: u32 = 1255;
+    pub const PG_ATTRDEF: u32 = 2604;
+    pub const PG_CONSTRAINT: u32 = 2606;
+    pub const PG_REWRITE: u32 = 2618;
+    pub const PG_TRIGGER: u32 = 2620;
+    pub const PG_OPERATOR: u32 = 2617;
+    pub const PG_OPFAMILY: u32 = 2753;
+    pub const PG_OPCLASS: u32 = 2616;
+    pub const PG_AMOP: u32 = 2602;
+    pub const PG_AMPROC: u32 = 2603;
+    pub const PG_COLLATION: u32 = 3456;
+    pub const PG_TS_DICT: u32 = 3600;
+    pub const PG_TS_CONFIG: u32 = 3602;
+    pub const PG_STATISTIC_EXT: u32 = 3381;
+}
+
+/// Every object of the schema the rows describe that something can depend on, as (catalog oid,
+/// object oid): its relations, indexes, types (with row and array types), constraints, column
+/// defaults, rules, triggers, functions, operators and their families, classes and members,
+/// collations, text search dictionaries and configurations, extended statistics.
+pub fn objects(c: &Catalog) -> std::collections::BTreeSet<(u32, u32)> {
+    use class::*;
+    let mut out = std::collections::BTreeSet::new();
+    let mut add = |class: u32, oid: Oid| {
+        out.insert((class, oid.0));
+    };
+    c.relations.iter().for_each(|x| add(PG_CLASS, x.oid));
+    c.indexes.iter().for_each(|x| add(PG_CLASS, x.oid));
+    c.types.iter().for_each(|x| add(PG_TYPE, x.oid));
+    c.type_links.iter().for_each(|x| add(PG_TYPE, x.oid));
+    c.constraints.iter().for_each(|x| add(PG_CONSTRAINT, x.oid));
+    c.attributes
+        .iter()
+        .filter_map(|a| a.default_oid)
+        .for_each(|o| add(PG_ATTRDEF, o));
+    c.rules.iter().for_each(|x| add(PG_REWRITE, x.oid));
+    c.view_rules.iter().for_each(|x| add(PG_REWRITE, x.oid));
+    c.triggers.iter().for_each(|x| add(PG_TRIGGER, x.oid));
+    c.functions.iter().for_each(|x| add(PG_PROC, x.oid));
+    c.operators.iter().for_each(|x| add(PG_OPERATOR, x.oid));
+    c.operator_families
+        .iter()
+        .for_each(|x| add(PG_OPFAMILY, x.oid));
+    c.operator_classes
+        .iter()
+        .for_each(|x| add(PG_OPCLASS, x.oid));
+    c.amops.iter().for_each(|x| add(PG_AMOP, x.oid));
+    c.amprocs.iter().for_each(|x| add(PG_AMPROC, x.oid));
+    c.collations.iter().for_each(|x| add(PG_COLLATION, x.oid));
+    c.ts_dictionaries
+        .iter()
+        .for_each(|x| add(PG_TS_DICT, x.oid));
+    c.ts_configs.iter().for_each(|x| add(PG_TS_CONFIG, x.oid));
+    c.statistics
+        .iter()
+        .for_each(|x| add(PG_STATISTIC_EXT, x.oid));
+    out
+}
+
+/// The dependencies among `depends` (a read's: its objects', triggers' and policies' on
+/// anything but their schema) on one of `objects` (another read's, [`objects`]).
+pub fn dependencies_on<'a>(
+    depends: &'a [Depend],
+    objects: &std::collections::BTreeSet<(u32, u32)>,
+) -> Vec<&'a Depend> {
+    depends
+        .iter()
+        .filter(|d| objects.contains(&(d.ref_class.0, d.referenced.0)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{class, dependencies_on, Depend, Oid};
+
+    #[test]
+    fn dependencies_on_another_reads_objects_are_found() {
+        let dep = |class: u32, obj: u32, ref_class: u32, referenced: u32| Depend {
+            class: Oid(class),
+            obj: Oid(obj),
+            ref_class: Oid(ref_class),
+            referenced: Oid(referenced),
+        };
+        let source: std::collections::BTreeSet<(u32, u32)> =
+            [(class::PG_CLASS, 100), (class::PG_PROC, 200)].into();
+        let copy = [
+            dep(class::PG_REWRITE, 1, class::PG_CLASS, 10), // on the copy's own table
+            dep(class::PG_REWRITE, 2, class::PG_CLASS, 100), // on the source's table
+            dep(class::PG_TRIGGER, 3, class::PG_PROC, 200), // on the source's function
+            dep(class::PG_ATTRDEF, 4, class::PG_PROC, 100), // same oid, another catalog
+        ];
+        let found: Vec<u32> = dependencies_on(&copy, &source)
+            .iter()
+            .map(|d| d.obj.0)
+            .collect();
+        assert_eq!(found, [2, 3]);
+    }
+
+    #[test]
+    fn oids_are_read_as_numbers_and_as_strings() {
+        let v: Vec<Option<Oid>> = serde_json::from_str(r#"[16384, "4294967295", null]"#).unwrap();
+        assert_eq!(v, [Some(Oid(16384)), Some(Oid(u32::MAX)), None]);
+        for bad in [r#""12a""#, "-1", "4294967296", "1.5", "true"] {
+            assert!(serde_json::from_str::<Oid>(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -65,6 +65,10 @@ WITH ns AS MATERIALIZED (
     UNION ALL SELECT 'pg_amop'::regclass::oid, amop.oid FROM amop
     UNION ALL SELECT 'pg_amproc'::regclass::oid, amproc.oid FROM amproc
     UNION ALL SELECT 'pg_type'::regclass::oid, l.oid FROM links l
+    -- (Only as dependers: a clone checks that none of its copy's objects depends on its source.)
+    UNION ALL SELECT 'pg_trigger'::regclass::oid, g.oid FROM pg_trigger g
+               WHERE g.tgrelid IN (SELECT rel.oid FROM rel) AND NOT g.tgisinternal
+    UNION ALL SELECT 'pg_policy'::regclass::oid, p.oid FROM pg_policy p WHERE p.polrelid IN (SELECT rel.oid FROM rel)
 )
 SELECT json_build_object(
 'schema', (SELECT json_build_object('oid', n.oid, 'name', n.nspname, 'owner', pg_get_userbyid(n.nspowner),
@@ -89,7 +93,10 @@ SELECT json_build_object(
         'row_security', c.relrowsecurity, 'force_row_security', c.relforcerowsecurity, 'replident', c.relreplident,
         'populated', c.relispopulated,
         'owner', pg_get_userbyid(c.relowner), 'acl', tenant._catalog_acl(c.relacl),
-        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = 0)) ORDER BY c.relname), '[]') FROM rel c),
+        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = 0))), '[]') FROM rel c),
+-- Relations, attributes, constraints, indexes and sequences in no particular order: the model
+-- sorts them by name (Schema::normalize) and the adapter each relation's columns by number, so
+-- the aggregates here need not sort thousands of json objects.
 'attributes', (SELECT coalesce(json_agg(json_build_object(
         'rel', a.attrelid, 'num', a.attnum, 'name', a.attname, 'typid', a.atttypid, 'typmod', a.atttypmod,
         'collation', a.attcollation, 'type_collation', t.typcollation, 'not_null', a.attnotnull,
@@ -101,19 +108,21 @@ SELECT json_build_object(
         'storage', a.attstorage, 'type_storage', t.typstorage, 'compression', a.attcompression,
         'statistics', coalesce(a.attstattarget::integer, -1), 'options', coalesce(a.attoptions, '{}'), 'local', a.attislocal,
         'inherited', a.attinhcount, 'acl', tenant._catalog_acl(a.attacl),
-        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = a.attrelid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = a.attnum)) ORDER BY a.attrelid, a.attnum), '[]')
+        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = a.attrelid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = a.attnum))), '[]')
       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      WHERE a.attnum > 0 AND NOT a.attisdropped
        -- One IN over both sets, not an OR of two: an OR makes PostgreSQL 15 scan pg_attribute
        -- (and hash all of pg_attrdef and pg_type) instead of probing its index per relation.
-       AND a.attrelid IN (SELECT rel.oid FROM rel UNION SELECT typ.typrelid FROM typ WHERE typ.typtype = 'c')),
+       -- Not a sequence's (its columns are the same for every sequence, and not in the model).
+       AND a.attrelid IN (SELECT rel.oid FROM rel WHERE rel.relkind <> 'S'
+                          UNION SELECT typ.typrelid FROM typ WHERE typ.typtype = 'c')),
 -- (Domain NOT NULL constraints, in pg_constraint from PostgreSQL 17 on, are the domain's typnotnull.)
 'constraints', (SELECT coalesce(json_agg(json_build_object(
         'oid', k.oid, 'rel', k.conrelid, 'typ', k.contypid, 'name', k.conname, 'kind', k.contype,
         'validated', k.convalidated, 'local', k.conislocal, 'inherited', k.coninhcount,
         'parent', (SELECT p.conname FROM pg_constraint p WHERE p.oid = k.conparentid),
-        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = k.oid AND ds.classoid = 'pg_constraint'::regclass AND ds.objsubid = 0)) ORDER BY k.conrelid, k.contypid, k.conname), '[]') FROM con k),
+        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = k.oid AND ds.classoid = 'pg_constraint'::regclass AND ds.objsubid = 0))), '[]') FROM con k),
 'indexes', (SELECT coalesce(json_agg(json_build_object(
         'oid', x.indexrelid, 'rel', x.indrelid, 'name', x.relname, 'unique', x.indisunique, 'partitioned', x.relkind = 'I',
         'constraint', (SELECT k.conname FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid
@@ -123,7 +132,7 @@ SELECT json_build_object(
                     WHERE i.inhrelid = x.indexrelid),
         'statistics', (SELECT coalesce(json_agg(json_build_object('column', a.attnum, 'target', a.attstattarget::integer) ORDER BY a.attnum), '[]')
                          FROM pg_attribute a WHERE a.attrelid = x.indexrelid AND a.attnum > 0 AND coalesce(a.attstattarget::integer, -1) >= 0),
-        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = x.indexrelid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = 0)) ORDER BY x.indrelid, x.relname), '[]') FROM idx x),
+        'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = x.indexrelid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = 0))), '[]') FROM idx x),
 'triggers', (SELECT coalesce(json_agg(json_build_object(
         'oid', g.oid, 'rel', g.tgrelid, 'name', g.tgname, 'enabled', g.tgenabled, 'from_parent', g.tgparentid <> 0,
         'comment', (SELECT ds.description FROM pg_description ds WHERE ds.objoid = g.oid AND ds.classoid = 'pg_trigger'::regclass AND ds.objsubid = 0)) ORDER BY g.tgrelid, g.tgname), '[]')
@@ -148,7 +157,7 @@ SELECT json_build_object(
                        FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
                        JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                       WHERE d.classid = 'pg_class'::regclass AND d.objid = q.seqrelid AND d.refclassid = 'pg_class'::regclass
-                        AND d.deptype IN ('a', 'i') LIMIT 1)) ORDER BY q.seqrelid), '[]')
+                        AND d.deptype IN ('a', 'i') LIMIT 1))), '[]')
       FROM pg_sequence q WHERE q.seqrelid IN (SELECT rel.oid FROM rel)),
 'types', (SELECT coalesce(json_agg(json_build_object(
         'oid', t.oid, 'name', t.typname, 'kind', t.typtype, 'defined', t.typisdefined, 'relid', t.typrelid,
@@ -251,7 +260,8 @@ SELECT json_build_object(
       FROM pg_statistic_ext x JOIN pg_class c ON c.oid = x.stxrelid
      WHERE x.oid IN (SELECT ns.objid FROM ns WHERE ns.classid = 'pg_statistic_ext'::regclass) AND x.stxnamespace = $1),
 'depends', (SELECT coalesce(json_agg(json_build_object(
-        'class', d.classid::regclass::text, 'obj', d.objid, 'ref_class', d.refclassid::regclass::text, 'ref', d.refobjid)), '[]')
+        -- The catalogs by oid (the adapter knows theirs): printing regclass looks each name up.
+        'class', d.classid, 'obj', d.objid, 'ref_class', d.refclassid, 'ref', d.refobjid)), '[]')
       -- Every dependency of the schema's objects but those on the schema itself; the adapter
       -- keeps those on objects it read (a filter on objs here became a nested loop over objs per
       -- dependency when the estimates were low: quadratic in the schema's size).

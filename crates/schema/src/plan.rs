@@ -1,13 +1,15 @@
 //! The clone plan: the statements that recreate a schema model as schema `target`, in phases.
 //!
 //! 1. objects, in dependency order ([`crate::order`]): collations, types, sequences, tables (with
-//!    owned sequences and validated constraints), functions, aggregates, operators, operator
+//!    owned sequences and validated constraints, and — structure only — the foreign keys to tables
+//!    created before them, in CREATE TABLE as the template's own DDL has them: no ALTER TABLE, no
+//!    check of the new table's rows), functions, aggregates, operators, operator
 //!    families and classes, text search dictionaries and configurations, views, materialized
 //!    views;
 //! 2. (when copying data: rows, then sequence positions);
 //! 3. indexes no constraint creates (partitioned parents first), their attachments, per-column
 //!    statistics targets, CLUSTER, REPLICA IDENTITY;
-//! 4. extended statistics; 5. NOT VALID checks of tables and domains; 6. foreign keys;
+//! 4. extended statistics; 5. NOT VALID checks of tables and domains; 6. the other foreign keys;
 //! 7. triggers; 8. row security; 9. policies; (when copying data: materialized views refreshed,
 //!    in creation order, once the copy's policies exist); 10. comments; 11. the objects' owners
 //!    (every `ALTER ... OWNER TO` of the phases above, deferred: the builder of the copy owns
@@ -267,6 +269,26 @@ pub fn plan_copy(s: &Schema, target: &str, copy_data: bool) -> Result<Vec<Step>,
         .filter_map(|o| o.key().map(|k| (k, *o)))
         .collect();
     let mut out = Out { steps: Vec::new() };
+    // Foreign keys written inside their table's CREATE TABLE (see
+    // render::table::inline_foreign_keys): the tables they reference are created before it.
+    let mut inline_keys: std::collections::BTreeMap<&str, Vec<&Constraint>> = Default::default();
+    if !copy_data {
+        let position: std::collections::BTreeMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.kind == NodeKind::Table)
+            .map(|(i, k)| (k.name.as_str(), i))
+            .collect();
+        for t in &s.tables {
+            let at = position.get(t.name.as_str()).copied().unwrap_or(0);
+            let keys = render::table::inline_foreign_keys(s, t, |name| {
+                position.get(name).is_some_and(|&p| p < at)
+            });
+            if !keys.is_empty() {
+                inline_keys.insert(t.name.as_str(), keys);
+            }
+        }
+    }
 
     for key in &order {
         let o = by_key[key];
@@ -288,7 +310,12 @@ pub fn plan_copy(s: &Schema, target: &str, copy_data: bool) -> Result<Vec<Step>,
                 render::sequence::create(q, target),
                 render::owner_statement("SEQUENCE", &render::q(target, &q.name), &q.owner),
             ],
-            Object::Table(t) => render::table::create(s, t, target)?,
+            Object::Table(t) => render::table::create_with(
+                s,
+                t,
+                target,
+                inline_keys.get(t.name.as_str()).map_or(&[][..], |v| v),
+            )?,
             Object::View(v) => render::view::create(v, target),
             Object::Function(f) => render::function::create(f, target),
             Object::Aggregate(a) => render::function::create_aggregate(a, target),
@@ -424,7 +451,14 @@ pub fn plan_copy(s: &Schema, target: &str, copy_data: bool) -> Result<Vec<Step>,
         out.add(
             Phase::ForeignKey,
             &format!("table {}", quote_ident(&t.name)),
-            render::table::foreign_keys(t, target),
+            render::table::foreign_keys(
+                t,
+                target,
+                &inline_keys
+                    .get(t.name.as_str())
+                    .map(|v| v.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            ),
         );
     }
     for t in &s.tables {

@@ -564,13 +564,59 @@ planted_clone_path!(
     "CREATE TABLE tenant_template.checked (x int CHECK (attacker.escalate('check')));
      INSERT INTO tenant_template.checked VALUES (1)"
 );
-// Without copy_data: ADD CONSTRAINT folds an immutable call with constant arguments.
+// Without copy_data: ADD CONSTRAINT folds an immutable call with constant arguments. (A table
+// whose column needs an ALTER after CREATE TABLE, here its statistics target, gets its checks
+// from an ALTER TABLE; the others have them in CREATE TABLE, which evaluates nothing:
+// a_check_written_in_create_table_runs_nothing.)
 planted_clone_path!(
     planted_check_folded_at_ddl,
     false,
     "check at ddl",
-    "CREATE TABLE tenant_template.folded (x int CHECK (attacker.escalate_immutable('check at ddl') OR x > 0))"
+    "CREATE TABLE tenant_template.folded (x int CHECK (attacker.escalate_immutable('check at ddl') OR x > 0));
+     ALTER TABLE tenant_template.folded ALTER COLUMN x SET STATISTICS 100"
 );
+
+#[test]
+fn a_check_written_in_create_table_runs_nothing() {
+    let db = planted_template_db(
+        "check_in_create_table",
+        "CREATE TABLE tenant_template.folded (x int CHECK (attacker.escalate_immutable('check in create') OR x > 0))",
+    );
+    let mut su = db.superuser();
+    // The path under test: the check is in the copy's CREATE TABLE, no ALTER TABLE adds it.
+    let plan: Vec<String> = su
+        .query(
+            "SELECT ddl FROM tenant._clone_plan_rs('tenant_template', 'tenant_copy') ORDER BY step",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|s| s.starts_with("CREATE TABLE tenant_copy.folded (")
+                && s.contains("CHECK ((attacker.escalate_immutable(")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|s| s.contains("ADD CONSTRAINT")),
+        "{plan:?}"
+    );
+    db.connect("admin")
+        .execute(
+            "SELECT tenant.clone_schema('tenant_template', 'tenant_copy')",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("clone: {e}"));
+    let (attempts, superuser) = escalation_attempts(&db);
+    assert!(!superuser, "{attempts:?}");
+    assert_eq!(attempts, Vec::<(String, String, String)>::new());
+    assert_eq!(
+        diff(&mut su, "tenant_template", "tenant_copy"),
+        Vec::<String>::new()
+    );
+}
 planted_clone_path!(
     planted_domain_check,
     false,

@@ -1,13 +1,16 @@
 //! Ordinary and partitioned tables: the sequences owned by their columns (serial), the table
 //! with its columns, defaults, identity and generated columns, persistence, partitioning or
 //! inheritance, column settings, its validated check / primary key / unique / exclusion
-//! constraints, sequence ownership and owner. Foreign keys, NOT VALID checks, indexes,
-//! triggers, row security, comments and grants are later steps of the plan.
+//! constraints (inside CREATE TABLE where that is the same, [`constraints_inline`]), sequence
+//! ownership and owner. Foreign keys are written in CREATE TABLE where they can be
+//! ([`inline_foreign_keys`]), the others, NOT VALID checks, indexes, triggers, row security,
+//! comments and grants are later steps of the plan.
 
 use super::{options, owner_statement, q, sequence};
 use crate::ident::quote_ident;
 use crate::model::*;
 use crate::plan::PlanError;
+use crate::SqlText;
 
 fn storage_word(s: Storage) -> &'static str {
     match s {
@@ -126,62 +129,16 @@ fn trailer(t: &Table, target: &str) -> String {
     s
 }
 
+/// The statements that create table `t`, its foreign keys left for [`foreign_keys`].
 pub fn create(schema: &Schema, t: &Table, target: &str) -> Result<Vec<String>, PlanError> {
-    let name = q(target, &t.name);
+    create_with(schema, t, target, &[])
+}
+
+/// The statements that change the columns of `t` after its CREATE TABLE: the default and NOT NULL
+/// of a column a partition or child did not define itself, storage, compression, statistics
+/// target and options that differ from what CREATE gives.
+fn column_statements(schema: &Schema, t: &Table, name: &str, target: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let owned: Vec<&Sequence> = schema
-        .sequences
-        .iter()
-        .filter(|s| {
-            s.owned_by
-                .as_ref()
-                .is_some_and(|o| !o.identity && o.table == t.name)
-        })
-        .collect();
-    for s in &owned {
-        out.push(sequence::create(s, target));
-    }
-    let unlogged = if t.unlogged { "UNLOGGED " } else { "" };
-    match (&t.partition_of, attach_later(t)) {
-        (Some(p), false) => out.push(format!(
-            "CREATE {unlogged}TABLE {name} PARTITION OF {} {}{}",
-            p.parent.render(target),
-            p.bound.render(target),
-            trailer(t, target)
-        )),
-        _ => {
-            let cols = t
-                .columns
-                .iter()
-                .filter(|c| c.local)
-                .map(|c| column_definition(schema, t, c, target))
-                .collect::<Result<Vec<_>, _>>()?;
-            let inherits = if t.inherits.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " INHERITS ({})",
-                    t.inherits
-                        .iter()
-                        .map(|r| r.render(target))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            out.push(format!(
-                "CREATE {unlogged}TABLE {name} ({}){inherits}{}",
-                cols.join(", "),
-                trailer(t, target)
-            ));
-            if let Some(p) = &t.partition_of {
-                out.push(format!(
-                    "ALTER TABLE {} ATTACH PARTITION {name} {}",
-                    p.parent.render(target),
-                    p.bound.render(target)
-                ));
-            }
-        }
-    }
     let inherited_from_parent = t.partition_of.is_some() || !t.inherits.is_empty();
     for c in &t.columns {
         let col = format!(
@@ -236,6 +193,12 @@ pub fn create(schema: &Schema, t: &Table, target: &str) -> Result<Vec<String>, P
             out.push(format!("{col} SET ({})", opts.join(", ")));
         }
     }
+    out
+}
+
+/// The table's own validated check, primary key, unique and exclusion constraints (not those a
+/// partition has from its parent), keys first, then by name.
+fn own_constraints(t: &Table) -> Vec<&Constraint> {
     let mut own: Vec<&Constraint> = t
         .constraints
         .iter()
@@ -262,20 +225,185 @@ pub fn create(schema: &Schema, t: &Table, target: &str) -> Result<Vec<String>, P
             k.name.clone(),
         )
     });
-    // One ALTER TABLE for all of them (PostgreSQL adds the keys' indexes and the checks of one
-    // statement in passes, as it would one by one): a statement per constraint is a lock, an
-    // event-trigger round and a relcache rebuild more each.
-    let adds: Vec<String> = own
+    own
+}
+
+/// Whether the table's own constraints are written inside its CREATE TABLE (as the template's
+/// DDL would have them) rather than added by an ALTER TABLE after it: a statement less, and a
+/// lock, an event-trigger round and a relcache rebuild of the new table less. Only for a table
+/// that is neither a partition nor an inheritance child (a constraint merged with an inherited
+/// one, or a key an ATTACH PARTITION would adopt as its parent's index, keep the order they have
+/// had) and whose columns need no ALTER after CREATE (an index copies its columns' storage when
+/// it is built: a key built before `SET STORAGE` would differ from one built after).
+pub fn constraints_inline(schema: &Schema, t: &Table) -> bool {
+    writes_inline(t, &column_statements(schema, t, "t", "c"))
+}
+
+fn writes_inline(t: &Table, column_statements: &[String]) -> bool {
+    t.partition_of.is_none() && t.inherits.is_empty() && column_statements.is_empty()
+}
+
+/// The table a foreign key definition (`FOREIGN KEY (a) REFERENCES t(id) ...`, deparsed with
+/// the schema on the search path after `pg_catalog`) references when it names it unqualified:
+/// a table of the schema. `None` for a qualified name (a table in another schema, or one of
+/// the schema's own that PostgreSQL had to qualify).
+pub fn referenced_table(definition: &SqlText) -> Option<String> {
+    use crate::lexer::{tokenize, Kind};
+    let text = definition.as_marked();
+    let tokens: Vec<_> = tokenize(text)
+        .into_iter()
+        .filter(|t| t.is_significant())
+        .collect();
+    let at = tokens.iter().position(|t| t.is_word("references"))?;
+    let name = tokens.get(at + 1).filter(|t| t.kind == Kind::Ident)?;
+    let qualified = tokens.get(at + 2).is_none_or(|t| !t.is_punct(text, "("));
+    (!qualified).then(|| name.value.clone())
+}
+
+/// The foreign keys of `t` that can be written inside its CREATE TABLE, when the tables it
+/// references are created first (`created_before(name)`; a self-reference needs nothing):
+/// PostgreSQL then adds them without checking rows (the table is new) where an ALTER TABLE
+/// would run a query per key to check the table's (no) rows. Only validated keys of a table
+/// whose constraints are inline ([`constraints_inline`]), between tables that are neither
+/// partitioned nor partitions, and only when every unique index of the referenced table is a
+/// constraint's (created with the table, before the key): a unique index created later could
+/// otherwise have been the one PostgreSQL picks for the key. Never for a copy with data: its
+/// keys are added after the rows, checked once per key. They run with the CREATE TABLE, as the
+/// builder of the copy, who owns every table of it while it is built; keys to tables elsewhere
+/// (on which the builder may lack REFERENCES) stay in the foreign-key phase.
+pub fn inline_foreign_keys<'a>(
+    schema: &'a Schema,
+    t: &'a Table,
+    created_before: impl Fn(&str) -> bool,
+) -> Vec<&'a Constraint> {
+    let plain = |r: &Table| !r.partitioned && r.partition_of.is_none();
+    if !plain(t) || !constraints_inline(schema, t) {
+        return Vec::new();
+    }
+    t.constraints
         .iter()
-        .map(|k| {
-            format!(
-                "ADD CONSTRAINT {} {}",
-                quote_ident(&k.name),
-                k.definition.render(target)
-            )
+        .filter(|k| {
+            k.kind == ConstraintKind::ForeignKey && k.local && k.parent.is_none() && k.validated
+        })
+        .filter(|k| {
+            let Some(name) = referenced_table(&k.definition) else {
+                return false;
+            };
+            let referenced = if name == t.name {
+                Some(t)
+            } else if created_before(&name) {
+                schema.table(&name)
+            } else {
+                None
+            };
+            referenced.is_some_and(|r| {
+                plain(r)
+                    && r.indexes
+                        .iter()
+                        .all(|i| !i.unique || i.constraint.is_some())
+            })
+        })
+        .collect()
+}
+
+/// The statements that create table `t` with the foreign keys `inline` (from
+/// [`inline_foreign_keys`]) inside its CREATE TABLE.
+pub fn create_with(
+    schema: &Schema,
+    t: &Table,
+    target: &str,
+    inline: &[&Constraint],
+) -> Result<Vec<String>, PlanError> {
+    let name = q(target, &t.name);
+    let mut out = Vec::new();
+    let owned: Vec<&Sequence> = schema
+        .sequences
+        .iter()
+        .filter(|s| {
+            s.owned_by
+                .as_ref()
+                .is_some_and(|o| !o.identity && o.table == t.name)
         })
         .collect();
-    if !adds.is_empty() {
+    for s in &owned {
+        out.push(sequence::create(s, target));
+    }
+    let columns = column_statements(schema, t, &name, target);
+    let own = own_constraints(t);
+    let in_create = writes_inline(t, &columns);
+    if !inline.is_empty() && !in_create {
+        return Err(PlanError::Invalid(format!(
+            "foreign keys of table {} cannot be written in its CREATE TABLE",
+            quote_ident(&t.name)
+        )));
+    }
+    let clause = |k: &Constraint| {
+        format!(
+            "CONSTRAINT {} {}",
+            quote_ident(&k.name),
+            k.definition.render(target)
+        )
+    };
+    let unlogged = if t.unlogged { "UNLOGGED " } else { "" };
+    match (&t.partition_of, attach_later(t)) {
+        (Some(p), false) => out.push(format!(
+            "CREATE {unlogged}TABLE {name} PARTITION OF {} {}{}",
+            p.parent.render(target),
+            p.bound.render(target),
+            trailer(t, target)
+        )),
+        _ => {
+            let mut items = t
+                .columns
+                .iter()
+                .filter(|c| c.local)
+                .map(|c| column_definition(schema, t, c, target))
+                .collect::<Result<Vec<_>, _>>()?;
+            if in_create {
+                items.extend(own.iter().map(|k| clause(k)));
+                items.extend(inline.iter().map(|k| clause(k)));
+            }
+            let inherits = if t.inherits.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " INHERITS ({})",
+                    t.inherits
+                        .iter()
+                        .map(|r| r.render(target))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            out.push(format!(
+                "CREATE {unlogged}TABLE {name} ({}){inherits}{}",
+                items.join(", "),
+                trailer(t, target)
+            ));
+            if let Some(p) = &t.partition_of {
+                out.push(format!(
+                    "ALTER TABLE {} ATTACH PARTITION {name} {}",
+                    p.parent.render(target),
+                    p.bound.render(target)
+                ));
+            }
+        }
+    }
+    out.extend(columns);
+    // Otherwise one ALTER TABLE for all of them (PostgreSQL adds the keys' indexes and the checks
+    // of one statement in passes, as it would one by one): a statement per constraint is a lock,
+    // an event-trigger round and a relcache rebuild more each.
+    if !in_create && !own.is_empty() {
+        let adds: Vec<String> = own
+            .iter()
+            .map(|k| {
+                format!(
+                    "ADD CONSTRAINT {} {}",
+                    quote_ident(&k.name),
+                    k.definition.render(target)
+                )
+            })
+            .collect();
         out.push(format!("ALTER TABLE {name} {}", adds.join(", ")));
     }
     for s in &owned {
@@ -324,11 +452,17 @@ pub fn not_valid_checks(t: &Table, target: &str) -> Vec<String> {
         .collect()
 }
 
-/// Foreign keys (after every table exists: self-referencing and cyclic ones included).
-pub fn foreign_keys(t: &Table, target: &str) -> Vec<String> {
+/// Foreign keys (after every table exists: self-referencing and cyclic ones included), but those
+/// written in the table's CREATE TABLE (`inline`, names).
+pub fn foreign_keys(t: &Table, target: &str, inline: &[&str]) -> Vec<String> {
     t.constraints
         .iter()
-        .filter(|k| k.kind == ConstraintKind::ForeignKey && k.local && k.parent.is_none())
+        .filter(|k| {
+            k.kind == ConstraintKind::ForeignKey
+                && k.local
+                && k.parent.is_none()
+                && !inline.contains(&k.name.as_str())
+        })
         .map(|k| {
             format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} {}{}",
@@ -480,7 +614,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            foreign_keys(&t, "Copy"),
+            foreign_keys(&t, "Copy", &[]),
             ["ALTER TABLE \"Copy\".customers ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES customers(id)"]
         );
     }
@@ -567,5 +701,184 @@ mod tests {
         };
         let s = schema_with(vec![t.clone()], vec![]);
         assert!(matches!(create(&s, &t, "c"), Err(PlanError::Invalid(_))));
+    }
+
+    fn key(name: &str, kind: ConstraintKind, def: &str) -> Constraint {
+        Constraint {
+            name: name.into(),
+            kind,
+            definition: SqlText::plain(def),
+            validated: true,
+            local: true,
+            ..Default::default()
+        }
+    }
+
+    fn keyed(name: &str, constraints: Vec<Constraint>) -> Table {
+        let mut id = col("id", "integer");
+        id.not_null = true;
+        Table {
+            name: name.into(),
+            columns: vec![id, col("parent", "integer")],
+            constraints,
+            owner: "o".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_referenced_table_is_read_from_the_key_unless_qualified() {
+        for (def, table) in [
+            ("FOREIGN KEY (a) REFERENCES t(id)", Some("t")),
+            (
+                "FOREIGN KEY (a, b) REFERENCES \"Odd T\"(x, y) ON DELETE CASCADE",
+                Some("Odd T"),
+            ),
+            (
+                "FOREIGN KEY (a) REFERENCES Upper(id) DEFERRABLE",
+                Some("upper"),
+            ),
+            ("FOREIGN KEY (a) REFERENCES other.t(id)", None),
+            ("FOREIGN KEY (a) REFERENCES \"x\".\"t\"(id)", None),
+            ("CHECK ((a > 0))", None),
+        ] {
+            assert_eq!(
+                referenced_table(&SqlText::plain(def)).as_deref(),
+                table,
+                "{def}"
+            );
+        }
+        // One of the schema's own tables that PostgreSQL had to qualify (marked): left to the
+        // ALTER TABLE.
+        let marked = SqlText::from_marked(format!(
+            "FOREIGN KEY (a) REFERENCES {}.pg_class(id)",
+            crate::sqltext::SELF
+        ));
+        assert_eq!(referenced_table(&marked), None);
+    }
+
+    #[test]
+    fn keys_checks_and_foreign_keys_are_written_in_create_table() {
+        use ConstraintKind::*;
+        let parent = keyed(
+            "parent",
+            vec![key("parent_pkey", PrimaryKey, "PRIMARY KEY (id)")],
+        );
+        let child = keyed(
+            "child",
+            vec![
+                key("positive", Check, "CHECK ((id > 0))"),
+                key("child_pkey", PrimaryKey, "PRIMARY KEY (id)"),
+                key(
+                    "to_parent",
+                    ForeignKey,
+                    "FOREIGN KEY (parent) REFERENCES parent(id)",
+                ),
+                key(
+                    "to_self",
+                    ForeignKey,
+                    "FOREIGN KEY (parent) REFERENCES child(id) ON DELETE CASCADE",
+                ),
+            ],
+        );
+        let s = schema_with(vec![parent.clone(), child.clone()], vec![]);
+        let inline = inline_foreign_keys(&s, &child, |name| name == "parent");
+        let names: Vec<&str> = inline.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["to_parent", "to_self"]);
+        assert_eq!(
+            create_with(&s, &child, "c", &inline).unwrap(),
+            [
+                "CREATE TABLE c.child (id integer NOT NULL, parent integer, CONSTRAINT child_pkey PRIMARY KEY (id), CONSTRAINT positive CHECK ((id > 0)), CONSTRAINT to_parent FOREIGN KEY (parent) REFERENCES parent(id), CONSTRAINT to_self FOREIGN KEY (parent) REFERENCES child(id) ON DELETE CASCADE)",
+                "ALTER TABLE c.child OWNER TO o",
+            ]
+        );
+        assert!(foreign_keys(&child, "c", &names).is_empty());
+        // Not yet created: the key waits for the foreign-key phase, the rest is inline.
+        let later = inline_foreign_keys(&s, &child, |_| false);
+        assert_eq!(later.len(), 1, "only the self-reference");
+        assert_eq!(
+            foreign_keys(&child, "c", &["to_self"]),
+            ["ALTER TABLE c.child ADD CONSTRAINT to_parent FOREIGN KEY (parent) REFERENCES parent(id)"]
+        );
+        assert_eq!(
+            create(&s, &parent, "c").unwrap(),
+            [
+                "CREATE TABLE c.parent (id integer NOT NULL, parent integer, CONSTRAINT parent_pkey PRIMARY KEY (id))",
+                "ALTER TABLE c.parent OWNER TO o",
+            ]
+        );
+    }
+
+    #[test]
+    fn foreign_keys_stay_after_the_tables_when_inline_could_differ() {
+        use ConstraintKind::*;
+        let fk = |target: &str| {
+            key(
+                "fk",
+                ForeignKey,
+                &format!("FOREIGN KEY (parent) REFERENCES {target}(id)"),
+            )
+        };
+        let mut parent = keyed(
+            "parent",
+            vec![key("parent_pkey", PrimaryKey, "PRIMARY KEY (id)")],
+        );
+        let child = keyed("child", vec![fk("parent")]);
+        let inline = |s: &Schema, t: &Table| inline_foreign_keys(s, t, |_| true).len();
+        let s = schema_with(vec![parent.clone(), child.clone()], vec![]);
+        assert_eq!(inline(&s, &child), 1);
+        // A NOT VALID key (added after the rows, unchecked).
+        let mut not_valid = child.clone();
+        not_valid.constraints[0].validated = false;
+        assert_eq!(inline(&s, &not_valid), 0);
+        // A key cloned from a partitioned parent, or inherited.
+        let mut cloned = child.clone();
+        cloned.constraints[0].parent = Some("fk".into());
+        assert_eq!(inline(&s, &cloned), 0);
+        // A table in another schema.
+        let elsewhere = keyed("child", vec![fk("other.parent")]);
+        assert_eq!(inline(&s, &elsewhere), 0);
+        // A referenced table with a unique index no constraint made (created later: PostgreSQL
+        // might have picked it for the key).
+        parent.indexes.push(Index {
+            name: "parent_id_idx".into(),
+            unique: true,
+            definition: SqlText::plain("USING btree (id)"),
+            ..Default::default()
+        });
+        let s2 = schema_with(vec![parent.clone(), child.clone()], vec![]);
+        assert_eq!(inline(&s2, &child), 0);
+        parent.indexes.clear();
+        // Partitioned tables, partitions and children.
+        let mut partitioned = parent.clone();
+        partitioned.partitioned = true;
+        partitioned.partition_key = Some(SqlText::plain("RANGE (id)"));
+        let s3 = schema_with(vec![partitioned, child.clone()], vec![]);
+        assert_eq!(inline(&s3, &child), 0);
+        let mut partition = child.clone();
+        partition.partition_of = Some(PartitionOf {
+            parent: RelationRef::own("parent"),
+            bound: SqlText::plain("FOR VALUES FROM (0) TO (9)"),
+        });
+        assert_eq!(inline(&s, &partition), 0);
+        let mut inherits = child.clone();
+        inherits.inherits = vec![RelationRef::own("parent")];
+        assert_eq!(inline(&s, &inherits), 0);
+        // A column that needs an ALTER after CREATE keeps the table's constraints in an ALTER
+        // TABLE (and so its keys).
+        let mut altered = child.clone();
+        altered.columns[1].statistics = Some(100);
+        assert_eq!(inline(&s, &altered), 0);
+        assert!(!constraints_inline(&s, &altered));
+        // Asked to inline what cannot be: an error, not a wrong statement.
+        let k = key(
+            "fk",
+            ForeignKey,
+            "FOREIGN KEY (parent) REFERENCES parent(id)",
+        );
+        assert!(matches!(
+            create_with(&s, &altered, "c", &[&k]),
+            Err(PlanError::Invalid(_))
+        ));
     }
 }
