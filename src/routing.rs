@@ -126,7 +126,12 @@ unsafe extern "C-unwind" fn planner(
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
     let depth = DEPTH.get();
-    let folded = if depth == 0 && crate::citus::loaded() {
+    let citus = crate::citus::loaded();
+    if citus {
+        // Every planning, nested ones included: Citus plans the subqueries it makes again.
+        crate::security_quals::protect(parse);
+    }
+    let folded = if depth == 0 && citus {
         try_fold(parse)
     } else {
         0
