@@ -93,7 +93,9 @@ unsafe fn refuse_misnumbered(q: *mut pg_sys::Query) {
             if name.is_null() {
                 format!("oid {}", (*rte).relid.to_u32())
             } else {
-                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
             }
         } else {
             "a row-secured table".into()
@@ -145,7 +147,10 @@ struct SystemColumn {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn system_column_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+unsafe extern "C-unwind" fn system_column_walker(
+    node: *mut pg_sys::Node,
+    ctx: *mut c_void,
+) -> bool {
     if node.is_null() {
         return false;
     }
@@ -230,7 +235,14 @@ unsafe fn subquery_of(
             dropped = true;
             break;
         }
-        let var = pg_sys::makeVar(1, (i + 1) as i16, a.atttypid, a.atttypmod, a.attcollation, 0);
+        let var = pg_sys::makeVar(
+            1,
+            (i + 1) as i16,
+            a.atttypid,
+            a.atttypmod,
+            a.attcollation,
+            0,
+        );
         let name = pg_sys::pstrdup(a.attname.data.as_ptr());
         let tle = pg_sys::makeTargetEntry(var.cast(), (i + 1) as i16, name, false);
         targets = pg_sys::lappend(targets, tle.cast());

@@ -1513,7 +1513,11 @@ fn outer_joins_with_a_recurring_side_return_own_rows_or_are_refused() {
         Ok(r) => assert_eq!(r, ["1,-"], "no context: the null-extended row only"),
         Err(e) => assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}"),
     }
-    assert_eq!(one::<i32>(&mut fresh, "SELECT 1"), 1, "the session survives");
+    assert_eq!(
+        one::<i32>(&mut fresh, "SELECT 1"),
+        1,
+        "the session survives"
+    );
 
     let mut app = db.connect("app");
     app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true);")
@@ -1631,7 +1635,8 @@ fn outer_joins_with_a_recurring_side_return_own_rows_or_are_refused() {
     // The same shape on a direct worker connection (Citus plans it there too, with metadata):
     // no context, the null-extended row, and no crash.
     let mut w = db.connect_worker("app", 0);
-    w.batch_execute("SELECT tenant.current_tenant_id()").unwrap();
+    w.batch_execute("SELECT tenant.current_tenant_id()")
+        .unwrap();
     assert_eq!(
         rows(
             &mut w,
