@@ -433,9 +433,11 @@ fn tenant_column(relid: pg_sys::Oid) -> Option<i16> {
     {
         return hit;
     }
+    // Read-only SPI (pgrx's get_one would assign the transaction an id).
     let found = privilege::as_owner(|| {
-        Spi::get_one_with_args::<i16>(
-            "SELECT a.attnum FROM tenant.isolated_tables i
+        Spi::connect(|c| {
+            context::first_value::<i16>(c.select(
+                "SELECT a.attnum FROM tenant.isolated_tables i
                JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) i.relid
                JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.relid
                                              AND a.attname OPERATOR(pg_catalog.=) i.tenant_column
@@ -443,8 +445,10 @@ fn tenant_column(relid: pg_sys::Oid) -> Option<i16> {
                 AND NOT i.allow_shared_rows AND p.partmethod OPERATOR(pg_catalog.=) 'h'
                 AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
                     OPERATOR(pg_catalog.=) i.tenant_column::pg_catalog.text",
-            &[relid.into()],
-        )
+                Some(1),
+                &[relid.into()],
+            )?)
+        })
     })
     .unwrap_or(None);
     TABLES

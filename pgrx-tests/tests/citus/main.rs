@@ -1646,3 +1646,90 @@ fn outer_joins_with_a_recurring_side_return_own_rows_or_are_refused() {
         ["1,-"]
     );
 }
+
+/// A node context as `short` gets it on the coordinator after `enter` (a setter call).
+fn token_after(db: &CitusDb, short: &str, enter: &str) -> String {
+    let mut c = db.connect(short);
+    c.batch_execute(&format!("BEGIN; SELECT {enter}")).unwrap();
+    let t: String = one(
+        &mut c,
+        "SELECT current_setting('qualityfoundry_tenant.node_context')",
+    );
+    c.batch_execute("COMMIT").unwrap();
+    assert!(t.starts_with("n1."), "{t}");
+    t
+}
+
+/// On a worker, cross_tenant_active() is folded to false at plan time while the verified node
+/// context is not in cross-tenant mode (the shards' OR'ed policies then reduce to the tenant
+/// match); a plan cached so is re-planned once a node context claims cross-tenant mode, and back.
+#[test]
+fn a_worker_plan_folded_outside_cross_tenant_mode_is_replanned_in_it() {
+    let db = CitusDb::new("crossfold");
+    with_projects(&db);
+    // The same role enters a tenant, then cross-tenant mode (tokens name their role).
+    db.superuser()
+        .batch_execute(&format!("GRANT tenant_user TO {}", db.role("support")))
+        .unwrap();
+    let acme = token_after(
+        &db,
+        "support",
+        "tenant.set_tenant('acme', is_local => true)",
+    );
+    let cross = token_after(
+        &db,
+        "support",
+        "tenant.enter_cross_tenant('ticket 9', is_local => true)",
+    );
+    let (w, shard) = &shards_of(&db, 1)[0];
+    let mut oracle = db.worker_superuser(*w);
+    let all: i64 = one(&mut oracle, &format!("SELECT count(*) FROM public.{shard}"));
+    let own: i64 = one(
+        &mut oracle,
+        &format!("SELECT count(*) FROM public.{shard} WHERE tenant_id = 1"),
+    );
+    assert_eq!(own, 3);
+
+    let mut support = db.connect_worker("support", *w);
+    set_node_context(&mut support, &acme);
+    support
+        .batch_execute(&format!("PREPARE q AS SELECT count(*) FROM public.{shard}"))
+        .unwrap();
+    assert_eq!(one::<i64>(&mut support, "EXECUTE q"), own);
+    let plan = strings(&mut support, "EXPLAIN (COSTS OFF) EXECUTE q").join("\n");
+    assert!(!plan.contains("cross_tenant_active"), "folded: {plan}");
+    set_node_context(&mut support, &cross);
+    assert_eq!(
+        one::<i64>(&mut support, "EXECUTE q"),
+        all,
+        "re-planned in cross-tenant mode"
+    );
+    set_node_context(&mut support, &acme);
+    assert_eq!(one::<i64>(&mut support, "EXECUTE q"), own);
+    set_node_context(&mut support, "");
+    assert_eq!(one::<i64>(&mut support, "EXECUTE q"), 0);
+}
+
+/// Entering a tenant for the transaction on a Citus coordinator writes nothing: the node context
+/// is set without SPI (pgrx's Spi::run and Spi::get_one assign the transaction an id, which made
+/// every such transaction commit as a writing one), from the session's first call on.
+#[test]
+fn entering_a_tenant_on_citus_assigns_no_transaction_id() {
+    let db = CitusDb::new("readonly");
+    with_projects(&db);
+    let mut app = db.connect("app");
+    for tenant in ["acme", "globex", "acme"] {
+        app.batch_execute(&format!(
+            "BEGIN; SELECT tenant.set_tenant('{tenant}', is_local => true)"
+        ))
+        .unwrap();
+        assert_eq!(ids(&mut app, "SELECT id FROM public.projects").len(), 3);
+        assert_eq!(
+            one::<Option<String>>(&mut app, "SELECT txid_current_if_assigned()::text"),
+            None,
+            "{tenant}"
+        );
+        app.batch_execute("SELECT tenant.clear_tenant(); COMMIT")
+            .unwrap();
+    }
+}
