@@ -40,22 +40,12 @@ use std::ffi::c_void;
 #[pg_guard]
 pub unsafe extern "C-unwind" fn protect(parse: *mut pg_sys::Query) {
     if !parse.is_null() {
-        walk(parse.cast(), std::ptr::null_mut());
+        crate::routing::each_query_level(parse.cast(), &mut |q| {
+            refuse_misnumbered(q);
+            wrap_nullable(q);
+            true
+        });
     }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn walk(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
-    if node.is_null() {
-        return false;
-    }
-    if (*node).type_ == pg_sys::NodeTag::T_Query {
-        let q = node.cast::<pg_sys::Query>();
-        refuse_misnumbered(q);
-        wrap_nullable(q);
-        return pg_sys::query_tree_walker(q, Some(walk), ctx, 0);
-    }
-    pg_sys::expression_tree_walker(node, Some(walk), ctx)
 }
 
 unsafe fn rte_at(q: *mut pg_sys::Query, rtindex: i32) -> *mut pg_sys::RangeTblEntry {

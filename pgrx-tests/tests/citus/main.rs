@@ -203,16 +203,7 @@ fn set_node_context(c: &mut Client, token: &str) {
 
 /// A node context the application obtained legitimately: its own, for acme, in a transaction.
 fn own_token(db: &CitusDb, short: &str) -> String {
-    let mut c = db.connect(short);
-    c.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
-        .unwrap();
-    let t: String = one(
-        &mut c,
-        "SELECT current_setting('qualityfoundry_tenant.node_context')",
-    );
-    c.batch_execute("COMMIT").unwrap();
-    assert!(t.starts_with("n1."), "{t}");
-    t
+    token_after(db, short, "tenant.set_tenant('acme', is_local => true)")
 }
 
 #[test]
