@@ -13,7 +13,7 @@
 //! `enter_cross_tenant(reason, is_local => true)`) also gets a *node context*: a short-lived token
 //! minted here, `n1.<tenant id>.<expires at>.<flags>.<role, hex>.<HMAC-SHA256>`, stored in the
 //! user-settable setting `qualityfoundry_tenant.node_context` with a `SET LOCAL` statement run
-//! through SPI while `citus.propagate_set_commands = 'local'`, which Citus then sends to every
+//! through ProcessUtility while `citus.propagate_set_commands = 'local'`, which Citus then sends to every
 //! worker connection of the transaction (and after every later remote BEGIN). The key is the
 //! cluster's node key (`tenant.node_keys`, identical on every node through
 //! `tenant.citus_sync_keys()`, readable by no role but the extension owner). Every node that is a
@@ -88,6 +88,30 @@ unsafe extern "C-unwind" fn assign_node_context(newval: *const c_char, _extra: *
         CStr::from_ptr(newval).to_str().unwrap_or("")
     };
     crate::routing::on_node_context(value); // plans folded for another tenant re-plan
+    if claimed(value).is_some_and(|(_, cross)| cross) && CROSS_FOLDED.0.replace(false) {
+        // Plans of this backend folded cross_tenant_active() to false (`fold_cross_tenant`)
+        // re-plan before their next run, now that a node context claims cross-tenant mode.
+        // Only flags are flipped, which is safe in an assign hook.
+        pg_sys::ResetPlanCache();
+    }
+}
+
+/// Whether a plan made by this backend may hold cross_tenant_active() folded to false.
+static CROSS_FOLDED: Backend<Cell<bool>> = Backend(Cell::new(false));
+
+/// For the planner support of `cross_tenant_active()` where Citus is loaded: on a worker, whose
+/// cross-tenant mode is the verified node context's, a call may be folded to `false` while that
+/// context is not in cross-tenant mode (so the shards' OR'ed copies of the policies reduce to the
+/// one tenant match, which PostgreSQL then merges into an index condition). A plan folded so is
+/// re-planned once a node context claims cross-tenant mode (`assign_node_context`), and a plan
+/// that escaped that could only show fewer rows. Never on a coordinator (which runs no shard's
+/// policy and whose mode also depends on its own settings).
+pub fn fold_cross_tenant() -> bool {
+    if node() != Node::Worker || node_cross_tenant() {
+        return false;
+    }
+    CROSS_FOLDED.0.set(true);
+    true
 }
 
 /// The oid of tenant.node_keys once this backend has read it (0 before).
@@ -98,6 +122,11 @@ pub fn relcache_changed(relid: pg_sys::Oid) {
     // The key functions invalidate tenant.node_keys's relcache entry on every node when they
     // change a key (a rotation, a retirement): forget the keys and what they verified. No
     // catalog access here.
+    let citus = CITUS_METADATA_RELID.0.get();
+    if relid == pg_sys::InvalidOid || relid.to_u32() == citus {
+        CITUS_METADATA_RELID.0.set(0);
+        INSTALLED.0.set((0, false));
+    }
     let known = NODE_KEYS_RELID.0.get();
     if relid == pg_sys::InvalidOid || known == 0 || relid.to_u32() == known {
         if let Ok(mut keys) = KEYS.0.try_borrow_mut() {
@@ -161,7 +190,13 @@ pub fn init() {
 // The token (pure: tested without a backend)
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -262,8 +297,17 @@ fn node_role() -> NodeRole {
         return NodeRole::Coordinator;
     }
     let group = PgTryBuilder::new(|| {
+        // A read-only SPI client: pgrx's Spi::get_one assigns the transaction an id.
         privilege::as_owner(|| {
-            Spi::get_one::<i32>("SELECT groupid FROM pg_catalog.pg_dist_local_group")
+            Spi::connect(|c| {
+                c.select(
+                    "SELECT groupid FROM pg_catalog.pg_dist_local_group",
+                    Some(1),
+                    &[],
+                )?
+                .first()
+                .get_one::<i32>()
+            })
         })
         .unwrap_or(None)
     })
@@ -296,11 +340,24 @@ fn citus_loaded() -> bool {
     loaded
 }
 
+/// The oid of Citus's `pg_dist_partition` while this backend knows Citus is installed (0: not
+/// known; asked again once per transaction).
+static CITUS_METADATA_RELID: Backend<Cell<u32>> = Backend(Cell::new(0));
+
 fn citus_installed() -> bool {
     if !citus_loaded() {
         return false;
     }
-    // Asked at most once per transaction (the getters call it per row).
+    // Once found, known until Citus's metadata table changes: DROP EXTENSION citus drops it,
+    // which invalidates its relcache entry on every backend (Citus's own cache of the same fact
+    // is invalidated the same way), and `relcache_changed` forgets it. The getters call this per
+    // row, the setters per call: a catalog scan per transaction was a measurable part of
+    // set_tenant on Citus.
+    if CITUS_METADATA_RELID.0.get() != 0 {
+        return true;
+    }
+    // Not installed (yet): asked at most once per transaction (CREATE EXTENSION citus sends no
+    // invalidation this could wait for).
     #[cfg(feature = "pg15")]
     let lxid = unsafe { (*pg_sys::MyProc).lxid };
     #[cfg(feature = "pg18")]
@@ -312,6 +369,15 @@ fn citus_installed() -> bool {
     let installed =
         unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::InvalidOid };
     INSTALLED.0.set((lxid, installed));
+    if installed {
+        let relid = unsafe {
+            pg_sys::get_relname_relid(
+                c"pg_dist_partition".as_ptr(),
+                pg_sys::PG_CATALOG_NAMESPACE.into(),
+            )
+        };
+        CITUS_METADATA_RELID.0.set(relid.to_u32());
+    }
     installed
 }
 
@@ -429,15 +495,50 @@ pub fn node_cross_tenant() -> bool {
     node_claims().is_some_and(|c| c.cross)
 }
 
-fn run(sql: &str) {
-    Spi::run(sql).unwrap_or_else(|e| {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("could not propagate the tenant context to the Citus workers: {e}"),
-            None,
-            None,
-        )
-    })
+/// `SET LOCAL qualityfoundry_tenant.node_context = '<value>'`, handed to ProcessUtility as a
+/// statement (so Citus's utility hook records it for its workers, with this text) without SPI:
+/// pgrx's `Spi::run` assigns the transaction an id, which made every `set_tenant` transaction a
+/// writing one (a commit record, a WAL flush with `synchronous_commit`), and a statement through
+/// SPI costs a parse, an analysis and a plan. The value is digits, dots and hex (the token) or
+/// empty; it is quoted anyway.
+fn set_local_node_context(value: &str) {
+    let sql = CString::new(format!(
+        "SET LOCAL qualityfoundry_tenant.node_context = {}",
+        pgrx::spi::quote_literal(value)
+    ))
+    .expect("a node context has no NUL");
+    let value = CString::new(value).expect("a node context has no NUL");
+    unsafe {
+        let mut constant = PgBox::<pg_sys::A_Const>::alloc_node(pg_sys::NodeTag::T_A_Const);
+        constant.val.sval = pg_sys::String {
+            type_: pg_sys::NodeTag::T_String,
+            sval: pg_sys::pstrdup(value.as_ptr()),
+        };
+        constant.location = -1;
+        let mut set =
+            PgBox::<pg_sys::VariableSetStmt>::alloc_node(pg_sys::NodeTag::T_VariableSetStmt);
+        set.kind = pg_sys::VariableSetKind::VAR_SET_VALUE;
+        set.name = pg_sys::pstrdup(NODE_CONTEXT.as_ptr());
+        set.args = pg_sys::lappend(std::ptr::null_mut(), constant.into_pg().cast());
+        set.is_local = true;
+        let mut stmt = PgBox::<pg_sys::PlannedStmt>::alloc_node(pg_sys::NodeTag::T_PlannedStmt);
+        stmt.commandType = pg_sys::CmdType::CMD_UTILITY;
+        stmt.canSetTag = false;
+        stmt.utilityStmt = set.into_pg().cast();
+        stmt.stmt_location = 0;
+        stmt.stmt_len = sql.as_bytes().len() as i32;
+        let text = pg_sys::pstrdup(sql.as_ptr());
+        pg_sys::ProcessUtility(
+            stmt.into_pg(),
+            text,
+            false,
+            pg_sys::ProcessUtilityContext::PROCESS_UTILITY_QUERY,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            pg_sys::None_Receiver,
+            std::ptr::null_mut(),
+        );
+    }
 }
 
 /// Called by the setters after the context changed, with its transaction-local part (the tenant,
@@ -457,7 +558,7 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
         .is_some_and(|v| !v.as_bytes().is_empty());
     if tenant.is_none() && !cross {
         if carried {
-            run("SET LOCAL qualityfoundry_tenant.node_context = ''");
+            set_local_node_context("");
         }
         return;
     }
@@ -503,11 +604,14 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
             );
         }
     }
-    // The token is digits, dots and hex: nothing to quote, but quoted anyway.
-    run(&format!(
-        "SET LOCAL qualityfoundry_tenant.node_context = {}",
-        pgrx::spi::quote_literal(&token)
-    ));
+    set_local_node_context(&token);
+    // What this backend would verify next is what it just minted from verified inputs: known
+    // verified for this assignment, so the first getter call of the transaction needs no HMAC.
+    // Only where the token names the session user: verification checks that name (after SET
+    // ROLE the caller is another role, and the coordinator does not honour the token either).
+    if privilege::caller() == unsafe { pg_sys::GetSessionUserId() } {
+        VERIFIED.0.set((ASSIGNED.0.get(), Some(claims)));
+    }
 }
 
 /// A session-scope context on a Citus coordinator is no context (no worker could be told): say so.

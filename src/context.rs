@@ -585,8 +585,15 @@ const MEMBER: &str = "SELECT EXISTS (SELECT FROM tenant.memberships m WHERE m.te
 
 /// Whether `user` is a member of the tenant (with `role`, when the token names one).
 fn is_member(tenant: i64, user: &str, role: Option<&str>) -> bool {
+    // Read-only SPI (pgrx's get_one would assign the transaction an id).
     privilege::as_owner(|| {
-        Spi::get_one_with_args::<bool>(MEMBER, &[tenant.into(), user.into(), role.into()])
+        Spi::connect(|c| {
+            first_value::<bool>(c.select(
+                MEMBER,
+                Some(1),
+                &[tenant.into(), user.into(), role.into()],
+            )?)
+        })
     })
     .unwrap_or_else(|e| lookup_failed(e))
     .unwrap_or(false)
@@ -1007,9 +1014,14 @@ fn cross_tenant_support(request: pgrx::datum::Internal) -> pgrx::datum::Internal
     // SAFETY: the planner passes a support request node; only its tag is read.
     let simplify =
         !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SupportRequestSimplify;
-    // Not where Citus is loaded: a worker takes cross-tenant mode from the node context
-    // (src/citus.rs), which this setting does not show and whose changes reset no plan cache.
-    let folded = if simplify && !settings::cross_tenant_value_present() && !crate::citus::loaded() {
+    // Where Citus is loaded, a worker folds while its verified node context is not in
+    // cross-tenant mode, and a coordinator never (src/citus.rs, `fold_cross_tenant`).
+    let fold = if crate::citus::loaded() {
+        simplify && crate::citus::fold_cross_tenant()
+    } else {
+        simplify && !settings::cross_tenant_value_present()
+    };
+    let folded = if fold {
         unsafe { pg_sys::makeBoolConst(false, false) }
     } else {
         std::ptr::null_mut()

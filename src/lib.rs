@@ -15,6 +15,7 @@ mod nesting;
 mod privilege;
 mod quota;
 mod routing;
+mod security_quals;
 mod settings;
 mod signed;
 mod token;

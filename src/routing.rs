@@ -126,7 +126,12 @@ unsafe extern "C-unwind" fn planner(
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
     let depth = DEPTH.get();
-    let folded = if depth == 0 && crate::citus::loaded() {
+    let citus = crate::citus::loaded();
+    if citus {
+        // Every planning, nested ones included: Citus plans the subqueries it makes again.
+        crate::security_quals::protect(parse);
+    }
+    let folded = if depth == 0 && citus {
         try_fold(parse)
     } else {
         0
@@ -209,30 +214,49 @@ unsafe fn fold(parse: *mut pg_sys::Query) -> Option<i64> {
         uuid: None,
         any: false,
     };
-    walk(parse.cast(), (&mut f as *mut Fold).cast());
+    each_query_level(parse.cast(), &mut |q| {
+        // Not into INSERT (... SELECT) or MERGE: a pinned SELECT under an INSERT makes Citus
+        // pull it to the coordinator and COPY the rows into the shards, which row security
+        // refuses there; Citus plans those itself as before.
+        let descend = matches!(
+            (*q).commandType,
+            pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
+        );
+        if descend {
+            fold_level(q, &mut f);
+        }
+        descend
+    });
     f.any.then_some(tenant)
 }
 
+/// Calls `visit` for every query level under `node` (sublinks, subqueries, CTEs), outermost
+/// first; a level for which it returns false is not descended into.
+pub unsafe fn each_query_level(
+    node: *mut pg_sys::Node,
+    visit: &mut dyn FnMut(*mut pg_sys::Query) -> bool,
+) {
+    let mut visit = visit;
+    walk_levels(
+        node,
+        (&mut visit as *mut &mut dyn FnMut(*mut pg_sys::Query) -> bool).cast(),
+    );
+}
+
 #[pg_guard]
-unsafe extern "C-unwind" fn walk(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+unsafe extern "C-unwind" fn walk_levels(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
     if node.is_null() {
         return false;
     }
     if (*node).type_ == pg_sys::NodeTag::T_Query {
         let q = node.cast::<pg_sys::Query>();
-        if !matches!(
-            (*q).commandType,
-            pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
-        ) {
-            // Not into INSERT (... SELECT) or MERGE: a pinned SELECT under an INSERT makes Citus
-            // pull it to the coordinator and COPY the rows into the shards, which row security
-            // refuses there; Citus plans those itself as before.
+        let visit = &mut *ctx.cast::<&mut dyn FnMut(*mut pg_sys::Query) -> bool>();
+        if !visit(q) {
             return false;
         }
-        fold_level(q, &mut *ctx.cast::<Fold>());
-        return pg_sys::query_tree_walker(q, Some(walk), ctx, 0);
+        return pg_sys::query_tree_walker(q, Some(walk_levels), ctx, 0);
     }
-    pg_sys::expression_tree_walker(node, Some(walk), ctx)
+    pg_sys::expression_tree_walker(node, Some(walk_levels), ctx)
 }
 
 /// The range-table indexes at this level whose rows a WHERE qual may restrict without changing
@@ -428,9 +452,11 @@ fn tenant_column(relid: pg_sys::Oid) -> Option<i16> {
     {
         return hit;
     }
+    // Read-only SPI (pgrx's get_one would assign the transaction an id).
     let found = privilege::as_owner(|| {
-        Spi::get_one_with_args::<i16>(
-            "SELECT a.attnum FROM tenant.isolated_tables i
+        Spi::connect(|c| {
+            context::first_value::<i16>(c.select(
+                "SELECT a.attnum FROM tenant.isolated_tables i
                JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) i.relid
                JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.relid
                                              AND a.attname OPERATOR(pg_catalog.=) i.tenant_column
@@ -438,8 +464,10 @@ fn tenant_column(relid: pg_sys::Oid) -> Option<i16> {
                 AND NOT i.allow_shared_rows AND p.partmethod OPERATOR(pg_catalog.=) 'h'
                 AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
                     OPERATOR(pg_catalog.=) i.tenant_column::pg_catalog.text",
-            &[relid.into()],
-        )
+                Some(1),
+                &[relid.into()],
+            )?)
+        })
     })
     .unwrap_or(None);
     TABLES

@@ -203,16 +203,7 @@ fn set_node_context(c: &mut Client, token: &str) {
 
 /// A node context the application obtained legitimately: its own, for acme, in a transaction.
 fn own_token(db: &CitusDb, short: &str) -> String {
-    let mut c = db.connect(short);
-    c.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
-        .unwrap();
-    let t: String = one(
-        &mut c,
-        "SELECT current_setting('qualityfoundry_tenant.node_context')",
-    );
-    c.batch_execute("COMMIT").unwrap();
-    assert!(t.starts_with("n1."), "{t}");
-    t
+    token_after(db, short, "tenant.set_tenant('acme', is_local => true)")
 }
 
 #[test]
@@ -1456,4 +1447,280 @@ fn parallel_migrate_all_on_distributed_schemas_ends_like_serial() {
         strings(&mut su, "SELECT body FROM tenant_globex.notes"),
         ["globex secret"]
     );
+}
+
+/// Rows of `sql` as text, one string per row (columns joined by ',', NULL as '-').
+fn rows(c: &mut Client, sql: &str) -> Result<Vec<String>, postgres::Error> {
+    Ok(c.simple_query(sql)?
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("-"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Citus 13 recursively plans a distributed table on the nullable side of an outer join whose
+/// other side is recurring (a subquery without tables, a function, a reference table) by copying
+/// its range-table entry, row-security quals included and misnumbered, into subqueries: PostgreSQL
+/// then crashed the backend (src/security_quals.rs). Every such shape returns the tenant's own
+/// rows; the shapes the extension cannot rewrite are refused with 0A000; the connection always
+/// survives and the other tenant's rows are unchanged.
+#[test]
+fn outer_joins_with_a_recurring_side_return_own_rows_or_are_refused() {
+    let db = CitusDb::new("outer");
+    with_projects(&db);
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "CREATE TABLE public.ref (k integer PRIMARY KEY);
+         INSERT INTO public.ref VALUES (1), (2);
+         SELECT create_reference_table('public.ref');
+         CREATE TABLE public.loc (k integer);
+         INSERT INTO public.loc VALUES (1);
+         CREATE TABLE public.gappy (tenant_id bigint NOT NULL, junk integer, id integer NOT NULL);
+         ALTER TABLE public.gappy DROP COLUMN junk;
+         INSERT INTO public.gappy VALUES (1, 10), (2, 20);
+         SELECT tenant.enable_isolation('public.gappy');
+         SELECT create_distributed_table('public.gappy', 'tenant_id', colocate_with => 'public.projects');
+         GRANT SELECT ON public.ref, public.loc, public.gappy TO {0}, {1};",
+        db.role("app"),
+        db.role("app2")
+    ))
+    .expect("fixture");
+    let before = all_rows(&db);
+
+    // A fresh session whose first statement is such a join: the library (and its planner hook)
+    // is loaded only while Citus plans it, so it may be refused, but never crashes.
+    let mut fresh = db.connect("app");
+    match rows(
+        &mut fresh,
+        "SELECT s.x, p.id FROM (SELECT 1 AS x) s LEFT JOIN public.projects p ON true",
+    ) {
+        Ok(r) => assert_eq!(r, ["1,-"], "no context: the null-extended row only"),
+        Err(e) => assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}"),
+    }
+    assert_eq!(
+        one::<i32>(&mut fresh, "SELECT 1"),
+        1,
+        "the session survives"
+    );
+
+    let mut app = db.connect("app");
+    app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true);")
+        .unwrap();
+    let shapes: &[(&str, &[&str])] = &[
+        (
+            "SELECT s.x, p.id FROM (SELECT 1 AS x) s LEFT JOIN public.projects p ON true ORDER BY 2",
+            &["1,100", "1,101", "1,102"],
+        ),
+        // Only a column the policy does not read.
+        (
+            "SELECT p.name FROM (SELECT 1) s LEFT JOIN public.projects p ON true ORDER BY 1",
+            &["acme-100", "acme-101", "acme-102"],
+        ),
+        (
+            "SELECT p.id, t.id FROM (SELECT 1) s LEFT JOIN public.projects p ON true
+               LEFT JOIN public.tasks t ON true ORDER BY 1",
+            &["100,1", "101,1", "102,1"],
+        ),
+        (
+            "SELECT p.id, s.x FROM public.projects p RIGHT JOIN (SELECT 1 AS x) s ON true ORDER BY 1",
+            &["100,1", "101,1", "102,1"],
+        ),
+        (
+            "SELECT p.id, s.x FROM public.projects p FULL JOIN (SELECT 1 AS x) s ON true ORDER BY 1",
+            &["100,1", "101,1", "102,1"],
+        ),
+        (
+            "SELECT r.k, p.id FROM public.ref r LEFT JOIN public.projects p ON p.id = r.k + 99 ORDER BY 1",
+            &["1,100", "2,101"],
+        ),
+        (
+            "SELECT r.k, p.id FROM public.projects p FULL JOIN public.ref r ON p.id = r.k + 199 ORDER BY 1, 2",
+            &["1,-", "2,-", "-,100", "-,101", "-,102"],
+        ),
+        (
+            "SELECT g, p.id FROM pg_catalog.generate_series(1, 2) g
+               LEFT JOIN public.projects p ON p.id = g + 99 ORDER BY 1",
+            &["1,100", "2,101"],
+        ),
+        (
+            "SELECT s.x, l.id FROM (SELECT 100 AS x) s
+               LEFT JOIN LATERAL (SELECT p.id FROM public.projects p WHERE p.id > s.x) l ON true ORDER BY 2",
+            &["100,101", "100,102"],
+        ),
+        (
+            "WITH c AS MATERIALIZED (SELECT id FROM public.tasks)
+             SELECT c.id, p.id FROM c LEFT JOIN public.projects p ON p.id = 100",
+            &["1,100"],
+        ),
+        (
+            "SELECT l.k, p.id FROM public.loc l LEFT JOIN public.projects p ON true ORDER BY 2",
+            &["1,100", "1,101", "1,102"],
+        ),
+        // A colocated outer join is pushed down as before.
+        (
+            "SELECT t.id, p.id FROM public.tasks t LEFT JOIN public.projects p
+               ON p.tenant_id = t.tenant_id AND p.id = t.project_id",
+            &["1,100"],
+        ),
+        // The hint of the refusals below: the table as a subquery.
+        (
+            "SELECT s.x, g.id FROM (SELECT 1 AS x) s LEFT JOIN (SELECT * FROM public.gappy) g ON true",
+            &["1,10"],
+        ),
+        (
+            "SELECT l.k, p.id FROM public.loc l JOIN (SELECT * FROM public.projects) p ON true
+              WHERE p.tenant_id = 1 AND p.id = 100",
+            &["1,100"],
+        ),
+    ];
+    for (sql, expected) in shapes {
+        app.batch_execute("SAVEPOINT s").unwrap();
+        let got = rows(&mut app, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(got, *expected, "{sql}");
+        app.batch_execute("RELEASE s").unwrap();
+    }
+    // An UPDATE whose subquery has the shape touches the tenant's own rows only.
+    app.batch_execute(
+        "UPDATE public.projects SET name = name || '!'
+          WHERE id IN (SELECT p.id FROM (SELECT 1) s LEFT JOIN public.projects p ON true)",
+    )
+    .unwrap();
+    // What the extension leaves to Citus, refused instead of crashing: a system column of the
+    // nullable table, a table with a dropped column, a local table joined with a pinned row.
+    for sql in [
+        "SELECT p.ctid IS NULL FROM (SELECT 1) s LEFT JOIN public.projects p ON true",
+        "SELECT g.id FROM (SELECT 1) s LEFT JOIN public.gappy g ON true",
+        "SELECT l.k, p.id FROM public.loc l JOIN public.projects p ON true
+          WHERE p.tenant_id = 1 AND p.id = 100",
+    ] {
+        app.batch_execute("SAVEPOINT s").unwrap();
+        let e = expect_sqlstate(rows(&mut app, sql), "0A000");
+        assert!(e.contains("Citus cannot run this query"), "{sql}: {e}");
+        app.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    }
+    app.batch_execute("COMMIT").unwrap();
+    let after = all_rows(&db);
+    let of = |rows: &[(i64, i32, String)], t: i64| -> Vec<(i32, String)> {
+        rows.iter()
+            .filter(|r| r.0 == t)
+            .map(|r| (r.1, r.2.clone()))
+            .collect()
+    };
+    assert_eq!(of(&after, 2), of(&before, 2), "the other tenant's rows");
+    assert_eq!(
+        of(&after, 1),
+        [
+            (100, "acme-100!".to_string()),
+            (101, "acme-101!".to_string()),
+            (102, "acme-102!".to_string())
+        ]
+    );
+
+    // The same shape on a direct worker connection (Citus plans it there too, with metadata):
+    // no context, the null-extended row, and no crash.
+    let mut w = db.connect_worker("app", 0);
+    w.batch_execute("SELECT tenant.current_tenant_id()")
+        .unwrap();
+    assert_eq!(
+        rows(
+            &mut w,
+            "SELECT s.x, p.id FROM (SELECT 1 AS x) s LEFT JOIN public.projects p ON true"
+        )
+        .unwrap(),
+        ["1,-"]
+    );
+}
+
+/// A node context as `short` gets it on the coordinator after `enter` (a setter call).
+fn token_after(db: &CitusDb, short: &str, enter: &str) -> String {
+    let mut c = db.connect(short);
+    c.batch_execute(&format!("BEGIN; SELECT {enter}")).unwrap();
+    let t: String = one(
+        &mut c,
+        "SELECT current_setting('qualityfoundry_tenant.node_context')",
+    );
+    c.batch_execute("COMMIT").unwrap();
+    assert!(t.starts_with("n1."), "{t}");
+    t
+}
+
+/// On a worker, cross_tenant_active() is folded to false at plan time while the verified node
+/// context is not in cross-tenant mode (the shards' OR'ed policies then reduce to the tenant
+/// match); a plan cached so is re-planned once a node context claims cross-tenant mode, and back.
+#[test]
+fn a_worker_plan_folded_outside_cross_tenant_mode_is_replanned_in_it() {
+    let db = CitusDb::new("crossfold");
+    with_projects(&db);
+    // The same role enters a tenant, then cross-tenant mode (tokens name their role).
+    db.superuser()
+        .batch_execute(&format!("GRANT tenant_user TO {}", db.role("support")))
+        .unwrap();
+    let acme = token_after(
+        &db,
+        "support",
+        "tenant.set_tenant('acme', is_local => true)",
+    );
+    let cross = token_after(
+        &db,
+        "support",
+        "tenant.enter_cross_tenant('ticket 9', is_local => true)",
+    );
+    let (w, shard) = &shards_of(&db, 1)[0];
+    let mut oracle = db.worker_superuser(*w);
+    let all: i64 = one(&mut oracle, &format!("SELECT count(*) FROM public.{shard}"));
+    let own: i64 = one(
+        &mut oracle,
+        &format!("SELECT count(*) FROM public.{shard} WHERE tenant_id = 1"),
+    );
+    assert_eq!(own, 3);
+
+    let mut support = db.connect_worker("support", *w);
+    set_node_context(&mut support, &acme);
+    support
+        .batch_execute(&format!("PREPARE q AS SELECT count(*) FROM public.{shard}"))
+        .unwrap();
+    assert_eq!(one::<i64>(&mut support, "EXECUTE q"), own);
+    let plan = strings(&mut support, "EXPLAIN (COSTS OFF) EXECUTE q").join("\n");
+    assert!(!plan.contains("cross_tenant_active"), "folded: {plan}");
+    set_node_context(&mut support, &cross);
+    assert_eq!(
+        one::<i64>(&mut support, "EXECUTE q"),
+        all,
+        "re-planned in cross-tenant mode"
+    );
+    set_node_context(&mut support, &acme);
+    assert_eq!(one::<i64>(&mut support, "EXECUTE q"), own);
+    set_node_context(&mut support, "");
+    assert_eq!(one::<i64>(&mut support, "EXECUTE q"), 0);
+}
+
+/// Entering a tenant for the transaction on a Citus coordinator writes nothing: the node context
+/// is set without SPI (pgrx's Spi::run and Spi::get_one assign the transaction an id, which made
+/// every such transaction commit as a writing one), from the session's first call on.
+#[test]
+fn entering_a_tenant_on_citus_assigns_no_transaction_id() {
+    let db = CitusDb::new("readonly");
+    with_projects(&db);
+    let mut app = db.connect("app");
+    for tenant in ["acme", "globex", "acme"] {
+        app.batch_execute(&format!(
+            "BEGIN; SELECT tenant.set_tenant('{tenant}', is_local => true)"
+        ))
+        .unwrap();
+        assert_eq!(ids(&mut app, "SELECT id FROM public.projects").len(), 3);
+        assert_eq!(
+            one::<Option<String>>(&mut app, "SELECT txid_current_if_assigned()::text"),
+            None,
+            "{tenant}"
+        );
+        app.batch_execute("SELECT tenant.clear_tenant(); COMMIT")
+            .unwrap();
+    }
 }
