@@ -872,6 +872,47 @@ mod hardening {
         )
     }
 
+    /// `set_tenant_signed(t)` as `short` in a new session on another thread: the tenant it
+    /// entered or the SQLSTATE, and the projects that session then sees.
+    type Use = (Result<i64, String>, Vec<(i64, i32)>);
+    fn use_elsewhere(db: &TestDb, short: &str, t: &str) -> std::thread::JoinHandle<Use> {
+        let (cluster, name, role, t) = (db.cluster, db.name.clone(), db.role(short), t.to_string());
+        std::thread::spawn(move || {
+            let mut c = qft_integration_tests::postgres::Client::connect(
+                &cluster.conninfo(&role, &name),
+                qft_integration_tests::postgres::NoTls,
+            )
+            .unwrap();
+            let r = c
+                .query_one("SELECT tenant.set_tenant_signed($1)", &[&t])
+                .map(|r| r.get::<_, i64>(0))
+                .map_err(|e| sqlstate(&e));
+            (r, visible(&mut c))
+        })
+    }
+
+    /// Waits, on server state, until a session of `short` other than `holder` waits on a lock.
+    fn wait_until_blocked(db: &TestDb, short: &str, holder: &mut Client) {
+        let holder_pid: i32 = one(holder, "SELECT pg_backend_pid()");
+        let mut su = db.superuser();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while one::<i64>(
+            &mut su,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND usename = '{}' AND wait_event_type = 'Lock' AND pid <> {holder_pid}",
+                db.role(short)
+            ),
+        ) == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second user never waited"
+            );
+            std::thread::yield_now();
+        }
+    }
+
     /// Connects as `short` with `options`, or with a placeholder SET as the session's first
     /// statement (before the library is loaded, when it is not preloaded).
     /// None when the server refused the connection (42501: the library is preloaded, so the
@@ -1253,37 +1294,11 @@ mod hardening {
         first
             .query_one("SELECT tenant.set_tenant_signed($1, true)", &[&t])
             .unwrap();
-        let name = db.name.clone();
-        let cluster = db.cluster;
-        let t2 = t.clone();
-        let role = db.role("app2");
-        let racer = std::thread::spawn(move || {
-            let mut c = qft_integration_tests::postgres::Client::connect(
-                &cluster.conninfo(&role, &name),
-                qft_integration_tests::postgres::NoTls,
-            )
-            .unwrap();
-            c.query_one("SELECT tenant.set_tenant_signed($1)", &[&t2])
-                .map(|r| r.get::<_, i64>(0))
-                .map_err(|e| sqlstate(&e))
-        });
-        // Wait (on server state) until the racer is blocked on the first user's row.
-        let mut su = db.superuser();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while one::<i64>(
-            &mut su,
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND usename = '{}' AND wait_event_type = 'Lock'",
-                db.role("app2")
-            ),
-        ) == 0
-        {
-            assert!(std::time::Instant::now() < deadline, "racer never waited");
-            std::thread::yield_now();
-        }
+        let racer = use_elsewhere(&db, "app2", &t);
+        // The racer is blocked on the first user's row.
+        wait_until_blocked(&db, "app2", &mut first);
         first.batch_execute("COMMIT").unwrap();
-        assert_eq!(racer.join().unwrap(), Err("42501".to_string()));
+        assert_eq!(racer.join().unwrap().0, Err("42501".to_string()));
         assert_eq!(db.all_projects().len(), 6);
     }
 
@@ -1313,40 +1328,8 @@ mod hardening {
         first
             .query_one("SELECT tenant.set_tenant_signed($1, true)", &[&t])
             .unwrap();
-        let name = db.name.clone();
-        let cluster = db.cluster;
-        let t2 = t.clone();
-        let role = db.role("app");
-        let racer = std::thread::spawn(move || {
-            let mut c = qft_integration_tests::postgres::Client::connect(
-                &cluster.conninfo(&role, &name),
-                qft_integration_tests::postgres::NoTls,
-            )
-            .unwrap();
-            let r = c
-                .query_one("SELECT tenant.set_tenant_signed($1)", &[&t2])
-                .map(|r| r.get::<_, i64>(0))
-                .map_err(|e| sqlstate(&e));
-            (r, visible(&mut c))
-        });
-        let mut su = db.superuser();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while one::<i64>(
-            &mut su,
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND usename = '{}' AND wait_event_type = 'Lock' AND pid <> {}",
-                db.role("app"),
-                one::<i32>(&mut first, "SELECT pg_backend_pid()")
-            ),
-        ) == 0
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the second user never waited"
-            );
-            std::thread::yield_now();
-        }
+        let racer = use_elsewhere(&db, "app", &t);
+        wait_until_blocked(&db, "app", &mut first);
         first.batch_execute("ROLLBACK").unwrap();
         let (won, rows) = racer.join().unwrap();
         assert_eq!(won, Ok(1));
@@ -1365,6 +1348,7 @@ mod hardening {
             "42501",
         );
         app.batch_execute("ROLLBACK").unwrap();
+        let mut su = db.superuser();
         let rows: i64 = one(
             &mut su,
             "SELECT count(*) FROM tenant.used_tokens WHERE token_id <> '00000000-0000-0000-0000-000000000000'",
