@@ -78,12 +78,15 @@ unsafe fn refuse_misnumbered(q: *mut pg_sys::Query) {
         if pg_sys::bms_get_singleton_member(varnos, &mut named) && named == own {
             continue;
         }
+        // Schema-qualified and quoted as SQL writes it: the hint's query can be pasted.
         let table = if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {
-            let name = pg_sys::get_rel_name((*rte).relid);
-            if name.is_null() {
-                format!("oid {}", (*rte).relid.to_u32())
+            let relid = (*rte).relid;
+            let name = pg_sys::get_rel_name(relid);
+            let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+            if name.is_null() || nsp.is_null() {
+                format!("with oid {}", relid.to_u32())
             } else {
-                std::ffi::CStr::from_ptr(name)
+                std::ffi::CStr::from_ptr(pg_sys::quote_qualified_identifier(nsp, name))
                     .to_string_lossy()
                     .into_owned()
             }
@@ -92,7 +95,7 @@ unsafe fn refuse_misnumbered(q: *mut pg_sys::Query) {
         };
         error::raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("Citus cannot run this query: it recursively plans table \"{table}\", whose row security policies it would renumber wrongly"),
+            format!("Citus cannot run this query: it recursively plans table {table}, whose row security policies it would renumber wrongly"),
             Some("Citus 13 copies the policies of a table it wraps into a subquery (the nullable side of an outer join with a reference table, a function or a subquery without tables; a join with a local table) without renumbering them, and PostgreSQL would then crash; the query is refused instead.".into()),
             Some(format!("Write the table as a subquery, e.g. LEFT JOIN (SELECT * FROM {table}) alias, or join it with an inner join.")),
         );

@@ -1603,6 +1603,11 @@ fn outer_joins_with_a_recurring_side_return_own_rows_or_are_refused() {
         app.batch_execute("SAVEPOINT s").unwrap();
         let e = expect_sqlstate(rows(&mut app, sql), "0A000");
         assert!(e.contains("Citus cannot run this query"), "{sql}: {e}");
+        // The table named as SQL writes it (the hint's subquery can be pasted).
+        assert!(e.contains("recursively plans table public."), "{sql}: {e}");
+        if sql.contains("gappy") {
+            assert!(e.contains("table public.gappy,"), "{sql}: {e}");
+        }
         app.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
     }
     app.batch_execute("COMMIT").unwrap();
