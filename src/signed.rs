@@ -196,6 +196,24 @@ pub(crate) fn consume(token_id: [u8; 16], expires_at: i64) -> bool {
                 Some("Re-create the extension's tables: ALTER EXTENSION qualityfoundry_tenant UPDATE, or reinstall.".into()),
             );
         }
+        // The insert below maintains the primary key alone and fires nothing: an index or a
+        // trigger someone added to the table would be left wrong or skipped, so refuse instead.
+        let indexes = pg_sys::RelationGetIndexList(heap);
+        let index_count = if indexes.is_null() {
+            0
+        } else {
+            (*indexes).length
+        };
+        pg_sys::list_free(indexes);
+        // (trigdesc, not relhastriggers, which stays set after the last trigger is dropped.)
+        if index_count != 1 || !(*heap).trigdesc.is_null() {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "tenant.used_tokens has indexes or triggers besides its primary key".into(),
+                Some("Using a signed token writes its id straight into the table and its primary key, which maintains nothing else.".into()),
+                Some("Drop the indexes and triggers added to tenant.used_tokens.".into()),
+            );
+        }
         let index = pg_sys::index_open(pk, pg_sys::RowExclusiveLock as i32);
         // A uuid Datum points at its 16 bytes (pg_uuid_t).
         let mut id = token_id;

@@ -1354,6 +1354,36 @@ mod hardening {
             "SELECT count(*) FROM tenant.used_tokens WHERE token_id <> '00000000-0000-0000-0000-000000000000'",
         );
         assert_eq!(rows, 1, "only the committed use is recorded");
+        // The use is written into the primary key alone: an index or a trigger added to the
+        // table would be left wrong, so a use is refused (55000) while one is there, nothing
+        // recorded, and the token still usable once it is gone.
+        let t = token(&db, "acme");
+        for (add, drop) in [
+            (
+                "CREATE INDEX used_tokens_extra ON tenant.used_tokens (expires_at)",
+                "DROP INDEX tenant.used_tokens_extra",
+            ),
+            (
+                "CREATE FUNCTION public.planted() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+                 CREATE TRIGGER planted AFTER INSERT ON tenant.used_tokens FOR EACH ROW EXECUTE FUNCTION public.planted()",
+                "DROP TRIGGER planted ON tenant.used_tokens; DROP FUNCTION public.planted()",
+            ),
+        ] {
+            su.batch_execute(add).unwrap();
+            let (code, msg) = refusal(app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t]));
+            assert_eq!(code, "55000", "{msg}");
+            assert!(msg.contains("besides its primary key"), "{msg}");
+            assert_eq!(tenant_of(&mut app), None);
+            su.batch_execute(drop).unwrap();
+        }
+        let recorded: i64 = one(&mut su, "SELECT count(*) FROM tenant.used_tokens");
+        assert_eq!(recorded, 2, "the marker row and the one committed use");
+        assert_eq!(
+            app.query_one("SELECT tenant.set_tenant_signed($1)", &[&t])
+                .unwrap()
+                .get::<_, i64>(0),
+            one::<i64>(&mut su, "SELECT id FROM tenant.tenants WHERE slug = 'acme'")
+        );
         assert_eq!(db.all_projects().len(), 6);
     }
 
