@@ -1293,8 +1293,9 @@ fn keyed_oid(kind: RoleKeyed) -> Oid {
             .unwrap_or(pg_sys::InvalidOid)
         };
         let found = (
-            lookup(c"tenant._current_tenant_id_as(text)"),
-            lookup(c"tenant._current_tenant_uuid_as(text)"),
+            // The argument type qualified: the caller's search_path may name another `text`.
+            lookup(c"tenant._current_tenant_id_as(pg_catalog.text)"),
+            lookup(c"tenant._current_tenant_uuid_as(pg_catalog.text)"),
         );
         KEYED_OIDS.0.set((generation, found.0, found.1));
         found

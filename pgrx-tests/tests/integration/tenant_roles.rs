@@ -995,6 +995,28 @@ fn a_plan_that_outlives_its_role_shows_nothing() {
     c.batch_execute("ROLLBACK").unwrap();
 }
 
+/// The planner looks the role-keyed getters up by signature: a type named `text` that the
+/// caller puts before pg_catalog on its search_path changes nothing.
+#[test]
+fn a_shadowing_text_type_on_the_search_path_changes_no_plan() {
+    let db = limited_db("roles_shadow");
+    db.superuser()
+        .batch_execute(&format!(
+            "CREATE SCHEMA shadow; CREATE DOMAIN shadow.text AS integer;
+             GRANT USAGE ON SCHEMA shadow TO {}",
+            db.role("app")
+        ))
+        .unwrap();
+    let mut c = app_as(&db, Some("admin"));
+    c.batch_execute("SET search_path = shadow, pg_catalog, public")
+        .unwrap();
+    assert_eq!(
+        n_rows(&mut c, "SELECT count(*) FROM public.projects").unwrap(),
+        3
+    );
+    assert_eq!(db.all_projects().len(), 6);
+}
+
 #[test]
 fn cross_tenant_mode_on_a_role_limited_table_with_cached_plans() {
     let db = limited_db("roles_cross");
