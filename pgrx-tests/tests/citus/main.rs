@@ -1321,6 +1321,14 @@ fn usage_of_distributed_tables_is_measured_on_the_workers() {
     let db = CitusDb::new("usage");
     with_projects(&db);
     with_big_acme(&db);
+    // tasks owned by a role that is no superuser and cannot log in: on the workers FORCE ROW
+    // LEVEL SECURITY hides every tenant's rows from it, unless lifted there.
+    let owner = db.role("tasks_owner");
+    let mut su = db.superuser();
+    su.batch_execute(&format!("CREATE ROLE {owner} NOLOGIN NOSUPERUSER"))
+        .unwrap();
+    su.batch_execute(&format!("ALTER TABLE public.tasks OWNER TO {owner}"))
+        .unwrap();
     let tables = ["public.projects", "public.tasks"];
     let oracle = || {
         sorted(
