@@ -1397,9 +1397,10 @@ fn usage_of_distributed_tables_is_measured_on_the_workers() {
 }
 
 /// A reference table isolated per tenant, and distributed tenant schemas (schema-based
-/// sharding): measured on the workers too.
+/// sharding): measured on the workers too, and a write-limited schema tenant refused there (its
+/// own schema's tables and the reference table) while the other tenant writes.
 #[test]
-fn usage_of_reference_tables_and_distributed_tenant_schemas() {
+fn quotas_on_reference_tables_and_distributed_tenant_schemas() {
     let db = CitusDb::new("usageref");
     let owner = db.role("owner");
     let mut su = db.superuser();
@@ -1481,6 +1482,89 @@ fn usage_of_reference_tables_and_distributed_tenant_schemas() {
         "SELECT pg_total_relation_size('tenant_globex.notes')",
     );
     assert!(coordinator_shell < notes_bytes / 10, "{coordinator_shell}");
+
+    // globex over a 1 MB limit (its schema alone holds more), acme under it.
+    let app = db.role("app");
+    su.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO {app};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_acme, tenant_globex TO {app};"
+    ))
+    .unwrap();
+    su.batch_execute(&format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON public.kinds TO {app}"
+    ))
+    .unwrap();
+    db.connect("admin")
+        .batch_execute(
+            "SELECT tenant.set_limits('globex', max_storage_mb => 1);
+             SELECT tenant.set_limits('acme', max_storage_mb => 1);
+             CALL tenant.refresh_usage();",
+        )
+        .unwrap();
+    let globex_bytes: i64 = one(
+        &mut su,
+        "SELECT bytes FROM tenant.quota_state WHERE tenant_id = 2 AND over_quota",
+    );
+    assert_eq!(
+        globex_bytes,
+        notes_bytes + (total * 100 / 300) as i64,
+        "its schema and its share of kinds"
+    );
+    let snapshot = |su: &mut Client| -> Vec<String> {
+        strings(
+            su,
+            "SELECT format('notes %s %s', n, md5(string_agg(body, ',' ORDER BY id))) FROM
+               (SELECT 'acme' AS n, id, body FROM tenant_acme.notes UNION ALL
+                SELECT 'globex', id, body FROM tenant_globex.notes) x GROUP BY n
+             UNION ALL SELECT format('kinds %s %s', tenant_id, md5(string_agg(name, ',' ORDER BY id)))
+               FROM public.kinds GROUP BY tenant_id ORDER BY 1",
+        )
+    };
+    let before = snapshot(&mut su);
+    let message = refusal("globex", globex_bytes, 1);
+    for sql in [
+        "INSERT INTO notes (body) VALUES ('more')",
+        "UPDATE notes SET body = 'changed' WHERE id = 1",
+        "INSERT INTO public.kinds (id, name) VALUES (1000, 'more')",
+        "UPDATE public.kinds SET name = 'changed' WHERE id = 3",
+    ] {
+        let mut c = db.connect("app");
+        c.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")
+            .unwrap();
+        let e = c.batch_execute(sql).expect_err(sql);
+        let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(
+            (d.code().code(), d.message()),
+            ("53400", message.as_str()),
+            "{sql}"
+        );
+    }
+    assert_eq!(snapshot(&mut su), before, "nothing written");
+    let mut c = db.connect("app");
+    c.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM notes"), 2000);
+    assert_eq!(
+        c.execute("DELETE FROM notes WHERE id = 2000", &[]).unwrap(),
+        1
+    );
+    c.batch_execute(
+        "COMMIT; BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+         INSERT INTO notes (body) VALUES ('acme writes');
+         INSERT INTO public.kinds (id, name) VALUES (1001, 'acme writes'); COMMIT;",
+    )
+    .unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM tenant_globex.notes"),
+        1999
+    );
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT format('%s %s', (SELECT body FROM tenant_acme.notes), (SELECT tenant_id FROM public.kinds WHERE id = 1001))"
+        ),
+        ["acme writes 1"]
+    );
 }
 
 /// A write-limited tenant on a distributed table, as a NOSUPERUSER tenant_user login: every
