@@ -1575,6 +1575,16 @@ fn storage_quota_is_enforced_on_distributed_tables() {
     let db = CitusDb::new("storage");
     with_projects(&db);
     with_big_acme(&db);
+    // A table local to the coordinator, isolated in the Citus database (no trigger either).
+    db.superuser()
+        .batch_execute(&format!(
+            "CREATE TABLE public.memos (tenant_id bigint NOT NULL, id integer NOT NULL, body text, PRIMARY KEY (tenant_id, id));
+             INSERT INTO public.memos VALUES (1, 1, 'acme memo');
+             SELECT tenant.enable_isolation('public.memos');
+             GRANT SELECT, INSERT, UPDATE, DELETE ON public.memos TO {};",
+            db.role("app")
+        ))
+        .unwrap();
     // The DBA enters tenants too (to show that tenant_admin members are not limited).
     db.superuser()
         .batch_execute(&format!("GRANT tenant_user TO {}", db.role("admin")))
@@ -1637,6 +1647,8 @@ fn storage_quota_is_enforced_on_distributed_tables() {
         "INSERT INTO public.tasks (id, project_id, title) VALUES (50, 100, 'task')",
         "EXECUTE ins(6006)",
         "DO $$ BEGIN INSERT INTO public.projects (id, name) VALUES (5003, 'do'); END $$",
+        "INSERT INTO public.memos (id, body) VALUES (2, 'local')",
+        "UPDATE public.memos SET body = 'local'",
     ] {
         let mut app = if sql.starts_with("EXECUTE") {
             prepared
@@ -1681,6 +1693,13 @@ fn storage_quota_is_enforced_on_distributed_tables() {
         assert_eq!(sqlstate(&e), "53400", "{e:?}");
     }
     assert_eq!(all_rows(&db), before, "nothing written");
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT format('%s %s %s', tenant_id, id, body) FROM public.memos"
+        ),
+        ["1 1 acme memo"]
+    );
 
     // Reads and DELETE work.
     let mut app = in_acme(&db);
@@ -1789,6 +1808,13 @@ fn storage_quota_holds_on_the_workers() {
             "BEGIN; DELETE FROM public.{shard} WHERE id = 2999; ROLLBACK"
         ))
         .unwrap();
+    // COPY FROM into a shard: row security refuses it there by itself.
+    expect_sqlstate(
+        db.connect_worker("app", w)
+            .copy_in::<_>(&format!("COPY public.{shard} FROM STDIN"))
+            .map(|_| "copying"),
+        "0A000",
+    );
     // The context set, used and cleared inside one statement (no context at its start or end).
     let mut fresh = db.connect_worker("app", w);
     let sneaky = format!(
