@@ -26,6 +26,10 @@
 //!
 //! A session-scope context gets no node context: on distributed tables it fails closed (zero
 //! rows, writes refused by the shards' WITH CHECK).
+//!
+//! `<flags>`: 1 cross-tenant mode; 2 the tenant was write-limited by its storage quota (and the
+//! role not exempt) when the token was minted, so the workers refuse its INSERT and UPDATE of
+//! isolated shards (src/quota.rs), also when it is replayed there directly.
 
 use crate::error;
 use crate::privilege;

@@ -1734,10 +1734,20 @@ fn storage_quota_is_enforced_on_distributed_tables() {
              INSERT INTO public.projects VALUES (1, 5101, 'cross-tenant'); COMMIT;",
         )
         .unwrap();
+    // A superuser acting in acme's context, and one in no tenant (no context at all).
+    su.batch_execute(
+        "BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+         INSERT INTO public.projects (id, name) VALUES (5102, 'by a superuser'); COMMIT;",
+    )
+    .unwrap();
+    su.batch_execute("INSERT INTO public.projects VALUES (1, 5103, 'no tenant')")
+        .unwrap();
     let mut expected = before.clone();
     expected.retain(|r| r.1 != 2999);
     expected.push((1, 5100, "by the admin".into()));
     expected.push((1, 5101, "cross-tenant".into()));
+    expected.push((1, 5102, "by a superuser".into()));
+    expected.push((1, 5103, "no tenant".into()));
     expected.push((2, 260, "globex-260".into()));
     for r in expected.iter_mut() {
         if r.1 == 200 {
@@ -1781,6 +1791,12 @@ fn storage_quota_holds_on_the_workers() {
         .unwrap();
     let token = own_token(&db, "app");
     assert_eq!(token.split('.').nth(4), Some("2"), "{token}: flagged");
+    // A tenant_admin member's context in the same tenant is not (it is exempt).
+    db.superuser()
+        .batch_execute(&format!("GRANT tenant_user TO {}", db.role("admin")))
+        .unwrap();
+    let admins = own_token(&db, "admin");
+    assert_eq!(admins.split('.').nth(4), Some("0"), "{admins}");
     assert_eq!(unlimited.split('.').nth(4), Some("0"), "{unlimited}");
     let before = all_rows(&db);
     let (w, shard) = shards_of(&db, 1)[0].clone();
