@@ -1389,6 +1389,29 @@ fn usage_of_distributed_tables_is_measured_on_the_workers() {
         ]
     );
     assert_eq!(oracle(), expected, "nothing moved while measuring");
+    // A uuid tenant column (the tenant's uuid in the rows), distributed by it.
+    for sql in [
+        "CREATE TABLE public.events (tenant_uuid uuid NOT NULL, id integer NOT NULL, PRIMARY KEY (tenant_uuid, id))",
+        "SELECT tenant.enable_isolation('public.events', 'tenant_uuid')",
+        "SELECT create_distributed_table('public.events', 'tenant_uuid')",
+        "INSERT INTO public.events SELECT (SELECT uuid FROM tenant.tenants WHERE slug = 'globex'), g FROM generate_series(1, 10) g",
+    ] {
+        su.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let events_bytes: i64 = one(
+        &mut su,
+        "SELECT sum(result::bigint)::bigint FROM run_command_on_shards('public.events', $$SELECT pg_total_relation_size('%s')$$)",
+    );
+    assert_eq!(
+        usage_of(&db, "", &["public.events"]),
+        [(
+            "globex".to_string(),
+            "public.events".to_string(),
+            10,
+            events_bytes
+        )]
+    );
     // A tenant_user may not measure.
     expect_sqlstate(
         db.connect("app").query("SELECT * FROM tenant.usage()", &[]),
