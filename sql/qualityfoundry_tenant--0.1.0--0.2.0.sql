@@ -4614,15 +4614,11 @@ AS $$
 DECLARE
     root regclass;
 BEGIN
-    -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on (then they
-    -- are created on every shard and fire on the workers): isolation goes ahead, the quotas do
-    -- not, and the DBA is told (README, "Usage and quotas" on Citus).
-    -- Any table of a Citus database: a trigger would also keep a local table from being
-    -- distributed later (sql/citus.sql).
+    -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on, and to
+    -- distribute a table that has one: in a Citus database (any table: a local one may be
+    -- distributed later, sql/citus.sql) the storage limit is checked by the executor instead
+    -- (src/quota.rs), and rate limits are refused (tenant.limit_rate).
     IF tenant._citus_no_triggers() THEN
-        RAISE WARNING 'storage and rate quotas are not enforced on table % of a Citus database', tbl
-            USING DETAIL = 'Citus refuses triggers on distributed and reference tables, and to distribute a table that has one, while citus.enable_unsafe_triggers is off.',
-                  HINT = 'SET citus.enable_unsafe_triggers = on, then call tenant.enable_isolation() again.';
         RETURN;
     END IF;
     EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
@@ -4702,14 +4698,18 @@ AS $$
 DECLARE
     leaf record;
 BEGIN
+    -- (A table of a distributed schema has its data on a Citus worker: its bytes are
+    -- citus_total_relation_size's, its rows not estimated, sql/citus.sql.)
     RETURN QUERY
         SELECT t.id, c.oid::regclass,
-               tenant._estimated_rows(c.reltuples, c.relpages,
-                                      pg_relation_size(c.oid) / current_setting('block_size')::bigint),
-               pg_total_relation_size(c.oid)
+               CASE WHEN k.kind IS NULL THEN
+                   tenant._estimated_rows(c.reltuples, c.relpages,
+                                          pg_relation_size(c.oid) / current_setting('block_size')::bigint) END,
+               CASE WHEN k.kind IS NULL THEN pg_total_relation_size(c.oid) ELSE tenant._citus_relation_size(c.oid) END
           FROM tenant.tenants t
           JOIN pg_namespace n ON n.nspname = t.schema_name
           JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')
+          CROSS JOIN LATERAL (SELECT CASE WHEN tenant._citus_sharded(c.oid) THEN 'sharded' END AS kind) k
          WHERE only_tenant IS NULL OR t.id = only_tenant
          ORDER BY t.id, c.oid;
     FOR leaf IN
@@ -4726,7 +4726,15 @@ BEGIN
                             WHERE n.oid = l.relnamespace)
          ORDER BY l.oid
     LOOP
-        IF leaf.atttypid = 'uuid'::regtype THEN
+        IF tenant._citus_sharded(leaf.relid) THEN
+            -- On the Citus workers: every shard counted there as on one node (sql/citus.sql).
+            RETURN QUERY
+                SELECT t.id, leaf.relid::regclass, x.rows, x.bytes
+                  FROM tenant._citus_table_usage(leaf.relid, leaf.tenant_column) x
+                  JOIN tenant.tenants t
+                    ON x.tenant_key = CASE WHEN leaf.atttypid = 'uuid'::regtype THEN t.uuid::text ELSE t.id::text END
+                 WHERE only_tenant IS NULL OR t.id = only_tenant;
+        ELSIF leaf.atttypid = 'uuid'::regtype THEN
             -- A uuid tenant column holds the tenant's uuid (issue 15), looked up by name at run time.
             RETURN QUERY EXECUTE
                 'SELECT t.id, $1::regclass, x.rows, x.bytes
@@ -4961,7 +4969,9 @@ DECLARE
     t tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tenant');
-    PERFORM tenant._citus_refuse_quotas('tenant.set_limits()'); -- sql/citus.sql
+    IF set_limits.max_runs_per_day IS NOT NULL THEN
+        PERFORM tenant._citus_refuse_quotas('tenant.set_limits(max_runs_per_day => ...)'); -- sql/citus.sql
+    END IF;
     t := tenant._resolve(tenant);
     IF set_limits.max_storage_mb IS NULL AND set_limits.max_runs_per_day IS NULL THEN
         RAISE EXCEPTION 'no limit given for tenant "%"', t.slug USING ERRCODE = '22023',
@@ -5009,8 +5019,8 @@ DECLARE
     prev tenant.tiers;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tier');
-    IF set_tier_limits.max_storage_mb IS NOT NULL OR set_tier_limits.max_runs_per_day IS NOT NULL THEN
-        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits()'); -- sql/citus.sql
+    IF set_tier_limits.max_runs_per_day IS NOT NULL THEN
+        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits(max_runs_per_day => ...)'); -- sql/citus.sql
     END IF;
     IF set_tier_limits.tier IS NULL THEN
         RAISE EXCEPTION 'tier must not be NULL' USING ERRCODE = '22004';
@@ -5191,23 +5201,125 @@ AS $$
        AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
 $$;
 
--- Storage and rate quotas are refused in a database with Citus (0A000): Citus keeps a distributed
--- table's rows on the workers, so the coordinator's tables, which usage() and the sweep measure
--- (pg_total_relation_size, counts as the owner with row security lifted -- a lift that does not
--- reach the workers), are empty shells, no tenant would ever cross a limit, and Citus refuses
--- the quota triggers on its tables while citus.enable_unsafe_triggers is off. A limit that can
--- never act is refused rather than recorded.
+-- Rate limits are refused in a database with Citus (0A000): Citus refuses the counting trigger on
+-- its tables, and the counter the coordinator keeps could not see an insert sent to a worker
+-- directly. A limit that can never act is refused rather than recorded. (Storage limits work:
+-- the executor checks them, src/quota.rs, and usage is measured on the workers, below.)
 CREATE OR REPLACE FUNCTION tenant._citus_refuse_quotas(what text) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        RAISE EXCEPTION '% is not supported in a database with Citus: storage and rate quotas are not enforced there', what
+        RAISE EXCEPTION '% is not supported in a database with Citus: rate limits are not enforced there', what
             USING ERRCODE = '0A000',
-                  DETAIL = 'Citus keeps the rows of distributed tables on the workers: the coordinator''s copies, which tenant.usage() and the sweep measure, are empty, and Citus refuses the quota triggers on its tables.',
-                  HINT = 'Cap the number of tenants with qualityfoundry_tenant.max_tenants; measure a tenant''s data with citus_shard_sizes() or citus_total_relation_size(); keep tenants that need storage or rate limits in a database without Citus.';
+                  DETAIL = 'Citus refuses the counting trigger on its tables, and an insert sent to a worker directly would not be counted on the coordinator.',
+                  HINT = 'Storage limits work on Citus (tenant.set_limits(tenant, max_storage_mb => ...)); cap the number of tenants with qualityfoundry_tenant.max_tenants; keep tenants that need rate limits in a database without Citus.';
     END IF;
+END
+$$;
+
+-- Whether tbl's data is in Citus shards (a distributed table, also a single-shard one of a
+-- distributed schema, or a reference table), not on the coordinator (a Citus local table, or not
+-- a Citus table at all).
+CREATE OR REPLACE FUNCTION tenant._citus_sharded(tbl regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sharded boolean;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT p.partmethod <> ''n'' OR p.repmodel = ''t'' OR p.colocationid <> 0
+               FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+        INTO sharded USING tbl;
+    RETURN coalesce(sharded, false);
+END
+$$;
+
+-- citus_total_relation_size(tbl): what a distributed or reference table holds on the workers
+-- (every shard's heap, indexes and TOAST).
+CREATE OR REPLACE FUNCTION tenant._citus_relation_size(tbl regclass) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bytes bigint;
+BEGIN
+    EXECUTE 'SELECT pg_catalog.citus_total_relation_size($1)' INTO bytes USING tbl;
+    RETURN bytes;
+END
+$$;
+
+-- Rows per tenant key of an isolated Citus table (distributed or reference), counted on the
+-- workers, and its bytes apportioned by rows as on one node. Each shard is measured once, on one
+-- placement (a reference table's on a worker): pg_total_relation_size of the shard (so a
+-- distributed table's bytes are citus_total_relation_size's, a reference table's those of one
+-- replica), and its rows per tenant counted by tenant._table_usage on the node holding it -- as
+-- the shard's owner in a security-restricted operation that lifts FORCE ROW LEVEL SECURITY, as
+-- on one node: the coordinator's lift does not reach the workers, and there the shards' policies
+-- would hide every other tenant's rows. The commands go to the nodes over master_run_on_worker
+-- (what run_command_on_* use), as the caller (the extension owner: tenant._table_usage is for
+-- superusers); the only values in them are the shard's name and the column's, quoted by
+-- format(%L). One pass over every shard, whatever the number of tenants.
+CREATE OR REPLACE FUNCTION tenant._citus_table_usage(tbl regclass, tenant_column name)
+RETURNS TABLE(tenant_key text, rows bigint, bytes bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nodes text[];
+    ports integer[];
+    commands text[];
+    r record;
+    failed text[] := '{}';
+    counts jsonb := '[]';
+    total bigint;
+    size bigint := 0;
+BEGIN
+    EXECUTE $q$
+        SELECT array_agg(p.nodename ORDER BY p.shardid), array_agg(p.nodeport ORDER BY p.shardid),
+               array_agg(format('SELECT pg_catalog.jsonb_build_array(pg_catalog.pg_total_relation_size(%1$L::pg_catalog.regclass), '
+                                'COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(x.tenant_key, x.rows)) '
+                                'FROM tenant._table_usage(%1$L::pg_catalog.regclass::pg_catalog.oid, %2$L, NULL) x), ''[]''::pg_catalog.jsonb))::text',
+                                p.shard, $2) ORDER BY p.shardid)
+          FROM (SELECT DISTINCT ON (s.shardid) s.shardid, CASE WHEN n.nspname = 'public' THEN 'public.' ELSE '' END
+                           || pg_catalog.shard_name(s.logicalrelid, s.shardid) AS shard,
+                       d.nodename, d.nodeport
+                  FROM pg_catalog.pg_dist_shard s
+                  JOIN pg_class c ON c.oid = s.logicalrelid
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                  JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = s.shardid AND pl.shardstate = 1
+                  JOIN pg_catalog.pg_dist_node d ON d.groupid = pl.groupid AND d.noderole = 'primary' AND d.isactive
+                 WHERE s.logicalrelid = $1
+                 ORDER BY s.shardid, d.groupid = 0, pl.placementid) p $q$
+        INTO nodes, ports, commands USING tbl, tenant_column;
+    IF commands IS NULL THEN
+        RETURN;
+    END IF;
+    FOR r IN EXECUTE 'SELECT m.node_name, m.node_port, m.success, m.result
+                        FROM pg_catalog.master_run_on_worker($1, $2, $3, true) m'
+             USING nodes, ports, commands LOOP
+        IF r.success THEN
+            size := size + (r.result::jsonb->>0)::bigint;
+            counts := counts || (r.result::jsonb->1);
+        ELSE
+            failed := failed || format('%s:%s: %s', r.node_name, r.node_port, r.result);
+        END IF;
+    END LOOP;
+    IF cardinality(failed) > 0 THEN
+        RAISE EXCEPTION 'could not count the rows of % on the Citus workers', tbl
+            USING ERRCODE = '08006', DETAIL = array_to_string(failed, '; '),
+                  HINT = 'Check that every worker is up and has the extension, then measure again.';
+    END IF;
+    SELECT sum((e->>1)::bigint) INTO total FROM jsonb_array_elements(counts) e;
+    RETURN QUERY
+        SELECT k.key, k.n, floor(size::numeric * k.n / total)::bigint
+          FROM (SELECT e->>0 AS key, sum((e->>1)::bigint)::bigint AS n
+                  FROM jsonb_array_elements(counts) e GROUP BY 1) k
+         ORDER BY 1;
 END
 $$;
 

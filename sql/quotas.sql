@@ -111,15 +111,11 @@ AS $$
 DECLARE
     root regclass;
 BEGIN
-    -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on (then they
-    -- are created on every shard and fire on the workers): isolation goes ahead, the quotas do
-    -- not, and the DBA is told (README, "Usage and quotas" on Citus).
-    -- Any table of a Citus database: a trigger would also keep a local table from being
-    -- distributed later (sql/citus.sql).
+    -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on, and to
+    -- distribute a table that has one: in a Citus database (any table: a local one may be
+    -- distributed later, sql/citus.sql) the storage limit is checked by the executor instead
+    -- (src/quota.rs), and rate limits are refused (tenant.limit_rate).
     IF tenant._citus_no_triggers() THEN
-        RAISE WARNING 'storage and rate quotas are not enforced on table % of a Citus database', tbl
-            USING DETAIL = 'Citus refuses triggers on distributed and reference tables, and to distribute a table that has one, while citus.enable_unsafe_triggers is off.',
-                  HINT = 'SET citus.enable_unsafe_triggers = on, then call tenant.enable_isolation() again.';
         RETURN;
     END IF;
     EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
@@ -199,14 +195,18 @@ AS $$
 DECLARE
     leaf record;
 BEGIN
+    -- (A table of a distributed schema has its data on a Citus worker: its bytes are
+    -- citus_total_relation_size's, its rows not estimated, sql/citus.sql.)
     RETURN QUERY
         SELECT t.id, c.oid::regclass,
-               tenant._estimated_rows(c.reltuples, c.relpages,
-                                      pg_relation_size(c.oid) / current_setting('block_size')::bigint),
-               pg_total_relation_size(c.oid)
+               CASE WHEN k.kind IS NULL THEN
+                   tenant._estimated_rows(c.reltuples, c.relpages,
+                                          pg_relation_size(c.oid) / current_setting('block_size')::bigint) END,
+               CASE WHEN k.kind IS NULL THEN pg_total_relation_size(c.oid) ELSE tenant._citus_relation_size(c.oid) END
           FROM tenant.tenants t
           JOIN pg_namespace n ON n.nspname = t.schema_name
           JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')
+          CROSS JOIN LATERAL (SELECT CASE WHEN tenant._citus_sharded(c.oid) THEN 'sharded' END AS kind) k
          WHERE only_tenant IS NULL OR t.id = only_tenant
          ORDER BY t.id, c.oid;
     FOR leaf IN
@@ -223,7 +223,15 @@ BEGIN
                             WHERE n.oid = l.relnamespace)
          ORDER BY l.oid
     LOOP
-        IF leaf.atttypid = 'uuid'::regtype THEN
+        IF tenant._citus_sharded(leaf.relid) THEN
+            -- On the Citus workers: every shard counted there as on one node (sql/citus.sql).
+            RETURN QUERY
+                SELECT t.id, leaf.relid::regclass, x.rows, x.bytes
+                  FROM tenant._citus_table_usage(leaf.relid, leaf.tenant_column) x
+                  JOIN tenant.tenants t
+                    ON x.tenant_key = CASE WHEN leaf.atttypid = 'uuid'::regtype THEN t.uuid::text ELSE t.id::text END
+                 WHERE only_tenant IS NULL OR t.id = only_tenant;
+        ELSIF leaf.atttypid = 'uuid'::regtype THEN
             -- A uuid tenant column holds the tenant's uuid (issue 15), looked up by name at run time.
             RETURN QUERY EXECUTE
                 'SELECT t.id, $1::regclass, x.rows, x.bytes
@@ -458,7 +466,9 @@ DECLARE
     t tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tenant');
-    PERFORM tenant._citus_refuse_quotas('tenant.set_limits()'); -- sql/citus.sql
+    IF set_limits.max_runs_per_day IS NOT NULL THEN
+        PERFORM tenant._citus_refuse_quotas('tenant.set_limits(max_runs_per_day => ...)'); -- sql/citus.sql
+    END IF;
     t := tenant._resolve(tenant);
     IF set_limits.max_storage_mb IS NULL AND set_limits.max_runs_per_day IS NULL THEN
         RAISE EXCEPTION 'no limit given for tenant "%"', t.slug USING ERRCODE = '22023',
@@ -506,8 +516,8 @@ DECLARE
     prev tenant.tiers;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tier');
-    IF set_tier_limits.max_storage_mb IS NOT NULL OR set_tier_limits.max_runs_per_day IS NOT NULL THEN
-        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits()'); -- sql/citus.sql
+    IF set_tier_limits.max_runs_per_day IS NOT NULL THEN
+        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits(max_runs_per_day => ...)'); -- sql/citus.sql
     END IF;
     IF set_tier_limits.tier IS NULL THEN
         RAISE EXCEPTION 'tier must not be NULL' USING ERRCODE = '22004';

@@ -26,6 +26,10 @@
 //!
 //! A session-scope context gets no node context: on distributed tables it fails closed (zero
 //! rows, writes refused by the shards' WITH CHECK).
+//!
+//! `<flags>`: 1 cross-tenant mode; 2 the tenant was write-limited by its storage quota (and the
+//! role not exempt) when the token was minted, so the workers refuse its INSERT and UPDATE of
+//! isolated shards (src/quota.rs), also when it is replayed there directly.
 
 use crate::error;
 use crate::privilege;
@@ -42,6 +46,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 pub const NODE_CONTEXT: &CStr = c"qualityfoundry_tenant.node_context";
 const FLAG_CROSS: u32 = 1;
+/// The tenant was write-limited (over its storage quota, src/quota.rs) and the role not exempt
+/// when the coordinator minted the token: a worker refuses INSERT and UPDATE of isolated shards
+/// under it, so a write sent straight to a worker cannot pass the limit.
+const FLAG_WRITE_LIMITED: u32 = 2;
 
 struct Backend<T>(T);
 // SAFETY: a PostgreSQL backend runs our code on one thread only.
@@ -77,6 +85,7 @@ pub struct NodeClaims {
     pub tenant: i64,
     pub expires_at: i64,
     pub cross: bool,
+    pub write_limited: bool,
 }
 
 #[pgrx::pg_guard]
@@ -88,12 +97,48 @@ unsafe extern "C-unwind" fn assign_node_context(newval: *const c_char, _extra: *
         CStr::from_ptr(newval).to_str().unwrap_or("")
     };
     crate::routing::on_node_context(value); // plans folded for another tenant re-plan
+    if claims_write_limit(value) {
+        // Remembered for the transaction (src/quota.rs): a statement that assigns a token and
+        // then writes, clearing it before it ends, is still refused at its end.
+        WRITE_LIMIT_SEEN.0.set(Some(local_xid()));
+    }
     if claimed(value).is_some_and(|(_, cross)| cross) && CROSS_FOLDED.0.replace(false) {
         // Plans of this backend folded cross_tenant_active() to false (`fold_cross_tenant`)
         // re-plan before their next run, now that a node context claims cross-tenant mode.
         // Only flags are flipped, which is safe in an assign hook.
         pg_sys::ResetPlanCache();
     }
+}
+
+/// The local transaction in which a node context claiming a write-limit was assigned, if any.
+static WRITE_LIMIT_SEEN: Backend<Cell<Option<u32>>> = Backend(Cell::new(None));
+
+fn local_xid() -> u32 {
+    #[cfg(feature = "pg15")]
+    let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    #[cfg(feature = "pg18")]
+    let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
+    lxid
+}
+
+/// Whether this transaction was ever given a node context that claims a write-limit (claimed,
+/// not verified: a forged claim only limits the one who forged it). For the worker's write
+/// check (src/quota.rs), so the write-limit cannot be escaped by clearing the token within the
+/// writing statement.
+pub fn write_limit_seen() -> bool {
+    WRITE_LIMIT_SEEN.0.get() == Some(local_xid())
+}
+
+/// Whether a token claims the write-limit flag (unverified).
+pub fn claims_write_limit(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [version, _, _, _, flags, _, _] = parts.as_slice() else {
+        return false;
+    };
+    *version == "n1"
+        && flags
+            .parse::<u32>()
+            .is_ok_and(|f| f & FLAG_WRITE_LIMITED != 0)
 }
 
 /// Whether a plan made by this backend may hold cross_tenant_active() folded to false.
@@ -210,7 +255,12 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 fn payload(key_id: i32, claims: &NodeClaims, role: &str) -> String {
-    let flags = if claims.cross { FLAG_CROSS } else { 0 };
+    let flags = if claims.cross { FLAG_CROSS } else { 0 }
+        | if claims.write_limited {
+            FLAG_WRITE_LIMITED
+        } else {
+            0
+        };
     format!(
         "n1.{key_id}.{}.{}.{flags}.{}",
         claims.tenant,
@@ -246,7 +296,10 @@ pub fn claimed(token: &str) -> Option<(i64, bool)> {
         return None;
     };
     (*version == "n1").then_some(())?;
-    Some((tenant.parse().ok()?, *flags != "0"))
+    Some((
+        tenant.parse().ok()?,
+        flags.parse::<u32>().ok()? & FLAG_CROSS != 0,
+    ))
 }
 
 /// Verifies a token for session user `role` at time `now` with `key`.
@@ -259,14 +312,15 @@ pub fn verify(token: &str, key: &[u8], role: &str, now: i64) -> Option<NodeClaim
         return None;
     }
     let key_id: i32 = key_id.parse().ok()?;
+    let flags = flags.parse::<u32>().ok()?;
+    if flags & !(FLAG_CROSS | FLAG_WRITE_LIMITED) != 0 {
+        return None;
+    }
     let claims = NodeClaims {
         tenant: tenant.parse().ok().filter(|t: &i64| *t >= 0)?,
         expires_at: expires.parse().ok()?,
-        cross: match flags.parse::<u32>().ok()? {
-            0 => false,
-            FLAG_CROSS => true,
-            _ => return None,
-        },
+        cross: flags & FLAG_CROSS != 0,
+        write_limited: flags & FLAG_WRITE_LIMITED != 0,
     };
     // The canonical rendering only: no second spelling of the same claims verifies.
     if payload(key_id, &claims, role) != token[..token.len() - tag.len() - 1]
@@ -578,6 +632,8 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
         tenant: tenant.unwrap_or(0),
         expires_at: now_unix() + i64::from(NODE_CONTEXT_TTL.get()),
         cross,
+        // Workers cannot read the coordinator's flags: the token says it (for the token's life).
+        write_limited: !cross && tenant.is_some_and(crate::quota::write_limited),
     };
     // Citus connects to the workers as the current user.
     let role = privilege::role_name(privilege::caller());
@@ -935,6 +991,7 @@ mod tests {
         tenant: 7,
         expires_at: 1_000,
         cross: false,
+        write_limited: false,
     };
 
     #[test]
@@ -948,6 +1005,20 @@ mod tests {
         assert_eq!(claimed(&t), Some((7, false)));
         assert_eq!(claimed(&mint(1, KEY, &x, "app")), Some((7, true)));
         assert_eq!(claimed(""), None);
+        let w = NodeClaims {
+            write_limited: true,
+            ..C
+        };
+        let tw = mint(1, KEY, &w, "app");
+        assert!(tw.contains(".2."), "{tw}");
+        assert!(claims_write_limit(&tw));
+        assert!(!claims_write_limit(&t));
+        assert!(!claims_write_limit(""));
+        assert_eq!(verify(&tw, KEY, "app", 0), Some(w));
+        assert_eq!(claimed(&tw), Some((7, false)));
+        let xw = NodeClaims { cross: true, ..w };
+        assert_eq!(verify(&mint(1, KEY, &xw, "app"), KEY, "app", 0), Some(xw));
+        assert_eq!(claimed(&mint(1, KEY, &xw, "app")), Some((7, true)));
     }
 
     #[test]
@@ -962,6 +1033,8 @@ mod tests {
             ("n1.", "n2."),
             ("n1.1.", "n1.01."),
             (".7.", ".07."),
+            (".1000.0.", ".1000.4."),
+            (".1000.0.", ".1000.2."),
         ] {
             let forged = t.replacen(from, to, 1);
             assert_ne!(forged, t, "{from}");

@@ -1,3 +1,6 @@
+//! The library's executor and utility hooks. They also carry the storage-quota check where Citus
+//! is loaded (src/quota.rs: Citus refuses the trigger on its tables).
+//!
 //! Cross-tenant mode audited statement by statement, as `set_user` does for escalation: while
 //! `cross_tenant_active()`, every top-level statement the session runs is written to the server
 //! log (role, session user, reason, the statement's text) before it runs — so a statement that
@@ -221,8 +224,14 @@ fn may_record() -> bool {
 // The hooks themselves are not #[pg_guard]: they hold nothing to drop and must let PostgreSQL's
 // ERRORs through as they are (see the raw declarations above).
 unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: c_int) {
-    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int == 0 && may_record() {
-        record_executor_start(qd);
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as c_int == 0 {
+        if may_record() {
+            record_executor_start(qd);
+        }
+        // Storage quotas where Citus leaves no room for the trigger (src/quota.rs).
+        if crate::citus::loaded() {
+            crate::quota::check_citus_write(qd);
+        }
     }
     match PREV_START {
         Some(prev) => prev(qd, eflags),
@@ -256,6 +265,9 @@ unsafe extern "C-unwind" fn executor_run(
 }
 
 unsafe extern "C-unwind" fn executor_finish(qd: *mut pg_sys::QueryDesc) {
+    if crate::citus::loaded() {
+        crate::quota::check_citus_write_done(qd);
+    }
     nested(|| match PREV_FINISH {
         Some(prev) => prev(qd),
         None => raw_standard_executor_finish(qd),
@@ -275,6 +287,9 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     if may_record() {
         record_utility(pstmt, query_string);
+    }
+    if crate::citus::loaded() {
+        crate::quota::check_citus_copy(pstmt);
     }
     nested(|| match PREV_UTILITY {
         Some(prev) => prev(

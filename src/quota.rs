@@ -389,6 +389,208 @@ fn storage_guard<'a>(
     Ok(None)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Citus: no triggers on its tables, so the executor checks instead (hooks in cross_audit.rs).
+//
+// - On a coordinator, every statement whose plan writes (INSERT or UPDATE rights asked, which
+//   covers ON CONFLICT, MERGE, writable CTEs and INSERT ... SELECT: Citus keeps the original range
+//   table in its plans for the permission check) to an isolated or pinned table, and every COPY
+//   FROM one, is refused while the current tenant is write-limited, with the exemptions of the
+//   trigger. The hot path: a cell read (Citus loaded?), a walk over the range table, and the flag
+//   lookup, which for a tenant that is not limited is one hash lookup.
+// - On a worker, which has no flags, a write under a node context minted while the tenant was
+//   write-limited (the token says so, `citus::FLAG_WRITE_LIMITED`) into a table carrying the
+//   extension's policies (a shard of an isolated or pinned table) is refused: a write sent to a
+//   worker directly, or through run_command_on_*, with a token replayed from the coordinator
+//   cannot pass the limit either.
+
+/// Whether the coordinator must tell the workers that `tenant` is write-limited for the role
+/// acting (the node context's flag): over its limit, and the role not exempt.
+pub fn write_limited(tenant: i64) -> bool {
+    over_quota(tenant).is_some()
+        && !privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
+}
+
+/// The relations a plan asks INSERT or UPDATE rights on.
+unsafe fn written_relations(stmt: *const pg_sys::PlannedStmt) -> Vec<Oid> {
+    let mut out = Vec::new();
+    if stmt.is_null() {
+        return out;
+    }
+    let wanted = pg_sys::AclMode::from(pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE);
+    #[cfg(feature = "pg15")]
+    {
+        let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
+        for rte in rtable.iter_ptr() {
+            if !rte.is_null()
+                && (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
+                && (*rte).requiredPerms & wanted != 0
+                && !out.contains(&(*rte).relid)
+            {
+                out.push((*rte).relid);
+            }
+        }
+    }
+    #[cfg(feature = "pg18")]
+    {
+        let infos = pgrx::PgList::<pg_sys::RTEPermissionInfo>::from_pg((*stmt).permInfos);
+        for info in infos.iter_ptr() {
+            if !info.is_null()
+                && (*info).requiredPerms & wanted != 0
+                && !out.contains(&(*info).relid)
+            {
+                out.push((*info).relid);
+            }
+        }
+    }
+    out
+}
+
+fn refuse_write(over: &Over) -> ! {
+    error::raise(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        storage_refusal(&over.slug, over.bytes, over.max_mb),
+        Some(format!(
+            "Measured at {}. While over its limit the tenant may read and DELETE, but not INSERT or UPDATE.",
+            over.measured_at
+        )),
+        Some(
+            "Delete rows and CALL tenant.refresh_usage(), or raise the limit with tenant.set_limits()."
+                .into(),
+        ),
+    )
+}
+
+/// The coordinator's check of one write to `relids`: the trigger's rule, for tables that have none.
+fn coordinator_check(relids: &[Oid]) {
+    if relids.is_empty() {
+        return;
+    }
+    let Some(tenant) = context::current_tenant_id() else {
+        return; // no tenant: row security refuses the write, or the role is in none
+    };
+    let Some(over) = over_quota(tenant) else {
+        return;
+    };
+    if context::cross_tenant_active()
+        || privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
+    {
+        return;
+    }
+    let governed = privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT pg_catalog.bool_or(tenant._quota_governed(r.oid::pg_catalog.regclass) \
+                        OR EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(r.oid::pg_catalog.regclass) a \
+                                    WHERE tenant._quota_governed(a.relid))) \
+                   FROM pg_catalog.unnest($1::pg_catalog.oid[]) r(oid)",
+                Some(1),
+                &[relids.to_vec().into()],
+            )?;
+            context::first_value::<bool>(t)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("looking up the tables a write reaches", e));
+    if governed == Some(true) {
+        refuse_write(&over);
+    }
+}
+
+/// A worker's check: the node context's write-limit flag, for shards carrying the extension's
+/// policies.
+fn worker_check(relids: &[Oid]) {
+    if relids.is_empty() {
+        return;
+    }
+    let claims = crate::citus::node_claims();
+    let limited = claims.is_some_and(|c| c.write_limited && !c.cross);
+    if !limited && !crate::citus::write_limit_seen() {
+        return;
+    }
+    let tenant = claims.map(|c| c.tenant).unwrap_or(0);
+    let isolated = privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy p \
+                                 WHERE p.polrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) \
+                                   AND p.polname OPERATOR(pg_catalog.~) '^qft_')",
+                Some(1),
+                &[relids.to_vec().into()],
+            )?;
+            context::first_value::<bool>(t)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("looking up the shards a write reaches", e));
+    if isolated == Some(true) {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            format!(
+                "tenant {tenant} is over its storage quota: this Citus worker refuses its INSERT and UPDATE"
+            ),
+            Some("The node context was minted on the coordinator while the tenant was write-limited.".into()),
+            Some("Write through the coordinator; delete rows there and CALL tenant.refresh_usage(), or raise the limit with tenant.set_limits().".into()),
+        );
+    }
+}
+
+/// From the executor start hook (cross_audit.rs), for every plan run where Citus is loaded.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn check_citus_write(qd: *mut pg_sys::QueryDesc) {
+    if qd.is_null() {
+        return;
+    }
+    let relids = written_relations((*qd).plannedstmt);
+    if relids.is_empty() {
+        return;
+    }
+    match crate::citus::node() {
+        crate::citus::Node::Single => {}
+        crate::citus::Node::Coordinator => coordinator_check(&relids),
+        crate::citus::Node::Worker => worker_check(&relids),
+    }
+}
+
+/// From the executor finish hook (cross_audit.rs) where Citus is loaded: on a worker, the same
+/// check again once the statement has run, for a token assigned (and perhaps cleared again)
+/// within it.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn check_citus_write_done(qd: *mut pg_sys::QueryDesc) {
+    if qd.is_null() || !crate::citus::write_limit_seen() {
+        return;
+    }
+    let relids = written_relations((*qd).plannedstmt);
+    if !relids.is_empty() && crate::citus::node() == crate::citus::Node::Worker {
+        worker_check(&relids);
+    }
+}
+
+/// From the utility hook (cross_audit.rs) where Citus is loaded: `COPY ... FROM` into an
+/// isolated table on a coordinator (Citus runs it, not the executor). On a worker row security
+/// refuses COPY FROM into a shard by itself.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn check_citus_copy(pstmt: *mut pg_sys::PlannedStmt) {
+    if pstmt.is_null() || !pgrx::is_a((*pstmt).utilityStmt, pg_sys::NodeTag::T_CopyStmt) {
+        return;
+    }
+    let copy = (*pstmt).utilityStmt.cast::<pg_sys::CopyStmt>();
+    if !(*copy).is_from || (*copy).relation.is_null() {
+        return;
+    }
+    if crate::citus::node() != crate::citus::Node::Coordinator {
+        return;
+    }
+    let relid = pg_sys::RangeVarGetRelidExtended(
+        (*copy).relation,
+        pg_sys::NoLock as _,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    );
+    if relid != pg_sys::InvalidOid {
+        coordinator_check(&[relid]);
+    }
+}
+
 /// Called by the statement trigger on `tenant.quota_state`: every backend drops its cached flags
 /// at commit (and this one at the end of the command).
 #[pg_extern(schema = "tenant", name = "_quota_changed", volatile, parallel_unsafe)]

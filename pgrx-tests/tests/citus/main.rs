@@ -1230,9 +1230,686 @@ fn node_keys_rotate_and_retire() {
     assert_eq!(all_rows(&db), before, "nothing changed");
 }
 
+/// Autovacuum off (it would add visibility and free-space maps between a measurement and its
+/// oracle), then 2,000 rows of about 1.3 kB each for acme in `projects` (uncompressed: inline
+/// and below the TOAST threshold), so acme is well over a 1 MB limit and globex under it.
+fn with_big_acme(db: &CitusDb) {
+    let mut su = db.superuser();
+    for sql in [
+        "ALTER TABLE public.projects SET (autovacuum_enabled = false)",
+        "ALTER TABLE public.tasks SET (autovacuum_enabled = false)",
+        "INSERT INTO public.projects
+         SELECT 1, g, (SELECT string_agg(md5(g::text || '.' || i::text), '') FROM generate_series(1, 40) i)
+           FROM generate_series(1000, 2999) g",
+    ] {
+        su.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("acme's rows: {sql}: {e:?}"));
+    }
+}
+
+/// The oracle of `usage()` for an isolated distributed table, independent of the extension: rows
+/// per tenant counted by the superuser on the coordinator (Citus runs the count on the workers,
+/// where a superuser bypasses row security), bytes summed over `run_command_on_shards`
+/// (`pg_total_relation_size` of every shard), and each tenant's share of those bytes by rows.
+fn usage_oracle(db: &CitusDb, table: &str) -> Vec<(String, String, i64, i64)> {
+    let mut su = db.superuser();
+    let total_bytes: i64 = one(
+        &mut su,
+        &format!(
+            "SELECT sum(result::bigint)::bigint FROM run_command_on_shards('{table}', $$SELECT pg_total_relation_size('%s')$$)"
+        ),
+    );
+    let counts: Vec<(String, i64)> = su
+        .query(
+            &format!(
+                "SELECT t.slug, count(*) FROM {table} x JOIN tenant.tenants t ON t.id = x.tenant_id GROUP BY 1 ORDER BY 1"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let total_rows: i64 = counts.iter().map(|c| c.1).sum();
+    counts
+        .into_iter()
+        .map(|(slug, n)| {
+            let share = i128::from(total_bytes) * i128::from(n) / i128::from(total_rows);
+            (slug, table.to_string(), n, share as i64)
+        })
+        .collect()
+}
+
+/// What `tenant.usage(arg)` says, as tenant_admin, for the given relations (named as given).
+fn usage_of(db: &CitusDb, arg: &str, tables: &[&str]) -> Vec<(String, String, i64, i64)> {
+    let mut admin = db.connect("admin");
+    let mut out = Vec::new();
+    for table in tables {
+        for r in admin
+            .query(
+                &format!(
+                    "SELECT tenant, rows, bytes FROM tenant.usage({arg})
+                      WHERE relation = $1::text::regclass ORDER BY tenant"
+                ),
+                &[table],
+            )
+            .unwrap()
+        {
+            out.push((r.get(0), table.to_string(), r.get(1), r.get(2)));
+        }
+    }
+    out
+}
+
+fn sorted(mut v: Vec<(String, String, i64, i64)>) -> Vec<(String, String, i64, i64)> {
+    v.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    v
+}
+
+/// The refusal the single-node trigger gives, for a tenant's measured bytes (over 1 MiB).
+fn refusal(slug: &str, bytes: i64, limit_mb: i32) -> String {
+    format!(
+        "tenant \"{slug}\" is over its storage quota: {:.1} MB used, limit {limit_mb} MB",
+        bytes as f64 / 1_048_576.0
+    )
+}
+
+/// usage(), usage_summary() and the sweep measure the rows and bytes the workers hold (the
+/// coordinator's shells are empty), checked against an oracle that does not use the extension.
 #[test]
-fn quotas_are_refused_on_a_citus_database() {
-    let db = CitusDb::new("quotas");
+fn usage_of_distributed_tables_is_measured_on_the_workers() {
+    let db = CitusDb::new("usage");
+    with_projects(&db);
+    with_big_acme(&db);
+    // tasks owned by a role that is no superuser and cannot log in: on the workers FORCE ROW
+    // LEVEL SECURITY hides every tenant's rows from it, unless lifted there.
+    let owner = db.role("tasks_owner");
+    let mut su = db.superuser();
+    su.batch_execute(&format!("CREATE ROLE {owner} NOLOGIN NOSUPERUSER"))
+        .unwrap();
+    su.batch_execute(&format!("ALTER TABLE public.tasks OWNER TO {owner}"))
+        .unwrap();
+    let tables = ["public.projects", "public.tasks"];
+    let oracle = || {
+        sorted(
+            tables
+                .iter()
+                .flat_map(|t| usage_oracle(&db, t))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let expected = oracle();
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    assert_eq!(expected[0].2, 2003, "acme's rows in projects: {expected:?}");
+    assert!(expected[0].3 > 2 * 1_048_576, "{expected:?}");
+    assert_eq!(usage_of(&db, "", &tables), expected);
+    assert_eq!(
+        usage_of(&db, "'globex'", &tables),
+        expected
+            .iter()
+            .filter(|u| u.0 == "globex")
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    let per_tenant =
+        |slug: &str| -> i64 { expected.iter().filter(|u| u.0 == slug).map(|u| u.3).sum() };
+    let mut admin = db.connect("admin");
+    let summary: Vec<(String, i64)> = admin
+        .query(
+            "SELECT tenant, bytes FROM tenant.usage_summary() ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("acme".to_string(), per_tenant("acme")),
+            ("globex".to_string(), per_tenant("globex"))
+        ]
+    );
+    admin.batch_execute("CALL tenant.refresh_usage()").unwrap();
+    let state: Vec<(i64, i64, bool)> = db
+        .superuser()
+        .query(
+            "SELECT tenant_id, bytes, over_quota FROM tenant.quota_state ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        state,
+        [
+            (1, per_tenant("acme"), false),
+            (2, per_tenant("globex"), false)
+        ]
+    );
+    assert_eq!(oracle(), expected, "nothing moved while measuring");
+    // A uuid tenant column (the tenant's uuid in the rows), distributed by it.
+    for sql in [
+        "CREATE TABLE public.events (tenant_uuid uuid NOT NULL, id integer NOT NULL, PRIMARY KEY (tenant_uuid, id))",
+        "SELECT tenant.enable_isolation('public.events', 'tenant_uuid')",
+        "SELECT create_distributed_table('public.events', 'tenant_uuid')",
+        "INSERT INTO public.events SELECT (SELECT uuid FROM tenant.tenants WHERE slug = 'globex'), g FROM generate_series(1, 10) g",
+    ] {
+        su.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let events_bytes: i64 = one(
+        &mut su,
+        "SELECT sum(result::bigint)::bigint FROM run_command_on_shards('public.events', $$SELECT pg_total_relation_size('%s')$$)",
+    );
+    assert_eq!(
+        usage_of(&db, "", &["public.events"]),
+        [(
+            "globex".to_string(),
+            "public.events".to_string(),
+            10,
+            events_bytes
+        )]
+    );
+    // A tenant_user may not measure.
+    expect_sqlstate(
+        db.connect("app").query("SELECT * FROM tenant.usage()", &[]),
+        "42501",
+    );
+}
+
+/// A reference table isolated per tenant, and distributed tenant schemas (schema-based
+/// sharding): measured on the workers too, and a write-limited schema tenant refused there (its
+/// own schema's tables and the reference table) while the other tenant writes.
+#[test]
+fn quotas_on_reference_tables_and_distributed_tenant_schemas() {
+    let db = CitusDb::new("usageref");
+    let owner = db.role("owner");
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "CREATE ROLE {owner} LOGIN NOSUPERUSER;
+         ALTER DATABASE {db} SET qualityfoundry_tenant.schema_owner = '{owner}';
+         ALTER DATABASE {db} SET citus.enable_schema_based_sharding = on;",
+        db = db.name
+    ))
+    .unwrap();
+    let mut su = db.superuser();
+    su.batch_execute(&format!(
+        "SET citus.enable_schema_based_sharding = off;
+         CREATE SCHEMA tenant_template AUTHORIZATION {owner};
+         CREATE TABLE tenant_template.notes (id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, body text);
+         RESET citus.enable_schema_based_sharding;
+         SELECT tenant.create_tenant('acme', with_schema => true);
+         SELECT tenant.create_tenant('globex', with_schema => true);
+         INSERT INTO tenant_globex.notes (body) SELECT repeat('g', 1000) FROM generate_series(1, 2000);
+         SET citus.enable_schema_based_sharding = off;
+         CREATE TABLE public.kinds (tenant_id bigint NOT NULL, id integer NOT NULL, name text, PRIMARY KEY (tenant_id, id));
+         SELECT create_reference_table('public.kinds');
+         SELECT tenant.enable_isolation('public.kinds');
+         INSERT INTO public.kinds SELECT 1 + (g % 3 = 0)::int, g, md5(g::text) FROM generate_series(1, 300) g;"
+    ))
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    // The reference table: rows as inserted, bytes of one replica (each worker holds one).
+    let worker_bytes: Vec<i64> = (0..2)
+        .map(|i| {
+            let mut w = db.worker_superuser(i);
+            w.batch_execute("SET citus.override_table_visibility = off")
+                .unwrap();
+            one(
+                &mut w,
+                "SELECT pg_total_relation_size(c.oid) FROM pg_class c
+                  WHERE c.relname ~ '^kinds_[0-9]+$' AND c.relkind = 'r'",
+            )
+        })
+        .collect();
+    assert_eq!(worker_bytes[0], worker_bytes[1], "the replicas are alike");
+    let (acme_rows, globex_rows) = (200i64, 100i64);
+    let total = i128::from(worker_bytes[0]);
+    assert_eq!(
+        usage_of(&db, "", &["public.kinds"]),
+        [
+            (
+                "acme".to_string(),
+                "public.kinds".to_string(),
+                acme_rows,
+                (total * 200 / 300) as i64
+            ),
+            (
+                "globex".to_string(),
+                "public.kinds".to_string(),
+                globex_rows,
+                (total * 100 / 300) as i64
+            ),
+        ]
+    );
+    // A distributed tenant schema: every table the tenant's, whole; bytes from its shards.
+    let notes_bytes: i64 = one(
+        &mut su,
+        "SELECT sum(result::bigint)::bigint FROM run_command_on_shards('tenant_globex.notes', $$SELECT pg_total_relation_size('%s')$$)",
+    );
+    assert!(notes_bytes > 1_048_576, "{notes_bytes}");
+    let notes: Vec<(String, Option<i64>, i64)> = db
+        .connect("admin")
+        .query(
+            "SELECT tenant, rows, bytes FROM tenant.usage('globex') WHERE relation::text = 'tenant_globex.notes'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(notes, [("globex".to_string(), None, notes_bytes)]);
+    let coordinator_shell: i64 = one(
+        &mut su,
+        "SELECT pg_total_relation_size('tenant_globex.notes')",
+    );
+    assert!(coordinator_shell < notes_bytes / 10, "{coordinator_shell}");
+
+    // globex over a 1 MB limit (its schema alone holds more), acme under it.
+    let app = db.role("app");
+    su.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO {app};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_acme, tenant_globex TO {app};"
+    ))
+    .unwrap();
+    su.batch_execute(&format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON public.kinds TO {app}"
+    ))
+    .unwrap();
+    db.connect("admin")
+        .batch_execute(
+            "SELECT tenant.set_limits('globex', max_storage_mb => 1);
+             SELECT tenant.set_limits('acme', max_storage_mb => 1);
+             CALL tenant.refresh_usage();",
+        )
+        .unwrap();
+    let globex_bytes: i64 = one(
+        &mut su,
+        "SELECT bytes FROM tenant.quota_state WHERE tenant_id = 2 AND over_quota",
+    );
+    assert_eq!(
+        globex_bytes,
+        notes_bytes + (total * 100 / 300) as i64,
+        "its schema and its share of kinds"
+    );
+    let snapshot = |su: &mut Client| -> Vec<String> {
+        strings(
+            su,
+            "SELECT format('notes %s %s', n, md5(string_agg(body, ',' ORDER BY id))) FROM
+               (SELECT 'acme' AS n, id, body FROM tenant_acme.notes UNION ALL
+                SELECT 'globex', id, body FROM tenant_globex.notes) x GROUP BY n
+             UNION ALL SELECT format('kinds %s %s', tenant_id, md5(string_agg(name, ',' ORDER BY id)))
+               FROM public.kinds GROUP BY tenant_id ORDER BY 1",
+        )
+    };
+    let before = snapshot(&mut su);
+    let message = refusal("globex", globex_bytes, 1);
+    for sql in [
+        "INSERT INTO notes (body) VALUES ('more')",
+        "UPDATE notes SET body = 'changed' WHERE id = 1",
+        "INSERT INTO public.kinds (id, name) VALUES (1000, 'more')",
+        "UPDATE public.kinds SET name = 'changed' WHERE id = 3",
+    ] {
+        let mut c = db.connect("app");
+        c.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")
+            .unwrap();
+        let e = c.batch_execute(sql).expect_err(sql);
+        let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(
+            (d.code().code(), d.message()),
+            ("53400", message.as_str()),
+            "{sql}"
+        );
+    }
+    assert_eq!(snapshot(&mut su), before, "nothing written");
+    let mut c = db.connect("app");
+    c.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM notes"), 2000);
+    assert_eq!(
+        c.execute("DELETE FROM notes WHERE id = 2000", &[]).unwrap(),
+        1
+    );
+    c.batch_execute(
+        "COMMIT; BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+         INSERT INTO notes (body) VALUES ('acme writes');
+         INSERT INTO public.kinds (id, name) VALUES (1001, 'acme writes'); COMMIT;",
+    )
+    .unwrap();
+    assert_eq!(
+        one::<i64>(&mut su, "SELECT count(*) FROM tenant_globex.notes"),
+        1999
+    );
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT format('%s %s', (SELECT body FROM tenant_acme.notes), (SELECT tenant_id FROM public.kinds WHERE id = 1001))"
+        ),
+        ["acme writes 1"]
+    );
+}
+
+/// A write-limited tenant on a distributed table, as a NOSUPERUSER tenant_user login: every
+/// write shape refused (53400, the single-node message), reads and DELETE work, the other tenant
+/// and the exempt roles write, and nothing else changed.
+#[test]
+fn storage_quota_is_enforced_on_distributed_tables() {
+    let db = CitusDb::new("storage");
+    with_projects(&db);
+    with_big_acme(&db);
+    // A table local to the coordinator, isolated in the Citus database (no trigger either).
+    db.superuser()
+        .batch_execute(&format!(
+            "CREATE TABLE public.memos (tenant_id bigint NOT NULL, id integer NOT NULL, body text, PRIMARY KEY (tenant_id, id));
+             INSERT INTO public.memos VALUES (1, 1, 'acme memo');
+             SELECT tenant.enable_isolation('public.memos');
+             GRANT SELECT, INSERT, UPDATE, DELETE ON public.memos TO {};",
+            db.role("app")
+        ))
+        .unwrap();
+    // The DBA enters tenants too (to show that tenant_admin members are not limited).
+    db.superuser()
+        .batch_execute(&format!("GRANT tenant_user TO {}", db.role("admin")))
+        .unwrap();
+    let mut admin = db.connect("admin");
+    // A prepared statement planned while acme may still write, run again once it may not.
+    let mut prepared = db.connect("app");
+    prepared
+        .batch_execute(
+            "PREPARE ins(int) AS INSERT INTO public.projects (id, name) VALUES ($1, 'prepared');
+             BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+             EXECUTE ins(6000); EXECUTE ins(6001); EXECUTE ins(6002); EXECUTE ins(6003);
+             EXECUTE ins(6004); EXECUTE ins(6005); ROLLBACK;",
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "SELECT tenant.set_limits('acme', max_storage_mb => 1);
+             SELECT tenant.set_limits('globex', max_storage_mb => 1);
+             CALL tenant.refresh_usage();",
+        )
+        .unwrap();
+    let mut su = db.superuser();
+    let flags: Vec<(i64, bool)> = su
+        .query(
+            "SELECT tenant_id, over_quota FROM tenant.quota_state ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(flags, [(1, true), (2, false)]);
+    let acme_bytes: i64 = one(
+        &mut su,
+        "SELECT bytes FROM tenant.quota_state WHERE tenant_id = 1",
+    );
+    let message = refusal("acme", acme_bytes, 1);
+    let before = all_rows(&db);
+    let tasks_before = strings(
+        &mut su,
+        "SELECT format('%s %s %s', tenant_id, id, title) FROM public.tasks ORDER BY 1",
+    );
+
+    let in_acme = |db: &CitusDb| -> Client {
+        let mut app = db.connect("app");
+        app.batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+            .unwrap();
+        app
+    };
+    for sql in [
+        "INSERT INTO public.projects (id, name) VALUES (5001, 'plain')",
+        "INSERT INTO public.projects (id, name) VALUES (5001, 'plain') ON CONFLICT DO NOTHING",
+        "INSERT INTO public.projects (id, name) VALUES (100, 'upsert') ON CONFLICT (tenant_id, id) DO UPDATE SET name = 'upserted'",
+        "UPDATE public.projects SET name = 'renamed' WHERE id = 100",
+        "UPDATE public.projects SET name = 'renamed'",
+        "WITH w AS (INSERT INTO public.projects (id, name) VALUES (5002, 'cte') RETURNING 1) SELECT count(*) FROM w",
+        "WITH w AS (UPDATE public.projects SET name = 'cte' WHERE id = 100 RETURNING 1) SELECT count(*) FROM w",
+        "INSERT INTO public.projects (id, name) SELECT id + 5000, name FROM public.projects WHERE id < 103",
+        "INSERT INTO public.tasks (id, project_id, title) VALUES (50, 100, 'task')",
+        "EXECUTE ins(6006)",
+        "DO $$ BEGIN INSERT INTO public.projects (id, name) VALUES (5003, 'do'); END $$",
+        "INSERT INTO public.memos (id, body) VALUES (2, 'local')",
+        "UPDATE public.memos SET body = 'local'",
+    ] {
+        let mut app = if sql.starts_with("EXECUTE") {
+            prepared
+                .batch_execute("BEGIN; SELECT tenant.set_tenant('acme', is_local => true)")
+                .unwrap();
+            std::mem::replace(&mut prepared, db.connect("app"))
+        } else {
+            in_acme(&db)
+        };
+        let e = app.batch_execute(sql).expect_err(sql);
+        let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(d.code().code(), "53400", "{sql}: {d:?}");
+        assert_eq!(d.message(), message, "{sql}");
+        if sql.starts_with("EXECUTE") {
+            prepared = app;
+            prepared.batch_execute("ROLLBACK").unwrap();
+        }
+    }
+    // MERGE: Citus itself refuses it on a table whose policies call a function (any tenant).
+    let e = in_acme(&db)
+        .batch_execute(
+            "MERGE INTO public.projects p USING (SELECT 1::bigint AS tenant_id, 100 AS id) s
+                ON p.tenant_id = s.tenant_id AND p.id = s.id WHEN MATCHED THEN UPDATE SET name = 'merged'",
+        )
+        .expect_err("MERGE");
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("not yet supported in MERGE")),
+        "{e:?}"
+    );
+    // COPY FROM (Citus runs it, not the executor): refused before any row is sent.
+    {
+        use std::io::Write;
+        let mut app = in_acme(&db);
+        let copied = app
+            .copy_in("COPY public.projects (id, name) FROM STDIN")
+            .and_then(|mut w| {
+                w.write_all(b"5004\tcopy\n").unwrap();
+                w.finish()
+            });
+        let e = copied.expect_err("COPY refused");
+        assert_eq!(sqlstate(&e), "53400", "{e:?}");
+    }
+    assert_eq!(all_rows(&db), before, "nothing written");
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT format('%s %s %s', tenant_id, id, body) FROM public.memos"
+        ),
+        ["1 1 acme memo"]
+    );
+
+    // Reads and DELETE work.
+    let mut app = in_acme(&db);
+    assert_eq!(
+        one::<i64>(&mut app, "SELECT count(*) FROM public.projects"),
+        2003
+    );
+    assert_eq!(
+        app.execute("DELETE FROM public.projects WHERE id = 2999", &[])
+            .unwrap(),
+        1
+    );
+    app.batch_execute("COMMIT").unwrap();
+    // The other tenant writes freely; the exempt roles write in acme.
+    let mut globex = db.connect("app2");
+    globex
+        .batch_execute(
+            "BEGIN; SELECT tenant.set_tenant('globex', is_local => true);
+             INSERT INTO public.projects (id, name) VALUES (260, 'globex-260');
+             UPDATE public.projects SET name = 'globex-200b' WHERE id = 200; COMMIT;",
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+             INSERT INTO public.projects (id, name) VALUES (5100, 'by the admin'); COMMIT;",
+        )
+        .unwrap();
+    db.connect("support")
+        .batch_execute(
+            "BEGIN; SELECT tenant.enter_cross_tenant('quota support', is_local => true);
+             INSERT INTO public.projects VALUES (1, 5101, 'cross-tenant'); COMMIT;",
+        )
+        .unwrap();
+    // A superuser acting in acme's context, and one in no tenant (no context at all).
+    su.batch_execute(
+        "BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
+         INSERT INTO public.projects (id, name) VALUES (5102, 'by a superuser'); COMMIT;",
+    )
+    .unwrap();
+    su.batch_execute("INSERT INTO public.projects VALUES (1, 5103, 'no tenant')")
+        .unwrap();
+    let mut expected = before.clone();
+    expected.retain(|r| r.1 != 2999);
+    expected.push((1, 5100, "by the admin".into()));
+    expected.push((1, 5101, "cross-tenant".into()));
+    expected.push((1, 5102, "by a superuser".into()));
+    expected.push((1, 5103, "no tenant".into()));
+    expected.push((2, 260, "globex-260".into()));
+    for r in expected.iter_mut() {
+        if r.1 == 200 {
+            r.2 = "globex-200b".into();
+        }
+    }
+    expected.sort();
+    assert_eq!(all_rows(&db), expected);
+    assert_eq!(
+        strings(
+            &mut su,
+            "SELECT format('%s %s %s', tenant_id, id, title) FROM public.tasks ORDER BY 1",
+        ),
+        tasks_before
+    );
+    // A raised limit applies at once (set_limits re-evaluates the flag): acme writes.
+    admin
+        .batch_execute("SELECT tenant.set_limits('acme', max_storage_mb => 100)")
+        .unwrap();
+    let mut app = in_acme(&db);
+    app.batch_execute(
+        "INSERT INTO public.projects (id, name) VALUES (5200, 'writable again'); COMMIT",
+    )
+    .unwrap();
+}
+
+/// The routes round the coordinator: the application role on a worker with its own node
+/// context (replayed from the coordinator), directly and through run_command_on_*, also with
+/// the context set and cleared inside the writing statement. Refused on the worker while the
+/// tenant is write-limited; reads and DELETE there are as before.
+#[test]
+fn storage_quota_holds_on_the_workers() {
+    let db = CitusDb::new("storagew");
+    with_projects(&db);
+    with_big_acme(&db);
+    let unlimited = own_token(&db, "app");
+    db.connect("admin")
+        .batch_execute(
+            "SELECT tenant.set_limits('acme', max_storage_mb => 1); CALL tenant.refresh_usage();",
+        )
+        .unwrap();
+    let token = own_token(&db, "app");
+    assert_eq!(token.split('.').nth(4), Some("2"), "{token}: flagged");
+    // A tenant_admin member's context in the same tenant is not (it is exempt).
+    db.superuser()
+        .batch_execute(&format!("GRANT tenant_user TO {}", db.role("admin")))
+        .unwrap();
+    let admins = own_token(&db, "admin");
+    assert_eq!(admins.split('.').nth(4), Some("0"), "{admins}");
+    assert_eq!(unlimited.split('.').nth(4), Some("0"), "{unlimited}");
+    let before = all_rows(&db);
+    let (w, shard) = shards_of(&db, 1)[0].clone();
+    let mut direct = db.connect_worker("app", w);
+    set_node_context(&mut direct, &token);
+    for sql in [
+        format!("INSERT INTO public.{shard} VALUES (1, 7001, 'direct')"),
+        format!("UPDATE public.{shard} SET name = 'direct' WHERE id = 100"),
+        format!("INSERT INTO public.{shard} VALUES (1, 100, 'direct') ON CONFLICT (tenant_id, id) DO UPDATE SET name = 'direct'"),
+        format!("WITH w AS (INSERT INTO public.{shard} VALUES (1, 7002, 'direct') RETURNING 1) SELECT count(*) FROM w"),
+    ] {
+        let msg = expect_sqlstate(direct.batch_execute(&sql), "53400");
+        assert!(msg.contains("over its storage quota"), "{sql}: {msg}");
+    }
+    assert_eq!(
+        one::<i64>(
+            &mut direct,
+            &format!("SELECT count(*) FROM public.{shard} WHERE tenant_id = 1")
+        ),
+        2003,
+        "reads work"
+    );
+    direct
+        .batch_execute(&format!(
+            "BEGIN; DELETE FROM public.{shard} WHERE id = 2999; ROLLBACK"
+        ))
+        .unwrap();
+    // COPY FROM into a shard: row security refuses it there by itself.
+    expect_sqlstate(
+        db.connect_worker("app", w)
+            .copy_in::<_>(&format!("COPY public.{shard} FROM STDIN"))
+            .map(|_| "copying"),
+        "0A000",
+    );
+    // The context set, used and cleared inside one statement (no context at its start or end).
+    let mut fresh = db.connect_worker("app", w);
+    let sneaky = format!(
+        "WITH s AS (SELECT set_config('qualityfoundry_tenant.node_context', '{token}', true) AS v),
+              i AS (INSERT INTO public.{shard} SELECT 1, 7003, 'sneaky' FROM s RETURNING 1),
+              c AS (SELECT set_config('qualityfoundry_tenant.node_context', '', true) FROM i)
+         SELECT count(*) FROM c"
+    );
+    let msg = expect_sqlstate(fresh.batch_execute(&sneaky), "53400");
+    assert!(msg.contains("over its storage quota"), "{msg}");
+    // run_command_on_* from the coordinator, as the application role. (Citus reports a
+    // command string's first result only: a second statement's refusal shows in the rows.)
+    let mut app = db.connect("app");
+    app.query(
+        "SELECT success, result FROM run_command_on_shards('public.projects', $1)",
+        &[&format!(
+            "SET qualityfoundry_tenant.node_context = '{token}'; INSERT INTO %s VALUES (1, 7004, 'rcos')"
+        )],
+    )
+    .unwrap();
+    assert_eq!(all_rows(&db), before, "nothing written");
+    {
+        let command = format!("INSERT INTO %s SELECT 1, 7005, 'rcos' FROM (SELECT set_config('qualityfoundry_tenant.node_context', '{token}', true)) s");
+        let results: Vec<(bool, String)> = app
+            .query(
+                "SELECT success, result FROM run_command_on_shards('public.projects', $1)",
+                &[&command],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(results.len(), 32, "every shard");
+        assert!(
+            results
+                .iter()
+                .all(|(ok, r)| !ok && r.contains("over its storage quota")),
+            "{command}: {results:?}"
+        );
+    }
+    assert_eq!(all_rows(&db), before, "nothing written");
+    // The positive control: an unflagged context of the same role inserts on that worker.
+    let mut control = db.connect_worker("app", w);
+    set_node_context(&mut control, &unlimited);
+    control
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO public.{shard} VALUES (1, 7006, 'control'); ROLLBACK"
+        ))
+        .unwrap();
+}
+
+/// What is not built on Citus keeps its 0A000 refusal, before anything changes: rate limits
+/// (limit_rate, and max_runs_per_day in set_limits and set_tier_limits).
+#[test]
+fn rate_limits_are_refused_on_a_citus_database() {
+    let db = CitusDb::new("rates");
     with_projects(&db);
     let state = |db: &CitusDb| -> Vec<String> {
         strings(
@@ -1247,42 +1924,43 @@ fn quotas_are_refused_on_a_citus_database() {
         )
     };
     let before = state(&db);
-    let rows = all_rows(&db);
     let mut admin = db.connect("admin");
     for sql in [
-        "SELECT tenant.set_limits('acme', max_storage_mb => 1)",
         "SELECT tenant.set_limits('acme', max_runs_per_day => 10)",
-        "SELECT tenant.set_tier_limits('pro', 5, NULL)",
+        "SELECT tenant.set_limits('acme', max_storage_mb => 5, max_runs_per_day => 10)",
+        "SELECT tenant.set_tier_limits('pro', 5, 10)",
+        "SELECT tenant.set_tier_limits('pro', NULL, 10)",
         "SELECT tenant.limit_rate('public.projects', 10)",
+        "SELECT tenant.limit_rate('public.projects')",
     ] {
         let e = admin.query(sql, &[]).expect_err(sql);
         let db_error = e.as_db_error().expect("a server error");
         assert_eq!(db_error.code().code(), "0A000", "{sql}: {e:?}");
         assert!(
-            db_error
-                .message()
-                .contains("not supported in a database with Citus")
-                && db_error.hint().is_some_and(|h| h.contains("max_tenants")),
+            db_error.message().contains(
+                "not supported in a database with Citus: rate limits are not enforced there"
+            ) && db_error
+                .hint()
+                .is_some_and(|h| h.contains("Storage limits work on Citus")),
             "{sql}: {db_error:?}"
         );
         // Whoever may not set limits at all is told that first.
         expect_sqlstate(db.connect("app").query(sql, &[]), "42501");
     }
     assert_eq!(state(&db), before, "nothing changed");
-    // Clearing (nothing to enforce) and a tier without limits still work.
+    // Storage limits and tier storage defaults are accepted; no trigger on the Citus tables.
     admin
         .batch_execute(
-            "SELECT tenant.clear_limits('acme'); SELECT tenant.set_tier_limits('pro', NULL, NULL);",
+            "SELECT tenant.set_limits('acme', max_storage_mb => 5);
+             SELECT tenant.set_tier_limits('pro', 5, NULL);
+             SELECT tenant.clear_limits('acme'); SELECT tenant.set_tier_limits('pro', NULL, NULL);",
         )
         .unwrap();
-    // Writes are not limited (there is no quota), as before.
-    let mut app = db.connect("app");
-    app.batch_execute(
-        "BEGIN; SELECT tenant.set_tenant('acme', is_local => true);
-         INSERT INTO public.projects (id, name) VALUES (150, 'acme-150'); ROLLBACK;",
-    )
-    .unwrap();
-    assert_eq!(all_rows(&db), rows);
+    assert!(
+        !state(&db).iter().any(|s| s.starts_with("trigger")),
+        "{:?}",
+        state(&db)
+    );
 }
 
 /// Per tenant schema, after migration `version` created table `table` and added column `column`
