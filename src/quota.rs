@@ -365,28 +365,20 @@ fn storage_guard<'a>(
         return Ok(None);
     };
     if let Some(over) = over_quota(tenant) {
-        // Quotas limit what a tenant's application writes: audited cross-tenant mode, and
-        // tenant_admin members (migrations, DBAs) acting in a tenant's context, go through. The
-        // role asked is the outer one, so a SECURITY DEFINER function the application calls does
-        // not lend its owner's exemption.
-        if !context::cross_tenant_active()
-            && !privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
-        {
-            error::raise(
-                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                storage_refusal(&over.slug, over.bytes, over.max_mb),
-                Some(format!(
-                    "Measured at {}. While over its limit the tenant may read and DELETE, but not INSERT or UPDATE.",
-                    over.measured_at
-                )),
-                Some(
-                    "Delete rows and CALL tenant.refresh_usage(), or raise the limit with tenant.set_limits()."
-                        .into(),
-                ),
-            );
+        if !exempt() {
+            refuse_write(&over);
         }
     }
     Ok(None)
+}
+
+/// Quotas limit what a tenant's application writes: audited cross-tenant mode, and tenant_admin
+/// members (migrations, DBAs) acting in a tenant's context, go through. The role asked is the
+/// outer one, so a SECURITY DEFINER function the application calls does not lend its owner's
+/// exemption.
+fn exempt() -> bool {
+    context::cross_tenant_active()
+        || privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,9 +464,7 @@ fn coordinator_check(relids: &[Oid]) {
     let Some(over) = over_quota(tenant) else {
         return;
     };
-    if context::cross_tenant_active()
-        || privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
-    {
+    if exempt() {
         return;
     }
     let governed = privilege::as_owner(|| {
