@@ -344,10 +344,16 @@ unsafe fn fold_level(q: *mut pg_sys::Query, f: &mut Fold) {
     }
 }
 
-/// Whether this level's WHERE already pins the tenant column to one value: `col = Const` or
-/// `col = Param` (either side, the column type's own equality) in its top-level AND list. Citus
-/// routes such a query by itself (a Param by deferred pruning), so it is left as it is: folding it
-/// too would only tie its cached plan to one tenant and re-plan it whenever the tenant changes.
+/// Whether this level's WHERE already pins the tenant column to one value the way Citus's own
+/// fast-path router planner recognises (Citus 13, `DistKeyInSimpleOpExpression`): in its top-level
+/// AND list, `col = Const` (not NULL) or `col = $n` (an external parameter), either side, each
+/// operand under implicit coercions only, with an operator that is a btree equality (also a
+/// cross-type one: `bigint_col = 3`, an integer literal, is `int84eq`). Citus routes such a
+/// query by itself (a Param by deferred pruning), so it is left as it is: folding it too would
+/// only tie its cached plan to one tenant, and a second appearance of the distribution column
+/// takes the query off Citus's fast path (planned in full on every execution). Anything else is
+/// folded; the fold only ever narrows what a query reads, so a shape missed here costs planning
+/// time, never isolation.
 unsafe fn already_pinned(quals: *mut pg_sys::Node, rtindex: i32, attnum: i16) -> bool {
     if quals.is_null() {
         return false;
@@ -373,6 +379,10 @@ unsafe fn pins(node: *mut pg_sys::Node, rtindex: i32, attnum: i16) -> bool {
     let [a, b] = args[..] else {
         return false;
     };
+    let (a, b) = (
+        pg_sys::strip_implicit_coercions(a),
+        pg_sys::strip_implicit_coercions(b),
+    );
     let is_col = |n: *mut pg_sys::Node| {
         !n.is_null() && (*n).type_ == pg_sys::NodeTag::T_Var && {
             let v = n.cast::<pg_sys::Var>();
@@ -381,21 +391,20 @@ unsafe fn pins(node: *mut pg_sys::Node, rtindex: i32, attnum: i16) -> bool {
     };
     let is_value = |n: *mut pg_sys::Node| {
         !n.is_null()
-            && matches!(
-                (*n).type_,
-                pg_sys::NodeTag::T_Const | pg_sys::NodeTag::T_Param
-            )
+            && match (*n).type_ {
+                pg_sys::NodeTag::T_Const => !(*n.cast::<pg_sys::Const>()).constisnull,
+                pg_sys::NodeTag::T_Param => {
+                    (*n.cast::<pg_sys::Param>()).paramkind == pg_sys::ParamKind::PARAM_EXTERN
+                }
+                _ => false,
+            }
     };
-    let col = if is_col(a) && is_value(b) {
-        a
-    } else if is_col(b) && is_value(a) {
-        b
-    } else {
+    if !((is_col(a) && is_value(b)) || (is_col(b) && is_value(a))) {
         return false;
-    };
-    let typid = (*col.cast::<pg_sys::Var>()).vartype;
-    let tc = pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_EQ_OPR as c_int);
-    !tc.is_null() && (*tc).eq_opr != pg_sys::InvalidOid && (*tc).eq_opr == (*op).opno
+    }
+    // A btree equality operator (of any opfamily, cross-type ones included): what Citus's
+    // OperatorImplementsEquality accepts.
+    !pg_sys::get_mergejoin_opfamilies((*op).opno).is_null()
 }
 
 /// `<rtindex>.<attnum> = <tenant>` for the column's type (bigint, integer, uuid), else None.
