@@ -96,13 +96,17 @@ unsafe extern "C-unwind" fn assign_node_context(newval: *const c_char, _extra: *
     } else {
         CStr::from_ptr(newval).to_str().unwrap_or("")
     };
-    crate::routing::on_node_context(value); // plans folded for another tenant re-plan
-    if claims_write_limit(value) {
+    // What the token claims, unverified: parsed once for the three readers below.
+    let claim = claims_of(value);
+    let cross = claim.is_some_and(|(_, flags)| flags & FLAG_CROSS != 0);
+    // Plans folded for another tenant re-plan.
+    crate::routing::on_node_context(claim.map(|(tenant, _)| (tenant, cross)));
+    if claim.is_some_and(|(_, flags)| flags & FLAG_WRITE_LIMITED != 0) {
         // Remembered for the transaction (src/quota.rs): a statement that assigns a token and
         // then writes, clearing it before it ends, is still refused at its end.
         WRITE_LIMIT_SEEN.0.set(Some(local_xid()));
     }
-    if claimed(value).is_some_and(|(_, cross)| cross) && CROSS_FOLDED.0.replace(false) {
+    if cross && CROSS_FOLDED.0.replace(false) {
         // Plans of this backend folded cross_tenant_active() to false (`fold_cross_tenant`)
         // re-plan before their next run, now that a node context claims cross-tenant mode.
         // Only flags are flipped, which is safe in an assign hook.
@@ -127,18 +131,6 @@ fn local_xid() -> u32 {
 /// writing statement.
 pub fn write_limit_seen() -> bool {
     WRITE_LIMIT_SEEN.0.get() == Some(local_xid())
-}
-
-/// Whether a token claims the write-limit flag (unverified).
-pub fn claims_write_limit(token: &str) -> bool {
-    let parts: Vec<&str> = token.split('.').collect();
-    let [version, _, _, _, flags, _, _] = parts.as_slice() else {
-        return false;
-    };
-    *version == "n1"
-        && flags
-            .parse::<u32>()
-            .is_ok_and(|f| f & FLAG_WRITE_LIMITED != 0)
 }
 
 /// Whether a plan made by this backend may hold cross_tenant_active() folded to false.
@@ -289,17 +281,15 @@ pub fn key_id_of(token: &str) -> Option<i32> {
     parts.next()?.parse().ok()
 }
 
-/// The tenant and cross-tenant flag a token *claims* (unverified: for plan invalidation only).
-pub fn claimed(token: &str) -> Option<(i64, bool)> {
+/// The tenant and the flags a token *claims*, unverified (None: not a node context): for plan
+/// invalidation and the write-limit's transaction mark only.
+fn claims_of(token: &str) -> Option<(i64, u32)> {
     let parts: Vec<&str> = token.split('.').collect();
     let [version, _, tenant, _, flags, _, _] = parts.as_slice() else {
         return None;
     };
     (*version == "n1").then_some(())?;
-    Some((
-        tenant.parse().ok()?,
-        flags.parse::<u32>().ok()? & FLAG_CROSS != 0,
-    ))
+    Some((tenant.parse().ok()?, flags.parse().ok()?))
 }
 
 /// Verifies a token for session user `role` at time `now` with `key`.
@@ -1002,23 +992,24 @@ mod tests {
         assert_eq!(verify(&t, KEY, "app", 1_000), None);
         let x = NodeClaims { cross: true, ..C };
         assert_eq!(verify(&mint(1, KEY, &x, "app"), KEY, "app", 0), Some(x));
-        assert_eq!(claimed(&t), Some((7, false)));
-        assert_eq!(claimed(&mint(1, KEY, &x, "app")), Some((7, true)));
-        assert_eq!(claimed(""), None);
+        assert_eq!(claims_of(&t), Some((7, 0)));
+        assert_eq!(claims_of(&mint(1, KEY, &x, "app")), Some((7, FLAG_CROSS)));
         let w = NodeClaims {
             write_limited: true,
             ..C
         };
         let tw = mint(1, KEY, &w, "app");
         assert!(tw.contains(".2."), "{tw}");
-        assert!(claims_write_limit(&tw));
-        assert!(!claims_write_limit(&t));
-        assert!(!claims_write_limit(""));
+        assert_eq!(claims_of(&tw), Some((7, FLAG_WRITE_LIMITED)));
+        assert_eq!(claims_of(&t), Some((7, 0)));
+        assert_eq!(claims_of(""), None);
         assert_eq!(verify(&tw, KEY, "app", 0), Some(w));
-        assert_eq!(claimed(&tw), Some((7, false)));
         let xw = NodeClaims { cross: true, ..w };
         assert_eq!(verify(&mint(1, KEY, &xw, "app"), KEY, "app", 0), Some(xw));
-        assert_eq!(claimed(&mint(1, KEY, &xw, "app")), Some((7, true)));
+        assert_eq!(
+            claims_of(&mint(1, KEY, &xw, "app")),
+            Some((7, FLAG_CROSS | FLAG_WRITE_LIMITED))
+        );
     }
 
     #[test]

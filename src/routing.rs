@@ -80,13 +80,14 @@ pub fn relcache_changed(relid: pg_sys::Oid) {
     }
 }
 
-/// Called by the node context's assign hook with the new value (unverified: invalidating more
-/// is always safe). Only flags of cached plans are flipped, which is safe in an assign hook.
-pub fn on_node_context(value: &str) {
+/// Called by the node context's assign hook with the tenant and cross-tenant mode the new value
+/// claims (None when it was cleared; unverified: invalidating more is always safe). Only flags of
+/// cached plans are flipped, which is safe in an assign hook.
+pub fn on_node_context(claim: Option<(i64, bool)>) {
     let Some(folded) = FOLDED.0.get() else {
         return;
     };
-    let Some((tenant, cross)) = crate::citus::claimed(value) else {
+    let Some((tenant, cross)) = claim else {
         return; // cleared: a plan folded for `folded` sees nothing without a context anyway
     };
     if tenant != folded || cross {
