@@ -1,8 +1,10 @@
 -- Citus support (the node context itself is src/citus.rs): what the SQL side needs on a Citus
 -- coordinator.
 
--- Whether tbl is a Citus table ('distributed', 'reference', 'local' as citus_tables says; NULL
--- when it is not one or Citus is not installed).
+-- Whether tbl is a Citus table ('distributed', 'reference', 'local' as citus_tables says --
+-- a single-shard table of a distributed schema is 'distributed'; NULL when it is not one or Citus
+-- is not installed). 'distributed' and 'reference' tables keep their rows in shards on the
+-- workers; a 'local' one on the coordinator.
 CREATE OR REPLACE FUNCTION tenant._citus_kind(tbl regclass) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -14,7 +16,7 @@ BEGIN
         RETURN NULL;
     END IF;
     EXECUTE 'SELECT CASE WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference''
-                         WHEN p.partmethod = ''n'' THEN ''local'' ELSE ''distributed'' END
+                         WHEN p.partmethod = ''n'' AND p.colocationid = 0 THEN ''local'' ELSE ''distributed'' END
                FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
         INTO kind USING tbl;
     RETURN kind;
@@ -47,26 +49,6 @@ BEGIN
                   DETAIL = 'Citus refuses the counting trigger on its tables, and an insert sent to a worker directly would not be counted on the coordinator.',
                   HINT = 'Storage limits work on Citus (tenant.set_limits(tenant, max_storage_mb => ...)); cap the number of tenants with qualityfoundry_tenant.max_tenants; keep tenants that need rate limits in a database without Citus.';
     END IF;
-END
-$$;
-
--- Whether tbl's data is in Citus shards (a distributed table, also a single-shard one of a
--- distributed schema, or a reference table), not on the coordinator (a Citus local table, or not
--- a Citus table at all).
-CREATE OR REPLACE FUNCTION tenant._citus_sharded(tbl regclass) RETURNS boolean
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    sharded boolean;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        RETURN false;
-    END IF;
-    EXECUTE 'SELECT p.partmethod <> ''n'' OR p.repmodel = ''t'' OR p.colocationid <> 0
-               FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
-        INTO sharded USING tbl;
-    RETURN coalesce(sharded, false);
 END
 $$;
 

@@ -4702,14 +4702,14 @@ BEGIN
     -- citus_total_relation_size's, its rows not estimated, sql/citus.sql.)
     RETURN QUERY
         SELECT t.id, c.oid::regclass,
-               CASE WHEN k.kind IS NULL THEN
+               CASE WHEN k.sharded IS NOT TRUE THEN
                    tenant._estimated_rows(c.reltuples, c.relpages,
                                           pg_relation_size(c.oid) / current_setting('block_size')::bigint) END,
-               CASE WHEN k.kind IS NULL THEN pg_total_relation_size(c.oid) ELSE tenant._citus_relation_size(c.oid) END
+               CASE WHEN k.sharded IS NOT TRUE THEN pg_total_relation_size(c.oid) ELSE tenant._citus_relation_size(c.oid) END
           FROM tenant.tenants t
           JOIN pg_namespace n ON n.nspname = t.schema_name
           JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')
-          CROSS JOIN LATERAL (SELECT CASE WHEN tenant._citus_sharded(c.oid) THEN 'sharded' END AS kind) k
+          CROSS JOIN LATERAL (SELECT tenant._citus_kind(c.oid) IN ('distributed', 'reference') AS sharded) k
          WHERE only_tenant IS NULL OR t.id = only_tenant
          ORDER BY t.id, c.oid;
     FOR leaf IN
@@ -4726,7 +4726,7 @@ BEGIN
                             WHERE n.oid = l.relnamespace)
          ORDER BY l.oid
     LOOP
-        IF tenant._citus_sharded(leaf.relid) THEN
+        IF tenant._citus_kind(leaf.relid) IN ('distributed', 'reference') THEN
             -- On the Citus workers: every shard counted there as on one node (sql/citus.sql).
             RETURN QUERY
                 SELECT t.id, leaf.relid::regclass, x.rows, x.bytes
@@ -5170,8 +5170,10 @@ TO tenant_admin;
 -- Citus support (the node context itself is src/citus.rs): what the SQL side needs on a Citus
 -- coordinator.
 
--- Whether tbl is a Citus table ('distributed', 'reference', 'local' as citus_tables says; NULL
--- when it is not one or Citus is not installed).
+-- Whether tbl is a Citus table ('distributed', 'reference', 'local' as citus_tables says --
+-- a single-shard table of a distributed schema is 'distributed'; NULL when it is not one or Citus
+-- is not installed). 'distributed' and 'reference' tables keep their rows in shards on the
+-- workers; a 'local' one on the coordinator.
 CREATE OR REPLACE FUNCTION tenant._citus_kind(tbl regclass) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -5183,7 +5185,7 @@ BEGIN
         RETURN NULL;
     END IF;
     EXECUTE 'SELECT CASE WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference''
-                         WHEN p.partmethod = ''n'' THEN ''local'' ELSE ''distributed'' END
+                         WHEN p.partmethod = ''n'' AND p.colocationid = 0 THEN ''local'' ELSE ''distributed'' END
                FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
         INTO kind USING tbl;
     RETURN kind;
@@ -5216,26 +5218,6 @@ BEGIN
                   DETAIL = 'Citus refuses the counting trigger on its tables, and an insert sent to a worker directly would not be counted on the coordinator.',
                   HINT = 'Storage limits work on Citus (tenant.set_limits(tenant, max_storage_mb => ...)); cap the number of tenants with qualityfoundry_tenant.max_tenants; keep tenants that need rate limits in a database without Citus.';
     END IF;
-END
-$$;
-
--- Whether tbl's data is in Citus shards (a distributed table, also a single-shard one of a
--- distributed schema, or a reference table), not on the coordinator (a Citus local table, or not
--- a Citus table at all).
-CREATE OR REPLACE FUNCTION tenant._citus_sharded(tbl regclass) RETURNS boolean
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    sharded boolean;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        RETURN false;
-    END IF;
-    EXECUTE 'SELECT p.partmethod <> ''n'' OR p.repmodel = ''t'' OR p.colocationid <> 0
-               FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
-        INTO sharded USING tbl;
-    RETURN coalesce(sharded, false);
 END
 $$;
 

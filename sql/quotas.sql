@@ -199,14 +199,14 @@ BEGIN
     -- citus_total_relation_size's, its rows not estimated, sql/citus.sql.)
     RETURN QUERY
         SELECT t.id, c.oid::regclass,
-               CASE WHEN k.kind IS NULL THEN
+               CASE WHEN k.sharded IS NOT TRUE THEN
                    tenant._estimated_rows(c.reltuples, c.relpages,
                                           pg_relation_size(c.oid) / current_setting('block_size')::bigint) END,
-               CASE WHEN k.kind IS NULL THEN pg_total_relation_size(c.oid) ELSE tenant._citus_relation_size(c.oid) END
+               CASE WHEN k.sharded IS NOT TRUE THEN pg_total_relation_size(c.oid) ELSE tenant._citus_relation_size(c.oid) END
           FROM tenant.tenants t
           JOIN pg_namespace n ON n.nspname = t.schema_name
           JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')
-          CROSS JOIN LATERAL (SELECT CASE WHEN tenant._citus_sharded(c.oid) THEN 'sharded' END AS kind) k
+          CROSS JOIN LATERAL (SELECT tenant._citus_kind(c.oid) IN ('distributed', 'reference') AS sharded) k
          WHERE only_tenant IS NULL OR t.id = only_tenant
          ORDER BY t.id, c.oid;
     FOR leaf IN
@@ -223,7 +223,7 @@ BEGIN
                             WHERE n.oid = l.relnamespace)
          ORDER BY l.oid
     LOOP
-        IF tenant._citus_sharded(leaf.relid) THEN
+        IF tenant._citus_kind(leaf.relid) IN ('distributed', 'reference') THEN
             -- On the Citus workers: every shard counted there as on one node (sql/citus.sql).
             RETURN QUERY
                 SELECT t.id, leaf.relid::regclass, x.rows, x.bytes
