@@ -34,20 +34,32 @@ AS $$
        AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
 $$;
 
--- Rate limits are refused in a database with Citus (0A000): Citus refuses the counting trigger on
--- its tables, and the counter the coordinator keeps could not see an insert sent to a worker
--- directly. A limit that can never act is refused rather than recorded. (Storage limits work:
--- the executor checks them, src/quota.rs, and usage is measured on the workers, below.)
-CREATE OR REPLACE FUNCTION tenant._citus_refuse_quotas(what text) RETURNS void
+-- Rate limits on Citus are counted where a tenant's rows are stored (src/quota.rs): by the node
+-- holding them, in its own counters. That is exact when all of a tenant's rows of the table are
+-- on one node: a table distributed by its tenant column, a table of a distributed tenant schema,
+-- a reference table (every placement counts the same inserts), a local table. A table distributed
+-- by another column spreads a tenant's rows over nodes, each of which would count only its part:
+-- refused (0A000) rather than limited by a fraction.
+CREATE OR REPLACE FUNCTION tenant._citus_require_one_node_per_tenant(tbl regclass) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    dist_column name;
+    tenant_column name;
 BEGIN
-    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        RAISE EXCEPTION '% is not supported in a database with Citus: rate limits are not enforced there', what
+    IF tenant._citus_kind(tbl) IS DISTINCT FROM 'distributed' THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+               FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+        INTO dist_column USING tbl;
+    SELECT i.tenant_column INTO tenant_column FROM tenant.isolated_tables i WHERE i.relid = tbl;
+    IF dist_column IS NOT NULL AND dist_column IS DISTINCT FROM tenant_column THEN
+        RAISE EXCEPTION 'table % is distributed by %, not by its tenant column: a tenant''s rows are on several nodes', tbl, dist_column
             USING ERRCODE = '0A000',
-                  DETAIL = 'Citus refuses the counting trigger on its tables, and an insert sent to a worker directly would not be counted on the coordinator.',
-                  HINT = 'Storage limits work on Citus (tenant.set_limits(tenant, max_storage_mb => ...)); cap the number of tenants with qualityfoundry_tenant.max_tenants; keep tenants that need rate limits in a database without Citus.';
+                  DETAIL = 'Citus counts rate limits on the node holding a tenant''s rows; each node would count only its part.',
+                  HINT = format('Distribute it by %s (colocated with the other tenant tables), then set the limit.', coalesce(tenant_column, 'its tenant column'));
     END IF;
 END
 $$;

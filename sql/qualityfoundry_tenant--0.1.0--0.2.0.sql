@@ -138,6 +138,14 @@ CREATE TABLE tenant.rate_counters (
 );
 SELECT pg_catalog.pg_extension_config_dump('tenant.rate_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
+CREATE TABLE tenant.node_rate_counters (
+    relid regclass NOT NULL,
+    tenant_id bigint NOT NULL,
+    day date NOT NULL,
+    inserts bigint NOT NULL,
+    PRIMARY KEY (relid, tenant_id, day)
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.node_rate_counters', '');
 
 -- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
 DROP FUNCTION tenant._cross_tenant_policy(regclass);
@@ -4523,6 +4531,10 @@ END
 $$;
 CREATE OR REPLACE TRIGGER quota_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.quota_state
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._quota_changed_trigger();
+-- And every change to the rate limits (the executor's list of rate-limited tables where Citus
+-- leaves no room for the trigger, and what a Citus coordinator puts in node contexts, src/quota.rs).
+CREATE OR REPLACE TRIGGER quota_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.rate_limits
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._quota_changed_trigger();
 
 -- The storage guard (src/quota.rs): refuses INSERT and UPDATE (53400) while the current tenant is
 -- over its storage limit, except in cross-tenant mode.
@@ -4531,13 +4543,26 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'storage_guard_wrapper';
 
 -- The rate guard: counts a statement's inserted rows against the current tenant's counter of the
 -- day (UTC) for the rate-limited table, and refuses (53400) a statement that would pass the limit.
--- The counter row is the tenant's own, so tenants never wait for each other; inserts of one
--- tenant serialise on it until commit, which is what keeps the count exact (READ COMMITTED
--- re-checks the limit on the row it waited for; REPEATABLE READ fails with 40001 instead).
 -- SECURITY DEFINER: application roles cannot touch the counters. It evaluates nothing of the
 -- table but the number of rows in the transition table.
 CREATE OR REPLACE FUNCTION tenant._rate_guard() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._rate_record(TG_RELID, (SELECT count(*) FROM qft_new_rows));
+    RETURN NULL;
+END
+$$;
+
+-- Counts n rows inserted into rel (a rate-limited table or a partition of one) by the current
+-- tenant: the rate guard's work, and the executor's where Citus leaves no room for the trigger
+-- (src/quota.rs, a table local to a Citus coordinator). The counter row is the tenant's own, so
+-- tenants never wait for each other; inserts of one tenant serialise on it until commit, which is
+-- what keeps the count exact (READ COMMITTED re-checks the limit on the row it waited for;
+-- REPEATABLE READ fails with 40001 instead). Run as the extension owner.
+CREATE OR REPLACE FUNCTION tenant._rate_record(rel regclass, n bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -4545,28 +4570,23 @@ DECLARE
     root regclass;
     lim integer;
     who text;
-    n bigint;
     total bigint;
     today date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
-    IF tenant.cross_tenant_active() OR tenant._quota_exempt() THEN
-        RETURN NULL; -- audited cross-tenant mode, tenant_admin members: neither limited nor counted
+    IF n = 0 OR tenant.cross_tenant_active() OR tenant._quota_exempt() THEN
+        RETURN; -- audited cross-tenant mode, tenant_admin members: neither limited nor counted
     END IF;
     tid := tenant.current_tenant_id();
     IF tid IS NULL THEN
-        RETURN NULL; -- row security refuses the write, or the role bypasses it and is no tenant
+        RETURN; -- row security refuses the write, or the role bypasses it and is no tenant
     END IF;
     SELECT l.counted_as, coalesce(r.max_inserts_per_day, t.max_runs_per_day), t.slug INTO root, lim, who
       FROM tenant.rate_limits l
       JOIN tenant.rate_limits r ON r.relid = l.counted_as
       JOIN tenant.tenants t ON t.id = tid
-     WHERE l.relid = TG_RELID;
+     WHERE l.relid = rel;
     IF root IS NULL THEN
-        RETURN NULL; -- a copy of a rate-limited table (clone_schema) that is not limited itself
-    END IF;
-    SELECT count(*) INTO n FROM qft_new_rows;
-    IF n = 0 THEN
-        RETURN NULL;
+        RETURN; -- a copy of a rate-limited table (clone_schema) that is not limited itself
     END IF;
     IF lim IS NULL OR n <= lim THEN
         INSERT INTO tenant.rate_counters AS c (relid, tenant_id, day, inserts) VALUES (root, tid, today, n)
@@ -4577,16 +4597,59 @@ BEGIN
     IF total IS NULL THEN
         SELECT c.inserts INTO total FROM tenant.rate_counters c
          WHERE c.relid = root AND c.tenant_id = tid AND c.day = today;
-        RAISE EXCEPTION 'tenant "%" has reached its limit of % inserts per day into %', who, lim, root
-            USING ERRCODE = '53400',
-                  DETAIL = format('%s rows inserted on %s (UTC); this statement would add %s.', coalesce(total, 0), today, n),
-                  HINT = 'The count starts again at midnight UTC; a tenant_admin can raise it with tenant.limit_rate() or tenant.set_limits(max_runs_per_day => ...).';
+        PERFORM tenant._rate_refuse(who, lim, root, today, total, n);
     END IF;
     IF total = lim THEN
         PERFORM tenant._audit('rate_limit_reached', who, tid,
                               jsonb_build_object('table', root::text, 'day', today, 'max_inserts_per_day', lim));
     END IF;
-    RETURN NULL;
+END
+$$;
+
+-- On a Citus worker (src/quota.rs): counts n rows the node context's tenant tid inserted into a
+-- shard of root, the worker's copy of a rate-limited table, against lim, the limit the
+-- coordinator put in the node context (NULL: counted, not limited), in this node's counters --
+-- the tenant's rows of a table distributed by its tenant column, or of a distributed tenant
+-- schema, are all on one node, and every placement of a reference table counts the same inserts.
+-- Serialised per tenant on the counter row, as on one node. Counters older than a week go.
+CREATE OR REPLACE FUNCTION tenant._node_rate_record(root regclass, tid bigint, who text, lim integer, n bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    today date := (now() AT TIME ZONE 'UTC')::date;
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    IF lim IS NULL OR n <= lim THEN
+        INSERT INTO tenant.node_rate_counters AS c (relid, tenant_id, day, inserts) VALUES (root, tid, today, n)
+        ON CONFLICT (relid, tenant_id, day) DO UPDATE SET inserts = c.inserts + excluded.inserts
+            WHERE lim IS NULL OR c.inserts + excluded.inserts <= lim
+        RETURNING c.inserts INTO total;
+    END IF;
+    IF total IS NULL THEN
+        SELECT c.inserts INTO total FROM tenant.node_rate_counters c
+         WHERE c.relid = root AND c.tenant_id = tid AND c.day = today;
+        PERFORM tenant._rate_refuse(who, lim, root, today, total, n);
+    END IF;
+    DELETE FROM tenant.node_rate_counters c WHERE c.relid = root AND c.tenant_id = tid AND c.day < today - 7;
+END
+$$;
+
+-- The refusal of a statement that would take tenant who past lim inserts into root on day.
+CREATE OR REPLACE FUNCTION tenant._rate_refuse(who text, lim integer, root regclass, day date, total bigint, n bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'tenant "%" has reached its limit of % inserts per day into %', who, lim, root
+        USING ERRCODE = '53400',
+              DETAIL = format('%s rows inserted on %s (UTC); this statement would add %s.', coalesce(total, 0), day, n),
+              HINT = 'The count starts again at midnight UTC; a tenant_admin can raise it with tenant.limit_rate() or tenant.set_limits(max_runs_per_day => ...).';
 END
 $$;
 
@@ -4600,8 +4663,12 @@ BEGIN
         INSERT INTO tenant.rate_limits AS l (relid, counted_as) VALUES (tbl, _rate_attach.counted_as)
         ON CONFLICT (relid) DO UPDATE SET counted_as = excluded.counted_as, max_inserts_per_day = NULL;
     END IF;
-    EXECUTE format('CREATE OR REPLACE TRIGGER qft_rate_limit AFTER INSERT ON %s REFERENCING NEW TABLE AS qft_new_rows '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION tenant._rate_guard()', tbl);
+    -- In a Citus database the executor counts instead (src/quota.rs): Citus refuses triggers on
+    -- its tables, and to distribute a table that has one.
+    IF NOT tenant._citus_no_triggers() THEN
+        EXECUTE format('CREATE OR REPLACE TRIGGER qft_rate_limit AFTER INSERT ON %s REFERENCING NEW TABLE AS qft_new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION tenant._rate_guard()', tbl);
+    END IF;
 END
 $$;
 
@@ -4616,13 +4683,12 @@ DECLARE
 BEGIN
     -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on, and to
     -- distribute a table that has one: in a Citus database (any table: a local one may be
-    -- distributed later, sql/citus.sql) the storage limit is checked by the executor instead
-    -- (src/quota.rs), and rate limits are refused (tenant.limit_rate).
-    IF tenant._citus_no_triggers() THEN
-        RETURN;
+    -- distributed later, sql/citus.sql) the executor checks the storage limit and counts rate
+    -- limits instead (src/quota.rs); _rate_attach then only records a partition's limit.
+    IF NOT tenant._citus_no_triggers() THEN
+        EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION tenant._storage_guard()', tbl);
     END IF;
-    EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION tenant._storage_guard()', tbl);
     -- (pg_partition_ancestors lists nothing for a table that is no partition)
     SELECT l.counted_as INTO root
       FROM (SELECT tbl AS relid UNION SELECT a.relid FROM pg_partition_ancestors(tbl) a) a
@@ -4847,6 +4913,7 @@ BEGIN
      WHERE c.day < (now() AT TIME ZONE 'UTC')::date - 7
         OR NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = c.relid);
     DELETE FROM tenant.rate_limits l WHERE NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = l.relid);
+    DELETE FROM tenant.node_rate_counters c WHERE NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = c.relid);
     UPDATE tenant.quota_status
        SET last_refresh_at = clock_timestamp(),
            last_refresh_ms = extract(epoch FROM clock_timestamp() - started) * 1000;
@@ -4969,9 +5036,6 @@ DECLARE
     t tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tenant');
-    IF set_limits.max_runs_per_day IS NOT NULL THEN
-        PERFORM tenant._citus_refuse_quotas('tenant.set_limits(max_runs_per_day => ...)'); -- sql/citus.sql
-    END IF;
     t := tenant._resolve(tenant);
     IF set_limits.max_storage_mb IS NULL AND set_limits.max_runs_per_day IS NULL THEN
         RAISE EXCEPTION 'no limit given for tenant "%"', t.slug USING ERRCODE = '22023',
@@ -5019,9 +5083,6 @@ DECLARE
     prev tenant.tiers;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tier');
-    IF set_tier_limits.max_runs_per_day IS NOT NULL THEN
-        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits(max_runs_per_day => ...)'); -- sql/citus.sql
-    END IF;
     IF set_tier_limits.tier IS NULL THEN
         RAISE EXCEPTION 'tier must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -5100,7 +5161,6 @@ DECLARE
     part regclass;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set a rate limit');
-    PERFORM tenant._citus_refuse_quotas('tenant.limit_rate()'); -- sql/citus.sql
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'tbl must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -5113,6 +5173,7 @@ BEGIN
         RAISE EXCEPTION 'table % is neither isolated nor in a tenant schema', tbl USING ERRCODE = '22023',
             HINT = 'Rate limits count per tenant: call tenant.enable_isolation() first.';
     END IF;
+    PERFORM tenant._citus_require_one_node_per_tenant(tbl); -- sql/citus.sql
     SELECT * INTO prev FROM tenant.rate_limits l WHERE l.relid = tbl;
     INSERT INTO tenant.rate_limits AS l (relid, counted_as, max_inserts_per_day)
     VALUES (tbl, tbl, limit_rate.max_inserts_per_day)
@@ -5163,7 +5224,8 @@ GRANT EXECUTE ON FUNCTION
     tenant.set_tier_limits(text, integer, integer),
     tenant.limit_rate(regclass, integer), tenant.drop_rate_limit(regclass)
 TO tenant_admin;
-GRANT SELECT ON tenant.tiers, tenant.quota_state, tenant.quota_status, tenant.rate_limits, tenant.rate_counters
+GRANT SELECT ON tenant.tiers, tenant.quota_state, tenant.quota_status, tenant.rate_limits, tenant.rate_counters,
+    tenant.node_rate_counters
 TO tenant_admin;
 
 -- sql/citus.sql
@@ -5203,20 +5265,32 @@ AS $$
        AND coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on'
 $$;
 
--- Rate limits are refused in a database with Citus (0A000): Citus refuses the counting trigger on
--- its tables, and the counter the coordinator keeps could not see an insert sent to a worker
--- directly. A limit that can never act is refused rather than recorded. (Storage limits work:
--- the executor checks them, src/quota.rs, and usage is measured on the workers, below.)
-CREATE OR REPLACE FUNCTION tenant._citus_refuse_quotas(what text) RETURNS void
+-- Rate limits on Citus are counted where a tenant's rows are stored (src/quota.rs): by the node
+-- holding them, in its own counters. That is exact when all of a tenant's rows of the table are
+-- on one node: a table distributed by its tenant column, a table of a distributed tenant schema,
+-- a reference table (every placement counts the same inserts), a local table. A table distributed
+-- by another column spreads a tenant's rows over nodes, each of which would count only its part:
+-- refused (0A000) rather than limited by a fraction.
+CREATE OR REPLACE FUNCTION tenant._citus_require_one_node_per_tenant(tbl regclass) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    dist_column name;
+    tenant_column name;
 BEGIN
-    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        RAISE EXCEPTION '% is not supported in a database with Citus: rate limits are not enforced there', what
+    IF tenant._citus_kind(tbl) IS DISTINCT FROM 'distributed' THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+               FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+        INTO dist_column USING tbl;
+    SELECT i.tenant_column INTO tenant_column FROM tenant.isolated_tables i WHERE i.relid = tbl;
+    IF dist_column IS NOT NULL AND dist_column IS DISTINCT FROM tenant_column THEN
+        RAISE EXCEPTION 'table % is distributed by %, not by its tenant column: a tenant''s rows are on several nodes', tbl, dist_column
             USING ERRCODE = '0A000',
-                  DETAIL = 'Citus refuses the counting trigger on its tables, and an insert sent to a worker directly would not be counted on the coordinator.',
-                  HINT = 'Storage limits work on Citus (tenant.set_limits(tenant, max_storage_mb => ...)); cap the number of tenants with qualityfoundry_tenant.max_tenants; keep tenants that need rate limits in a database without Citus.';
+                  DETAIL = 'Citus counts rate limits on the node holding a tenant''s rows; each node would count only its part.',
+                  HINT = format('Distribute it by %s (colocated with the other tenant tables), then set the limit.', coalesce(tenant_column, 'its tenant column'));
     END IF;
 END
 $$;

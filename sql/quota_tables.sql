@@ -64,5 +64,16 @@ CREATE TABLE tenant.rate_counters (
     inserts bigint NOT NULL,
     PRIMARY KEY (relid, tenant_id, day)
 );
+-- On a Citus worker: the inserts stored there per rate-limited table (the worker's copy of it),
+-- tenant and UTC day, counted under the coordinator's node contexts (src/quota.rs). No foreign
+-- key: a worker has no registry.
+CREATE TABLE tenant.node_rate_counters (
+    relid regclass NOT NULL,
+    tenant_id bigint NOT NULL,
+    day date NOT NULL,
+    inserts bigint NOT NULL,
+    PRIMARY KEY (relid, tenant_id, day)
+);
 SELECT pg_catalog.pg_extension_config_dump('tenant.rate_limits', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.node_rate_counters', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');

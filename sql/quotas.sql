@@ -20,6 +20,10 @@ END
 $$;
 CREATE OR REPLACE TRIGGER quota_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.quota_state
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._quota_changed_trigger();
+-- And every change to the rate limits (the executor's list of rate-limited tables where Citus
+-- leaves no room for the trigger, and what a Citus coordinator puts in node contexts, src/quota.rs).
+CREATE OR REPLACE TRIGGER quota_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.rate_limits
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._quota_changed_trigger();
 
 -- The storage guard (src/quota.rs): refuses INSERT and UPDATE (53400) while the current tenant is
 -- over its storage limit, except in cross-tenant mode.
@@ -28,13 +32,26 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'storage_guard_wrapper';
 
 -- The rate guard: counts a statement's inserted rows against the current tenant's counter of the
 -- day (UTC) for the rate-limited table, and refuses (53400) a statement that would pass the limit.
--- The counter row is the tenant's own, so tenants never wait for each other; inserts of one
--- tenant serialise on it until commit, which is what keeps the count exact (READ COMMITTED
--- re-checks the limit on the row it waited for; REPEATABLE READ fails with 40001 instead).
 -- SECURITY DEFINER: application roles cannot touch the counters. It evaluates nothing of the
 -- table but the number of rows in the transition table.
 CREATE OR REPLACE FUNCTION tenant._rate_guard() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant._rate_record(TG_RELID, (SELECT count(*) FROM qft_new_rows));
+    RETURN NULL;
+END
+$$;
+
+-- Counts n rows inserted into rel (a rate-limited table or a partition of one) by the current
+-- tenant: the rate guard's work, and the executor's where Citus leaves no room for the trigger
+-- (src/quota.rs, a table local to a Citus coordinator). The counter row is the tenant's own, so
+-- tenants never wait for each other; inserts of one tenant serialise on it until commit, which is
+-- what keeps the count exact (READ COMMITTED re-checks the limit on the row it waited for;
+-- REPEATABLE READ fails with 40001 instead). Run as the extension owner.
+CREATE OR REPLACE FUNCTION tenant._rate_record(rel regclass, n bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -42,28 +59,23 @@ DECLARE
     root regclass;
     lim integer;
     who text;
-    n bigint;
     total bigint;
     today date := (now() AT TIME ZONE 'UTC')::date;
 BEGIN
-    IF tenant.cross_tenant_active() OR tenant._quota_exempt() THEN
-        RETURN NULL; -- audited cross-tenant mode, tenant_admin members: neither limited nor counted
+    IF n = 0 OR tenant.cross_tenant_active() OR tenant._quota_exempt() THEN
+        RETURN; -- audited cross-tenant mode, tenant_admin members: neither limited nor counted
     END IF;
     tid := tenant.current_tenant_id();
     IF tid IS NULL THEN
-        RETURN NULL; -- row security refuses the write, or the role bypasses it and is no tenant
+        RETURN; -- row security refuses the write, or the role bypasses it and is no tenant
     END IF;
     SELECT l.counted_as, coalesce(r.max_inserts_per_day, t.max_runs_per_day), t.slug INTO root, lim, who
       FROM tenant.rate_limits l
       JOIN tenant.rate_limits r ON r.relid = l.counted_as
       JOIN tenant.tenants t ON t.id = tid
-     WHERE l.relid = TG_RELID;
+     WHERE l.relid = rel;
     IF root IS NULL THEN
-        RETURN NULL; -- a copy of a rate-limited table (clone_schema) that is not limited itself
-    END IF;
-    SELECT count(*) INTO n FROM qft_new_rows;
-    IF n = 0 THEN
-        RETURN NULL;
+        RETURN; -- a copy of a rate-limited table (clone_schema) that is not limited itself
     END IF;
     IF lim IS NULL OR n <= lim THEN
         INSERT INTO tenant.rate_counters AS c (relid, tenant_id, day, inserts) VALUES (root, tid, today, n)
@@ -74,16 +86,59 @@ BEGIN
     IF total IS NULL THEN
         SELECT c.inserts INTO total FROM tenant.rate_counters c
          WHERE c.relid = root AND c.tenant_id = tid AND c.day = today;
-        RAISE EXCEPTION 'tenant "%" has reached its limit of % inserts per day into %', who, lim, root
-            USING ERRCODE = '53400',
-                  DETAIL = format('%s rows inserted on %s (UTC); this statement would add %s.', coalesce(total, 0), today, n),
-                  HINT = 'The count starts again at midnight UTC; a tenant_admin can raise it with tenant.limit_rate() or tenant.set_limits(max_runs_per_day => ...).';
+        PERFORM tenant._rate_refuse(who, lim, root, today, total, n);
     END IF;
     IF total = lim THEN
         PERFORM tenant._audit('rate_limit_reached', who, tid,
                               jsonb_build_object('table', root::text, 'day', today, 'max_inserts_per_day', lim));
     END IF;
-    RETURN NULL;
+END
+$$;
+
+-- On a Citus worker (src/quota.rs): counts n rows the node context's tenant tid inserted into a
+-- shard of root, the worker's copy of a rate-limited table, against lim, the limit the
+-- coordinator put in the node context (NULL: counted, not limited), in this node's counters --
+-- the tenant's rows of a table distributed by its tenant column, or of a distributed tenant
+-- schema, are all on one node, and every placement of a reference table counts the same inserts.
+-- Serialised per tenant on the counter row, as on one node. Counters older than a week go.
+CREATE OR REPLACE FUNCTION tenant._node_rate_record(root regclass, tid bigint, who text, lim integer, n bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    today date := (now() AT TIME ZONE 'UTC')::date;
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    IF lim IS NULL OR n <= lim THEN
+        INSERT INTO tenant.node_rate_counters AS c (relid, tenant_id, day, inserts) VALUES (root, tid, today, n)
+        ON CONFLICT (relid, tenant_id, day) DO UPDATE SET inserts = c.inserts + excluded.inserts
+            WHERE lim IS NULL OR c.inserts + excluded.inserts <= lim
+        RETURNING c.inserts INTO total;
+    END IF;
+    IF total IS NULL THEN
+        SELECT c.inserts INTO total FROM tenant.node_rate_counters c
+         WHERE c.relid = root AND c.tenant_id = tid AND c.day = today;
+        PERFORM tenant._rate_refuse(who, lim, root, today, total, n);
+    END IF;
+    DELETE FROM tenant.node_rate_counters c WHERE c.relid = root AND c.tenant_id = tid AND c.day < today - 7;
+END
+$$;
+
+-- The refusal of a statement that would take tenant who past lim inserts into root on day.
+CREATE OR REPLACE FUNCTION tenant._rate_refuse(who text, lim integer, root regclass, day date, total bigint, n bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'tenant "%" has reached its limit of % inserts per day into %', who, lim, root
+        USING ERRCODE = '53400',
+              DETAIL = format('%s rows inserted on %s (UTC); this statement would add %s.', coalesce(total, 0), day, n),
+              HINT = 'The count starts again at midnight UTC; a tenant_admin can raise it with tenant.limit_rate() or tenant.set_limits(max_runs_per_day => ...).';
 END
 $$;
 
@@ -97,8 +152,12 @@ BEGIN
         INSERT INTO tenant.rate_limits AS l (relid, counted_as) VALUES (tbl, _rate_attach.counted_as)
         ON CONFLICT (relid) DO UPDATE SET counted_as = excluded.counted_as, max_inserts_per_day = NULL;
     END IF;
-    EXECUTE format('CREATE OR REPLACE TRIGGER qft_rate_limit AFTER INSERT ON %s REFERENCING NEW TABLE AS qft_new_rows '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION tenant._rate_guard()', tbl);
+    -- In a Citus database the executor counts instead (src/quota.rs): Citus refuses triggers on
+    -- its tables, and to distribute a table that has one.
+    IF NOT tenant._citus_no_triggers() THEN
+        EXECUTE format('CREATE OR REPLACE TRIGGER qft_rate_limit AFTER INSERT ON %s REFERENCING NEW TABLE AS qft_new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION tenant._rate_guard()', tbl);
+    END IF;
 END
 $$;
 
@@ -113,13 +172,12 @@ DECLARE
 BEGIN
     -- Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on, and to
     -- distribute a table that has one: in a Citus database (any table: a local one may be
-    -- distributed later, sql/citus.sql) the storage limit is checked by the executor instead
-    -- (src/quota.rs), and rate limits are refused (tenant.limit_rate).
-    IF tenant._citus_no_triggers() THEN
-        RETURN;
+    -- distributed later, sql/citus.sql) the executor checks the storage limit and counts rate
+    -- limits instead (src/quota.rs); _rate_attach then only records a partition's limit.
+    IF NOT tenant._citus_no_triggers() THEN
+        EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION tenant._storage_guard()', tbl);
     END IF;
-    EXECUTE format('CREATE OR REPLACE TRIGGER qft_storage_quota BEFORE INSERT OR UPDATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION tenant._storage_guard()', tbl);
     -- (pg_partition_ancestors lists nothing for a table that is no partition)
     SELECT l.counted_as INTO root
       FROM (SELECT tbl AS relid UNION SELECT a.relid FROM pg_partition_ancestors(tbl) a) a
@@ -344,6 +402,7 @@ BEGIN
      WHERE c.day < (now() AT TIME ZONE 'UTC')::date - 7
         OR NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = c.relid);
     DELETE FROM tenant.rate_limits l WHERE NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = l.relid);
+    DELETE FROM tenant.node_rate_counters c WHERE NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = c.relid);
     UPDATE tenant.quota_status
        SET last_refresh_at = clock_timestamp(),
            last_refresh_ms = extract(epoch FROM clock_timestamp() - started) * 1000;
@@ -466,9 +525,6 @@ DECLARE
     t tenant.tenants;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tenant');
-    IF set_limits.max_runs_per_day IS NOT NULL THEN
-        PERFORM tenant._citus_refuse_quotas('tenant.set_limits(max_runs_per_day => ...)'); -- sql/citus.sql
-    END IF;
     t := tenant._resolve(tenant);
     IF set_limits.max_storage_mb IS NULL AND set_limits.max_runs_per_day IS NULL THEN
         RAISE EXCEPTION 'no limit given for tenant "%"', t.slug USING ERRCODE = '22023',
@@ -516,9 +572,6 @@ DECLARE
     prev tenant.tiers;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set the limits of a tier');
-    IF set_tier_limits.max_runs_per_day IS NOT NULL THEN
-        PERFORM tenant._citus_refuse_quotas('tenant.set_tier_limits(max_runs_per_day => ...)'); -- sql/citus.sql
-    END IF;
     IF set_tier_limits.tier IS NULL THEN
         RAISE EXCEPTION 'tier must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -597,7 +650,6 @@ DECLARE
     part regclass;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'set a rate limit');
-    PERFORM tenant._citus_refuse_quotas('tenant.limit_rate()'); -- sql/citus.sql
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'tbl must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -610,6 +662,7 @@ BEGIN
         RAISE EXCEPTION 'table % is neither isolated nor in a tenant schema', tbl USING ERRCODE = '22023',
             HINT = 'Rate limits count per tenant: call tenant.enable_isolation() first.';
     END IF;
+    PERFORM tenant._citus_require_one_node_per_tenant(tbl); -- sql/citus.sql
     SELECT * INTO prev FROM tenant.rate_limits l WHERE l.relid = tbl;
     INSERT INTO tenant.rate_limits AS l (relid, counted_as, max_inserts_per_day)
     VALUES (tbl, tbl, limit_rate.max_inserts_per_day)
@@ -660,5 +713,6 @@ GRANT EXECUTE ON FUNCTION
     tenant.set_tier_limits(text, integer, integer),
     tenant.limit_rate(regclass, integer), tenant.drop_rate_limit(regclass)
 TO tenant_admin;
-GRANT SELECT ON tenant.tiers, tenant.quota_state, tenant.quota_status, tenant.rate_limits, tenant.rate_counters
+GRANT SELECT ON tenant.tiers, tenant.quota_state, tenant.quota_status, tenant.rate_limits, tenant.rate_counters,
+    tenant.node_rate_counters
 TO tenant_admin;

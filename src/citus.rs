@@ -30,6 +30,11 @@
 //! `<flags>`: 1 cross-tenant mode; 2 the tenant was write-limited by its storage quota (and the
 //! role not exempt) when the token was minted, so the workers refuse its INSERT and UPDATE of
 //! isolated shards (src/quota.rs), also when it is replayed there directly.
+//!
+//! A token minted while rate limits exist, for a tenant and a role they apply to, has one more
+//! part before the MAC, `<rates>` (`RateClaims`): the tenant's slug and, per rate-limited table,
+//! its name and the tenant's limit there, so the node holding the tenant's rows counts its inserts
+//! (src/quota.rs). Without rate limits the token is as above.
 
 use crate::error;
 use crate::privilege;
@@ -246,19 +251,64 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn payload(key_id: i32, claims: &NodeClaims, role: &str) -> String {
+fn payload(key_id: i32, claims: &NodeClaims, role: &str, rates: &str) -> String {
     let flags = if claims.cross { FLAG_CROSS } else { 0 }
         | if claims.write_limited {
             FLAG_WRITE_LIMITED
         } else {
             0
         };
-    format!(
+    let base = format!(
         "n1.{key_id}.{}.{}.{flags}.{}",
         claims.tenant,
         claims.expires_at,
         hex(role.as_bytes())
-    )
+    );
+    if rates.is_empty() {
+        base
+    } else {
+        format!("{base}.{rates}")
+    }
+}
+
+/// What a node context says about rate limits: the tenant's slug (for the refusal's message) and
+/// the tenant's limit per rate-limited table (`schema.table` as `format('%I.%I')` renders it;
+/// None: counted, not limited).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RateClaims {
+    pub slug: String,
+    pub limits: Vec<(String, Option<i32>)>,
+}
+
+/// `<hex slug>;<hex table>,<limit or ->;...`: no dot (the token's separator), nothing to quote.
+pub fn encode_rates(rates: &RateClaims) -> String {
+    let mut out = hex(rates.slug.as_bytes());
+    for (table, limit) in &rates.limits {
+        out.push(';');
+        out.push_str(&hex(table.as_bytes()));
+        out.push(',');
+        match limit {
+            Some(n) => out.push_str(&n.to_string()),
+            None => out.push('-'),
+        }
+    }
+    out
+}
+
+pub fn decode_rates(text: &str) -> Option<RateClaims> {
+    let mut parts = text.split(';');
+    let slug = String::from_utf8(unhex(parts.next()?)?).ok()?;
+    let mut limits = Vec::new();
+    for entry in parts {
+        let (table, limit) = entry.split_once(',')?;
+        let table = String::from_utf8(unhex(table)?).ok()?;
+        let limit = match limit {
+            "-" => None,
+            n => Some(n.parse::<i32>().ok().filter(|&n| n > 0)?),
+        };
+        limits.push((table, limit));
+    }
+    (!slug.is_empty() && !limits.is_empty()).then_some(RateClaims { slug, limits })
 }
 
 fn mac_of(key: &[u8], payload: &str) -> HmacSha256 {
@@ -268,8 +318,8 @@ fn mac_of(key: &[u8], payload: &str) -> HmacSha256 {
     mac
 }
 
-pub fn mint(key_id: i32, key: &[u8], claims: &NodeClaims, role: &str) -> String {
-    let payload = payload(key_id, claims, role);
+pub fn mint(key_id: i32, key: &[u8], claims: &NodeClaims, role: &str, rates: &str) -> String {
+    let payload = payload(key_id, claims, role, rates);
     let tag = mac_of(key, &payload).finalize().into_bytes();
     format!("{payload}.{}", hex(&tag))
 }
@@ -285,7 +335,9 @@ pub fn key_id_of(token: &str) -> Option<i32> {
 /// invalidation and the write-limit's transaction mark only.
 fn claims_of(token: &str) -> Option<(i64, u32)> {
     let parts: Vec<&str> = token.split('.').collect();
-    let [version, _, tenant, _, flags, _, _] = parts.as_slice() else {
+    let ([version, _, tenant, _, flags, _, _] | [version, _, tenant, _, flags, _, _, _]) =
+        parts.as_slice()
+    else {
         return None;
     };
     (*version == "n1").then_some(())?;
@@ -295,10 +347,12 @@ fn claims_of(token: &str) -> Option<(i64, u32)> {
 /// Verifies a token for session user `role` at time `now` with `key`.
 pub fn verify(token: &str, key: &[u8], role: &str, now: i64) -> Option<NodeClaims> {
     let parts: Vec<&str> = token.split('.').collect();
-    let [version, key_id, tenant, expires, flags, role_hex, tag] = parts.as_slice() else {
-        return None;
+    let (version, key_id, tenant, expires, flags, role_hex, rates, tag) = match parts.as_slice() {
+        [v, k, t, e, f, r, tag] => (v, k, t, e, f, r, "", tag),
+        [v, k, t, e, f, r, rates, tag] => (v, k, t, e, f, r, *rates, tag),
+        _ => return None,
     };
-    if *version != "n1" {
+    if *version != "n1" || (!rates.is_empty() && decode_rates(rates).is_none()) {
         return None;
     }
     let key_id: i32 = key_id.parse().ok()?;
@@ -313,7 +367,7 @@ pub fn verify(token: &str, key: &[u8], role: &str, now: i64) -> Option<NodeClaim
         write_limited: flags & FLAG_WRITE_LIMITED != 0,
     };
     // The canonical rendering only: no second spelling of the same claims verifies.
-    if payload(key_id, &claims, role) != token[..token.len() - tag.len() - 1]
+    if payload(key_id, &claims, role, rates) != token[..token.len() - tag.len() - 1]
         || *role_hex != hex(role.as_bytes())
     {
         return None;
@@ -539,6 +593,25 @@ pub fn node_cross_tenant() -> bool {
     node_claims().is_some_and(|c| c.cross)
 }
 
+/// The tenant and the rate limits of the verified node context in force, if it carries any (on
+/// a worker; never in cross-tenant mode). The rates are read from the setting that
+/// `node_claims()` just verified for the current assignment (its MAC covers them).
+pub fn node_rates() -> Option<(i64, RateClaims)> {
+    let claims = node_claims().filter(|c| !c.cross && c.tenant > 0)?;
+    let token = NODE_CONTEXT_SETTING.get()?;
+    let rates = rates_of(token.to_str().ok()?)?;
+    Some((claims.tenant, decode_rates(rates)?))
+}
+
+/// A token's `<rates>` part, unverified (None: it has none).
+fn rates_of(token: &str) -> Option<&str> {
+    let parts: Vec<&str> = token.split('.').collect();
+    match parts.as_slice() {
+        [_, _, _, _, _, _, rates, _] => Some(rates),
+        _ => None,
+    }
+}
+
 /// `SET LOCAL qualityfoundry_tenant.node_context = '<value>'`, handed to ProcessUtility as a
 /// statement (so Citus's utility hook records it for its workers, with this text) without SPI:
 /// pgrx's `Spi::run` assigns the transaction an id, which made every `set_tenant` transaction a
@@ -625,9 +698,17 @@ pub fn publish(tenant: Option<i64>, cross: bool) {
         // Workers cannot read the coordinator's flags: the token says it (for the token's life).
         write_limited: !cross && tenant.is_some_and(crate::quota::write_limited),
     };
+    // The node holding the tenant's rows counts its inserts into rate-limited tables: the
+    // token says which and how many (none for cross-tenant mode or an exempt role).
+    let rates = match tenant {
+        Some(t) if !cross => crate::quota::node_rates_for(t)
+            .map(|r| encode_rates(&r))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     // Citus connects to the workers as the current user.
     let role = privilege::role_name(privilege::caller());
-    let token = mint(key_id, &key, &claims, &role);
+    let token = mint(key_id, &key, &claims, &role, &rates);
     // Citus sends the SET LOCAL statements of a transaction block to its workers while
     // citus.propagate_set_commands is 'local'. Set for the transaction unless it already is (a
     // DBA may set it for the database), straight into the setting: Citus reads only the value,
@@ -986,35 +1067,41 @@ mod tests {
 
     #[test]
     fn round_trip_and_expiry() {
-        let t = mint(1, KEY, &C, "app");
+        let t = mint(1, KEY, &C, "app", "");
         assert_eq!(key_id_of(&t), Some(1));
         assert_eq!(verify(&t, KEY, "app", 999), Some(C));
         assert_eq!(verify(&t, KEY, "app", 1_000), None);
         let x = NodeClaims { cross: true, ..C };
-        assert_eq!(verify(&mint(1, KEY, &x, "app"), KEY, "app", 0), Some(x));
+        assert_eq!(verify(&mint(1, KEY, &x, "app", ""), KEY, "app", 0), Some(x));
         assert_eq!(claims_of(&t), Some((7, 0)));
-        assert_eq!(claims_of(&mint(1, KEY, &x, "app")), Some((7, FLAG_CROSS)));
+        assert_eq!(
+            claims_of(&mint(1, KEY, &x, "app", "")),
+            Some((7, FLAG_CROSS))
+        );
         let w = NodeClaims {
             write_limited: true,
             ..C
         };
-        let tw = mint(1, KEY, &w, "app");
+        let tw = mint(1, KEY, &w, "app", "");
         assert!(tw.contains(".2."), "{tw}");
         assert_eq!(claims_of(&tw), Some((7, FLAG_WRITE_LIMITED)));
         assert_eq!(claims_of(&t), Some((7, 0)));
         assert_eq!(claims_of(""), None);
         assert_eq!(verify(&tw, KEY, "app", 0), Some(w));
         let xw = NodeClaims { cross: true, ..w };
-        assert_eq!(verify(&mint(1, KEY, &xw, "app"), KEY, "app", 0), Some(xw));
         assert_eq!(
-            claims_of(&mint(1, KEY, &xw, "app")),
+            verify(&mint(1, KEY, &xw, "app", ""), KEY, "app", 0),
+            Some(xw)
+        );
+        assert_eq!(
+            claims_of(&mint(1, KEY, &xw, "app", "")),
             Some((7, FLAG_CROSS | FLAG_WRITE_LIMITED))
         );
     }
 
     #[test]
     fn other_role_key_or_tampering_is_refused() {
-        let t = mint(1, KEY, &C, "app");
+        let t = mint(1, KEY, &C, "app", "");
         assert_eq!(verify(&t, KEY, "app2", 0), None);
         assert_eq!(verify(&t, OTHER, "app", 0), None);
         for (from, to) in [
@@ -1035,5 +1122,46 @@ mod tests {
         assert_eq!(verify("n1.1.7", KEY, "app", 0), None);
         assert_eq!(verify(&format!("{t}.x"), KEY, "app", 0), None);
         assert_eq!(verify(&t[..t.len() - 2], KEY, "app", 0), None);
+    }
+
+    #[test]
+    fn rates_round_trip_under_the_mac() {
+        let rates = RateClaims {
+            slug: "acme".into(),
+            limits: vec![
+                ("public.projects".into(), Some(3)),
+                ("\"we.ird;,\".t".into(), None),
+            ],
+        };
+        let text = encode_rates(&rates);
+        assert!(!text.contains('.'), "{text}");
+        assert_eq!(decode_rates(&text), Some(rates.clone()));
+        let t = mint(1, KEY, &C, "app", &text);
+        assert_eq!(t.split('.').count(), 8, "{t}");
+        assert_eq!(verify(&t, KEY, "app", 0), Some(C));
+        assert_eq!(claims_of(&t), Some((7, 0)));
+        assert_eq!(rates_of(&t), Some(text.as_str()));
+        // Without rates the token is the seven-part one; no empty eighth part verifies.
+        let plain = mint(1, KEY, &C, "app", "");
+        assert_eq!(rates_of(&plain), None);
+        let tag = plain.rsplit('.').next().unwrap();
+        let empty = format!("{}..{tag}", &plain[..plain.len() - tag.len() - 1]);
+        assert_eq!(verify(&empty, KEY, "app", 0), None, "{empty}");
+        // The rates are under the MAC: removed, changed, raised.
+        let stripped = t.replacen(&format!(".{text}"), "", 1);
+        assert_eq!(verify(&stripped, KEY, "app", 0), None);
+        let raised = t.replacen(",3", ",300", 1);
+        assert_ne!(raised, t);
+        assert_eq!(verify(&raised, KEY, "app", 0), None);
+        // Malformed rates: no entry, a bad limit, bad hex.
+        for bad in [
+            "61636d65",
+            "61636d65;70,0",
+            "61636d65;70,x",
+            "61636d65;7,3",
+            ";70,3",
+        ] {
+            assert_eq!(decode_rates(bad), None, "{bad}");
+        }
     }
 }

@@ -265,13 +265,18 @@ unsafe extern "C-unwind" fn executor_run(
 }
 
 unsafe extern "C-unwind" fn executor_finish(qd: *mut pg_sys::QueryDesc) {
-    if crate::citus::loaded() {
+    let citus = crate::citus::loaded();
+    if citus {
         crate::quota::check_citus_write_done(qd);
     }
     nested(|| match PREV_FINISH {
         Some(prev) => prev(qd),
         None => raw_standard_executor_finish(qd),
-    })
+    });
+    // Rate limits where Citus leaves no room for the trigger: counted once the rows are in.
+    if citus {
+        crate::quota::count_citus_inserts(qd);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

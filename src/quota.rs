@@ -581,6 +581,339 @@ pub unsafe extern "C-unwind" fn check_citus_copy(pstmt: *mut pg_sys::PlannedStmt
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Rate limits on Citus: no trigger counts there (Citus refuses triggers on its tables, and to
+// distribute a table that has one), so the executor counts, after each INSERT, where the rows
+// are stored:
+//
+// - On a worker, an INSERT into a shard whose table (its partition root) the node context names
+//   among its rate limits (`citus::RateClaims`: the coordinator put the tenant's limit per
+//   rate-limited table in the token, under the MAC, unless the role is exempt or in cross-tenant
+//   mode) is counted in the worker's own counters (`tenant._node_rate_record`). A tenant's rows
+//   of a table distributed by its tenant column, or of a distributed tenant schema, are on one
+//   node, and each placement of a reference table counts the same inserts, so the count is the
+//   tenant's whole (limit_rate refuses a table distributed by another column). An INSERT sent
+//   to the worker directly, or through run_command_on_*, with a replayed context is counted
+//   the same way: it is the same statement on the same shard.
+// - On a coordinator, an INSERT into a rate-limited table whose rows stay there (local to the
+//   coordinator, and a shard the coordinator holds) is counted as the trigger counts on one node
+//   (`tenant._rate_record`); one into a distributed or reference table is left to the nodes
+//   holding its shards.
+// - The count is the statement's processed rows (`es_processed`): an `INSERT ... ON CONFLICT DO
+//   UPDATE` counts the rows it updated too. Where the count would not be the statement's own —
+//   an INSERT in a WITH clause, MERGE — a statement writing a rate-limited table is refused.
+
+struct Rated {
+    generation: u64,
+    /// Every table of tenant.rate_limits (the limited ones and their partitions).
+    relids: Vec<Oid>,
+}
+static RATED: Backend<RefCell<Option<Rated>>> = Backend(RefCell::new(None));
+
+/// The rate-limited tables, through a cache the trigger on tenant.rate_limits invalidates (with
+/// the storage flags' generation).
+fn with_rated<R>(f: impl FnOnce(&[Oid]) -> R) -> R {
+    {
+        let rated = RATED.0.borrow();
+        if let Some(r) = rated
+            .as_ref()
+            .filter(|r| r.generation == GENERATION.0.get())
+        {
+            return f(&r.relids);
+        }
+    }
+    let generation = GENERATION.0.get();
+    let relids = load_rated();
+    let out = f(&relids);
+    if GENERATION.0.get() == generation {
+        *RATED.0.borrow_mut() = Some(Rated { generation, relids });
+    }
+    out
+}
+
+fn load_rated() -> Vec<Oid> {
+    // A database where the extension is not installed (a preloaded library) has no limits.
+    let installed = unsafe {
+        let ns = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
+        ns != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(c"rate_limits".as_ptr(), ns) != pg_sys::InvalidOid
+    };
+    if !installed {
+        return Vec::new();
+    }
+    privilege::as_owner(|| {
+        with_latest_snapshot(|| {
+            Spi::connect(|c| {
+                let mut out = Vec::new();
+                for row in c.select(
+                    "SELECT l.relid::pg_catalog.oid FROM tenant.rate_limits l",
+                    None,
+                    &[],
+                )? {
+                    out.extend(row.get::<Oid>(1)?);
+                }
+                Ok::<_, pgrx::spi::Error>(out)
+            })
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("reading the rate limits", e))
+}
+
+/// What a Citus coordinator puts in the node context for `tenant`: its slug and its limit on
+/// every rate-limited table (the table's own, else the tenant's max_runs_per_day). None when no
+/// table is rate-limited or the role acting is exempt (tenant_admin members, superusers).
+pub fn node_rates_for(tenant: i64) -> Option<crate::citus::RateClaims> {
+    if with_rated(|r| r.is_empty())
+        || privilege::has_role(privilege::outer_caller(), privilege::TENANT_ADMIN)
+    {
+        return None;
+    }
+    let rows = privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let mut out = Vec::new();
+            for row in c.select(
+                "SELECT t.slug, pg_catalog.format('%I.%I', n.nspname, c.relname), \
+                        COALESCE(l.max_inserts_per_day, t.max_runs_per_day) \
+                   FROM tenant.rate_limits l \
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid \
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                   JOIN tenant.tenants t ON t.id OPERATOR(pg_catalog.=) $1 \
+                  WHERE l.relid OPERATOR(pg_catalog.=) l.counted_as \
+                  ORDER BY 2",
+                None,
+                &[tenant.into()],
+            )? {
+                out.push((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<i32>(3)?,
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("reading the tenant's rate limits", e));
+    let slug = rows.first()?.0.clone();
+    Some(crate::citus::RateClaims {
+        slug,
+        limits: rows.into_iter().map(|(_, t, l)| (t, l)).collect(),
+    })
+}
+
+/// The relations a plan inserts into, each with whether the statement's count is not its own:
+/// an INSERT in a data-modifying WITH (its ModifyTable does not set the count), or MERGE. A
+/// ModifyTable is the top of its query level's plan: the statement's, or a WITH query's subplan.
+unsafe fn insert_targets(stmt: *const pg_sys::PlannedStmt) -> Vec<(Oid, bool)> {
+    let mut out = Vec::new();
+    let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
+    let subplans = pgrx::PgList::<pg_sys::Plan>::from_pg((*stmt).subplans);
+    let plans = std::iter::once((*stmt).planTree).chain(subplans.iter_ptr());
+    for plan in plans {
+        if plan.is_null() || !pgrx::is_a(plan.cast(), pg_sys::NodeTag::T_ModifyTable) {
+            continue;
+        }
+        let mt = plan.cast::<pg_sys::ModifyTable>();
+        let indirect = match (*mt).operation {
+            pg_sys::CmdType::CMD_INSERT => !(*mt).canSetTag,
+            pg_sys::CmdType::CMD_MERGE => true,
+            _ => continue,
+        };
+        for index in pgrx::PgList::<i32>::from_pg((*mt).resultRelations).iter_int() {
+            let rte = usize::try_from(index - 1)
+                .ok()
+                .and_then(|i| rtable.get_ptr(i));
+            if let Some(rte) = rte {
+                if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {
+                    out.push(((*rte).relid, indirect));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn qualified_name(relid: Oid) -> String {
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if name.is_null() || ns.is_null() {
+            return relid.to_u32().to_string();
+        }
+        format!(
+            "{}.{}",
+            std::ffi::CStr::from_ptr(ns).to_string_lossy(),
+            std::ffi::CStr::from_ptr(name).to_string_lossy()
+        )
+    }
+}
+
+/// The shard id a relation's name ends with (`<table>_<shard id>`), if it could be a Citus shard.
+pub fn shard_id_of(name: &str) -> Option<i64> {
+    let (_, digits) = name.rsplit_once('_')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The Citus table a shard belongs to and that table's partition root, as
+/// (root oid, `schema.table`), if `relid` is a shard this node knows.
+fn shard_root(relid: Oid) -> Option<(Oid, String)> {
+    let name = unsafe {
+        let n = pg_sys::get_rel_name(relid);
+        if n.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(n).to_string_lossy().into_owned()
+    };
+    let shard = shard_id_of(&name)?;
+    privilege::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT r.oid, pg_catalog.format('%I.%I', n.nspname, r.relname) \
+                   FROM pg_catalog.pg_dist_shard s \
+                   JOIN pg_catalog.pg_class l ON l.oid OPERATOR(pg_catalog.=) s.logicalrelid \
+                   JOIN pg_catalog.pg_namespace ln ON ln.oid OPERATOR(pg_catalog.=) l.relnamespace \
+                   JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) \
+                        COALESCE(pg_catalog.pg_partition_root(s.logicalrelid), s.logicalrelid) \
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace \
+                  WHERE s.shardid OPERATOR(pg_catalog.=) $1 \
+                    AND pg_catalog.to_regclass(CASE WHEN ln.nspname OPERATOR(pg_catalog.=) 'public' THEN 'public.' ELSE '' END \
+                          OPERATOR(pg_catalog.||) pg_catalog.shard_name(s.logicalrelid, s.shardid)) \
+                        OPERATOR(pg_catalog.=) $2::pg_catalog.oid::pg_catalog.regclass",
+                Some(1),
+                &[shard.into(), relid.into()],
+            )?;
+            if t.is_empty() {
+                return Ok(None);
+            }
+            let row = t.first();
+            Ok::<_, pgrx::spi::Error>(row.get::<Oid>(1)?.zip(row.get::<String>(2)?))
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("looking up a shard's table", e))
+}
+
+fn refuse_indirect(relid: Oid) -> ! {
+    error::raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "an INSERT into rate-limited table {} inside WITH or MERGE is not supported in a database with Citus",
+            qualified_name(relid)
+        ),
+        Some("Rate limits on Citus count a statement's own rows; a data-modifying WITH or a MERGE does not report them.".into()),
+        Some("Insert with a plain INSERT statement.".into()),
+    )
+}
+
+/// The coordinator's count: rows stored here (a local table, a shard held here), as one node.
+fn count_on_coordinator(targets: &[(Oid, bool)], n: u64) {
+    for &(relid, indirect) in targets {
+        let limited = with_rated(|r| r.contains(&relid));
+        let counted_as = if limited {
+            Some(relid)
+        } else if with_rated(|r| r.is_empty()) {
+            None
+        } else {
+            shard_root(relid)
+                .map(|(root, _)| root)
+                .filter(|root| with_rated(|r| r.contains(root)))
+        };
+        let Some(counted_as) = counted_as else {
+            continue;
+        };
+        let stored_here = privilege::as_owner(|| {
+            Spi::connect(|c| {
+                let t = c.select(
+                    "SELECT $2 OR (tenant._citus_kind($1::pg_catalog.oid::pg_catalog.regclass) IS NULL \
+                                   OR tenant._citus_kind($1::pg_catalog.oid::pg_catalog.regclass) OPERATOR(pg_catalog.=) 'local') \
+                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g \
+                                         WHERE g.tgrelid OPERATOR(pg_catalog.=) $1 AND g.tgname OPERATOR(pg_catalog.=) 'qft_rate_limit')",
+                    Some(1),
+                    &[relid.into(), (counted_as != relid).into()],
+                )?;
+                context::first_value::<bool>(t)
+            })
+        })
+        .unwrap_or_else(|e| spi_failed("looking up a rate-limited table", e));
+        if stored_here != Some(true) {
+            continue; // a distributed or reference table: the nodes holding its shards count
+        }
+        if indirect {
+            refuse_indirect(relid);
+        }
+        privilege::as_owner(|| {
+            Spi::connect(|c| {
+                c.select(
+                    "SELECT tenant._rate_record($1::pg_catalog.oid::pg_catalog.regclass, $2)",
+                    None,
+                    &[counted_as.into(), (n as i64).into()],
+                )
+                .map(|_| ())
+            })
+        })
+        .unwrap_or_else(|e| spi_failed("counting a rate-limited insert", e));
+    }
+}
+
+/// A worker's count, under a node context that carries rate limits.
+fn count_on_worker(targets: &[(Oid, bool)], n: u64) {
+    let Some((tenant, rates)) = crate::citus::node_rates() else {
+        return;
+    };
+    for &(relid, indirect) in targets {
+        let Some((root, name)) = shard_root(relid) else {
+            continue;
+        };
+        let Some(&(_, limit)) = rates.limits.iter().find(|(t, _)| *t == name) else {
+            continue;
+        };
+        if indirect {
+            refuse_indirect(relid);
+        }
+        privilege::as_owner(|| {
+            Spi::connect(|c| {
+                c.select(
+                    "SELECT tenant._node_rate_record($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5)",
+                    None,
+                    &[
+                        root.into(),
+                        tenant.into(),
+                        rates.slug.as_str().into(),
+                        limit.into(),
+                        (n as i64).into(),
+                    ],
+                )
+                .map(|_| ())
+            })
+        })
+        .unwrap_or_else(|e| spi_failed("counting a rate-limited insert", e));
+    }
+}
+
+/// From the executor finish hook (cross_audit.rs) where Citus is loaded, once the statement has
+/// run: counts its inserts into rate-limited tables where the rows are stored.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn count_citus_inserts(qd: *mut pg_sys::QueryDesc) {
+    if qd.is_null() || (*qd).plannedstmt.is_null() || (*qd).estate.is_null() {
+        return;
+    }
+    let stmt = (*qd).plannedstmt;
+    if (*stmt).resultRelations.is_null() {
+        return; // nothing written
+    }
+    let targets = insert_targets(stmt);
+    if targets.is_empty() {
+        return; // no INSERT (UPDATE and DELETE insert nothing)
+    }
+    let n = (*(*qd).estate).es_processed;
+    match crate::citus::node() {
+        crate::citus::Node::Single => {}
+        crate::citus::Node::Coordinator => count_on_coordinator(&targets, n),
+        crate::citus::Node::Worker => count_on_worker(&targets, n),
+    }
+}
+
 /// Called by the statement trigger on `tenant.quota_state`: every backend drops its cached flags
 /// at commit (and this one at the end of the command).
 #[pg_extern(schema = "tenant", name = "_quota_changed", volatile, parallel_unsafe)]
@@ -1037,6 +1370,22 @@ mod tests {
         assert_eq!(stricter_cap(3, 5), 3);
         assert_eq!(stricter_cap(0, 5), 0);
         assert_eq!(stricter_cap(-1, -1), -1);
+    }
+
+    #[test]
+    fn shard_ids_are_read_from_the_name_end() {
+        assert_eq!(shard_id_of("projects_102008"), Some(102008));
+        assert_eq!(shard_id_of("my_table_2_102041"), Some(102041));
+        for name in [
+            "projects",
+            "projects_",
+            "projects_12a",
+            "_",
+            "x_-1",
+            "x_99999999999999999999",
+        ] {
+            assert_eq!(shard_id_of(name), None, "{name}");
+        }
     }
 
     #[test]

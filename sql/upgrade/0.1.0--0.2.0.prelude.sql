@@ -133,6 +133,14 @@ CREATE TABLE tenant.rate_counters (
 );
 SELECT pg_catalog.pg_extension_config_dump('tenant.rate_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.rate_counters', '');
+CREATE TABLE tenant.node_rate_counters (
+    relid regclass NOT NULL,
+    tenant_id bigint NOT NULL,
+    day date NOT NULL,
+    inserts bigint NOT NULL,
+    PRIMARY KEY (relid, tenant_id, day)
+);
+SELECT pg_catalog.pg_extension_config_dump('tenant.node_rate_counters', '');
 
 -- Issue 11: the cross-tenant policy comes from the policy template (tenant._policy_shape) now.
 DROP FUNCTION tenant._cross_tenant_policy(regclass);

@@ -1953,62 +1953,521 @@ fn storage_quota_holds_on_the_workers() {
         .unwrap();
 }
 
-/// What is not built on Citus keeps its 0A000 refusal, before anything changes: rate limits
-/// (limit_rate, and max_runs_per_day in set_limits and set_tier_limits).
+/// Inserts `rows` (tenant, id, name) into public.projects as `short` in `tenant`'s transaction.
+fn insert_as(db: &CitusDb, short: &str, tenant: &str, sql: &str) -> Result<(), postgres::Error> {
+    let mut c = db.connect(short);
+    c.batch_execute(&format!(
+        "BEGIN; SELECT tenant.set_tenant('{tenant}', is_local => true)"
+    ))?;
+    let r = c.batch_execute(sql);
+    c.batch_execute(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    r
+}
+
+fn rate_refusal(slug: &str, limit: i32, table: &str) -> String {
+    format!("tenant \"{slug}\" has reached its limit of {limit} inserts per day into {table}")
+}
+
+/// Every node's counters of today, as the superuser reads them on each node (the oracle: the
+/// workers' own tables, not the extension's report): (node, table, tenant, inserts).
+fn rate_counts(db: &CitusDb) -> Vec<(String, String, i64, i64)> {
+    let mut out = Vec::new();
+    let read =
+        |c: &mut Client, node: &str, table: &str, out: &mut Vec<(String, String, i64, i64)>| {
+            for r in c
+                .query(
+                    &format!(
+                        "SELECT n.nspname || '.' || c.relname, t.tenant_id, t.inserts
+                       FROM tenant.{table} t JOIN pg_class c ON c.oid = t.relid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE t.day = (now() AT TIME ZONE 'UTC')::date ORDER BY 1, 2"
+                    ),
+                    &[],
+                )
+                .unwrap()
+            {
+                out.push((node.to_string(), r.get(0), r.get(1), r.get(2)));
+            }
+        };
+    read(
+        &mut db.superuser(),
+        "coordinator",
+        "rate_counters",
+        &mut out,
+    );
+    for i in 0..2 {
+        read(
+            &mut db.worker_superuser(i),
+            &format!("worker{i}"),
+            "node_rate_counters",
+            &mut out,
+        );
+    }
+    out
+}
+
+/// Rate limits on distributed tables are counted by the node holding the tenant's rows: through
+/// the coordinator every insert shape counts, the limit (the table's, or the tenant's
+/// max_runs_per_day) refuses with the single-node message, tenants and exempt roles are apart,
+/// and a table distributed by another column, whose tenant rows are on several nodes, is refused.
 #[test]
-fn rate_limits_are_refused_on_a_citus_database() {
+fn rate_limits_on_distributed_tables() {
     let db = CitusDb::new("rates");
     with_projects(&db);
-    let state = |db: &CitusDb| -> Vec<String> {
-        strings(
-            &mut db.superuser(),
-            "SELECT format('%s %s %s', slug, max_storage_mb, max_runs_per_day) FROM tenant.tenants
-             UNION ALL SELECT format('tier %s %s %s', tier, max_storage_mb, max_runs_per_day) FROM tenant.tiers
-             UNION ALL SELECT format('rate %s', relid) FROM tenant.rate_limits
-             UNION ALL SELECT format('trigger %s %s', tgrelid::regclass, tgname) FROM pg_trigger
-                        WHERE tgname LIKE 'qft\\_%' AND tgrelid IN ('public.projects'::regclass, 'public.tasks'::regclass)
-             UNION ALL SELECT format('audit %s', action) FROM tenant.audit_log WHERE action ~ 'limit'
-             ORDER BY 1",
-        )
-    };
-    let before = state(&db);
     let mut admin = db.connect("admin");
-    for sql in [
-        "SELECT tenant.set_limits('acme', max_runs_per_day => 10)",
-        "SELECT tenant.set_limits('acme', max_storage_mb => 5, max_runs_per_day => 10)",
-        "SELECT tenant.set_tier_limits('pro', 5, 10)",
-        "SELECT tenant.set_tier_limits('pro', NULL, 10)",
-        "SELECT tenant.limit_rate('public.projects', 10)",
-        "SELECT tenant.limit_rate('public.projects')",
-    ] {
-        let e = admin.query(sql, &[]).expect_err(sql);
-        let db_error = e.as_db_error().expect("a server error");
-        assert_eq!(db_error.code().code(), "0A000", "{sql}: {e:?}");
-        assert!(
-            db_error.message().contains(
-                "not supported in a database with Citus: rate limits are not enforced there"
-            ) && db_error
-                .hint()
-                .is_some_and(|h| h.contains("Storage limits work on Citus")),
-            "{sql}: {db_error:?}"
-        );
-        // Whoever may not set limits at all is told that first.
-        expect_sqlstate(db.connect("app").query(sql, &[]), "42501");
-    }
-    assert_eq!(state(&db), before, "nothing changed");
-    // Storage limits and tier storage defaults are accepted; no trigger on the Citus tables.
     admin
+        .batch_execute("SELECT tenant.limit_rate('public.projects', 5)")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(
+            &mut db.superuser(),
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'qft\\_%'
+              AND tgrelid IN ('public.projects'::regclass, 'public.tasks'::regclass)"
+        ),
+        0,
+        "no trigger on the Citus tables"
+    );
+    // acme: 3 in one multi-row statement, 3 more refused (5 is the limit), then 2, then 1 refused.
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.projects (id, name) VALUES (110, 'a'), (111, 'b'), (112, 'c')",
+    )
+    .unwrap();
+    let before = all_rows(&db);
+    let e = insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.projects (id, name) VALUES (113, 'd'), (114, 'e'), (115, 'f')",
+    );
+    let msg = expect_sqlstate(e, "53400");
+    assert!(
+        msg.contains(&rate_refusal("acme", 5, "public.projects")),
+        "{msg}"
+    );
+    assert_eq!(all_rows(&db), before, "nothing written");
+    // A writable CTE through the coordinator (Citus runs its INSERT as the shard's own statement).
+    insert_as(&db, "app", "acme", "WITH w AS (INSERT INTO public.projects (id, name) VALUES (113, 'd'), (114, 'e') RETURNING 1) SELECT count(*) FROM w").unwrap();
+    let before = all_rows(&db);
+    let msg = expect_sqlstate(
+        insert_as(
+            &db,
+            "app",
+            "acme",
+            "INSERT INTO public.projects (id, name) VALUES (115, 'f')",
+        ),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("acme", 5, "public.projects")),
+        "{msg}"
+    );
+    assert_eq!(all_rows(&db), before, "nothing written");
+    // globex counts apart: INSERT ... SELECT pushed down to the shards, then a refused one.
+    insert_as(&db, "app2", "globex", "INSERT INTO public.projects (tenant_id, id, name) SELECT tenant_id, id + 1000, 'copy' FROM public.projects").unwrap();
+    let msg = expect_sqlstate(
+        insert_as(&db, "app2", "globex", "INSERT INTO public.projects (tenant_id, id, name) SELECT tenant_id, id + 2000, 'copy' FROM public.projects"),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("globex", 5, "public.projects")),
+        "{msg}"
+    );
+    // Exempt: a tenant_admin member acting in the tenant, and cross-tenant mode.
+    db.superuser()
+        .batch_execute(&format!(
+            "GRANT tenant_user TO {0}; GRANT SELECT, INSERT ON public.projects TO {0}",
+            db.role("admin")
+        ))
+        .unwrap();
+    insert_as(
+        &db,
+        "admin",
+        "acme",
+        "INSERT INTO public.projects (id, name) VALUES (120, 'admin')",
+    )
+    .unwrap();
+    let mut support = db.connect("support");
+    support
         .batch_execute(
-            "SELECT tenant.set_limits('acme', max_storage_mb => 5);
-             SELECT tenant.set_tier_limits('pro', 5, NULL);
-             SELECT tenant.clear_limits('acme'); SELECT tenant.set_tier_limits('pro', NULL, NULL);",
+            "BEGIN; SELECT tenant.enter_cross_tenant('ticket 9', is_local => true);
+             INSERT INTO public.projects VALUES (1, 121, 'support'); COMMIT",
         )
         .unwrap();
-    assert!(
-        !state(&db).iter().any(|s| s.starts_with("trigger")),
-        "{:?}",
-        state(&db)
+    let acme_rows = |db: &CitusDb| all_rows(db).iter().filter(|r| r.0 == 1).count();
+    assert_eq!(acme_rows(&db), 3 + 5 + 2, "acme's five and the exempt two");
+    // The counts: on the worker holding each tenant's shard, five each, nothing elsewhere.
+    let (acme_worker, _) = shards_of(&db, 1)[0].clone();
+    let (globex_worker, _) = shards_of(&db, 2)[0].clone();
+    let mut expected = vec![
+        (
+            format!("worker{acme_worker}"),
+            "public.projects".to_string(),
+            1i64,
+            5i64,
+        ),
+        (
+            format!("worker{globex_worker}"),
+            "public.projects".to_string(),
+            2,
+            3,
+        ),
+    ];
+    expected.sort();
+    assert_eq!(rate_counts(&db), expected);
+    // A limit raised takes effect from the next transaction.
+    admin
+        .batch_execute("SELECT tenant.limit_rate('public.projects', 6)")
+        .unwrap();
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.projects (id, name) VALUES (115, 'f')",
+    )
+    .unwrap();
+    // The tenant's own max_runs_per_day where the table's limit is NULL.
+    admin
+        .batch_execute(
+            "SELECT tenant.set_limits('globex', max_runs_per_day => 2);
+             SELECT tenant.limit_rate('public.tasks')",
+        )
+        .unwrap();
+    insert_as(
+        &db,
+        "app2",
+        "globex",
+        "INSERT INTO public.tasks (id, project_id, title) VALUES (20, 200, 'a'), (21, 200, 'b')",
+    )
+    .unwrap();
+    let msg = expect_sqlstate(
+        insert_as(
+            &db,
+            "app2",
+            "globex",
+            "INSERT INTO public.tasks (id, project_id, title) VALUES (22, 200, 'c')",
+        ),
+        "53400",
     );
+    assert!(
+        msg.contains(&rate_refusal("globex", 2, "public.tasks")),
+        "{msg}"
+    );
+    insert_as(&db, "app", "acme", "INSERT INTO public.tasks (id, project_id, title) VALUES (10, 100, 'a'), (11, 100, 'b'), (12, 100, 'c')").unwrap();
+    // A table distributed by another column: refused, nothing recorded.
+    let mut su = db.superuser();
+    su.batch_execute(
+        "CREATE TABLE public.events (tenant_id bigint NOT NULL, id integer NOT NULL, PRIMARY KEY (id, tenant_id));
+         SELECT tenant.enable_isolation('public.events');
+         SELECT create_distributed_table('public.events', 'id');",
+    )
+    .unwrap();
+    let limits = |db: &CitusDb| {
+        strings(&mut db.superuser(), "SELECT format('%s %s %s', relid, counted_as, max_inserts_per_day) FROM tenant.rate_limits ORDER BY 1")
+    };
+    let before = limits(&db);
+    let e = admin.query("SELECT tenant.limit_rate('public.events', 5)", &[]);
+    let msg = expect_sqlstate(e, "0A000");
+    assert!(
+        msg.contains("is distributed by id, not by its tenant column"),
+        "{msg}"
+    );
+    assert_eq!(limits(&db), before, "nothing recorded");
+    // Whoever may not set limits is told that first.
+    expect_sqlstate(
+        db.connect("app")
+            .query("SELECT tenant.limit_rate('public.projects', 50)", &[]),
+        "42501",
+    );
+    assert_eq!(limits(&db), before);
+}
+
+/// A table local to a Citus coordinator, and a reference table, are counted as on one node by
+/// the node(s) storing their rows; a partitioned distributed table counts every partition
+/// against its limit.
+#[test]
+fn rate_limits_on_local_reference_and_partitioned_tables() {
+    let db = CitusDb::new("rateskinds");
+    let mut su = db.superuser();
+    su.batch_execute(
+        "SELECT tenant.create_tenant('acme', 'Acme');
+         SELECT tenant.create_tenant('globex', 'Globex');
+         CREATE TABLE public.notes (tenant_id bigint NOT NULL, id integer NOT NULL, PRIMARY KEY (tenant_id, id));
+         SELECT tenant.enable_isolation('public.notes');
+         CREATE TABLE public.kinds (tenant_id bigint NOT NULL, id integer NOT NULL, PRIMARY KEY (tenant_id, id));
+         SELECT create_reference_table('public.kinds');
+         SELECT tenant.enable_isolation('public.kinds');
+         CREATE TABLE public.runs (tenant_id bigint NOT NULL, id integer NOT NULL, at date NOT NULL,
+                                   PRIMARY KEY (tenant_id, id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE public.runs_2025 PARTITION OF public.runs FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         CREATE TABLE public.runs_2026 PARTITION OF public.runs FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         SELECT tenant.enable_isolation('public.runs');
+         SELECT create_distributed_table('public.runs', 'tenant_id');",
+    )
+    .unwrap();
+    for (short, _) in ROLES {
+        su.batch_execute(&format!(
+            "GRANT SELECT, INSERT ON public.notes, public.kinds, public.runs, public.runs_2025, public.runs_2026 TO {}",
+            db.role(short)
+        ))
+        .unwrap();
+    }
+    db.connect("admin")
+        .batch_execute(
+            "SELECT tenant.limit_rate('public.notes', 2);
+             SELECT tenant.limit_rate('public.kinds', 2);
+             SELECT tenant.limit_rate('public.runs', 3);",
+        )
+        .unwrap();
+    let count = |db: &CitusDb, table: &str| -> i64 {
+        one(
+            &mut db.superuser(),
+            &format!("SELECT count(*) FROM public.{table}"),
+        )
+    };
+    // The local table: counted on the coordinator.
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.notes (id) VALUES (1), (2)",
+    )
+    .unwrap();
+    let msg = expect_sqlstate(
+        insert_as(
+            &db,
+            "app",
+            "acme",
+            "INSERT INTO public.notes (id) VALUES (3)",
+        ),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("acme", 2, "public.notes")),
+        "{msg}"
+    );
+    insert_as(
+        &db,
+        "app",
+        "globex",
+        "INSERT INTO public.notes (id) VALUES (1)",
+    )
+    .unwrap();
+    assert_eq!(count(&db, "notes"), 3);
+    // The reference table: every placement counts the same inserts; the third is refused.
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.kinds (id) VALUES (1)",
+    )
+    .unwrap();
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.kinds (id) VALUES (2)",
+    )
+    .unwrap();
+    let msg = expect_sqlstate(
+        insert_as(
+            &db,
+            "app",
+            "acme",
+            "INSERT INTO public.kinds (id) VALUES (3)",
+        ),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("acme", 2, "public.kinds")),
+        "{msg}"
+    );
+    assert_eq!(count(&db, "kinds"), 2);
+    // The partitioned table: both partitions count against runs' limit, through the parent or
+    // straight into a partition.
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.runs (id, at) VALUES (1, '2025-06-01'), (2, '2026-06-01')",
+    )
+    .unwrap();
+    let msg = expect_sqlstate(
+        insert_as(
+            &db,
+            "app",
+            "acme",
+            "INSERT INTO public.runs_2025 (id, at) VALUES (3, '2025-07-01'), (4, '2025-07-02')",
+        ),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("acme", 3, "public.runs")),
+        "{msg}"
+    );
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.runs_2025 (id, at) VALUES (3, '2025-07-01')",
+    )
+    .unwrap();
+    expect_sqlstate(
+        insert_as(
+            &db,
+            "app",
+            "acme",
+            "INSERT INTO public.runs (id, at) VALUES (5, '2026-07-01')",
+        ),
+        "53400",
+    );
+    assert_eq!(count(&db, "runs"), 3);
+    let counts = rate_counts(&db);
+    let of = |node: &str, table: &str| -> Vec<(i64, i64)> {
+        counts
+            .iter()
+            .filter(|c| c.0 == node && c.1 == table)
+            .map(|c| (c.2, c.3))
+            .collect()
+    };
+    assert_eq!(
+        of("coordinator", "public.notes"),
+        [(1, 2), (2, 1)],
+        "{counts:?}"
+    );
+    for node in ["worker0", "worker1"] {
+        assert_eq!(of(node, "public.kinds"), [(1, 2)], "{node}: {counts:?}");
+        assert!(of(node, "public.notes").is_empty(), "{counts:?}");
+    }
+    let runs: i64 = counts
+        .iter()
+        .filter(|c| c.1 == "public.runs")
+        .map(|c| c.3)
+        .sum();
+    assert_eq!(runs, 3, "{counts:?}");
+}
+
+/// The workers count what is sent to them directly: an application role on a worker's port, or
+/// through run_command_on_shards, with its own node context replayed, inserts into its tenant's
+/// shard up to the same limit and shares the count with the coordinator's path; the inserts
+/// whose count is not their own are refused; a context whose rates were altered or removed is
+/// no context (its MAC fails).
+#[test]
+fn rate_limits_hold_on_the_workers() {
+    let db = CitusDb::new("ratesw");
+    with_projects(&db);
+    let before_limit = own_token(&db, "app");
+    assert_eq!(
+        before_limit.split('.').count(),
+        7,
+        "{before_limit}: no rates yet"
+    );
+    db.connect("admin")
+        .batch_execute("SELECT tenant.limit_rate('public.projects', 4)")
+        .unwrap();
+    let token = own_token(&db, "app");
+    assert_eq!(token.split('.').count(), 8, "{token}: the limits are in it");
+    let (w, shard) = shards_of(&db, 1)[0].clone();
+    let mut direct = db.connect_worker("app", w);
+    set_node_context(&mut direct, &token);
+    direct
+        .batch_execute(&format!(
+            "INSERT INTO public.{shard} VALUES (1, 7001, 'direct'), (1, 7002, 'direct')"
+        ))
+        .unwrap();
+    let before = all_rows(&db);
+    for sql in [
+        format!("INSERT INTO public.{shard} VALUES (1, 7003, 'direct'), (1, 7004, 'direct'), (1, 7005, 'direct')"),
+        format!("INSERT INTO public.{shard} SELECT 1, g, 'direct' FROM generate_series(7010, 7012) g"),
+    ] {
+        let msg = expect_sqlstate(direct.batch_execute(&sql), "53400");
+        assert!(msg.contains(&rate_refusal("acme", 4, "public.projects")), "{sql}: {msg}");
+    }
+    for sql in [
+        format!("WITH w AS (INSERT INTO public.{shard} VALUES (1, 7020, 'cte') RETURNING 1) SELECT count(*) FROM w"),
+        format!("MERGE INTO public.{shard} t USING (SELECT 1::bigint AS tenant_id, 7021 AS id) s
+                   ON t.tenant_id = s.tenant_id AND t.id = s.id
+                 WHEN NOT MATCHED THEN INSERT VALUES (s.tenant_id, s.id, 'merge')"),
+    ] {
+        let msg = expect_sqlstate(direct.batch_execute(&sql), "0A000");
+        assert!(msg.contains("inside WITH or MERGE is not supported in a database with Citus"), "{sql}: {msg}");
+    }
+    assert_eq!(all_rows(&db), before, "nothing written");
+    // run_command_on_shards as the application role, and the coordinator's path: one count.
+    let mut app = db.connect("app");
+    let rcos = |app: &mut Client, id: i32| -> Vec<(bool, String)> {
+        let command = format!(
+            "INSERT INTO %1$s SELECT 1, {id}, 'rcos' FROM (SELECT set_config('qualityfoundry_tenant.node_context', '{token}', true)) s \
+              WHERE pg_catalog.to_regclass('%1$s') = pg_catalog.to_regclass('public.{shard}')"
+        );
+        app.query(
+            "SELECT success, result FROM run_command_on_shards('public.projects', $1)",
+            &[&command],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let results = rcos(&mut app, 7030);
+    assert!(results.iter().all(|(ok, _)| *ok), "{results:?}");
+    insert_as(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.projects (id, name) VALUES (130, 'x')",
+    )
+    .unwrap();
+    let before = all_rows(&db);
+    let results = rcos(&mut app, 7031);
+    assert!(
+        results
+            .iter()
+            .any(|(ok, r)| !ok && r.contains(&rate_refusal("acme", 4, "public.projects"))),
+        "{results:?}"
+    );
+    let msg = expect_sqlstate(
+        insert_as(
+            &db,
+            "app",
+            "acme",
+            "INSERT INTO public.projects (id, name) VALUES (131, 'x')",
+        ),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("acme", 4, "public.projects")),
+        "{msg}"
+    );
+    assert_eq!(all_rows(&db), before);
+    let acme_new: Vec<i32> = all_rows(&db)
+        .iter()
+        .filter(|r| r.0 == 1 && r.1 >= 110)
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(
+        acme_new,
+        [130, 7001, 7002, 7030],
+        "two direct, one through run_command_on_shards, one through the coordinator"
+    );
+    // Rates raised or removed: the MAC fails, so no context (row security refuses the insert).
+    let text = token.split('.').nth(6).unwrap().to_string();
+    let raised = text.replacen(",4", ",400", 1);
+    assert_ne!(raised, text);
+    for forged in [
+        token.replacen(&text, &raised, 1),
+        token.replacen(&format!(".{text}"), "", 1),
+    ] {
+        let mut c = db.connect_worker("app", w);
+        set_node_context(&mut c, &forged);
+        let e = c.batch_execute(&format!(
+            "INSERT INTO public.{shard} VALUES (1, 7040, 'forged')"
+        ));
+        expect_sqlstate(e, "42501");
+    }
+    assert_eq!(all_rows(&db), before, "nothing written");
 }
 
 /// Per tenant schema, after migration `version` created table `table` and added column `column`
