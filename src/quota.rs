@@ -842,18 +842,17 @@ fn count_on_coordinator(targets: &[(Oid, bool)], n: u64) {
         if indirect {
             refuse_indirect(relid);
         }
-        privilege::as_owner(|| {
-            Spi::connect(|c| {
-                c.select(
-                    "SELECT tenant._rate_record($1::pg_catalog.oid::pg_catalog.regclass, $2)",
-                    None,
-                    &[counted_as.into(), (n as i64).into()],
-                )
-                .map(|_| ())
-            })
-        })
-        .unwrap_or_else(|e| spi_failed("counting a rate-limited insert", e));
+        record_as_owner(
+            "SELECT tenant._rate_record($1::pg_catalog.oid::pg_catalog.regclass, $2)",
+            &[counted_as.into(), (n as i64).into()],
+        );
     }
+}
+
+/// Runs one of the counting functions as the extension owner (its refusal is the statement's).
+fn record_as_owner(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
+    privilege::as_owner(|| Spi::connect(|c| c.select(sql, None, args).map(|_| ())))
+        .unwrap_or_else(|e| spi_failed("counting a rate-limited insert", e));
 }
 
 /// A worker's count, under a node context that carries rate limits.
@@ -871,23 +870,16 @@ fn count_on_worker(targets: &[(Oid, bool)], n: u64) {
         if indirect {
             refuse_indirect(relid);
         }
-        privilege::as_owner(|| {
-            Spi::connect(|c| {
-                c.select(
-                    "SELECT tenant._node_rate_record($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5)",
-                    None,
-                    &[
-                        root.into(),
-                        tenant.into(),
-                        rates.slug.as_str().into(),
-                        limit.into(),
-                        (n as i64).into(),
-                    ],
-                )
-                .map(|_| ())
-            })
-        })
-        .unwrap_or_else(|e| spi_failed("counting a rate-limited insert", e));
+        record_as_owner(
+            "SELECT tenant._node_rate_record($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5)",
+            &[
+                root.into(),
+                tenant.into(),
+                rates.slug.as_str().into(),
+                limit.into(),
+                (n as i64).into(),
+            ],
+        );
     }
 }
 

@@ -1964,6 +1964,15 @@ fn insert_as(db: &CitusDb, short: &str, tenant: &str, sql: &str) -> Result<(), p
     r
 }
 
+/// `sql` as `short` in tenant `tenant` is refused at its rate limit (`limit` into `table`).
+fn refused_at_limit(db: &CitusDb, short: &str, tenant: &str, sql: &str, limit: i32, table: &str) {
+    let msg = expect_sqlstate(insert_as(db, short, tenant, sql), "53400");
+    assert!(
+        msg.contains(&rate_refusal(tenant, limit, table)),
+        "{sql}: {msg}"
+    );
+}
+
 fn rate_refusal(slug: &str, limit: i32, table: &str) -> String {
     format!("tenant \"{slug}\" has reached its limit of {limit} inserts per day into {table}")
 }
@@ -2051,30 +2060,18 @@ fn rate_limits_on_distributed_tables() {
     // A writable CTE through the coordinator (Citus runs its INSERT as the shard's own statement).
     insert_as(&db, "app", "acme", "WITH w AS (INSERT INTO public.projects (id, name) VALUES (113, 'd'), (114, 'e') RETURNING 1) SELECT count(*) FROM w").unwrap();
     let before = all_rows(&db);
-    let msg = expect_sqlstate(
-        insert_as(
-            &db,
-            "app",
-            "acme",
-            "INSERT INTO public.projects (id, name) VALUES (115, 'f')",
-        ),
-        "53400",
-    );
-    assert!(
-        msg.contains(&rate_refusal("acme", 5, "public.projects")),
-        "{msg}"
+    refused_at_limit(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.projects (id, name) VALUES (115, 'f')",
+        5,
+        "public.projects",
     );
     assert_eq!(all_rows(&db), before, "nothing written");
     // globex counts apart: INSERT ... SELECT pushed down to the shards, then a refused one.
     insert_as(&db, "app2", "globex", "INSERT INTO public.projects (tenant_id, id, name) SELECT tenant_id, id + 1000, 'copy' FROM public.projects").unwrap();
-    let msg = expect_sqlstate(
-        insert_as(&db, "app2", "globex", "INSERT INTO public.projects (tenant_id, id, name) SELECT tenant_id, id + 2000, 'copy' FROM public.projects"),
-        "53400",
-    );
-    assert!(
-        msg.contains(&rate_refusal("globex", 5, "public.projects")),
-        "{msg}"
-    );
+    refused_at_limit(&db, "app2", "globex", "INSERT INTO public.projects (tenant_id, id, name) SELECT tenant_id, id + 2000, 'copy' FROM public.projects", 5, "public.projects");
     // Exempt: a tenant_admin member acting in the tenant, and cross-tenant mode.
     db.superuser()
         .batch_execute(&format!(
@@ -2142,18 +2139,13 @@ fn rate_limits_on_distributed_tables() {
         "INSERT INTO public.tasks (id, project_id, title) VALUES (20, 200, 'a'), (21, 200, 'b')",
     )
     .unwrap();
-    let msg = expect_sqlstate(
-        insert_as(
-            &db,
-            "app2",
-            "globex",
-            "INSERT INTO public.tasks (id, project_id, title) VALUES (22, 200, 'c')",
-        ),
-        "53400",
-    );
-    assert!(
-        msg.contains(&rate_refusal("globex", 2, "public.tasks")),
-        "{msg}"
+    refused_at_limit(
+        &db,
+        "app2",
+        "globex",
+        "INSERT INTO public.tasks (id, project_id, title) VALUES (22, 200, 'c')",
+        2,
+        "public.tasks",
     );
     insert_as(&db, "app", "acme", "INSERT INTO public.tasks (id, project_id, title) VALUES (10, 100, 'a'), (11, 100, 'b'), (12, 100, 'c')").unwrap();
     // A table distributed by another column: refused, nothing recorded.
@@ -2235,18 +2227,13 @@ fn rate_limits_on_local_reference_and_partitioned_tables() {
         "INSERT INTO public.notes (id) VALUES (1), (2)",
     )
     .unwrap();
-    let msg = expect_sqlstate(
-        insert_as(
-            &db,
-            "app",
-            "acme",
-            "INSERT INTO public.notes (id) VALUES (3)",
-        ),
-        "53400",
-    );
-    assert!(
-        msg.contains(&rate_refusal("acme", 2, "public.notes")),
-        "{msg}"
+    refused_at_limit(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.notes (id) VALUES (3)",
+        2,
+        "public.notes",
     );
     insert_as(
         &db,
@@ -2271,18 +2258,13 @@ fn rate_limits_on_local_reference_and_partitioned_tables() {
         "INSERT INTO public.kinds (id) VALUES (2)",
     )
     .unwrap();
-    let msg = expect_sqlstate(
-        insert_as(
-            &db,
-            "app",
-            "acme",
-            "INSERT INTO public.kinds (id) VALUES (3)",
-        ),
-        "53400",
-    );
-    assert!(
-        msg.contains(&rate_refusal("acme", 2, "public.kinds")),
-        "{msg}"
+    refused_at_limit(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.kinds (id) VALUES (3)",
+        2,
+        "public.kinds",
     );
     assert_eq!(count(&db, "kinds"), 2);
     // The partitioned table: both partitions count against runs' limit, through the parent or
@@ -2294,18 +2276,13 @@ fn rate_limits_on_local_reference_and_partitioned_tables() {
         "INSERT INTO public.runs (id, at) VALUES (1, '2025-06-01'), (2, '2026-06-01')",
     )
     .unwrap();
-    let msg = expect_sqlstate(
-        insert_as(
-            &db,
-            "app",
-            "acme",
-            "INSERT INTO public.runs_2025 (id, at) VALUES (3, '2025-07-01'), (4, '2025-07-02')",
-        ),
-        "53400",
-    );
-    assert!(
-        msg.contains(&rate_refusal("acme", 3, "public.runs")),
-        "{msg}"
+    refused_at_limit(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.runs_2025 (id, at) VALUES (3, '2025-07-01'), (4, '2025-07-02')",
+        3,
+        "public.runs",
     );
     insert_as(
         &db,
@@ -2428,18 +2405,13 @@ fn rate_limits_hold_on_the_workers() {
             .any(|(ok, r)| !ok && r.contains(&rate_refusal("acme", 4, "public.projects"))),
         "{results:?}"
     );
-    let msg = expect_sqlstate(
-        insert_as(
-            &db,
-            "app",
-            "acme",
-            "INSERT INTO public.projects (id, name) VALUES (131, 'x')",
-        ),
-        "53400",
-    );
-    assert!(
-        msg.contains(&rate_refusal("acme", 4, "public.projects")),
-        "{msg}"
+    refused_at_limit(
+        &db,
+        "app",
+        "acme",
+        "INSERT INTO public.projects (id, name) VALUES (131, 'x')",
+        4,
+        "public.projects",
     );
     assert_eq!(all_rows(&db), before);
     let acme_new: Vec<i32> = all_rows(&db)
