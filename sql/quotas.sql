@@ -512,6 +512,8 @@ BEGIN
                                              'previous', jsonb_build_object('max_storage_mb', before.max_storage_mb,
                                                                             'max_runs_per_day', before.max_runs_per_day)));
     PERFORM tenant._quota_reassess(tid);
+    -- The limits a Citus coordinator puts in node contexts are cached per backend (src/quota.rs).
+    PERFORM tenant._quota_changed();
 END
 $$;
 

@@ -216,7 +216,11 @@ static LAST_START_ATTEMPT: Backend<Cell<i64>> = Backend(Cell::new(i64::MIN));
 unsafe extern "C-unwind" fn quota_state_changed(_arg: pg_sys::Datum, relid: Oid) {
     // No catalog access and no allocation here: just make the cached flags stale.
     let known = STATE_RELID.0.get();
-    if relid == pg_sys::InvalidOid || known == 0 || relid.to_u32() == known {
+    if relid == pg_sys::InvalidOid
+        || known == 0
+        || relid.to_u32() == known
+        || rated_relation_changed(relid)
+    {
         GENERATION.0.set(GENERATION.0.get().wrapping_add(1));
     }
 }
@@ -607,6 +611,8 @@ struct Rated {
     generation: u64,
     /// Every table of tenant.rate_limits (the limited ones and their partitions).
     relids: Vec<Oid>,
+    /// What node contexts carry per tenant (`node_rates_for`), read once per generation.
+    per_tenant: HashMap<i64, Option<crate::citus::RateClaims>>,
 }
 static RATED: Backend<RefCell<Option<Rated>>> = Backend(RefCell::new(None));
 
@@ -626,9 +632,23 @@ fn with_rated<R>(f: impl FnOnce(&[Oid]) -> R) -> R {
     let relids = load_rated();
     let out = f(&relids);
     if GENERATION.0.get() == generation {
-        *RATED.0.borrow_mut() = Some(Rated { generation, relids });
+        *RATED.0.borrow_mut() = Some(Rated {
+            generation,
+            relids,
+            per_tenant: HashMap::new(),
+        });
     }
     out
+}
+
+/// Part of the relcache callback: a rate-limited table's entry invalidated (renamed, altered,
+/// dropped) makes the cached names stale. No catalog access here.
+fn rated_relation_changed(relid: Oid) -> bool {
+    RATED
+        .0
+        .try_borrow()
+        .map(|r| r.as_ref().is_some_and(|r| r.relids.contains(&relid)))
+        .unwrap_or(true)
 }
 
 fn load_rated() -> Vec<Oid> {
@@ -668,11 +688,33 @@ pub fn node_rates_for(tenant: i64) -> Option<crate::citus::RateClaims> {
     {
         return None;
     }
+    let generation = GENERATION.0.get();
+    let cached = RATED.0.borrow().as_ref().and_then(|r| {
+        (r.generation == generation)
+            .then(|| r.per_tenant.get(&tenant).cloned())
+            .flatten()
+    });
+    if let Some(hit) = cached {
+        return hit;
+    }
+    let rates = read_node_rates(tenant);
+    if GENERATION.0.get() == generation {
+        if let Some(r) = RATED.0.borrow_mut().as_mut() {
+            if r.generation == generation {
+                r.per_tenant.insert(tenant, rates.clone());
+            }
+        }
+    }
+    rates
+}
+
+fn read_node_rates(tenant: i64) -> Option<crate::citus::RateClaims> {
     let rows = privilege::as_owner(|| {
-        Spi::connect(|c| {
-            let mut out = Vec::new();
-            for row in c.select(
-                "SELECT t.slug, pg_catalog.format('%I.%I', n.nspname, c.relname), \
+        with_latest_snapshot(|| {
+            Spi::connect(|c| {
+                let mut out = Vec::new();
+                for row in c.select(
+                    "SELECT t.slug, pg_catalog.format('%I.%I', n.nspname, c.relname), \
                         COALESCE(l.max_inserts_per_day, t.max_runs_per_day) \
                    FROM tenant.rate_limits l \
                    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid \
@@ -680,16 +722,17 @@ pub fn node_rates_for(tenant: i64) -> Option<crate::citus::RateClaims> {
                    JOIN tenant.tenants t ON t.id OPERATOR(pg_catalog.=) $1 \
                   WHERE l.relid OPERATOR(pg_catalog.=) l.counted_as \
                   ORDER BY 2",
-                None,
-                &[tenant.into()],
-            )? {
-                out.push((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<i32>(3)?,
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(out)
+                    None,
+                    &[tenant.into()],
+                )? {
+                    out.push((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<i32>(3)?,
+                    ));
+                }
+                Ok::<_, pgrx::spi::Error>(out)
+            })
         })
     })
     .unwrap_or_else(|e| spi_failed("reading the tenant's rate limits", e));

@@ -2148,6 +2148,43 @@ fn rate_limits_on_distributed_tables() {
         "public.tasks",
     );
     insert_as(&db, "app", "acme", "INSERT INTO public.tasks (id, project_id, title) VALUES (10, 100, 'a'), (11, 100, 'b'), (12, 100, 'c')").unwrap();
+    // One application session across changes (the coordinator caches what its node contexts
+    // carry per backend): the tenant's limit raised, then the table renamed, each seen by its
+    // next transaction.
+    let mut session = db.connect("app2");
+    let mut tx = |sql: &str| {
+        session.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")?;
+        let r = session.batch_execute(sql);
+        session.batch_execute(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+        r
+    };
+    let msg = expect_sqlstate(
+        tx("INSERT INTO public.tasks (id, project_id, title) VALUES (22, 200, 'c')"),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("globex", 2, "public.tasks")),
+        "{msg}"
+    );
+    admin
+        .batch_execute("SELECT tenant.set_limits('globex', max_runs_per_day => 3)")
+        .unwrap();
+    tx("INSERT INTO public.tasks (id, project_id, title) VALUES (22, 200, 'c')").unwrap();
+    db.superuser()
+        .batch_execute("ALTER TABLE public.tasks RENAME TO jobs")
+        .unwrap();
+    let msg = expect_sqlstate(
+        tx("INSERT INTO public.jobs (id, project_id, title) VALUES (23, 200, 'd')"),
+        "53400",
+    );
+    assert!(
+        msg.contains(&rate_refusal("globex", 3, "public.jobs")),
+        "{msg}"
+    );
+    drop(tx);
+    db.superuser()
+        .batch_execute("ALTER TABLE public.jobs RENAME TO tasks")
+        .unwrap();
     // A table distributed by another column: refused, nothing recorded.
     let mut su = db.superuser();
     su.batch_execute(
