@@ -2181,7 +2181,6 @@ fn rate_limits_on_distributed_tables() {
         msg.contains(&rate_refusal("globex", 3, "public.jobs")),
         "{msg}"
     );
-    drop(tx);
     db.superuser()
         .batch_execute("ALTER TABLE public.jobs RENAME TO tasks")
         .unwrap();
