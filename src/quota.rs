@@ -714,20 +714,16 @@ fn read_node_rates(tenant: i64) -> Option<crate::citus::RateClaims> {
             Spi::connect(|c| {
                 let mut out = Vec::new();
                 for row in c.select(
-                    "SELECT t.slug, pg_catalog.format('%I.%I', n.nspname, c.relname), \
-                        COALESCE(l.max_inserts_per_day, t.max_runs_per_day) \
+                    "SELECT t.slug, l.relid::pg_catalog.oid, COALESCE(l.max_inserts_per_day, t.max_runs_per_day) \
                    FROM tenant.rate_limits l \
-                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid \
-                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
                    JOIN tenant.tenants t ON t.id OPERATOR(pg_catalog.=) $1 \
-                  WHERE l.relid OPERATOR(pg_catalog.=) l.counted_as \
-                  ORDER BY 2",
+                  WHERE l.relid OPERATOR(pg_catalog.=) l.counted_as",
                     None,
                     &[tenant.into()],
                 )? {
                     out.push((
                         row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<Oid>(2)?,
                         row.get::<i32>(3)?,
                     ));
                 }
@@ -737,10 +733,12 @@ fn read_node_rates(tenant: i64) -> Option<crate::citus::RateClaims> {
     })
     .unwrap_or_else(|e| spi_failed("reading the tenant's rate limits", e));
     let slug = rows.first()?.0.clone();
-    Some(crate::citus::RateClaims {
-        slug,
-        limits: rows.into_iter().map(|(_, t, l)| (t, l)).collect(),
-    })
+    let mut limits: Vec<(String, Option<i32>)> = rows
+        .into_iter()
+        .filter_map(|(_, relid, limit)| Some((table_key(relid?)?, limit)))
+        .collect();
+    limits.sort();
+    (!limits.is_empty()).then_some(crate::citus::RateClaims { slug, limits })
 }
 
 /// The relations a plan inserts into, each with whether the statement's count is not its own:
@@ -775,21 +773,6 @@ unsafe fn insert_targets(stmt: *const pg_sys::PlannedStmt) -> Vec<(Oid, bool)> {
     out
 }
 
-fn qualified_name(relid: Oid) -> String {
-    unsafe {
-        let name = pg_sys::get_rel_name(relid);
-        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        if name.is_null() || ns.is_null() {
-            return relid.to_u32().to_string();
-        }
-        format!(
-            "{}.{}",
-            std::ffi::CStr::from_ptr(ns).to_string_lossy(),
-            std::ffi::CStr::from_ptr(name).to_string_lossy()
-        )
-    }
-}
-
 /// The shard id a relation's name ends with (`<table>_<shard id>`), if it could be a Citus shard.
 pub fn shard_id_of(name: &str) -> Option<i64> {
     let (_, digits) = name.rsplit_once('_')?;
@@ -799,42 +782,70 @@ pub fn shard_id_of(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
-/// The Citus table a shard belongs to and that table's partition root, as
-/// (root oid, `schema.table`), if `relid` is a shard this node knows.
-fn shard_root(relid: Oid) -> Option<(Oid, String)> {
-    let name = unsafe {
-        let n = pg_sys::get_rel_name(relid);
-        if n.is_null() {
+/// A relation's schema and name from the syscache, each as `quote_ident` renders it: the one
+/// spelling of a table's name a coordinator puts in node contexts and a worker matches. Never a
+/// query over pg_class: Citus filters every pg_class scan through `relation_is_a_known_shard`
+/// (it hides shards from clients), which made one such lookup cost milliseconds.
+fn quoted_name(relid: Oid) -> Option<(String, String)> {
+    unsafe {
+        let rel = pg_sys::get_rel_name(relid);
+        if rel.is_null() {
             return None;
         }
-        std::ffi::CStr::from_ptr(n).to_string_lossy().into_owned()
-    };
-    let shard = shard_id_of(&name)?;
-    privilege::as_owner(|| {
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if ns.is_null() {
+            return None;
+        }
+        let quote = |p: *const std::ffi::c_char| {
+            std::ffi::CStr::from_ptr(pg_sys::quote_identifier(p))
+                .to_string_lossy()
+                .into_owned()
+        };
+        Some((quote(ns), quote(rel)))
+    }
+}
+
+/// `schema.table`, quoted as `quote_ident` would.
+pub fn table_key(relid: Oid) -> Option<String> {
+    quoted_name(relid).map(|(ns, rel)| format!("{ns}.{rel}"))
+}
+
+/// The Citus table a shard belongs to and that table's partition root, as
+/// (root oid, `schema.table`), if `relid` is a shard this node knows: its name ends in a shard
+/// id whose `shard_name` is this relation's, in its table's schema.
+fn shard_root(relid: Oid) -> Option<(Oid, String)> {
+    let (ns, rel) = quoted_name(relid)?;
+    let raw = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_rel_name(relid)) };
+    let shard = shard_id_of(&raw.to_string_lossy())?;
+    let found = privilege::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(
-                "SELECT r.oid, pg_catalog.format('%I.%I', n.nspname, r.relname) \
-                   FROM pg_catalog.pg_dist_shard s \
-                   JOIN pg_catalog.pg_class l ON l.oid OPERATOR(pg_catalog.=) s.logicalrelid \
-                   JOIN pg_catalog.pg_namespace ln ON ln.oid OPERATOR(pg_catalog.=) l.relnamespace \
-                   JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) \
-                        COALESCE(pg_catalog.pg_partition_root(s.logicalrelid), s.logicalrelid) \
-                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace \
-                  WHERE s.shardid OPERATOR(pg_catalog.=) $1 \
-                    AND pg_catalog.to_regclass(CASE WHEN ln.nspname OPERATOR(pg_catalog.=) 'public' THEN 'public.' ELSE '' END \
-                          OPERATOR(pg_catalog.||) pg_catalog.shard_name(s.logicalrelid, s.shardid)) \
-                        OPERATOR(pg_catalog.=) $2::pg_catalog.oid::pg_catalog.regclass",
+                "SELECT s.logicalrelid::pg_catalog.oid, pg_catalog.shard_name(s.logicalrelid, s.shardid), \
+                        COALESCE(pg_catalog.pg_partition_root(s.logicalrelid), s.logicalrelid)::pg_catalog.oid \
+                   FROM pg_catalog.pg_dist_shard s WHERE s.shardid OPERATOR(pg_catalog.=) $1",
                 Some(1),
-                &[shard.into(), relid.into()],
+                &[shard.into()],
             )?;
             if t.is_empty() {
                 return Ok(None);
             }
             let row = t.first();
-            Ok::<_, pgrx::spi::Error>(row.get::<Oid>(1)?.zip(row.get::<String>(2)?))
+            Ok::<_, pgrx::spi::Error>(
+                match (row.get::<Oid>(1)?, row.get::<String>(2)?, row.get::<Oid>(3)?) {
+                    (Some(table), Some(name), Some(root)) => Some((table, name, root)),
+                    _ => None,
+                },
+            )
         })
     })
-    .unwrap_or_else(|e| spi_failed("looking up a shard's table", e))
+    .unwrap_or_else(|e| spi_failed("looking up a shard's table", e))?;
+    let (table, name, root) = found;
+    // shard_name qualifies the name outside public; the shard is in its table's schema.
+    let same_schema =
+        unsafe { pg_sys::get_rel_namespace(table) == pg_sys::get_rel_namespace(relid) };
+    let named = name == rel || name == format!("{ns}.{rel}");
+    (same_schema && named).then_some(())?;
+    Some((root, table_key(root)?))
 }
 
 fn refuse_indirect(relid: Oid) -> ! {
@@ -842,7 +853,7 @@ fn refuse_indirect(relid: Oid) -> ! {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!(
             "an INSERT into rate-limited table {} inside WITH or MERGE is not supported in a database with Citus",
-            qualified_name(relid)
+            table_key(relid).unwrap_or_else(|| relid.to_u32().to_string())
         ),
         Some("Rate limits on Citus count a statement's own rows; a data-modifying WITH or a MERGE does not report them.".into()),
         Some("Insert with a plain INSERT statement.".into()),
