@@ -661,8 +661,9 @@ BEGIN
                               WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
 
-    -- 30-33. Citus (sql/citus.sql): other policies on isolated Citus tables, run_command_on_*
-    --     executable by tenant_user, local tables in a distributed tenant schema, no node key.
+    -- 30-34. Citus (sql/citus.sql): other policies on isolated Citus tables, run_command_on_*
+    --     executable by tenant_user, local tables in a distributed tenant schema, no node key,
+    --     rate-limited tables distributed by another column than their tenant column.
     RETURN QUERY SELECT * FROM tenant._citus_findings();
 
     -- 40. The same for the JWT verification keys (tenant.add_jwt_key) while one of them is an HS*

@@ -4256,8 +4256,9 @@ BEGIN
                               WHERE t.schema_name IS NOT NULL))
          ORDER BY 2;
 
-    -- 30-33. Citus (sql/citus.sql): other policies on isolated Citus tables, run_command_on_*
-    --     executable by tenant_user, local tables in a distributed tenant schema, no node key.
+    -- 30-34. Citus (sql/citus.sql): other policies on isolated Citus tables, run_command_on_*
+    --     executable by tenant_user, local tables in a distributed tenant schema, no node key,
+    --     rate-limited tables distributed by another column than their tenant column.
     RETURN QUERY SELECT * FROM tenant._citus_findings();
 
     -- 40. The same for the JWT verification keys (tenant.add_jwt_key) while one of them is an HS*
@@ -5381,7 +5382,7 @@ BEGIN
 END
 $$;
 
--- What tenant.check_isolation() reports about Citus (its kinds 30-33); no rows without Citus.
+-- What tenant.check_isolation() reports about Citus (its kinds 30-34); no rows without Citus.
 CREATE OR REPLACE FUNCTION tenant._citus_findings()
 RETURNS TABLE(severity text, object text, problem text, fix text)
 LANGUAGE plpgsql STABLE
@@ -5440,6 +5441,20 @@ BEGIN
                'SELECT tenant.citus_sync_keys();  -- as a superuser on the coordinator, after adding the workers'
          WHERE NOT EXISTS (SELECT FROM tenant.node_keys)
            AND NOT tenant._citus_worker();
+    -- 34. A rate-limited table distributed by a column other than its tenant column (distributed
+    --     after its limit was set; limit_rate refuses such a table): a tenant's rows are on
+    --     several nodes, each of which counts only its part, so the limit holds per node.
+    RETURN QUERY EXECUTE $q$
+        SELECT 'error', format('table %s', l.relid),
+               format('is rate-limited and distributed by %s, not by its tenant column %I: each node counts only the inserts it stores, so a tenant may insert up to the limit on every node',
+                      pg_catalog.column_to_column_name(d.logicalrelid, d.partkey), i.tenant_column),
+               format('SELECT alter_distributed_table(%L, distribution_column := %L);', l.relid::text, i.tenant_column)
+          FROM tenant.rate_limits l
+          JOIN pg_catalog.pg_dist_partition d ON d.logicalrelid = l.relid AND d.partmethod = 'h'
+          JOIN tenant.isolated_tables i ON i.relid = l.relid
+         WHERE l.relid = l.counted_as
+           AND pg_catalog.column_to_column_name(d.logicalrelid, d.partkey) IS DISTINCT FROM i.tenant_column::text
+         ORDER BY 2 $q$;
 END
 $$;
 

@@ -2209,7 +2209,28 @@ fn rate_limits_on_distributed_tables() {
             .query("SELECT tenant.limit_rate('public.projects', 50)", &[]),
         "42501",
     );
-    assert_eq!(limits(&db), before);
+    assert_eq!(limits(&db), before); // Distributed by another column after its limit was set: the checker says so (kind 34).
+    let checker = |db: &CitusDb| {
+        strings(
+            &mut db.superuser(),
+            "SELECT object || ': ' || fix FROM tenant.check_isolation() WHERE problem ~ 'is rate-limited and distributed by'",
+        )
+    };
+    su.batch_execute(
+        "CREATE TABLE public.audits (tenant_id bigint NOT NULL, id integer NOT NULL, PRIMARY KEY (id, tenant_id));
+         SELECT tenant.enable_isolation('public.audits');",
+    )
+    .unwrap();
+    admin
+        .batch_execute("SELECT tenant.limit_rate('public.audits', 5)")
+        .unwrap();
+    assert!(checker(&db).is_empty(), "{:?}", checker(&db));
+    su.batch_execute("SELECT create_distributed_table('public.audits', 'id')")
+        .unwrap();
+    assert_eq!(
+        checker(&db),
+        ["table public.audits: SELECT alter_distributed_table('public.audits', distribution_column := 'tenant_id');"]
+    );
 }
 
 /// A table local to a Citus coordinator, and a reference table, are counted as on one node by
