@@ -3,20 +3,8 @@
 -- framework creates (shared by name pattern), and tenant ids that outlive their registry row
 -- (DROP EXTENSION ... CASCADE, then CREATE EXTENSION).
 
--- A session restoring a dump: pg_restore, or psql running pg_dump's output, as a superuser. Both
--- turn check_function_bodies off first (PostgreSQL's documented setting for loading definitions
--- made elsewhere). A restore re-creates isolation exactly as it was dumped -- policies, defaults,
--- triggers and the registry rows -- so the event triggers must not act on the tables it creates:
--- they would collide with it (duplicate policies and registry rows, NOT NULL on shared rows).
--- Only superusers count: the extension can only be restored by one, and a non-superuser must not
--- be able to switch auto_isolate off for its own new tables this way.
-CREATE OR REPLACE FUNCTION tenant._restoring() RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT current_setting('check_function_bodies') = 'off'
-       AND COALESCE((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
-$$;
+-- tenant._restoring(): a session restoring a dump (src/privilege.rs); the event triggers below
+-- stand aside in one.
 
 -- Rows a tenant id has in isolated tables, per table, counted through the live catalog: a
 -- registry row whose table was dropped is never turned into SQL. Children (partitions, inheritance)

@@ -71,6 +71,24 @@ fn require_member_sql(role: &str, action: &str) {
     require_role_of(outer_caller(), &role, action);
 }
 
+/// A session restoring a dump: pg_restore, or psql running pg_dump's output, as a superuser. Both
+/// turn check_function_bodies off first (PostgreSQL's documented setting for loading definitions
+/// made elsewhere). A restore re-creates isolation exactly as it was dumped -- policies, defaults,
+/// triggers and the registry rows -- so the event triggers (sql/isolation.sql, sql/lifecycle.sql)
+/// must not act on the tables it creates: they would collide with it. Only superusers count: the
+/// extension can only be restored by one, and a non-superuser must not be able to switch
+/// auto_isolate off for its own new tables this way. Native: the event triggers ask it after
+/// every DDL command, where a SQL function (planned on each call, its view over pg_authid
+/// included) cost about 0.16 ms.
+#[pg_extern(schema = "tenant", name = "_restoring", stable, parallel_safe)]
+fn restoring() -> bool {
+    let off = unsafe {
+        let v = pg_sys::GetConfigOption(c"check_function_bodies".as_ptr(), false, false);
+        !v.is_null() && CStr::from_ptr(v).to_bytes() == b"off"
+    };
+    off && unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) }
+}
+
 /// The role accountable for the current call, for the audit log.
 #[pg_extern(schema = "tenant", name = "_acting_role", stable, parallel_safe)]
 fn acting_role_sql() -> String {

@@ -93,6 +93,57 @@ fn the_extensions_own_tables_are_never_auto_isolated() {
     }
 }
 
+/// A restoring session (a superuser with check_function_bodies off, as pg_restore and pg_dump's
+/// scripts run) is left alone by the event triggers, which would collide with what the dump
+/// re-creates; a non-superuser turning check_function_bodies off is not restoring, so its new
+/// tables and partitions are isolated as ever.
+#[test]
+fn only_a_superuser_session_with_check_function_bodies_off_counts_as_restoring() {
+    let db = TestDb::new("restoring");
+    let mut su = db.superuser();
+    let nobody = db.role("nobody");
+    su.batch_execute(&format!(
+        "SELECT tenant.create_tenant('acme');
+         ALTER DATABASE {} SET qualityfoundry_tenant.auto_isolate = 'on';
+         GRANT CREATE ON SCHEMA public TO {nobody};
+         CREATE TABLE public.parent (tenant_id bigint NOT NULL, x int) PARTITION BY LIST (x);
+         SELECT tenant.enable_isolation('public.parent');
+         ALTER TABLE public.parent OWNER TO {nobody};",
+        db.name
+    ))
+    .unwrap();
+    let isolated = |c: &mut Client| {
+        strings(
+            c,
+            "SELECT relid::text FROM tenant.isolated_tables ORDER BY 1",
+        )
+    };
+    let mut app = db.connect("nobody");
+    app.batch_execute(
+        "SET check_function_bodies = off;
+         CREATE TABLE public.mine (tenant_id bigint, y int);
+         CREATE TABLE public.parent_1 PARTITION OF public.parent FOR VALUES IN (1);",
+    )
+    .unwrap();
+    assert_eq!(
+        isolated(&mut db.superuser()),
+        ["mine", "parent", "parent_1"]
+    );
+    let mut su = db.superuser();
+    su.batch_execute(
+        "SET check_function_bodies = off;
+         CREATE TABLE public.restored (tenant_id bigint, y int);
+         CREATE TABLE public.parent_2 PARTITION OF public.parent FOR VALUES IN (2);
+         RESET check_function_bodies;
+         CREATE TABLE public.created (tenant_id bigint, y int);",
+    )
+    .unwrap();
+    assert_eq!(
+        isolated(&mut db.superuser()),
+        ["created", "mine", "parent", "parent_1"]
+    );
+}
+
 #[test]
 fn a_dropped_table_leaves_no_registry_row_and_drop_tenant_never_builds_sql_from_it() {
     let db = TestDb::new("dropped").with_projects();
