@@ -361,6 +361,55 @@ END
 $$;
 
 -- Data residency: moves a tenant's (distributed) schema to a Citus node and records it.
+-- After place_tenant moved a tenant schema from node `from_node` ('name:port'): the day's counts of
+-- its rate-limited tables go with it. Each node counts the inserts it stores (src/quota.rs), so
+-- without this the move would start the tenant's day again on the new node. The count read on the
+-- old node replaces a lower one on the new node (an earlier stay there left one, which the count
+-- carried away since includes). Over master_run_on_worker as the caller (the extension owner,
+-- place_tenant's definer); the only values in the commands are the tenant id, the schema's name
+-- and the counts read, through format(%s of an integer, %L).
+CREATE OR REPLACE FUNCTION tenant._citus_carry_rate_counts(tid bigint, schema name, from_node text,
+                                                         to_name text, to_port integer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF from_node IS NULL OR NOT EXISTS (SELECT FROM tenant.rate_limits l JOIN pg_class c ON c.oid = l.relid
+                                         WHERE c.relnamespace = schema::regnamespace) THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT m.success, m.result FROM pg_catalog.master_run_on_worker($1, $2, $3, true) m'
+       INTO r
+      USING ARRAY[split_part(from_node, ':', 1)], ARRAY[split_part(from_node, ':', 2)::integer],
+            ARRAY[format('SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.relid::pg_catalog.oid::pg_catalog.regclass::text, c.day, c.inserts)), ''[]'')::text '
+                         'FROM tenant.node_rate_counters c WHERE c.tenant_id OPERATOR(pg_catalog.=) %s '
+                         'AND c.day OPERATOR(pg_catalog.=) (pg_catalog.now() AT TIME ZONE ''UTC'')::date '
+                         'AND pg_catalog.starts_with(c.relid::pg_catalog.oid::pg_catalog.regclass::text, %L)',
+                         tid, quote_ident(schema) || '.')];
+    IF NOT r.success THEN
+        RAISE EXCEPTION 'could not read the rate counts of tenant % on %', tid, from_node
+            USING ERRCODE = '08006', DETAIL = r.result;
+    END IF;
+    IF r.result = '[]' THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT m.success, m.result FROM pg_catalog.master_run_on_worker($1, $2, $3, true) m'
+       INTO r
+      USING ARRAY[to_name], ARRAY[to_port],
+            ARRAY[format('INSERT INTO tenant.node_rate_counters AS c (relid, tenant_id, day, inserts) '
+                         'SELECT pg_catalog.to_regclass(e->>0), %s, (e->>1)::date, (e->>2)::bigint '
+                         'FROM pg_catalog.jsonb_array_elements(%L::pg_catalog.jsonb) e WHERE pg_catalog.to_regclass(e->>0) IS NOT NULL '
+                         'ON CONFLICT (relid, tenant_id, day) DO UPDATE SET inserts = GREATEST(c.inserts, excluded.inserts)',
+                         tid, r.result)];
+    IF NOT r.success THEN
+        RAISE EXCEPTION 'could not carry the rate counts of tenant % to %:%', tid, to_name, to_port
+            USING ERRCODE = '08006', DETAIL = r.result;
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION tenant.place_tenant(tenant text, node_name text, node_port integer) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -396,6 +445,7 @@ BEGIN
         -- block_writes: no logical replication needed (wal_level may be replica).
         PERFORM pg_catalog.citus_schema_move(t.schema_name::regnamespace, node_name, node_port,
                                              shard_transfer_mode => 'block_writes');
+        PERFORM tenant._citus_carry_rate_counts(t.id, t.schema_name, from_node, node_name, node_port);
     END IF;
     INSERT INTO tenant.placements (tenant_id, node_name, node_port)
     VALUES (t.id, node_name, node_port)

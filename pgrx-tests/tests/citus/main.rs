@@ -710,6 +710,21 @@ fn schema_per_tenant_distributed_moved_and_placed() {
             .collect()
     };
     let (_, from) = placed(&db)[0].clone();
+    // A rate limit on globex's table: two of three inserts before the move.
+    db.connect("admin")
+        .batch_execute("SELECT tenant.limit_rate('tenant_globex.notes', 3)")
+        .unwrap();
+    let insert = |db: &CitusDb, body: &str| {
+        let mut app = db.connect("app");
+        app.batch_execute("BEGIN; SELECT tenant.set_tenant('globex', is_local => true)")
+            .unwrap();
+        let r = app.batch_execute(&format!("INSERT INTO notes (body) VALUES ('{body}')"));
+        app.batch_execute(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })
+            .unwrap();
+        r
+    };
+    insert(&db, "one").unwrap();
+    insert(&db, "two").unwrap();
     let target = db
         .cluster
         .workers
@@ -725,13 +740,22 @@ fn schema_per_tenant_distributed_moved_and_placed() {
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(placed(&db), [("127.0.0.1".to_string(), target)]);
+    // The day's count moved with the schema: one more insert, then the limit.
+    insert(&db, "three").unwrap();
+    let msg = expect_sqlstate(insert(&db, "four"), "53400");
+    assert!(
+        msg.contains(
+            "tenant \"globex\" has reached its limit of 3 inserts per day into tenant_globex.notes"
+        ),
+        "{msg}"
+    );
+    assert_eq!(
+        read(&db, "globex", "SELECT body FROM notes ORDER BY id"),
+        ["globex secret", "one", "two", "three"]
+    );
     assert_eq!(
         read(&db, "acme", "SELECT body FROM tenant_globex.notes"),
         Vec::<String>::new()
-    );
-    assert_eq!(
-        read(&db, "globex", "SELECT body FROM notes"),
-        ["globex secret"]
     );
     let audited: i64 = one(
         &mut su,
