@@ -2323,6 +2323,20 @@ fn rate_limits_on_local_reference_and_partitioned_tables() {
         "INSERT INTO public.notes (id) VALUES (1)",
     )
     .unwrap();
+    // An INSERT in a WITH clause reports no count of its own there: refused, nothing written.
+    let msg = expect_sqlstate(
+        insert_as(
+            &db,
+            "app",
+            "globex",
+            "WITH w AS (INSERT INTO public.notes (id) VALUES (2) RETURNING 1) SELECT count(*) FROM w",
+        ),
+        "0A000",
+    );
+    assert!(
+        msg.contains("inside WITH or MERGE is not supported"),
+        "{msg}"
+    );
     assert_eq!(count(&db, "notes"), 3);
     // The reference table: every placement counts the same inserts; the third is refused.
     insert_as(
