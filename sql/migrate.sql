@@ -406,38 +406,40 @@ DECLARE
     state text;
 BEGIN
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
+    -- One subtransaction per schema: the step, its check and the ledger row. Only a step to run
+    -- again (below) takes a second one.
     BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = target) THEN
             RAISE EXCEPTION 'schema % does not exist', quote_ident(target) USING ERRCODE = '3F000';
         END IF;
         SELECT * INTO before FROM tenant._schema_check_before(target);
-        BEGIN
-            PERFORM tenant._migration_run_step(run, target);
-            redo := NOT tenant._schema_check_after(target, before.fingerprint, before.problems, format('migration %L', v));
-            IF redo THEN
-                RAISE EXCEPTION 'the step is run again' USING ERRCODE = 'P0001'; -- rolls the step back
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            IF NOT redo THEN
-                RAISE;
-            END IF;
-        END;
+        PERFORM tenant._migration_run_step(run, target);
+        redo := NOT tenant._schema_check_after(target, before.fingerprint, before.problems, format('migration %L', v));
         IF redo THEN
-            -- The step left problems in a schema recorded as having none: rolled back, the schema
-            -- is as before it; read its problems, run the step again, and fail it only for new ones.
-            before.problems := tenant._tenant_schema_problem_keys(target, false);
-            PERFORM tenant._migration_run_step(run, target);
-            PERFORM tenant._schema_check_after(target, NULL, before.problems, format('migration %L', v));
+            RAISE EXCEPTION 'the step is run again' USING ERRCODE = 'P0001'; -- rolls the step back
         END IF;
         PERFORM tenant._migration_finish(run, target, NULL, NULL);
         RETURN true;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
-        PERFORM tenant._migration_finish(run, target, msg, state);
-        RAISE WARNING 'migration % failed on schema %: % (SQLSTATE %)', quote_literal(v), quote_ident(target),
-                      msg, state;
-        RETURN false;
     END;
+    IF redo THEN
+        -- The step left problems in a schema recorded as having none: rolled back, the schema is
+        -- as before it; read its problems, run the step again, and fail it only for new ones.
+        BEGIN
+            before.problems := tenant._tenant_schema_problem_keys(target, false);
+            PERFORM tenant._migration_run_step(run, target);
+            PERFORM tenant._schema_check_after(target, NULL, before.problems, format('migration %L', v));
+            PERFORM tenant._migration_finish(run, target, NULL, NULL);
+            RETURN true;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+        END;
+    END IF;
+    PERFORM tenant._migration_finish(run, target, msg, state);
+    RAISE WARNING 'migration % failed on schema %: % (SQLSTATE %)', quote_literal(v), quote_ident(target),
+                  msg, state;
+    RETURN false;
 END
 $$;
 
@@ -586,6 +588,7 @@ DECLARE
     failed integer;
     total integer;
     shown integer;
+    step integer;
 BEGIN
     -- Parallel: wait a second at a time and COMMIT in between, so this session's snapshot (its
     -- xmin horizon) never lives longer than a second while the workers run.
@@ -601,6 +604,7 @@ BEGIN
     -- COMMIT. Progress is counted here, not in the ledger, so no schema costs more than the last.
     SELECT c.total, c.done, c.failed INTO total, done, failed FROM tenant._migration_counts(run) c;
     shown := done;
+    step := greatest(1, total / 100);
     COMMIT;
     LOOP
         target := tenant._migration_claim(run, NULL);
@@ -613,7 +617,9 @@ BEGIN
         END IF;
         COMMIT;
         done := done + 1;
-        shown := tenant._migration_report(done, failed, total, shown);
+        IF done / step > shown / step OR done = total THEN -- tenant._migration_report's own test
+            shown := tenant._migration_report(done, failed, total, shown);
+        END IF;
     END LOOP;
 END
 $$;
