@@ -17,6 +17,9 @@
 //!   sweep older than two intervals, while some tenant has a storage limit, starts one; a
 //!   session-level lock of the extension's own (src/migrate.rs, which no application role can
 //!   take) keeps it to one per database.
+//! - **Citus**, where no trigger may stand on a table: the storage limit checked by the executor
+//!   on the coordinator and the workers, and rate limits counted by the executor on the node that
+//!   stores the rows, against the limits the coordinator's node context carries (below).
 //! - The settings `qualityfoundry_tenant.max_tenants` and `usage_refresh_interval`.
 
 use crate::context;
