@@ -638,19 +638,26 @@ fn isolation_after_distribution_and_back() {
     );
 }
 
+/// Schema-based sharding on for `db`, with the owner Citus connects as for moves: a login role
+/// no application holds (returned), set as qualityfoundry_tenant.schema_owner. New connections
+/// see both settings.
+fn schema_sharding(db: &CitusDb) -> String {
+    let owner = db.role("owner");
+    db.superuser()
+        .batch_execute(&format!(
+            "CREATE ROLE {owner} LOGIN NOSUPERUSER;
+             ALTER DATABASE {db} SET qualityfoundry_tenant.schema_owner = '{owner}';
+             ALTER DATABASE {db} SET citus.enable_schema_based_sharding = on;",
+            db = db.name
+        ))
+        .unwrap();
+    owner
+}
+
 #[test]
 fn schema_per_tenant_distributed_moved_and_placed() {
     let db = CitusDb::new("schemas");
-    let owner = db.role("owner");
-    let mut su = db.superuser();
-    // The owner Citus connects as for moves: a login role no application holds.
-    su.batch_execute(&format!(
-        "CREATE ROLE {owner} LOGIN NOSUPERUSER;
-         ALTER DATABASE {db} SET qualityfoundry_tenant.schema_owner = '{owner}';
-         ALTER DATABASE {db} SET citus.enable_schema_based_sharding = on;",
-        db = db.name
-    ))
-    .unwrap();
+    let owner = schema_sharding(&db);
     let mut su = db.superuser();
     su.batch_execute(&format!(
         "SET citus.enable_schema_based_sharding = off; -- the template stays a local schema
@@ -1497,15 +1504,7 @@ fn usage_of_distributed_tables_is_measured_on_the_workers() {
 #[test]
 fn quotas_on_reference_tables_and_distributed_tenant_schemas() {
     let db = CitusDb::new("usageref");
-    let owner = db.role("owner");
-    let mut su = db.superuser();
-    su.batch_execute(&format!(
-        "CREATE ROLE {owner} LOGIN NOSUPERUSER;
-         ALTER DATABASE {db} SET qualityfoundry_tenant.schema_owner = '{owner}';
-         ALTER DATABASE {db} SET citus.enable_schema_based_sharding = on;",
-        db = db.name
-    ))
-    .unwrap();
+    let owner = schema_sharding(&db);
     let mut su = db.superuser();
     su.batch_execute(&format!(
         "SET citus.enable_schema_based_sharding = off;
@@ -2570,15 +2569,7 @@ fn migrated(
 /// `notes`, owned by a login role Citus can use; initech already has a table `tags`, made by a
 /// top-level CREATE TABLE (which Citus distributes itself). Returns the owner.
 fn schema_tenants(db: &CitusDb) -> String {
-    let owner = db.role("owner");
-    let mut su = db.superuser();
-    su.batch_execute(&format!(
-        "CREATE ROLE {owner} LOGIN NOSUPERUSER;
-         ALTER DATABASE {db} SET qualityfoundry_tenant.schema_owner = '{owner}';
-         ALTER DATABASE {db} SET citus.enable_schema_based_sharding = on;",
-        db = db.name
-    ))
-    .unwrap();
+    let owner = schema_sharding(db);
     let mut su = db.superuser();
     su.batch_execute(&format!(
         "SET citus.enable_schema_based_sharding = off;
