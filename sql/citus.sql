@@ -361,14 +361,14 @@ END
 $$;
 
 -- Data residency: moves a tenant's (distributed) schema to a Citus node and records it.
--- After place_tenant moved a tenant schema from node `from_node` ('name:port'): the day's counts of
+-- After place_tenant moved a tenant schema from node from_name:from_port: the day's counts of
 -- its rate-limited tables go with it. Each node counts the inserts it stores (src/quota.rs), so
 -- without this the move would start the tenant's day again on the new node. The count read on the
 -- old node replaces a lower one on the new node (an earlier stay there left one, which the count
 -- carried away since includes). Over master_run_on_worker as the caller (the extension owner,
 -- place_tenant's definer); the only values in the commands are the tenant id, the schema's name
 -- and the counts read, through format(%s of an integer, %L).
-CREATE OR REPLACE FUNCTION tenant._citus_carry_rate_counts(tid bigint, schema name, from_node text,
+CREATE OR REPLACE FUNCTION tenant._citus_carry_rate_counts(tid bigint, schema name, from_name text, from_port integer,
                                                          to_name text, to_port integer) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -376,20 +376,20 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    IF from_node IS NULL OR NOT EXISTS (SELECT FROM tenant.rate_limits l JOIN pg_class c ON c.oid = l.relid
+    IF from_name IS NULL OR NOT EXISTS (SELECT FROM tenant.rate_limits l JOIN pg_class c ON c.oid = l.relid
                                          WHERE c.relnamespace = schema::regnamespace) THEN
         RETURN;
     END IF;
     EXECUTE 'SELECT m.success, m.result FROM pg_catalog.master_run_on_worker($1, $2, $3, true) m'
        INTO r
-      USING ARRAY[split_part(from_node, ':', 1)], ARRAY[split_part(from_node, ':', 2)::integer],
+      USING ARRAY[from_name], ARRAY[from_port],
             ARRAY[format('SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.relid::pg_catalog.oid::pg_catalog.regclass::text, c.day, c.inserts)), ''[]'')::text '
                          'FROM tenant.node_rate_counters c WHERE c.tenant_id OPERATOR(pg_catalog.=) %s '
                          'AND c.day OPERATOR(pg_catalog.=) (pg_catalog.now() AT TIME ZONE ''UTC'')::date '
                          'AND pg_catalog.starts_with(c.relid::pg_catalog.oid::pg_catalog.regclass::text, %L)',
                          tid, quote_ident(schema) || '.')];
     IF NOT r.success THEN
-        RAISE EXCEPTION 'could not read the rate counts of tenant % on %', tid, from_node
+        RAISE EXCEPTION 'could not read the rate counts of tenant % on %:%', tid, from_name, from_port
             USING ERRCODE = '08006', DETAIL = r.result;
     END IF;
     IF r.result = '[]' THEN
@@ -416,6 +416,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tenant.tenants;
+    from_name text;
+    from_port integer;
     from_node text;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'place a tenant');
@@ -438,14 +440,15 @@ BEGIN
         RAISE EXCEPTION 'no active Citus node %:%', node_name, node_port USING ERRCODE = '22023',
             HINT = 'SELECT nodename, nodeport FROM pg_dist_node lists them.';
     END IF;
-    SELECT s.nodename || ':' || s.nodeport INTO from_node
+    SELECT s.nodename, s.nodeport INTO from_name, from_port
       FROM pg_catalog.citus_shards s JOIN pg_class c ON c.oid = s.table_name
      WHERE c.relnamespace = t.schema_name::regnamespace LIMIT 1;
+    from_node := from_name || ':' || from_port;
     IF from_node IS DISTINCT FROM node_name || ':' || node_port THEN
         -- block_writes: no logical replication needed (wal_level may be replica).
         PERFORM pg_catalog.citus_schema_move(t.schema_name::regnamespace, node_name, node_port,
                                              shard_transfer_mode => 'block_writes');
-        PERFORM tenant._citus_carry_rate_counts(t.id, t.schema_name, from_node, node_name, node_port);
+        PERFORM tenant._citus_carry_rate_counts(t.id, t.schema_name, from_name, from_port, node_name, node_port);
     END IF;
     INSERT INTO tenant.placements (tenant_id, node_name, node_port)
     VALUES (t.id, node_name, node_port)

@@ -402,7 +402,6 @@ BEGIN
      WHERE c.day < (now() AT TIME ZONE 'UTC')::date - 7
         OR NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = c.relid);
     DELETE FROM tenant.rate_limits l WHERE NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = l.relid);
-    DELETE FROM tenant.node_rate_counters c WHERE NOT EXISTS (SELECT FROM pg_class r WHERE r.oid = c.relid);
     UPDATE tenant.quota_status
        SET last_refresh_at = clock_timestamp(),
            last_refresh_ms = extract(epoch FROM clock_timestamp() - started) * 1000;
