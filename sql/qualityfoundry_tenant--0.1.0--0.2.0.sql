@@ -5607,39 +5607,50 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r record;
+    counts text;
 BEGIN
     IF from_name IS NULL OR NOT EXISTS (SELECT FROM tenant.rate_limits l JOIN pg_class c ON c.oid = l.relid
                                          WHERE c.relnamespace = schema::regnamespace) THEN
         RETURN;
     END IF;
-    EXECUTE 'SELECT m.success, m.result FROM pg_catalog.master_run_on_worker($1, $2, $3, true) m'
-       INTO r
-      USING ARRAY[from_name], ARRAY[from_port],
-            ARRAY[format('SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.relid::pg_catalog.oid::pg_catalog.regclass::text, c.day, c.inserts)), ''[]'')::text '
-                         'FROM tenant.node_rate_counters c WHERE c.tenant_id OPERATOR(pg_catalog.=) %s '
-                         'AND c.day OPERATOR(pg_catalog.=) (pg_catalog.now() AT TIME ZONE ''UTC'')::date '
-                         'AND pg_catalog.starts_with(c.relid::pg_catalog.oid::pg_catalog.regclass::text, %L)',
-                         tid, quote_ident(schema) || '.')];
-    IF NOT r.success THEN
-        RAISE EXCEPTION 'could not read the rate counts of tenant % on %:%', tid, from_name, from_port
-            USING ERRCODE = '08006', DETAIL = r.result;
-    END IF;
-    IF r.result = '[]' THEN
+    counts := tenant._citus_run_on(from_name, from_port,
+        format('SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.relid::pg_catalog.oid::pg_catalog.regclass::text, c.day, c.inserts)), ''[]'')::text '
+               'FROM tenant.node_rate_counters c WHERE c.tenant_id OPERATOR(pg_catalog.=) %s '
+               'AND c.day OPERATOR(pg_catalog.=) (pg_catalog.now() AT TIME ZONE ''UTC'')::date '
+               'AND pg_catalog.starts_with(c.relid::pg_catalog.oid::pg_catalog.regclass::text, %L)',
+               tid, quote_ident(schema) || '.'),
+        format('read the rate counts of tenant %s', tid));
+    IF counts = '[]' THEN
         RETURN;
     END IF;
+    PERFORM tenant._citus_run_on(to_name, to_port,
+        format('INSERT INTO tenant.node_rate_counters AS c (relid, tenant_id, day, inserts) '
+               'SELECT pg_catalog.to_regclass(e->>0), %s, (e->>1)::date, (e->>2)::bigint '
+               'FROM pg_catalog.jsonb_array_elements(%L::pg_catalog.jsonb) e WHERE pg_catalog.to_regclass(e->>0) IS NOT NULL '
+               'ON CONFLICT (relid, tenant_id, day) DO UPDATE SET inserts = GREATEST(c.inserts, excluded.inserts)',
+               tid, counts),
+        format('carry the rate counts of tenant %s', tid));
+END
+$$;
+
+-- One command on one node over master_run_on_worker, as the caller; its result, or 08006 naming
+-- the node and what could not be done.
+CREATE OR REPLACE FUNCTION tenant._citus_run_on(node_name text, node_port integer, command text, what text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     EXECUTE 'SELECT m.success, m.result FROM pg_catalog.master_run_on_worker($1, $2, $3, true) m'
-       INTO r
-      USING ARRAY[to_name], ARRAY[to_port],
-            ARRAY[format('INSERT INTO tenant.node_rate_counters AS c (relid, tenant_id, day, inserts) '
-                         'SELECT pg_catalog.to_regclass(e->>0), %s, (e->>1)::date, (e->>2)::bigint '
-                         'FROM pg_catalog.jsonb_array_elements(%L::pg_catalog.jsonb) e WHERE pg_catalog.to_regclass(e->>0) IS NOT NULL '
-                         'ON CONFLICT (relid, tenant_id, day) DO UPDATE SET inserts = GREATEST(c.inserts, excluded.inserts)',
-                         tid, r.result)];
+       INTO r USING ARRAY[node_name], ARRAY[node_port], ARRAY[command];
     IF NOT r.success THEN
-        RAISE EXCEPTION 'could not carry the rate counts of tenant % to %:%', tid, to_name, to_port
-            USING ERRCODE = '08006', DETAIL = r.result;
+        RAISE EXCEPTION 'could not % on %:%', what, node_name, node_port
+            USING ERRCODE = '08006', DETAIL = r.result,
+                  HINT = 'Check that the node is up and has the extension, then try again.';
     END IF;
+    RETURN r.result;
 END
 $$;
 
