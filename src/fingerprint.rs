@@ -29,6 +29,8 @@ const PG_POLICY_POLRELID_POLNAME_INDEX: u32 = 3258;
 const PG_ATTRDEF: u32 = 2604;
 const PG_ATTRDEF_ADRELID_ADNUM_INDEX: u32 = 2656;
 const PG_INHERITS: u32 = 2611;
+const PG_ATTRIBUTE: u32 = 1249;
+const PG_ATTRIBUTE_RELID_ATTNUM_INDEX: u32 = 2659;
 const PG_INHERITS_RELID_SEQNO_INDEX: u32 = 2680;
 
 // The fixed-width heads of the catalog rows read through index scans (pgrx binds no header for
@@ -79,6 +81,7 @@ const ANUM_POLICY_POLRELID: i16 = 3;
 const ANUM_POLICY_POLROLES: usize = 6;
 const ANUM_ATTRDEF_ADRELID: i16 = 2;
 const ANUM_INHERITS_INHRELID: i16 = 1;
+const ANUM_ATTRIBUTE_ATTRELID: i16 = 1;
 
 const PG_EXTENSION: u32 = 3079;
 const PG_EXTENSION_OID_INDEX: u32 = 3080;
@@ -139,15 +142,19 @@ unsafe fn column<T: FromDatum>(
     desc: pg_sys::TupleDesc,
     attno: usize,
 ) -> Option<T> {
+    unsafe { T::from_datum(column_datum(tup, desc, attno)?, false) }
+}
+
+/// The datum of column `attno` (1-based) of a catalog row (pointing into the row), NULL as None.
+unsafe fn column_datum(
+    tup: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    attno: usize,
+) -> Option<pg_sys::Datum> {
     unsafe {
-        let natts = (*desc).natts as usize;
-        if attno > natts {
-            return None;
-        }
-        let mut values = vec![pg_sys::Datum::from(0); natts];
-        let mut nulls = vec![false; natts];
-        pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        T::from_datum(values[attno - 1], nulls[attno - 1])
+        let mut isnull = false;
+        let d = pg_sys::heap_getattr(tup, attno as i32, desc, &mut isnull);
+        (!isnull).then_some(d)
     }
 }
 
@@ -322,7 +329,7 @@ fn tenant_schema_fingerprint(schema: Option<&str>, tenant_id: Option<i64>) -> Op
     Some(unsafe { fingerprint(nsp, schema, tenant_id) })
 }
 
-unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String {
+pub(crate) unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String {
     use pg_sys::SysCacheIdentifier as C;
     let mut cats = Catalogs::new();
     // The schema's own objects: pg_depend's namespace entries (deptype 'n').
@@ -489,45 +496,35 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
                 },
             )
         };
-        // column ACLs
-        let natts = unsafe {
-            cached(C::RELOID, rel, |tup| {
-                getstruct::<pg_sys::FormData_pg_class>(tup).relnatts
-            })
-        }
-        .unwrap_or(0);
-        for attnum in 1..=natts {
-            unsafe {
-                let tup = pg_sys::SearchSysCache2(
-                    C::ATTNUM as i32,
-                    rel.into_datum().expect("an oid datum"),
-                    pg_sys::Datum::from(attnum as usize),
-                );
-                if tup.is_null() {
-                    continue;
-                }
-                let mut isnull = false;
-                let d = pg_sys::SysCacheGetAttr(
-                    C::ATTNUM as i32,
-                    tup,
-                    pg_sys::Anum_pg_attribute_attacl as i16,
-                    &mut isnull,
-                );
-                if !isnull {
+        // column ACLs: one scan of the table's pg_attribute rows (each column through the
+        // syscache would be one catalog read per column of a schema this backend has not read yet)
+        let mut k = unsafe { [oid_key(ANUM_ATTRIBUTE_ATTRELID, rel)] };
+        unsafe {
+            cats.scan(
+                PG_ATTRIBUTE,
+                PG_ATTRIBUTE_RELID_ATTNUM_INDEX,
+                &mut k,
+                |tup, desc| {
                     let a: &pg_sys::FormData_pg_attribute = getstruct(tup);
-                    let text = datum_text(d, true, &mut roles);
-                    let _ = write!(
-                        cols,
-                        "({},{},{:?},{:?}),",
-                        rel.to_u32(),
-                        attnum,
-                        name(&a.attname),
-                        text
-                    );
-                }
-                pg_sys::ReleaseSysCache(tup);
-            }
-        }
+                    if a.attrelid != rel || a.attnum < 1 {
+                        return;
+                    }
+                    if let Some(d) =
+                        column_datum(tup, desc, pg_sys::Anum_pg_attribute_attacl as usize)
+                    {
+                        let text = datum_text(d, true, &mut roles);
+                        let _ = write!(
+                            cols,
+                            "({},{},{:?},{:?}),",
+                            rel.to_u32(),
+                            a.attnum,
+                            name(&a.attname),
+                            text
+                        );
+                    }
+                },
+            )
+        };
         // defaults that use a sequence
         let mut k = unsafe { [oid_key(ANUM_ATTRDEF_ADRELID, rel)] };
         let mut defaults: Vec<(Oid, i16)> = Vec::new();
@@ -629,9 +626,11 @@ unsafe fn fingerprint(nsp: Oid, schema: &str, tenant_id: Option<i64>) -> String 
 
     // role_limits of the tables and their ancestors, isolated_tables of the schema's tables, and
     // the extension's version (the code of both checks).
-    let mut limited = rel_oids.clone();
+    // Both checks read these rows for tables only (tenant._pin_unpinned; the policy template of a
+    // table reads the role limits of its ancestors too).
+    let mut limited = tables.clone();
     limited.extend(ancestors.iter().map(|(_, p)| Oid::from(*p)));
-    let extension = unsafe { extension_rows(&mut cats, &limited, &rel_oids) };
+    let extension = unsafe { extension_rows(&mut cats, &limited, &tables) };
     cats.close();
 
     // Every role that owns, is granted or is named by a policy: name, superuser, whether it holds
