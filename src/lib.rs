@@ -107,6 +107,7 @@ pgrx::extension_sql_file!(
         migrate::template_lock,
         migrate::workers_gone,
         migrate::migration_run_step,
+        migrate::migration_fast_step,
         migrate::migration_run_template,
         migrate::migration_claimed,
         migrate::migration_is_claimed,

@@ -393,22 +393,38 @@ fn leader_alive(leader: i32) -> bool {
     false
 }
 
-/// (schema, migration SQL, tenant) of the schema this backend has claimed in `run`, or a 55000
-/// error when it has claimed none of that name: a step runs only for the pending ledger row this
-/// very transaction has claimed ([`CLAIMED`]). Takes the schema's activity lock (see
-/// [`hold_activity_lock`]).
-fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
+/// What a claimed schema's step needs, read in one prepared query ([`claimed_step`]).
+struct ClaimedStep {
+    /// The migration SQL of the run's version.
+    sql: String,
+    version: String,
+    /// The schema's tenant (None: no registry row names the schema).
+    tenant: Option<i64>,
+    /// The schema's oid (None: it does not exist).
+    namespace: Option<pg_sys::Oid>,
+    /// The fingerprint recorded when the schema was last pinned and checked, when that check
+    /// found no problems (tenant.schema_checks); None: never checked, or problems were found.
+    clean_fingerprint: Option<String>,
+}
+
+/// The step of the schema this backend has claimed in `run`, or a 55000 error when it has
+/// claimed none of that name: a step runs only for the pending ledger row this very transaction
+/// has claimed ([`CLAIMED`]). Takes the schema's activity lock (see [`hold_activity_lock`]).
+fn claimed_step(run: i64, schema: &str) -> ClaimedStep {
     // Prepared once per backend (planning this join cost more than the rest of a small step).
     let row = privilege::as_owner(|| {
         Spi::connect(|c| {
             let mut slot = CLAIMED_STEP.0.borrow_mut();
             if slot.is_none() {
                 let stmt = c.prepare(
-                    "SELECT m.sql, t.id, n.oid FROM tenant.migration_runs r \
+                    "SELECT m.sql, t.id, n.oid, r.version, \
+                            CASE WHEN k.problems OPERATOR(pg_catalog.=) '{}' THEN k.fingerprint END \
+                       FROM tenant.migration_runs r \
                        JOIN tenant.migrations m ON m.version OPERATOR(pg_catalog.=) r.version \
                        JOIN tenant.schema_migrations s ON s.version OPERATOR(pg_catalog.=) r.version \
                         AND s.run_id OPERATOR(pg_catalog.=) r.id \
                        LEFT JOIN tenant.tenants t ON t.schema_name OPERATOR(pg_catalog.=) s.schema_name \
+                       LEFT JOIN tenant.schema_checks k ON k.tenant_id OPERATOR(pg_catalog.=) t.id \
                        LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.schema_name \
                       WHERE r.id OPERATOR(pg_catalog.=) $1 AND s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
                         AND s.status OPERATOR(pg_catalog.=) 'pending'",
@@ -420,21 +436,30 @@ fn claimed_step(run: i64, schema: &str) -> (String, Option<i64>) {
                 *slot = Some(stmt.keep());
             }
             let stmt = slot.as_ref().expect("prepared above");
-            c.select(stmt, Some(1), &[run.into(), schema.into()])?
-                .first()
-                .get_three::<String, i64, pg_sys::Oid>()
+            let t = c.select(stmt, Some(1), &[run.into(), schema.into()])?;
+            if t.is_empty() {
+                return Ok(None);
+            }
+            let t = t.first();
+            Ok(Some(ClaimedStep {
+                sql: t.get::<String>(1)?.unwrap_or_default(),
+                tenant: t.get::<i64>(2)?,
+                namespace: t.get::<pg_sys::Oid>(3)?,
+                version: t.get::<String>(4)?.unwrap_or_default(),
+                clean_fingerprint: t.get::<String>(5)?,
+            }))
         })
-        .inspect_err(|_| {
+        .inspect_err(|_: &pgrx::spi::Error| {
             // A failed plan may be stale (the extension was re-created in this session).
             CLAIMED_STEP.0.borrow_mut().take();
         })
     });
     match row {
-        Ok((Some(sql), tenant, namespace)) if claimed_here(run, schema) => {
-            if let Some(namespace) = namespace {
+        Ok(Some(step)) if claimed_here(run, schema) => {
+            if let Some(namespace) = step.namespace {
                 hold_activity_lock(namespace);
             }
-            (sql, tenant)
+            step
         }
         _ => error::raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -555,8 +580,119 @@ fn migration_run_step(run: i64, schema: &str) {
     if !IN_WORKER.0.get() {
         require_lock();
     }
-    let (migration, tenant) = claimed_step(run, schema);
-    run_step(schema, &migration, tenant);
+    refuse_nested_step();
+    let step = claimed_step(run, schema);
+    run_step(schema, &step.sql, step.tenant);
+}
+
+/// A step cannot start another step (a migration calling the step functions itself).
+fn refuse_nested_step() {
+    if STEP.0.get().is_some() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "a migration step cannot run another step".to_string(),
+            None,
+            Some("Remove the call of tenant._migration_* from the migration.".to_string()),
+        );
+    }
+}
+
+/// The prepared statement of [`finish_applied`], kept for the backend's life.
+static FINISH_APPLIED: Backend<RefCell<Option<pgrx::spi::OwnedPreparedStatement>>> =
+    Backend(RefCell::new(None));
+
+/// `tenant._migration_fast_step(run, schema)`: the common case of one claimed schema, whole, in
+/// the caller's (sub)transaction (`tenant._migration_apply`): a schema whose last check found it
+/// pinned and clean runs the step (as [`migration_run_step`]) and, when its fingerprint is still
+/// the recorded one (src/fingerprint.rs), is recorded as applied, as `tenant._migration_finish`
+/// records it. Returns `applied` then; `changed` when the step ran and the fingerprint differs
+/// (the caller pins and checks: `tenant._schema_check_after`); `unchecked`, having run nothing,
+/// when the schema has no clean record (the caller reads its problems first). 3F000 when the
+/// schema does not exist; 55000 when this transaction has not claimed it.
+#[pg_extern(
+    schema = "tenant",
+    name = "_migration_fast_step",
+    volatile,
+    parallel_unsafe
+)]
+fn migration_fast_step(run: i64, schema: &str) -> &'static str {
+    privilege::require_role_of(privilege::outer_caller(), TENANT_ADMIN, "run migrations");
+    if !IN_WORKER.0.get() {
+        require_lock();
+    }
+    refuse_nested_step();
+    let step = claimed_step(run, schema);
+    let Some(namespace) = step.namespace else {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+            format!(
+                "schema {} does not exist",
+                pgrx::spi::quote_identifier(schema)
+            ),
+            None,
+            None,
+        )
+    };
+    let Some(recorded) = &step.clean_fingerprint else {
+        return "unchecked";
+    };
+    run_step(schema, &step.sql, step.tenant);
+    let now = unsafe { crate::fingerprint::fingerprint(namespace, schema, step.tenant) };
+    if &now != recorded {
+        return "changed";
+    }
+    finish_applied(run, schema, &step.version);
+    "applied"
+}
+
+/// The ledger row of a claimed schema set to applied and the tenant's `schema_version` to the
+/// run's version, in one statement (what `tenant._migration_finish` does for a step without error).
+fn finish_applied(run: i64, schema: &str, version: &str) {
+    let n = privilege::as_owner(|| {
+        Spi::connect_mut(|c| {
+            let mut slot = FINISH_APPLIED.0.borrow_mut();
+            if slot.is_none() {
+                let stmt = c.prepare_mut(
+                    "WITH l AS (UPDATE tenant.schema_migrations s \
+                                   SET status = 'applied', error = NULL, sqlstate = NULL, \
+                                       started_at = pg_catalog.now(), finished_at = pg_catalog.clock_timestamp(), \
+                                       attempts = s.attempts OPERATOR(pg_catalog.+) 1, pid = pg_catalog.pg_backend_pid() \
+                                 WHERE s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                                   AND s.version OPERATOR(pg_catalog.=) $3 AND s.run_id OPERATOR(pg_catalog.=) $1 \
+                                   AND s.status OPERATOR(pg_catalog.=) 'pending' RETURNING 1), \
+                          v AS (UPDATE tenant.tenants t SET schema_version = $3 \
+                                 WHERE t.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                                   AND EXISTS (SELECT FROM l)) \
+                     SELECT pg_catalog.count(*) FROM l",
+                    &[
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID),
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
+                    ],
+                )?;
+                *slot = Some(stmt.keep());
+            }
+            let stmt = slot.as_ref().expect("prepared above");
+            c.update(stmt, None, &[run.into(), schema.into(), version.into()])?
+                .first()
+                .get_one::<i64>()
+        })
+        .inspect_err(|_| {
+            FINISH_APPLIED.0.borrow_mut().take();
+        })
+    });
+    if !matches!(n, Ok(Some(1))) {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "schema {} is not being migrated to {} by run {run} in this session",
+                pgrx::spi::quote_identifier(schema),
+                pgrx::spi::quote_literal(version)
+            ),
+            None,
+            None,
+        );
+    }
 }
 
 /// The template step: `migration` in the template schema, without a tenant context (the template

@@ -206,6 +206,7 @@ fn non_superusers_execute_only_what_they_were_granted() {
         "tenant._migration_counts(bigint)",
         "tenant._migration_end_run(bigint)",
         "tenant._migration_execute(bigint)",
+        "tenant._migration_fast_step(bigint,text)",
         "tenant._migration_finish(bigint,name,text,text)",
         "tenant._migration_lock()",
         "tenant._migration_next_version(text)",

@@ -817,6 +817,63 @@ fn a_migration_cannot_run_the_step_of_a_schema_it_has_not_claimed() {
     );
 }
 
+/// Neither step function runs from inside a step, for another schema or for its own (which would
+/// run the step again inside itself and write the ledger row twice): the step fails with 55000,
+/// the other tenant's step is applied.
+#[test]
+fn no_step_function_runs_inside_a_step() {
+    for (i, (function, target)) in [
+        ("_migration_fast_step", "tenant_b"),
+        ("_migration_fast_step", "tenant_a"),
+        ("_migration_run_step", "tenant_a"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let db = fixture(&format!("mig_nest_{i}"), &[("a", 1), ("b", 2)]);
+        let mut su = db.superuser();
+        let sql = format!(
+            "DO $$ BEGIN
+               IF current_schema() = 'tenant_a' THEN
+                 PERFORM tenant.{function}((SELECT max(r.id) FROM tenant.migration_runs r), '{target}');
+               END IF;
+             END $$;
+             CREATE TABLE hit (id integer)"
+        );
+        migrate(&mut db.connect("admin"), "v1", &sql).unwrap();
+        let (status, sqlstate, error) = row_of(&mut su, "tenant_a", "v1");
+        assert_eq!(
+            (status.as_str(), sqlstate.as_deref()),
+            ("failed", Some("55000")),
+            "{function} {target}"
+        );
+        assert!(
+            error
+                .as_deref()
+                .unwrap_or("")
+                .contains("cannot run another step"),
+            "{error:?}"
+        );
+        assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "applied");
+        assert_eq!(
+            strings(
+                &mut su,
+                "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relname = 'hit' ORDER BY 1"
+            ),
+            vec!["tenant_b", "tenant_template"]
+        );
+        assert_eq!(
+            strings(
+                &mut su,
+                "SELECT schema_name || ' ' || attempts FROM tenant.schema_migrations
+                  WHERE tenant_id IS NOT NULL ORDER BY 1"
+            ),
+            vec!["tenant_a 1", "tenant_b 1"]
+        );
+    }
+}
+
 /// A worker goes on claiming only while its leader runs the run: the leader's process exists and
 /// the run lock is held (tenant._migration_leader_alive, read without pg_locks).
 #[test]
@@ -1345,6 +1402,8 @@ fn application_roles_get_42501_and_change_nothing() {
             "SELECT tenant._mark_schema_at_template_version('tenant_a')",
             "SELECT tenant._migration_claim(1, NULL)",
             "SELECT tenant._migration_finish(1, 'tenant_a', NULL, NULL)",
+            "SELECT tenant._migration_fast_step(1, 'tenant_a')",
+            "SELECT tenant._migration_run_step(1, 'tenant_a')",
             "SELECT tenant._migration_lock()",
             "SELECT * FROM tenant.schema_migrations",
             "SELECT * FROM tenant.migrations",
@@ -1365,6 +1424,8 @@ fn application_roles_get_42501_and_change_nothing() {
         "SELECT tenant._migration_claim(1, NULL)",
         "SELECT tenant._migration_requeue(1)",
         "SELECT tenant._migration_end_run(1)",
+        "SELECT tenant._migration_fast_step(1, 'tenant_a')",
+        "SELECT tenant._migration_run_step(1, 'tenant_a')",
     ] {
         expect_sqlstate(admin.batch_execute(sql), "55000");
     }
