@@ -313,6 +313,7 @@ AS $$
 DECLARE
     r tenant.migration_runs;
     target name;
+    row_tid tid;
     after name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
@@ -337,7 +338,7 @@ BEGIN
     -- From the schema this backend claimed last (tenant._migration_claimed_after, src/migrate.rs):
     -- every pending row before it is taken, and its dead index entries are not stepped over again.
     after := tenant._migration_claimed_after(run);
-    SELECT s.schema_name INTO target
+    SELECT s.schema_name, s.ctid INTO target, row_tid
     FROM tenant.schema_migrations s
     WHERE s.run_id = run AND s.status = 'pending' AND s.schema_name > after
     ORDER BY s.run_id, s.status, s.schema_name
@@ -348,7 +349,7 @@ BEGIN
     END IF;
     -- The row lock and the claim recorded for this transaction are the claim: no write to the
     -- ledger until _migration_finish records the outcome (one update per schema).
-    PERFORM tenant._migration_claimed(run, target);
+    PERFORM tenant._migration_claimed(run, target, row_tid::text);
     RETURN target;
 END
 $$;
@@ -361,17 +362,21 @@ AS $$
 DECLARE
     v text;
     n integer := 0;
+    row_tid tid;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    -- Found by its primary key, the one write of the schema's ledger row in this run: started
-    -- when this transaction began (it began with the claim), attempted once more, by this backend.
-    IF tenant._migration_is_claimed(run, target) THEN
+    -- Found by the ctid of the claim (a TID scan: no index over the run's pending rows), the one
+    -- write of the schema's ledger row in this run: started when this transaction began (it began
+    -- with the claim), attempted once more, by this backend.
+    row_tid := tenant._migration_claimed_row(run, target)::tid;
+    IF row_tid IS NOT NULL THEN
         UPDATE tenant.schema_migrations s
            SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
                error = err, sqlstate = state, started_at = now(), finished_at = clock_timestamp(),
                attempts = s.attempts + 1, pid = pg_backend_pid()
-         WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'pending';
+         WHERE s.ctid = row_tid
+           AND s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'pending';
         GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
     IF n <> 1 THEN

@@ -541,7 +541,8 @@ AS 'MODULE_PATHNAME', 'set_tenant_jwt_wrapper';
 -- qualityfoundry_tenant::migrate::_migration_claimed
 CREATE OR REPLACE FUNCTION tenant."_migration_claimed"(
 	"run" bigint, /* i64 */
-	"schema" TEXT /* & str */
+	"schema" TEXT, /* & str */
+	"row" TEXT /* & str */
 ) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
@@ -555,6 +556,15 @@ STRICT STABLE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'migration_claimed_after_wrapper';
 
+-- qualityfoundry_tenant::migrate::_migration_claimed_row
+CREATE OR REPLACE FUNCTION tenant."_migration_claimed_row"(
+	"run" bigint, /* i64 */
+	"schema" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+STRICT VOLATILE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'migration_claimed_row_wrapper';
+
 -- qualityfoundry_tenant::migrate::_migration_fast_step
 CREATE OR REPLACE FUNCTION tenant."_migration_fast_step"(
 	"run" bigint, /* i64 */
@@ -563,15 +573,6 @@ CREATE OR REPLACE FUNCTION tenant."_migration_fast_step"(
 STRICT VOLATILE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'migration_fast_step_wrapper';
-
--- qualityfoundry_tenant::migrate::_migration_is_claimed
-CREATE OR REPLACE FUNCTION tenant."_migration_is_claimed"(
-	"run" bigint, /* i64 */
-	"schema" TEXT /* & str */
-) RETURNS bool /* bool */
-STRICT VOLATILE PARALLEL UNSAFE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'migration_is_claimed_wrapper';
 
 -- qualityfoundry_tenant::migrate::_migration_leader_alive
 CREATE OR REPLACE FUNCTION tenant."_migration_leader_alive"(
@@ -2368,6 +2369,7 @@ AS $$
 DECLARE
     r tenant.migration_runs;
     target name;
+    row_tid tid;
     after name;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
@@ -2392,7 +2394,7 @@ BEGIN
     -- From the schema this backend claimed last (tenant._migration_claimed_after, src/migrate.rs):
     -- every pending row before it is taken, and its dead index entries are not stepped over again.
     after := tenant._migration_claimed_after(run);
-    SELECT s.schema_name INTO target
+    SELECT s.schema_name, s.ctid INTO target, row_tid
     FROM tenant.schema_migrations s
     WHERE s.run_id = run AND s.status = 'pending' AND s.schema_name > after
     ORDER BY s.run_id, s.status, s.schema_name
@@ -2403,7 +2405,7 @@ BEGIN
     END IF;
     -- The row lock and the claim recorded for this transaction are the claim: no write to the
     -- ledger until _migration_finish records the outcome (one update per schema).
-    PERFORM tenant._migration_claimed(run, target);
+    PERFORM tenant._migration_claimed(run, target, row_tid::text);
     RETURN target;
 END
 $$;
@@ -2416,17 +2418,21 @@ AS $$
 DECLARE
     v text;
     n integer := 0;
+    row_tid tid;
 BEGIN
     PERFORM tenant._require_member('tenant_admin', 'run migrations');
     SELECT r.version INTO STRICT v FROM tenant.migration_runs r WHERE r.id = run;
-    -- Found by its primary key, the one write of the schema's ledger row in this run: started
-    -- when this transaction began (it began with the claim), attempted once more, by this backend.
-    IF tenant._migration_is_claimed(run, target) THEN
+    -- Found by the ctid of the claim (a TID scan: no index over the run's pending rows), the one
+    -- write of the schema's ledger row in this run: started when this transaction began (it began
+    -- with the claim), attempted once more, by this backend.
+    row_tid := tenant._migration_claimed_row(run, target)::tid;
+    IF row_tid IS NOT NULL THEN
         UPDATE tenant.schema_migrations s
            SET status = CASE WHEN err IS NULL THEN 'applied' ELSE 'failed' END,
                error = err, sqlstate = state, started_at = now(), finished_at = clock_timestamp(),
                attempts = s.attempts + 1, pid = pg_backend_pid()
-         WHERE s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'pending';
+         WHERE s.ctid = row_tid
+           AND s.schema_name = target AND s.version = v AND s.run_id = run AND s.status = 'pending';
         GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
     IF n <> 1 THEN

@@ -110,7 +110,7 @@ pgrx::extension_sql_file!(
         migrate::migration_fast_step,
         migrate::migration_run_template,
         migrate::migration_claimed,
-        migrate::migration_is_claimed,
+        migrate::migration_claimed_row,
         migrate::migration_claimed_after,
         migrate::leader_alive
     ]

@@ -305,8 +305,18 @@ pub fn refuse_in_step() {
 /// recorded by `tenant._migration_claim` once it holds the ledger row (FOR UPDATE SKIP LOCKED).
 /// The claim is not written to the ledger: the row lock and this record are the claim, and both
 /// end with the transaction (the xid no longer matches), so a killed run leaves the row `pending`.
-static CLAIMED: Backend<RefCell<Option<(i64, String, pg_sys::TransactionId)>>> =
-    Backend(RefCell::new(None));
+static CLAIMED: Backend<RefCell<Option<Claim>>> = Backend(RefCell::new(None));
+
+/// A claim: the run, the schema, the claiming transaction and the ledger row's ctid. The row is
+/// locked FOR UPDATE by that transaction, so the ctid stays its address until the transaction
+/// writes it: the step and the outcome find the row by it (a TID scan), never through an index
+/// over the run's pending rows, whose cost would grow with the queue.
+struct Claim {
+    run: i64,
+    schema: String,
+    xid: pg_sys::TransactionId,
+    row: String,
+}
 
 /// Records the claim of `schema` in `run` for the current transaction. Called by the SECURITY
 /// DEFINER `tenant._migration_claim` only (EXECUTE is granted to nobody).
@@ -316,10 +326,15 @@ static CLAIMED: Backend<RefCell<Option<(i64, String, pg_sys::TransactionId)>>> =
     volatile,
     parallel_unsafe
 )]
-fn migration_claimed(run: i64, schema: &str) {
+fn migration_claimed(run: i64, schema: &str, row: &str) {
     // The FOR UPDATE of the claim has given the transaction its xid.
     let xid = unsafe { pg_sys::GetTopTransactionId() };
-    *CLAIMED.0.borrow_mut() = Some((run, schema.to_string(), xid));
+    *CLAIMED.0.borrow_mut() = Some(Claim {
+        run,
+        schema: schema.to_string(),
+        xid,
+        row: row.to_string(),
+    });
     *LAST_CLAIMED.0.borrow_mut() = Some((extension_oid(), run, schema.to_string()));
 }
 
@@ -349,23 +364,33 @@ fn migration_claimed_after(run: i64) -> String {
     }
 }
 
-/// Whether the current transaction has claimed `schema` in `run`.
-fn claimed_here(run: i64, schema: &str) -> bool {
+/// The ctid of the ledger row of `schema` in `run` if the current transaction has claimed it.
+fn claimed_row(run: i64, schema: &str) -> Option<String> {
     let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
-    xid != pg_sys::InvalidTransactionId
-        && matches!(&*CLAIMED.0.borrow(), Some((r, s, x)) if *r == run && s == schema && *x == xid)
+    match &*CLAIMED.0.borrow() {
+        Some(c)
+            if xid != pg_sys::InvalidTransactionId
+                && c.run == run
+                && c.schema == schema
+                && c.xid == xid =>
+        {
+            Some(c.row.clone())
+        }
+        _ => None,
+    }
 }
 
-/// `tenant._migration_is_claimed(run, schema)`: for `tenant._migration_finish` (SECURITY DEFINER;
-/// EXECUTE is granted to nobody).
+/// `tenant._migration_claimed_row(run, schema)`: the ctid of the ledger row the current
+/// transaction has claimed, NULL when it has not claimed `schema` in `run`. For
+/// `tenant._migration_finish` (SECURITY DEFINER; EXECUTE is granted to nobody).
 #[pg_extern(
     schema = "tenant",
-    name = "_migration_is_claimed",
+    name = "_migration_claimed_row",
     volatile,
     parallel_unsafe
 )]
-fn migration_is_claimed(run: i64, schema: &str) -> bool {
-    claimed_here(run, schema)
+fn migration_claimed_row(run: i64, schema: &str) -> Option<String> {
+    claimed_row(run, schema)
 }
 
 /// Whether the leader `leader` of a worker's run is still running it: its process exists and the
@@ -411,8 +436,9 @@ struct ClaimedStep {
 /// claimed none of that name: a step runs only for the pending ledger row this very transaction
 /// has claimed ([`CLAIMED`]). Takes the schema's activity lock (see [`hold_activity_lock`]).
 fn claimed_step(run: i64, schema: &str) -> ClaimedStep {
+    let row = claimed_row(run, schema);
     // Prepared once per backend (planning this join cost more than the rest of a small step).
-    let row = privilege::as_owner(|| {
+    let step = privilege::as_owner(|| {
         Spi::connect(|c| {
             let mut slot = CLAIMED_STEP.0.borrow_mut();
             if slot.is_none() {
@@ -421,8 +447,8 @@ fn claimed_step(run: i64, schema: &str) -> ClaimedStep {
                             CASE WHEN k.problems OPERATOR(pg_catalog.=) '{}' THEN k.fingerprint END \
                        FROM tenant.migration_runs r \
                        JOIN tenant.migrations m ON m.version OPERATOR(pg_catalog.=) r.version \
-                       JOIN tenant.schema_migrations s ON s.version OPERATOR(pg_catalog.=) r.version \
-                        AND s.run_id OPERATOR(pg_catalog.=) r.id \
+                       JOIN tenant.schema_migrations s ON s.ctid OPERATOR(pg_catalog.=) $3::pg_catalog.tid \
+                        AND s.version OPERATOR(pg_catalog.=) r.version AND s.run_id OPERATOR(pg_catalog.=) r.id \
                        LEFT JOIN tenant.tenants t ON t.schema_name OPERATOR(pg_catalog.=) s.schema_name \
                        LEFT JOIN tenant.schema_checks k ON k.tenant_id OPERATOR(pg_catalog.=) t.id \
                        LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.schema_name \
@@ -431,12 +457,16 @@ fn claimed_step(run: i64, schema: &str) -> ClaimedStep {
                     &[
                         PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID),
                         PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
                     ],
                 )?;
                 *slot = Some(stmt.keep());
             }
             let stmt = slot.as_ref().expect("prepared above");
-            let t = c.select(stmt, Some(1), &[run.into(), schema.into()])?;
+            let Some(claimed) = &row else {
+                return Ok(None);
+            };
+            let t = c.select(stmt, Some(1), &[run.into(), schema.into(), claimed.as_str().into()])?;
             if t.is_empty() {
                 return Ok(None);
             }
@@ -454,8 +484,8 @@ fn claimed_step(run: i64, schema: &str) -> ClaimedStep {
             CLAIMED_STEP.0.borrow_mut().take();
         })
     });
-    match row {
-        Ok(Some(step)) if claimed_here(run, schema) => {
+    match step {
+        Ok(Some(step)) => {
             if let Some(namespace) = step.namespace {
                 hold_activity_lock(namespace);
             }
@@ -648,6 +678,7 @@ fn migration_fast_step(run: i64, schema: &str) -> &'static str {
 /// The ledger row of a claimed schema set to applied and the tenant's `schema_version` to the
 /// run's version, in one statement (what `tenant._migration_finish` does for a step without error).
 fn finish_applied(run: i64, schema: &str, version: &str) {
+    let row = claimed_row(run, schema).unwrap_or_default();
     let n = privilege::as_owner(|| {
         Spi::connect_mut(|c| {
             let mut slot = FINISH_APPLIED.0.borrow_mut();
@@ -657,7 +688,8 @@ fn finish_applied(run: i64, schema: &str, version: &str) {
                                    SET status = 'applied', error = NULL, sqlstate = NULL, \
                                        started_at = pg_catalog.now(), finished_at = pg_catalog.clock_timestamp(), \
                                        attempts = s.attempts OPERATOR(pg_catalog.+) 1, pid = pg_catalog.pg_backend_pid() \
-                                 WHERE s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                                 WHERE s.ctid OPERATOR(pg_catalog.=) $4::pg_catalog.tid \
+                                   AND s.schema_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
                                    AND s.version OPERATOR(pg_catalog.=) $3 AND s.run_id OPERATOR(pg_catalog.=) $1 \
                                    AND s.status OPERATOR(pg_catalog.=) 'pending' RETURNING 1), \
                           v AS (UPDATE tenant.tenants t SET schema_version = $3 \
@@ -668,12 +700,13 @@ fn finish_applied(run: i64, schema: &str, version: &str) {
                         PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID),
                         PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
                         PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
+                        PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID),
                     ],
                 )?;
                 *slot = Some(stmt.keep());
             }
             let stmt = slot.as_ref().expect("prepared above");
-            c.update(stmt, None, &[run.into(), schema.into(), version.into()])?
+            c.update(stmt, None, &[run.into(), schema.into(), version.into(), row.as_str().into()])?
                 .first()
                 .get_one::<i64>()
         })

@@ -901,7 +901,7 @@ fn a_worker_sees_its_leader_alive_only_while_the_run_lock_is_held() {
         "42501",
     );
     expect_sqlstate(
-        admin.batch_execute("SELECT tenant._migration_claimed(1, 'tenant_a')"),
+        admin.batch_execute("SELECT tenant._migration_claimed(1, 'tenant_a', '(0,1)')"),
         "42501",
     );
 }
