@@ -171,6 +171,19 @@ fn row_of(
     (r.get(0), r.get(1), r.get(2))
 }
 
+/// The schemas holding a relation named `name`, in order.
+fn schemas_holding(su: &mut Client, name: &str) -> Vec<String> {
+    su.query(
+        "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relname = $1 ORDER BY 1",
+        &[&name],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 fn started_at(client: &mut Client, schema: &str, version: &str) -> String {
     client
         .query_one(
@@ -799,12 +812,8 @@ fn a_migration_cannot_run_the_step_of_a_schema_it_has_not_claimed() {
     );
     assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "applied");
     assert_eq!(
-        strings(
-            &mut su,
-            "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relname = 'hit' ORDER BY 1"
-        ),
-        vec!["tenant_b", "tenant_template"]
+        schemas_holding(&mut su, "hit"),
+        ["tenant_b", "tenant_template"]
     );
     // The attempts and the backend of the one write per schema.
     assert_eq!(
@@ -856,12 +865,8 @@ fn no_step_function_runs_inside_a_step() {
         );
         assert_eq!(row_of(&mut su, "tenant_b", "v1").0, "applied");
         assert_eq!(
-            strings(
-                &mut su,
-                "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relname = 'hit' ORDER BY 1"
-            ),
-            vec!["tenant_b", "tenant_template"]
+            schemas_holding(&mut su, "hit"),
+            ["tenant_b", "tenant_template"]
         );
         assert_eq!(
             strings(
