@@ -437,8 +437,9 @@ struct ClaimedStep {
 /// has claimed ([`CLAIMED`]). Takes the schema's activity lock (see [`hold_activity_lock`]).
 fn claimed_step(run: i64, schema: &str) -> ClaimedStep {
     let row = claimed_row(run, schema);
-    // Prepared once per backend (planning this join cost more than the rest of a small step).
-    let step = privilege::as_owner(|| {
+    // Prepared once per backend and run with its generic plan (planning this join cost more than
+    // the rest of a small step).
+    let step = privilege::as_owner_generic_plan(|| {
         Spi::connect(|c| {
             let mut slot = CLAIMED_STEP.0.borrow_mut();
             if slot.is_none() {
@@ -679,7 +680,7 @@ fn migration_fast_step(run: i64, schema: &str) -> &'static str {
 /// run's version, in one statement (what `tenant._migration_finish` does for a step without error).
 fn finish_applied(run: i64, schema: &str, version: &str) {
     let row = claimed_row(run, schema).unwrap_or_default();
-    let n = privilege::as_owner(|| {
+    let n = privilege::as_owner_generic_plan(|| {
         Spi::connect_mut(|c| {
             let mut slot = FINISH_APPLIED.0.borrow_mut();
             if slot.is_none() {

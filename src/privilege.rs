@@ -194,6 +194,24 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     as_role(registry_owner(), 0, f)
 }
 
+/// [`as_owner`] for statements prepared once per backend and run with parameters many times in
+/// one loop (migrate_all's per-schema statements): `plan_cache_mode = force_generic_plan` too, so
+/// the plan cache never re-plans them per execution. A custom plan is planned from scratch on
+/// every call, and planning opens — and locks to the end of the transaction — every index of
+/// every table in the query, which the step that follows then carries.
+pub fn as_owner_generic_plan<R>(f: impl FnOnce() -> R) -> R {
+    with_user_and_settings(
+        registry_owner(),
+        (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+        &[
+            (c"search_path", c"pg_catalog, pg_temp"),
+            (c"plan_cache_mode", c"force_generic_plan"),
+        ],
+        AfterRun::KeepSettings,
+        f,
+    )
+}
+
 /// Runs `f` as `role` the way [`as_owner`] runs it as the registry owner (search_path pinned, a
 /// security-restricted operation, so code `f` reaches runs with that role's rights and cannot
 /// `SET ROLE` or leave temporary objects behind), with `extra` security-context flags: e.g.

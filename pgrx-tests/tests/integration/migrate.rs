@@ -879,6 +879,69 @@ fn no_step_function_runs_inside_a_step() {
     }
 }
 
+/// The per-schema bookkeeping statements of migrate_all run from plans made once per backend: a
+/// statement re-planned for each schema (the plan cache's custom plans) would cost its planning
+/// every time and leave the step holding a lock on every index of every registry table it reads
+/// (the planner opens them all). So from the second schema on, the registry relations the step's
+/// transaction holds locks on are the same for every schema, and none of them is an index that
+/// no plan scans. The step records what it holds itself (pg_locks of its own backend).
+#[test]
+fn each_schema_runs_the_bookkeeping_from_plans_made_once() {
+    let slugs = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let tenants: Vec<(&str, i32)> = slugs.iter().map(|s| (*s, 1)).collect();
+    let db = fixture("mig_generic", &tenants);
+    let mut su = db.superuser();
+    let admin = db.role("admin");
+    su.batch_execute(&format!(
+        "CREATE TABLE public.step_locks (schema_name text, relname text);
+         GRANT INSERT ON public.step_locks TO {admin};"
+    ))
+    .unwrap();
+    migrate(
+        &mut db.connect("admin"),
+        "v1",
+        "ALTER TABLE items ADD COLUMN extra integer;
+         INSERT INTO public.step_locks
+         SELECT pg_catalog.current_schema(), c.relname::text
+           FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
+          WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation'
+            AND c.relnamespace = 'tenant'::pg_catalog.regnamespace",
+    )
+    .unwrap();
+    let applied = strings(
+        &mut su,
+        "SELECT schema_name FROM tenant.schema_migrations WHERE version = 'v1' AND status = 'applied'
+          AND tenant_id IS NOT NULL ORDER BY 1",
+    );
+    assert_eq!(applied.len(), slugs.len(), "{applied:?}");
+    let held = |su: &mut Client, schema: &str| -> Vec<String> {
+        strings(
+            su,
+            &format!(
+                "SELECT DISTINCT relname FROM public.step_locks WHERE schema_name = '{schema}' ORDER BY 1"
+            ),
+        )
+    };
+    let second = held(&mut su, "tenant_b");
+    assert!(
+        second.iter().any(|r| r == "schema_migrations"),
+        "the probe saw the claim's lock: {second:?}"
+    );
+    for unscanned in ["tenants_slug_key", "tenants_uuid_key", "migrations_seq_key"] {
+        assert!(
+            !second.iter().any(|r| r == unscanned),
+            "{unscanned} is locked by planning in the second schema's transaction: {second:?}"
+        );
+    }
+    for slug in &slugs[2..] {
+        assert_eq!(
+            held(&mut su, &format!("tenant_{slug}")),
+            second,
+            "tenant_{slug}"
+        );
+    }
+}
+
 /// A worker goes on claiming only while its leader runs the run: the leader's process exists and
 /// the run lock is held (tenant._migration_leader_alive, read without pg_locks).
 #[test]
