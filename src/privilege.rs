@@ -200,14 +200,10 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
 /// every call, and planning opens — and locks to the end of the transaction — every index of
 /// every table in the query, which the step that follows then carries.
 pub fn as_owner_generic_plan<R>(f: impl FnOnce() -> R) -> R {
-    with_user_and_settings(
+    restricted(
         registry_owner(),
-        (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
-        &[
-            (c"search_path", c"pg_catalog, pg_temp"),
-            (c"plan_cache_mode", c"force_generic_plan"),
-        ],
-        AfterRun::KeepSettings,
+        0,
+        &[PINNED_PATH, (c"plan_cache_mode", c"force_generic_plan")],
         f,
     )
 }
@@ -218,11 +214,19 @@ pub fn as_owner_generic_plan<R>(f: impl FnOnce() -> R) -> R {
 /// `SECURITY_NOFORCE_RLS`, with which a table's owner reads all its rows despite FORCE ROW LEVEL
 /// SECURITY, as PostgreSQL's referential-integrity checks do.
 pub fn as_role<R>(role: Oid, extra: u32, f: impl FnOnce() -> R) -> R {
+    restricted(role, extra, &[PINNED_PATH], f)
+}
+
+/// The `search_path` of every restricted run, as a function SET clause would pin it.
+const PINNED_PATH: (&CStr, &CStr) = (c"search_path", c"pg_catalog, pg_temp");
+
+/// A security-restricted run of `f` as `role` (plus `extra` flags) with `settings` applied for it.
+fn restricted<R>(role: Oid, extra: u32, settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
     with_user_and_settings(
         role,
         (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION | extra)
             as i32,
-        &[(c"search_path", c"pg_catalog, pg_temp")],
+        settings,
         AfterRun::KeepSettings,
         f,
     )
